@@ -1,0 +1,208 @@
+//! Token bucket as GCRA (generic cell rate algorithm).
+//!
+//! The whole state of a key is one number, the theoretical arrival time (TAT): the
+//! instant at which the bucket would be full again. Refill is implicit in the passing
+//! of time, so there is no background task and no floating point at decision time.
+
+use std::time::Duration;
+
+use super::{nanos_to_duration, RuleError};
+use crate::decision::{Decision, DeniedBy};
+
+/// Largest rate accepted: one unit per nanosecond.
+pub const MAX_RATE_PER_SECOND: f64 = 1e9;
+
+/// A validated token-bucket rule: `burst` units of capacity refilled at one unit per
+/// `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenBucket {
+    /// Nanoseconds per unit (the emission interval), rounded up so that rounding can
+    /// only make the limit stricter, never looser.
+    interval: u64,
+    burst: u32,
+    /// `interval * burst`: how far the TAT may run ahead of now. Checked to fit at
+    /// construction so decisions never overflow.
+    capacity_span: u64,
+}
+
+impl TokenBucket {
+    /// A bucket admitting `rate_per_second` units per second on average and up to
+    /// `burst` at once. `rate_per_second` may be fractional (0.2 = one unit per 5 s).
+    pub fn new(rate_per_second: f64, burst: u32) -> Result<Self, RuleError> {
+        if !rate_per_second.is_finite() || rate_per_second <= 0.0 {
+            return Err(RuleError::NotPositive {
+                field: "rate_per_second",
+                value: rate_per_second,
+            });
+        }
+        if rate_per_second > MAX_RATE_PER_SECOND {
+            return Err(RuleError::TooLarge {
+                field: "rate_per_second",
+                max: MAX_RATE_PER_SECOND,
+            });
+        }
+        if burst == 0 {
+            return Err(RuleError::NotPositive {
+                field: "burst",
+                value: 0.0,
+            });
+        }
+        let interval = (1e9 / rate_per_second).ceil();
+        if interval >= u64::MAX as f64 {
+            return Err(RuleError::TooSmall {
+                field: "rate_per_second",
+            });
+        }
+        let interval = (interval as u64).max(1);
+        let capacity_span = interval
+            .checked_mul(u64::from(burst))
+            .filter(|span| *span <= u64::MAX / 4)
+            .ok_or(RuleError::SpanOverflow)?;
+        Ok(TokenBucket {
+            interval,
+            burst,
+            capacity_span,
+        })
+    }
+
+    /// Nanoseconds between two units at the steady rate.
+    pub fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// Capacity of the bucket.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Units per second actually enforced (the configured rate, up to interval rounding).
+    pub fn rate_per_second(&self) -> f64 {
+        1e9 / self.interval as f64
+    }
+
+    /// Decides an attempt of `cost` units at `now` against the stored `tat`
+    /// (0 for a key never seen). Returns the decision and, when admitted, the new TAT
+    /// to store. The caller has checked `1 <= cost <= burst`.
+    #[inline]
+    pub fn decide(&self, tat: u64, now: u64, cost: u32) -> (Decision, Option<u64>) {
+        let tat = tat.max(now);
+        let horizon = now.saturating_add(self.capacity_span);
+        let new_tat = tat.saturating_add(u64::from(cost) * self.interval);
+        if new_tat <= horizon {
+            let decision = Decision {
+                allowed: true,
+                limit: u64::from(self.burst),
+                remaining: (horizon - new_tat) / self.interval,
+                retry_after: Duration::ZERO,
+                reset_after: nanos_to_duration(new_tat - now),
+                denied_by: None,
+            };
+            (decision, Some(new_tat))
+        } else {
+            // The attempt fits once `now` has moved so that `new_tat <= now + span`.
+            let decision = Decision {
+                allowed: false,
+                limit: u64::from(self.burst),
+                remaining: horizon.saturating_sub(tat) / self.interval,
+                retry_after: nanos_to_duration(new_tat - horizon),
+                reset_after: nanos_to_duration(tat - now),
+                denied_by: Some(DeniedBy::Rate),
+            };
+            (decision, None)
+        }
+    }
+
+    /// The decision an attempt of `cost` would get, without taking it: `remaining` is
+    /// what is available now, not what would be left after the attempt.
+    #[inline]
+    pub fn peek(&self, tat: u64, now: u64, cost: u32) -> Decision {
+        let (mut decision, _) = self.decide(tat, now, cost);
+        let horizon = now.saturating_add(self.capacity_span);
+        decision.remaining = horizon.saturating_sub(tat.max(now)) / self.interval;
+        decision
+    }
+
+    /// The decision an attempt of `cost` would get at `now`, consuming nothing: as
+    /// `decide`, except that `remaining` and `reset_after` describe the bucket as it
+    /// is (the sliding window's `peek` does the same).
+    #[inline]
+    pub fn peek(&self, tat: u64, now: u64, cost: u32) -> Decision {
+        let (mut decision, new_tat) = self.decide(tat, now, cost);
+        if new_tat.is_some() {
+            let tat = tat.max(now);
+            decision.remaining = (now.saturating_add(self.capacity_span) - tat) / self.interval;
+            decision.reset_after = nanos_to_duration(tat - now);
+        }
+        decision
+    }
+
+    /// Whether a key whose TAT is `tat` is indistinguishable from a fresh key at `now`
+    /// (and may therefore be forgotten).
+    #[inline]
+    pub fn is_idle(&self, tat: u64, now: u64) -> bool {
+        tat <= now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn burst_one_spaces_calls_exactly() {
+        let tb = TokenBucket::new(2.0, 1).unwrap();
+        let (d, tat) = tb.decide(0, 10 * SEC, 1);
+        assert!(d.allowed);
+        let tat = tat.unwrap();
+        let (d, none) = tb.decide(tat, 10 * SEC, 1);
+        assert!(!d.allowed && none.is_none());
+        assert_eq!(d.retry_after, Duration::from_millis(500));
+        assert!(!tb.decide(tat, 10 * SEC + SEC / 2 - 1, 1).0.allowed);
+        assert!(tb.decide(tat, 10 * SEC + SEC / 2, 1).0.allowed);
+    }
+
+    #[test]
+    fn burst_is_available_at_once_then_refills() {
+        let tb = TokenBucket::new(10.0, 5).unwrap();
+        let mut tat = 0;
+        for expected_remaining in (0..5).rev() {
+            let (d, new) = tb.decide(tat, SEC, 1);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, expected_remaining);
+            tat = new.unwrap();
+        }
+        let (d, _) = tb.decide(tat, SEC, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Duration::from_millis(100));
+        assert_eq!(d.reset_after, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn cost_takes_several_units() {
+        let tb = TokenBucket::new(1.0, 10).unwrap();
+        let (d, tat) = tb.decide(0, SEC, 7);
+        assert!(d.allowed && d.remaining == 3);
+        let (d, _) = tb.decide(tat.unwrap(), SEC, 4);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn fractional_rates_are_exact_to_the_nanosecond() {
+        let tb = TokenBucket::new(0.2, 1).unwrap();
+        assert_eq!(tb.interval_nanos(), 5 * SEC);
+        let tb = TokenBucket::new(3.0, 1).unwrap();
+        assert_eq!(tb.interval_nanos(), 333_333_334);
+    }
+
+    #[test]
+    fn invalid_rules_are_refused() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e9] {
+            assert!(TokenBucket::new(rate, 1).is_err(), "{rate}");
+        }
+        assert!(TokenBucket::new(1.0, 0).is_err());
+        assert!(TokenBucket::new(1e-12, u32::MAX).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Where "now" comes from.
+//!
+//! The memory engine decides with a [`Clock`]; distributed engines decide with their
+//! store's clock (SPEC §4.6) and never consult this one. Tests replace the clock to
+//! make every decision exact and instant.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A monotonic source of time in nanoseconds since an arbitrary, fixed origin.
+pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since this clock's origin. Never decreases.
+    fn now_nanos(&self) -> u64;
+}
+
+/// The production clock: a TSC-backed monotonic clock (via `quanta`), a few
+/// nanoseconds per read, calibrated against the OS monotonic clock.
+#[derive(Debug, Clone)]
+pub struct MonotonicClock {
+    clock: quanta::Clock,
+    origin: quanta::Instant,
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        let clock = quanta::Clock::new();
+        let origin = clock.now();
+        MonotonicClock { clock, origin }
+    }
+}
+
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        // Saturating: quanta guarantees monotonicity, but never underflow regardless.
+        self.clock
+            .now()
+            .saturating_duration_since(self.origin)
+            .as_nanos() as u64
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at time zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.nanos
+            .fetch_add(by.as_nanos().min(u64::MAX as u128) as u64, Ordering::SeqCst);
+    }
+
+    /// Moves time forward by `nanos` nanoseconds.
+    pub fn advance_nanos(&self, nanos: u64) {
+        self.nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::SeqCst)
+    }
+}
+
+/// A clock that reads tokio's time, so that under `tokio::time::pause()` the sleeps
+/// of `acquire` advance the limiter's clock too: waiting tests run instantly and exactly.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        TokioClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_nanos(&self) -> u64 {
+        tokio::time::Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_nanos() as u64
+    }
+}
