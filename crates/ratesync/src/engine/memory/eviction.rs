@@ -1,0 +1,58 @@
+//! Dropping idle keys, and making room under `max_keys`.
+//!
+//! A key is idle when its state equals a fresh key's (bucket full, window empty, no
+//! live lease): forgetting it changes no decision. Sweeps walk one limiter's map and
+//! run when the keys added since the last sweep reach half the map's size (at least
+//! `MIN_SWEEP_INTERVAL`): a sweep of n keys is paid for by n/2 additions, so the cost
+//! is amortised O(1) per added key.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::KeyMap;
+use crate::algorithm::Policy;
+
+const MIN_SWEEP_INTERVAL: usize = 1024;
+
+/// Fraction of a full map evicted at once when no key is idle, so that a store at
+/// its bound does not scan on every new key.
+const EVICT_DIVISOR: usize = 16;
+
+#[derive(Default)]
+pub(super) struct Sweeper {
+    added_since_sweep: AtomicUsize,
+}
+
+impl Sweeper {
+    /// Counts one added key; true when a sweep is due.
+    pub fn due(&self, len: usize) -> bool {
+        let added = self.added_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
+        added >= (len / 2).max(MIN_SWEEP_INTERVAL)
+    }
+
+    /// Removes every idle key; returns how many.
+    pub fn drop_idle(&self, keys: &KeyMap, policy: &Policy, now: u64) -> usize {
+        self.added_since_sweep.store(0, Ordering::Relaxed);
+        let before = keys.len();
+        keys.retain(|_, slot| slot.idle_at(policy, now) > now);
+        before.saturating_sub(keys.len())
+    }
+
+    /// With no idle key to drop, evicts the keys closest to becoming idle (a fraction
+    /// of the map). This loosens those keys' limits, which is what a bound on memory
+    /// means; the bound is chosen by the operator.
+    pub fn evict_nearest_idle(&self, keys: &KeyMap, policy: &Policy, now: u64) -> usize {
+        let mut candidates: Vec<(u64, Box<str>)> = keys
+            .iter()
+            .map(|entry| (entry.value().idle_at(policy, now), entry.key().clone()))
+            .collect();
+        if candidates.is_empty() {
+            return 0;
+        }
+        let count = (candidates.len() / EVICT_DIVISOR).max(1);
+        candidates.select_nth_unstable_by_key(count - 1, |(idle_at, _)| *idle_at);
+        candidates[..count]
+            .iter()
+            .filter(|(_, key)| keys.remove(key.as_ref()).is_some())
+            .count()
+    }
+}

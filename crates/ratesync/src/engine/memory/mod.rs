@@ -1,0 +1,233 @@
+//! The memory engine: the embedded default, for development and single-process use.
+//!
+//! State lives in one sharded concurrent map per limiter, keyed by the user's key;
+//! the limiter-wide key (`""`) has a slot of its own so unkeyed limiters never hash.
+//! A key costs its map entry and nothing else: no task, timer or lock object per key.
+//!
+//! Token buckets without a concurrency cap (the common case) are one `AtomicU64`
+//! (the GCRA theoretical arrival time) updated by compare-and-swap: lock-free.
+//! Sliding windows and concurrency leases keep a [`KeyState`] under a short
+//! `parking_lot` mutex; the critical section is the pure decision function.
+//!
+//! Idle keys (state equal to a fresh key's) are dropped by sweeps that run as keys are
+//! added, amortised O(1) per new key; `max_keys` bounds the total across the store.
+
+mod eviction;
+mod slot;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use self::eviction::Sweeper;
+use self::slot::Slot;
+use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, LocalEngineLimiter, StoreError};
+use crate::algorithm::{LeaseId, Policy};
+use crate::clock::{Clock, MonotonicClock};
+use crate::config::MemoryConfig;
+use crate::decision::Decision;
+
+type KeyMap = DashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+
+/// Process-memory store. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct MemoryEngine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    clock: Arc<dyn Clock>,
+    max_keys: Option<usize>,
+    /// Keys tracked across all limiters of this store.
+    keys: AtomicUsize,
+}
+
+impl MemoryEngine {
+    /// A memory store on the monotonic clock.
+    pub fn new(config: &MemoryConfig) -> Self {
+        Self::with_clock(config, Arc::new(MonotonicClock::default()))
+    }
+
+    /// A memory store on the given clock (tests use [`crate::ManualClock`]).
+    pub fn with_clock(config: &MemoryConfig, clock: Arc<dyn Clock>) -> Self {
+        MemoryEngine {
+            shared: Arc::new(Shared {
+                clock,
+                max_keys: config.max_keys.map(|n| n.get()),
+                keys: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Keys currently tracked by this store (all limiters).
+    pub fn tracked_keys(&self) -> usize {
+        self.shared.keys.load(Ordering::Relaxed)
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
+        Ok(Arc::new(MemoryLimiter {
+            policy: spec.policy,
+            shared: self.shared.clone(),
+            limiter_wide: Slot::fresh(&spec.policy),
+            keys: KeyMap::default(),
+            sweeper: Sweeper::default(),
+        }))
+    }
+}
+
+/// The keys of one limiter in a memory store.
+pub struct MemoryLimiter {
+    policy: Policy,
+    shared: Arc<Shared>,
+    limiter_wide: Slot,
+    keys: KeyMap,
+    sweeper: Sweeper,
+}
+
+impl MemoryLimiter {
+    #[inline]
+    fn now(&self) -> u64 {
+        self.shared.clock.now_nanos()
+    }
+
+    /// Runs `f` on the slot of `key`, creating it if needed.
+    #[inline]
+    fn with_slot<R>(&self, key: &str, now: u64, f: impl FnOnce(&Slot) -> R) -> R {
+        if key.is_empty() {
+            return f(&self.limiter_wide);
+        }
+        if let Some(slot) = self.keys.get(key) {
+            return f(&slot);
+        }
+        self.make_room(now);
+        let slot = self.keys.entry(key.into()).or_insert_with(|| {
+            self.shared.keys.fetch_add(1, Ordering::Relaxed);
+            Slot::fresh(&self.policy)
+        });
+        f(&slot)
+    }
+
+    /// Before adding a key: drop idle keys now and then, and enforce `max_keys`.
+    fn make_room(&self, now: u64) {
+        let full = self
+            .shared
+            .max_keys
+            .is_some_and(|max| self.shared.keys.load(Ordering::Relaxed) >= max);
+        if full || self.sweeper.due(self.keys.len()) {
+            let removed = self.sweeper.drop_idle(&self.keys, &self.policy, now);
+            self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
+        }
+        if let Some(max) = self.shared.max_keys {
+            if self.shared.keys.load(Ordering::Relaxed) >= max {
+                let removed = self
+                    .sweeper
+                    .evict_nearest_idle(&self.keys, &self.policy, now);
+                self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl LocalEngineLimiter for MemoryLimiter {
+    #[inline]
+    fn acquire(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Decision {
+        let now = self.now();
+        self.with_slot(key, now, |slot| {
+            slot.acquire(&self.policy, now, cost, lease)
+        })
+    }
+
+    fn peek(&self, key: &str, cost: u32) -> Decision {
+        let now = self.now();
+        if key.is_empty() {
+            return self.limiter_wide.peek(&self.policy, now, cost);
+        }
+        match self.keys.get(key) {
+            Some(slot) => slot.peek(&self.policy, now, cost),
+            None => Slot::fresh(&self.policy).peek(&self.policy, now, cost),
+        }
+    }
+
+    fn release(&self, key: &str, lease: LeaseId) {
+        if key.is_empty() {
+            return self.limiter_wide.release(lease);
+        }
+        if let Some(slot) = self.keys.get(key) {
+            slot.release(lease);
+        }
+    }
+
+    fn renew(&self, key: &str, lease: LeaseId) -> bool {
+        let now = self.now();
+        let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
+        if key.is_empty() {
+            return self.limiter_wide.renew(lease, now, ttl);
+        }
+        self.keys
+            .get(key)
+            .is_some_and(|slot| slot.renew(lease, now, ttl))
+    }
+
+    fn reset(&self, key: Option<&str>) {
+        match key {
+            None => {
+                self.limiter_wide.reset(&self.policy);
+                let before = self.keys.len();
+                self.keys.clear();
+                self.shared.keys.fetch_sub(before, Ordering::Relaxed);
+            }
+            Some("") => self.limiter_wide.reset(&self.policy),
+            Some(key) => {
+                if self.keys.remove(key).is_some() {
+                    self.shared.keys.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn ready<T: Send + 'static>(value: T) -> EngineFuture<'static, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+impl EngineLimiter for MemoryLimiter {
+    fn acquire<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        lease: Option<LeaseId>,
+    ) -> EngineFuture<'a, Decision> {
+        ready(LocalEngineLimiter::acquire(self, key, cost, lease))
+    }
+
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
+        ready(LocalEngineLimiter::peek(self, key, cost))
+    }
+
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
+        ready(LocalEngineLimiter::release(self, key, lease))
+    }
+
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
+        ready(LocalEngineLimiter::renew(self, key, lease))
+    }
+
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
+        ready(LocalEngineLimiter::reset(self, key))
+    }
+
+    fn local(&self) -> Option<&dyn LocalEngineLimiter> {
+        Some(self)
+    }
+}

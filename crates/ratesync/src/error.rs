@@ -1,0 +1,88 @@
+//! Errors a user of the library sees. Each carries what is needed to fix its cause.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::algorithm::CostError;
+use crate::config::ConfigError;
+use crate::decision::Decision;
+use crate::engine::StoreError;
+
+/// Errors of building a registry or finding a limiter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no limiter named `{0}` is configured")]
+    UnknownLimiter(String),
+    #[error("store `{store}`: {source}")]
+    Store {
+        store: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Why an attempt was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// `try_acquire` (or a zero timeout) found no room.
+    #[error("limiter `{limiter}` refused: retry after {:.3}s", .decision.retry_after.as_secs_f64())]
+    Denied {
+        limiter: Arc<str>,
+        decision: Decision,
+    },
+    /// `acquire` could not be admitted within its timeout.
+    #[error("limiter `{limiter}` timed out after {:.3}s: retry after {:.3}s", .waited.as_secs_f64(), .decision.retry_after.as_secs_f64())]
+    TimedOut {
+        limiter: Arc<str>,
+        waited: Duration,
+        decision: Decision,
+    },
+    /// The store failed and the limiter is `fail_closed`.
+    #[error("limiter `{limiter}`: store `{store}` unavailable: {source}")]
+    StoreUnavailable {
+        limiter: Arc<str>,
+        store: Arc<str>,
+        #[source]
+        source: StoreError,
+    },
+    /// The cost can never be admitted by this limiter.
+    #[error("limiter `{limiter}`: {source}")]
+    InvalidCost {
+        limiter: Arc<str>,
+        #[source]
+        source: CostError,
+    },
+}
+
+impl AcquireError {
+    /// How long to wait before trying again, when the store said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AcquireError::Denied { decision, .. } | AcquireError::TimedOut { decision, .. } => {
+                Some(decision.retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// The store's decision, for refusals and timeouts.
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            AcquireError::Denied { decision, .. } | AcquireError::TimedOut { decision, .. } => {
+                Some(decision)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is a refusal or timeout (HTTP 429) rather than an outage (503) or
+    /// a caller bug.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(
+            self,
+            AcquireError::Denied { .. } | AcquireError::TimedOut { .. }
+        )
+    }
+}

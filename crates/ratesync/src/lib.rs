@@ -1,0 +1,48 @@
+//! # ratesync
+//!
+//! A distributed rate limiter: token bucket (GCRA) with burst and cost, exact sliding
+//! window, and concurrency leases, decided atomically inside a shared store (Redis,
+//! PostgreSQL, NATS JetStream KV) or in process memory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};
+//!
+//! let config = Config::builder()
+//!     .store("local", StoreBuilder::memory())
+//!     .limiter("api", LimiterBuilder::token_bucket("local", 100.0).burst(20))
+//!     .build()?;
+//! let registry = Registry::from_config(config)?;
+//! let api = registry.limiter("api")?;
+//!
+//! let _permit = api.acquire().await?;                  // waits if needed
+//! let _permit = api.key("user-42").cost(3).try_acquire().await?; // never waits
+//! # Ok(()) }
+//! ```
+//!
+//! The tree follows the architecture: [`algorithm`] is the pure math every engine is
+//! tested against; [`engine`] holds the contract and one module per store; [`config`]
+//! reads `rate-sync.toml`; [`Registry`] and [`Limiter`] are the API.
+
+pub mod algorithm;
+pub mod clock;
+pub mod config;
+mod decision;
+pub mod engine;
+mod error;
+mod global;
+mod limiter;
+mod metrics;
+mod registry;
+mod store;
+
+pub use algorithm::{LeaseId, Policy, Rule, SlidingWindow, TokenBucket};
+pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
+pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
+pub use decision::{Decision, DeniedBy};
+pub use error::{AcquireError, Error};
+pub use global::{
+    acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
+};
+pub use limiter::{Call, Limiter, Permit, ReleaseSignal};
+pub use registry::{Registry, RegistryBuilder};

@@ -1,0 +1,415 @@
+//! `Limiter`: the API of one configured limiter (SPEC §4.3–§4.5).
+//!
+//! - `try_acquire`: one attempt, never waits.
+//! - `acquire`: waits until admitted or until the timeout (explicit, else the
+//!   limiter's `timeout`, else forever). A rate refusal sleeps exactly its
+//!   retry-after; a concurrency refusal waits for a release (or a bounded poll).
+//!   Dropping a waiting `acquire` consumes nothing: only an admission writes state.
+//! - `state`: the current decision, consuming nothing. `reset`: forget state.
+//!
+//! Every call takes an optional key (`limiter.key("user-1")`) and cost
+//! (`.cost(3)`); the empty key is the limiter-wide key.
+
+mod permit;
+mod renewal;
+mod waiters;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use self::permit::Permit;
+pub(crate) use self::renewal::LeaseKeeper;
+pub use self::waiters::ReleaseSignal;
+pub(crate) use self::waiters::Waiters;
+
+use self::permit::HeldSlot;
+use crate::algorithm::{check_cost, LeaseId, Policy};
+use crate::config::LimiterConfig;
+use crate::decision::{Decision, DeniedBy};
+use crate::engine::{EngineLimiter, StoreError};
+use crate::error::AcquireError;
+use crate::metrics::LimiterMetrics;
+use crate::store::StoreRuntime;
+
+/// Longest a waiter for a concurrency slot sleeps without re-checking, in case a
+/// release signal from another process was lost.
+const FALLBACK_POLL: Duration = Duration::from_millis(500);
+
+/// A handle on one configured limiter. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Limiter {
+    inner: Arc<LimiterInner>,
+}
+
+pub(crate) struct LimiterInner {
+    name: Arc<str>,
+    config: LimiterConfig,
+    policy: Policy,
+    pub(crate) engine: Arc<dyn EngineLimiter>,
+    pub(crate) store: Arc<StoreRuntime>,
+    waiters: Arc<Waiters>,
+    metrics: LimiterMetrics,
+}
+
+impl Limiter {
+    pub(crate) fn new(
+        name: &str,
+        config: LimiterConfig,
+        store: Arc<StoreRuntime>,
+    ) -> Result<Self, StoreError> {
+        let name: Arc<str> = name.into();
+        let policy = config.policy();
+        let waiters = Arc::new(Waiters::default());
+        let engine = store.engine.limiter(crate::engine::LimiterSpec {
+            id: name.clone(),
+            policy,
+            releases: ReleaseSignal(waiters.clone()),
+        })?;
+        Ok(Limiter {
+            inner: Arc::new(LimiterInner {
+                metrics: LimiterMetrics::new(&name, &store.id),
+                name,
+                config,
+                policy,
+                engine,
+                store,
+                waiters,
+            }),
+        })
+    }
+
+    /// The limiter's configured name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Id of the store the limiter decides in.
+    pub fn store_id(&self) -> &str {
+        &self.inner.store.id
+    }
+
+    /// The engine of that store (`"memory"`, `"redis"`, ...).
+    pub fn engine_name(&self) -> &'static str {
+        self.inner.store.engine.name()
+    }
+
+    /// The limiter's validated configuration.
+    pub fn config(&self) -> &LimiterConfig {
+        &self.inner.config
+    }
+
+    /// Whether decisions are made in this process, without I/O (memory engine).
+    pub fn is_local(&self) -> bool {
+        self.inner.engine.local().is_some()
+    }
+
+    /// A call on one key.
+    pub fn key<'a>(&'a self, key: &'a str) -> Call<'a> {
+        self.call().key(key)
+    }
+
+    /// A call of a given cost on the limiter-wide key.
+    pub fn cost(&self, cost: u32) -> Call<'_> {
+        self.call().cost(cost)
+    }
+
+    fn call(&self) -> Call<'_> {
+        Call {
+            limiter: self,
+            key: "",
+            cost: 1,
+            timeout: self.inner.config.timeout,
+        }
+    }
+
+    /// Waits until admitted, up to the limiter's `timeout`.
+    pub async fn acquire(&self) -> Result<Permit, AcquireError> {
+        self.call().acquire().await
+    }
+
+    /// One attempt, never waits.
+    pub async fn try_acquire(&self) -> Result<Permit, AcquireError> {
+        self.call().try_acquire().await
+    }
+
+    /// The current decision for a cost of 1, consuming nothing.
+    pub async fn state(&self) -> Result<Decision, AcquireError> {
+        self.call().state().await
+    }
+
+    /// Forgets the state of every key of this limiter.
+    pub async fn reset(&self) -> Result<(), AcquireError> {
+        self.inner.reset(None).await
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.inner.name)
+            .field("store", &self.inner.store.id)
+            .field("policy", &self.inner.policy)
+            .finish()
+    }
+}
+
+/// One call's options: key, cost and timeout. Built from [`Limiter::key`] or
+/// [`Limiter::cost`]; ends with `acquire`, `try_acquire`, `state` or `reset`.
+#[derive(Clone, Copy)]
+#[must_use = "a Call does nothing until acquire, try_acquire, state or reset"]
+pub struct Call<'a> {
+    limiter: &'a Limiter,
+    key: &'a str,
+    cost: u32,
+    timeout: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    /// The key whose state is used (default: the limiter-wide key).
+    pub fn key(mut self, key: &'a str) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Units this call takes (default 1).
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Wait bound for `acquire`: `Some(ZERO)` never waits, `None` waits forever.
+    /// Defaults to the limiter's configured `timeout`.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Waits until admitted or the timeout passes.
+    pub async fn acquire(self) -> Result<Permit, AcquireError> {
+        self.limiter
+            .inner
+            .acquire(self.key, self.cost, self.timeout)
+            .await
+    }
+
+    /// One attempt, never waits.
+    pub async fn try_acquire(self) -> Result<Permit, AcquireError> {
+        self.limiter.inner.attempt(self.key, self.cost).await
+    }
+
+    /// One attempt, made synchronously, when the engine decides in process memory;
+    /// `None` for remote engines (use [`Call::try_acquire`]).
+    pub fn try_acquire_local(self) -> Option<Result<Permit, AcquireError>> {
+        let inner = &self.limiter.inner;
+        let local = inner.engine.local()?;
+        Some(inner.check_cost(self.cost).and_then(|()| {
+            let lease = inner.new_lease_id();
+            inner.settle(
+                self.key,
+                lease,
+                Ok(local.acquire(self.key, self.cost, lease)),
+            )
+        }))
+    }
+
+    /// The decision this call would get now, consuming nothing.
+    pub async fn state(self) -> Result<Decision, AcquireError> {
+        self.limiter.inner.peek(self.key, self.cost).await
+    }
+
+    /// Forgets this key's state.
+    pub async fn reset(self) -> Result<(), AcquireError> {
+        self.limiter.inner.reset(Some(self.key)).await
+    }
+}
+
+impl LimiterInner {
+    fn check_cost(&self, cost: u32) -> Result<(), AcquireError> {
+        check_cost(&self.policy.rule, cost).map_err(|source| AcquireError::InvalidCost {
+            limiter: self.name.clone(),
+            source,
+        })
+    }
+
+    fn new_lease_id(&self) -> Option<LeaseId> {
+        self.policy.concurrency.map(|_| LeaseId::random())
+    }
+
+    /// One attempt.
+    async fn attempt(self: &Arc<Self>, key: &str, cost: u32) -> Result<Permit, AcquireError> {
+        self.check_cost(cost)?;
+        let lease = self.new_lease_id();
+        let result = match self.engine.local() {
+            Some(local) => Ok(local.acquire(key, cost, lease)),
+            None => self.store.call(self.engine.acquire(key, cost, lease)).await,
+        };
+        self.settle(key, lease, result)
+    }
+
+    /// Turns an engine answer into a permit or a refusal, applying the failure policy.
+    #[inline]
+    fn settle(
+        self: &Arc<Self>,
+        key: &str,
+        lease: Option<LeaseId>,
+        result: Result<Decision, StoreError>,
+    ) -> Result<Permit, AcquireError> {
+        match result {
+            Ok(decision) if decision.allowed => {
+                self.metrics.admitted.increment(1);
+                let slot = lease.map(|id| {
+                    self.hold_slot(key, id);
+                    HeldSlot::new(self.clone(), key, id)
+                });
+                Ok(Permit::new(decision, slot))
+            }
+            Ok(decision) => {
+                self.metrics.denied.increment(1);
+                Err(AcquireError::Denied {
+                    limiter: self.name.clone(),
+                    decision,
+                })
+            }
+            Err(error) => self
+                .on_store_error(error)
+                .map(|decision| Permit::new(decision, None)),
+        }
+    }
+
+    fn on_store_error(&self, source: StoreError) -> Result<Decision, AcquireError> {
+        self.metrics.store_errors.increment(1);
+        if self.config.fail_closed {
+            return Err(AcquireError::StoreUnavailable {
+                limiter: self.name.clone(),
+                store: self.store.id.clone(),
+                source,
+            });
+        }
+        tracing::debug!(limiter = %self.name, error = %source, "store failed; admitting (fail-open)");
+        self.metrics.fail_open.increment(1);
+        Ok(Decision::fail_open(u64::from(self.policy.rule.capacity())))
+    }
+
+    fn hold_slot(self: &Arc<Self>, key: &str, id: LeaseId) {
+        self.metrics.permits_in_use.increment(1.0);
+        if let Some(cc) = self.policy.concurrency {
+            self.store.leases.hold(
+                &self.store,
+                id,
+                self.engine.clone(),
+                key,
+                Duration::from_nanos(cc.lease_ttl),
+            );
+        }
+    }
+
+    pub(crate) async fn release_slot(&self, key: &str, id: LeaseId) {
+        self.store.leases.forget(id);
+        self.metrics.permits_in_use.decrement(1.0);
+        let released = match self.engine.local() {
+            Some(local) => {
+                local.release(key, id);
+                Ok(())
+            }
+            None => self.store.call(self.engine.release(key, id)).await,
+        };
+        if let Err(error) = released {
+            // The lease expires after `lease_ttl` by itself; nothing is lost for long.
+            self.metrics.store_errors.increment(1);
+            tracing::warn!(limiter = %self.name, %error, "could not release a concurrency lease; it will expire");
+        }
+        self.waiters.released(key);
+    }
+
+    async fn acquire(
+        self: &Arc<Self>,
+        key: &str,
+        cost: u32,
+        timeout: Option<Duration>,
+    ) -> Result<Permit, AcquireError> {
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let mut woken_by_release = false;
+        loop {
+            // Join the queue before trying, so a release between a refusal and the
+            // wait below still wakes us.
+            let ticket = self
+                .policy
+                .concurrency
+                .is_some()
+                .then(|| self.waiters.join(key));
+            let notified = ticket.as_ref().map(|t| t.notify.notified());
+            let decision = match self.attempt(key, cost).await {
+                Ok(permit) => {
+                    self.metrics.wait_seconds.record(started.elapsed());
+                    return Ok(permit);
+                }
+                Err(AcquireError::Denied { decision, .. }) => decision,
+                Err(error) => return Err(error),
+            };
+            let by_concurrency = decision.denied_by == Some(DeniedBy::Concurrency);
+            if woken_by_release && !by_concurrency {
+                // We were handed a free slot but cannot use it now: pass it on.
+                self.waiters.released(key);
+            }
+            let now = Instant::now();
+            let wait = if by_concurrency {
+                decision
+                    .retry_after
+                    .min(FALLBACK_POLL)
+                    .max(Duration::from_millis(1))
+            } else {
+                decision.retry_after
+            };
+            if let Some(deadline) = deadline {
+                // A rate refusal knows its earliest admission: if that is past the
+                // deadline, waiting is pointless.
+                if now >= deadline || (!by_concurrency && now + wait > deadline) {
+                    self.metrics.timed_out.increment(1);
+                    return Err(AcquireError::TimedOut {
+                        limiter: self.name.clone(),
+                        waited: now - started,
+                        decision,
+                    });
+                }
+            }
+            let wake_at = deadline.map_or(now + wait, |d| d.min(now + wait));
+            woken_by_release = false;
+            match notified {
+                Some(notified) if by_concurrency => {
+                    tokio::select! {
+                        _ = notified => woken_by_release = true,
+                        _ = tokio::time::sleep_until(wake_at) => {}
+                    }
+                }
+                _ => tokio::time::sleep_until(wake_at).await,
+            }
+        }
+    }
+
+    async fn peek(&self, key: &str, cost: u32) -> Result<Decision, AcquireError> {
+        self.check_cost(cost)?;
+        let result = match self.engine.local() {
+            Some(local) => Ok(local.peek(key, cost)),
+            None => self.store.call(self.engine.peek(key, cost)).await,
+        };
+        result.or_else(|error| self.on_store_error(error))
+    }
+
+    async fn reset(&self, key: Option<&str>) -> Result<(), AcquireError> {
+        let result = match self.engine.local() {
+            Some(local) => {
+                local.reset(key);
+                Ok(())
+            }
+            None => self.store.call(self.engine.reset(key)).await,
+        };
+        result.map_err(|source| AcquireError::StoreUnavailable {
+            limiter: self.name.clone(),
+            store: self.store.id.clone(),
+            source,
+        })
+    }
+}

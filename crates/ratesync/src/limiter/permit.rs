@@ -1,0 +1,93 @@
+//! `Permit`: proof of admission, and the holder of a concurrency slot.
+
+use std::sync::Arc;
+
+use super::LimiterInner;
+use crate::algorithm::LeaseId;
+use crate::decision::Decision;
+
+/// An admitted attempt. For limiters with `max_concurrent`, it holds a slot (a
+/// renewed lease) until dropped or [`Permit::release`]d; otherwise it holds nothing.
+#[must_use = "dropping a Permit releases its concurrency slot at once"]
+pub struct Permit {
+    decision: Decision,
+    slot: Option<HeldSlot>,
+}
+
+impl Permit {
+    pub(crate) fn new(decision: Decision, slot: Option<HeldSlot>) -> Self {
+        Permit { decision, slot }
+    }
+
+    /// The decision that admitted this attempt (remaining, reset time, limit).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Whether this permit holds a concurrency slot.
+    pub fn holds_slot(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    /// Releases the slot now and waits until the store has recorded it. Dropping the
+    /// permit releases too, without waiting (in the background for remote stores).
+    pub async fn release(mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.release().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("decision", &self.decision)
+            .field("holds_slot", &self.slot.is_some())
+            .finish()
+    }
+}
+
+pub(crate) struct HeldSlot {
+    pub limiter: Arc<LimiterInner>,
+    pub key: Box<str>,
+    pub id: LeaseId,
+    released: bool,
+}
+
+impl HeldSlot {
+    pub fn new(limiter: Arc<LimiterInner>, key: &str, id: LeaseId) -> Self {
+        HeldSlot {
+            limiter,
+            key: key.into(),
+            id,
+            released: false,
+        }
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        self.limiter.release_slot(&self.key, self.id).await;
+    }
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let limiter = &self.limiter;
+        if limiter.engine.local().is_some() {
+            // Local engines release synchronously: nothing to wait for.
+            futures::FutureExt::now_or_never(limiter.release_slot(&self.key, self.id));
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let (limiter, key, id) = (limiter.clone(), self.key.clone(), self.id);
+                runtime.spawn(async move { limiter.release_slot(&key, id).await });
+            }
+            // No runtime to talk to the store: the lease expires after `lease_ttl`.
+            Err(_) => limiter.store.leases.forget(self.id),
+        }
+    }
+}

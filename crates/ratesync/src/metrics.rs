@@ -1,0 +1,51 @@
+//! Metrics through the `metrics` facade (SPEC §4.8). The library never installs a
+//! recorder: the application does (Prometheus exporter, statsd, ...), before it builds
+//! its registry, since handles are resolved once per limiter to keep the hot path to a
+//! pointer check. Keys are never labels, so cardinality stays bounded.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+/// Handles for one limiter.
+#[derive(Clone)]
+pub(crate) struct LimiterMetrics {
+    pub admitted: Counter,
+    pub denied: Counter,
+    pub timed_out: Counter,
+    pub store_errors: Counter,
+    pub fail_open: Counter,
+    pub wait_seconds: Histogram,
+    pub permits_in_use: Gauge,
+}
+
+impl LimiterMetrics {
+    pub fn new(limiter: &str, store: &str) -> Self {
+        let limiter = limiter.to_owned();
+        let labels = [("limiter", limiter.clone()), ("store", store.to_owned())];
+        LimiterMetrics {
+            admitted: counter!("ratesync_admitted_total", &labels),
+            denied: counter!("ratesync_denied_total", &labels),
+            timed_out: counter!("ratesync_timed_out_total", &labels),
+            store_errors: counter!("ratesync_store_errors_total", &labels),
+            fail_open: counter!("ratesync_fail_open_total", &labels),
+            wait_seconds: histogram!("ratesync_wait_seconds", &labels),
+            permits_in_use: gauge!("ratesync_permits_in_use", &labels),
+        }
+    }
+}
+
+/// Handles for one store.
+#[derive(Clone)]
+pub(crate) struct StoreMetrics {
+    pub call_seconds: Histogram,
+    pub circuit_open: Gauge,
+}
+
+impl StoreMetrics {
+    pub fn new(store: &str, engine: &str) -> Self {
+        let labels = [("store", store.to_owned()), ("engine", engine.to_owned())];
+        StoreMetrics {
+            call_seconds: histogram!("ratesync_store_call_seconds", &labels),
+            circuit_open: gauge!("ratesync_circuit_open", &labels),
+        }
+    }
+}
