@@ -1,0 +1,488 @@
+//! The cases of the conformance suite. Each reads like the SPEC sentence it checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratesync::algorithm::LeaseId;
+use ratesync::engine::LimiterSpec;
+use ratesync::{AcquireError, DeniedBy, LimiterBuilder};
+use tokio::time::Instant;
+
+use super::{advance, assert_about, limiter, registry, unique, Backend};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn denied(result: Result<ratesync::Permit, AcquireError>) -> ratesync::Decision {
+    match result {
+        Err(AcquireError::Denied { decision, .. }) => decision,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// §4.1: `burst` at once, then one unit per `1/rate`.
+pub async fn token_bucket_burst_then_spacing(b: &dyn Backend) {
+    let api = limiter(b, LimiterBuilder::token_bucket("s", 10.0).burst(3));
+    for remaining in [2, 1, 0] {
+        let permit = api.try_acquire().await.expect("burst is available at once");
+        assert_eq!(permit.decision().remaining, remaining);
+        assert_eq!(permit.decision().limit, 3);
+    }
+    let refusal = denied(api.try_acquire().await);
+    assert_eq!(refusal.denied_by, Some(DeniedBy::Rate));
+    assert_about(refusal.retry_after, 100 * MS, b.tolerance(), "retry-after");
+    advance(100 * MS).await;
+    api.try_acquire().await.expect("one unit per interval");
+    denied(api.try_acquire().await);
+}
+
+/// §4.1: retry-after is exact: just before it, refused; at it, admitted.
+pub async fn token_bucket_retry_after_is_exact(b: &dyn Backend) {
+    let api = limiter(b, LimiterBuilder::token_bucket("s", 4.0));
+    api.try_acquire().await.unwrap();
+    let retry = denied(api.try_acquire().await).retry_after;
+    assert_about(retry, 250 * MS, b.tolerance(), "retry-after");
+    let early = MS.max(b.tolerance());
+    advance(retry - early).await;
+    denied(api.try_acquire().await);
+    advance(early).await;
+    api.try_acquire().await.expect("admitted at retry-after");
+}
+
+/// §4.2: at most `limit` in any window; the oldest admission leaving frees a unit.
+pub async fn sliding_window_is_exact(b: &dyn Backend) {
+    let login = limiter(b, LimiterBuilder::sliding_window("s", 3, 1.0));
+    login.try_acquire().await.unwrap();
+    advance(400 * MS).await;
+    login.try_acquire().await.unwrap();
+    login.try_acquire().await.unwrap();
+    let refusal = denied(login.try_acquire().await);
+    assert_about(
+        refusal.retry_after,
+        600 * MS,
+        b.tolerance(),
+        "oldest leaves",
+    );
+    advance(600 * MS).await;
+    let permit = login.try_acquire().await.expect("oldest admission left");
+    assert_eq!(permit.decision().remaining, 0);
+    denied(login.try_acquire().await);
+}
+
+/// §4.2: retry-after = when the oldest admission in the window leaves it.
+pub async fn sliding_window_retry_after_is_exact(b: &dyn Backend) {
+    let w = limiter(b, LimiterBuilder::sliding_window("s", 2, 0.5));
+    w.try_acquire().await.unwrap();
+    w.try_acquire().await.unwrap();
+    let retry = denied(w.try_acquire().await).retry_after;
+    assert_about(retry, 500 * MS, b.tolerance(), "retry-after");
+    let early = MS.max(b.tolerance());
+    advance(retry - early).await;
+    denied(w.try_acquire().await);
+    advance(early).await;
+    w.try_acquire().await.expect("admitted at retry-after");
+}
+
+/// §4.1/§4.2: cost n takes n units; a cost above capacity is an error, never allowed.
+pub async fn cost_takes_units_and_is_bounded(b: &dyn Backend) {
+    let bucket = limiter(b, LimiterBuilder::token_bucket("s", 1.0).burst(10));
+    let permit = bucket.cost(7).try_acquire().await.unwrap();
+    assert_eq!(permit.decision().remaining, 3);
+    let refusal = denied(bucket.cost(4).try_acquire().await);
+    assert_about(
+        refusal.retry_after,
+        1000 * MS,
+        b.tolerance(),
+        "one unit short",
+    );
+    bucket.cost(3).try_acquire().await.unwrap();
+    for bad in [0, 11, u32::MAX] {
+        let error = bucket.cost(bad).try_acquire().await.unwrap_err();
+        assert!(matches!(error, AcquireError::InvalidCost { .. }), "{error}");
+    }
+
+    let window = limiter(b, LimiterBuilder::sliding_window("s", 5, 60.0));
+    window.cost(5).try_acquire().await.unwrap();
+    denied(window.try_acquire().await);
+    assert!(matches!(
+        window.cost(6).try_acquire().await,
+        Err(AcquireError::InvalidCost { .. })
+    ));
+}
+
+/// §4.5: `state()` returns the decision without consuming anything.
+pub async fn peek_consumes_nothing(b: &dyn Backend) {
+    for builder in [
+        LimiterBuilder::token_bucket("s", 1.0).burst(2),
+        LimiterBuilder::sliding_window("s", 2, 60.0),
+        LimiterBuilder::token_bucket("s", 1.0)
+            .burst(2)
+            .max_concurrent(1),
+    ] {
+        let l = limiter(b, builder);
+        for _ in 0..5 {
+            let state = l.key("k").state().await.unwrap();
+            assert!(state.allowed);
+            assert_eq!(state.remaining, 2);
+        }
+        let first = l.key("k").try_acquire().await.unwrap();
+        assert_eq!(first.decision().remaining, 1);
+        let state = l.key("k").state().await.unwrap();
+        assert_eq!(state.remaining, 1);
+        drop(first);
+        l.key("k").try_acquire().await.unwrap();
+        let state = l.key("k").state().await.unwrap();
+        assert!(!state.allowed);
+        assert_eq!(state.denied_by, Some(DeniedBy::Rate));
+    }
+}
+
+/// §4.5: `reset()` clears a key's state, or the whole limiter's.
+pub async fn reset_forgets_a_key_or_the_limiter(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 0.001));
+    for key in ["a", "b", ""] {
+        l.key(key).try_acquire().await.unwrap();
+        denied(l.key(key).try_acquire().await);
+    }
+    l.key("a").reset().await.unwrap();
+    l.key("a").try_acquire().await.expect("key a was reset");
+    denied(l.key("b").try_acquire().await);
+    l.reset().await.unwrap();
+    for key in ["b", ""] {
+        l.key(key).try_acquire().await.expect("limiter was reset");
+    }
+}
+
+/// §5: every key has its own state; no identifier can reach another's.
+pub async fn keys_are_isolated_whatever_their_bytes(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 0.001));
+    let long = "x".repeat(10_000);
+    let keys = [
+        "", "a", "A", "a:b", "a", "{a}", "a}", "*", "a b", "ä", "🦀", "\0", "\n", "a\0b", "../a",
+        "%2F", &long,
+    ];
+    let distinct: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+    let mut admitted = 0;
+    for key in keys {
+        if l.key(key).try_acquire().await.is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(
+        admitted,
+        distinct.len(),
+        "each distinct key admitted exactly once"
+    );
+    let other = limiter(b, LimiterBuilder::token_bucket("s", 0.001));
+    other
+        .key("a")
+        .try_acquire()
+        .await
+        .expect("limiters do not share keys");
+}
+
+/// §4.3: `max_concurrent` caps simultaneous holders, per key.
+pub async fn concurrency_caps_holders(b: &dyn Backend) {
+    let l = limiter(
+        b,
+        LimiterBuilder::token_bucket("s", 1000.0)
+            .burst(100)
+            .max_concurrent(2),
+    );
+    let p1 = l.try_acquire().await.unwrap();
+    let p2 = l.try_acquire().await.unwrap();
+    assert!(p1.holds_slot() && p2.holds_slot());
+    let refusal = denied(l.try_acquire().await);
+    assert_eq!(refusal.denied_by, Some(DeniedBy::Concurrency));
+    let _other_key = l
+        .key("other")
+        .try_acquire()
+        .await
+        .expect("slots are per key");
+    drop(p1);
+    let _p3 = l
+        .try_acquire()
+        .await
+        .expect("a released slot is free again");
+    p2.release().await;
+    let _p4 = l
+        .try_acquire()
+        .await
+        .expect("explicit release frees the slot");
+}
+
+fn spec(name: &str, max: u32, ttl: Duration) -> LimiterSpec {
+    let policy = ratesync::Policy {
+        rule: ratesync::Rule::TokenBucket(ratesync::TokenBucket::new(1e6, 1000).unwrap()),
+        concurrency: Some(ratesync::algorithm::Concurrency {
+            max,
+            lease_ttl: ttl.as_nanos() as u64,
+        }),
+    };
+    let registry = registry_for_signal();
+    LimiterSpec {
+        id: unique(name).into(),
+        policy,
+        releases: registry,
+    }
+}
+
+fn registry_for_signal() -> ratesync::ReleaseSignal {
+    ratesync::ReleaseSignal::detached()
+}
+
+/// §2/§4.3: a lease whose holder is gone expires after `lease_ttl`.
+pub async fn released_and_expired_leases_return(b: &dyn Backend) {
+    let ttl = Duration::from_millis(300);
+    let engine = b.engine();
+    let l = engine.limiter(spec("lease", 1, ttl)).unwrap();
+    let crashed_holder = LeaseId::random();
+    assert!(
+        l.acquire("k", 1, Some(crashed_holder))
+            .await
+            .unwrap()
+            .allowed
+    );
+    let refusal = l.acquire("k", 1, Some(LeaseId::random())).await.unwrap();
+    assert_eq!(refusal.denied_by, Some(DeniedBy::Concurrency));
+    assert_about(refusal.retry_after, ttl, b.tolerance(), "earliest expiry");
+    advance(ttl + b.tolerance()).await;
+    let next = LeaseId::random();
+    assert!(
+        l.acquire("k", 1, Some(next)).await.unwrap().allowed,
+        "expired lease returned"
+    );
+    l.release("k", next).await.unwrap();
+    assert!(
+        l.acquire("k", 1, Some(LeaseId::random()))
+            .await
+            .unwrap()
+            .allowed
+    );
+}
+
+/// §4.3: releasing twice, or a lease never taken, changes nothing.
+pub async fn double_release_changes_nothing(b: &dyn Backend) {
+    let engine = b.engine();
+    let l = engine
+        .limiter(spec("double", 1, Duration::from_secs(60)))
+        .unwrap();
+    let a = LeaseId::random();
+    assert!(l.acquire("k", 1, Some(a)).await.unwrap().allowed);
+    l.release("k", a).await.unwrap();
+    let b_lease = LeaseId::random();
+    assert!(l.acquire("k", 1, Some(b_lease)).await.unwrap().allowed);
+    l.release("k", a).await.unwrap();
+    l.release("k", LeaseId::random()).await.unwrap();
+    l.release("nobody-here", a).await.unwrap();
+    let c = l.acquire("k", 1, Some(LeaseId::random())).await.unwrap();
+    assert_eq!(
+        c.denied_by,
+        Some(DeniedBy::Concurrency),
+        "b still holds the slot"
+    );
+    assert!(
+        !l.renew("k", a).await.unwrap(),
+        "a released lease cannot be renewed"
+    );
+    assert!(l.renew("k", b_lease).await.unwrap());
+}
+
+/// §2: while the holder lives, its lease is renewed, so long operations keep their slot.
+pub async fn held_leases_are_renewed(b: &dyn Backend) {
+    let l = limiter(
+        b,
+        LimiterBuilder::token_bucket("s", 1000.0)
+            .burst(100)
+            .max_concurrent(1)
+            .lease_ttl(0.3),
+    );
+    let held = l.try_acquire().await.unwrap();
+    for _ in 0..4 {
+        advance(Duration::from_millis(250)).await;
+        let refusal = denied(l.try_acquire().await);
+        assert_eq!(
+            refusal.denied_by,
+            Some(DeniedBy::Concurrency),
+            "slot still held"
+        );
+    }
+    drop(held);
+    l.try_acquire().await.expect("released");
+}
+
+/// §4.4: rate and concurrency are taken together or not at all.
+pub async fn rate_and_concurrency_are_atomic(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 10.0).max_concurrent(1));
+    let held = l.try_acquire().await.unwrap();
+    advance(100 * MS).await;
+    // Refused for concurrency: must not consume the refilled unit.
+    assert_eq!(
+        denied(l.try_acquire().await).denied_by,
+        Some(DeniedBy::Concurrency)
+    );
+    drop(held);
+    let held = l
+        .try_acquire()
+        .await
+        .expect("the refused attempt consumed no rate");
+    drop(held);
+    // Refused for rate: must not take the free slot.
+    assert_eq!(
+        denied(l.try_acquire().await).denied_by,
+        Some(DeniedBy::Rate)
+    );
+    advance(100 * MS).await;
+    l.try_acquire()
+        .await
+        .expect("the refused attempt held no slot");
+}
+
+/// §4.5: `acquire` sleeps exactly the retry-after, no busy polling.
+pub async fn acquire_sleeps_exactly_the_retry_after(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 5.0));
+    l.acquire().await.unwrap();
+    let started = Instant::now();
+    l.acquire().await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= 200 * MS - b.tolerance() && waited <= 200 * MS + MS + b.tolerance(),
+        "waited {waited:?}"
+    );
+}
+
+/// §4.5: a timeout returns a distinct result that says how long to wait.
+pub async fn acquire_times_out_with_retry_after(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 1.0).timeout(0.5));
+    l.acquire().await.unwrap();
+    let started = Instant::now();
+    match l.acquire().await {
+        Err(AcquireError::TimedOut { decision, .. }) => assert_about(
+            decision.retry_after,
+            1000 * MS,
+            b.tolerance(),
+            "retry-after",
+        ),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() <= b.tolerance() + MS,
+        "a hopeless wait returns at once"
+    );
+    let zero = l.key("").timeout(Some(Duration::ZERO)).acquire().await;
+    assert!(
+        matches!(zero, Err(AcquireError::TimedOut { .. })),
+        "zero never waits"
+    );
+    let long = l
+        .key("")
+        .timeout(Some(Duration::from_secs(2)))
+        .acquire()
+        .await;
+    long.expect("a long enough timeout waits and is admitted");
+}
+
+/// §4.3: waiting for a slot is woken by a release, not by polling.
+pub async fn acquire_is_woken_by_a_release(b: &dyn Backend) {
+    let l = limiter(
+        b,
+        LimiterBuilder::token_bucket("s", 1000.0)
+            .burst(100)
+            .max_concurrent(1),
+    );
+    let held = l.try_acquire().await.unwrap();
+    let waiter = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let permit = l.acquire().await.unwrap();
+            (started.elapsed(), permit)
+        })
+    };
+    advance(120 * MS).await;
+    drop(held);
+    let (waited, _permit) = waiter.await.unwrap();
+    assert!(
+        waited >= 120 * MS && waited < 120 * MS + 50 * MS + b.tolerance(),
+        "woken by the release, waited {waited:?}"
+    );
+}
+
+/// §4.3: waiters in one process are served first-come first-served.
+pub async fn waiters_are_served_in_order(b: &dyn Backend) {
+    let l = limiter(
+        b,
+        LimiterBuilder::token_bucket("s", 1000.0)
+            .burst(100)
+            .max_concurrent(1),
+    );
+    let held = l.try_acquire().await.unwrap();
+    let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for id in 0..4 {
+        let (l, tx) = (l.clone(), order_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = l.acquire().await.unwrap();
+            tx.send(id).unwrap();
+            advance(10 * MS).await;
+            drop(permit);
+        }));
+        advance(5 * MS).await;
+    }
+    drop(held);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut order = Vec::new();
+    while let Ok(id) = order_rx.try_recv() {
+        order.push(id);
+    }
+    assert_eq!(order, vec![0, 1, 2, 3]);
+}
+
+/// §4.5: cancelling a waiting `acquire` consumes nothing.
+pub async fn cancelled_acquire_consumes_nothing(b: &dyn Backend) {
+    let l = limiter(b, LimiterBuilder::token_bucket("s", 10.0).burst(2));
+    l.try_acquire().await.unwrap();
+    l.try_acquire().await.unwrap();
+    for _ in 0..3 {
+        let cancelled = tokio::time::timeout(30 * MS, l.acquire()).await;
+        assert!(cancelled.is_err(), "the wait was cancelled");
+    }
+    advance(200 * MS).await;
+    let state = l.state().await.unwrap();
+    assert!(
+        state.remaining + 1 >= 2,
+        "two units refilled, none taken: {state:?}"
+    );
+}
+
+/// §8.2 in one process: many concurrent callers never exceed the limit.
+pub async fn concurrent_callers_never_exceed_the_limit(b: &dyn Backend) {
+    let name = unique("many");
+    let reg = registry(
+        b,
+        vec![(
+            name.clone(),
+            LimiterBuilder::sliding_window("s", 50, 3600.0),
+        )],
+    );
+    let l = reg.limiter(&name).unwrap();
+    let admitted = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (l, admitted) = (l.clone(), admitted.clone());
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    if l.try_acquire().await.is_ok() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(admitted.load(std::sync::atomic::Ordering::Relaxed), 50);
+}

@@ -1,0 +1,113 @@
+//! The conformance suite (SPEC §8.1): one set of behaviour tests that every engine
+//! must pass. An engine plugs in with one line:
+//!
+//! ```ignore
+//! mod conformance;
+//! conformance::suite!(memory, paused: true, || async { MemoryBackend::new() });
+//! ```
+//!
+//! Tests wait with `tokio::time::sleep`. The memory backend runs them under paused
+//! tokio time with a [`ratesync::TokioClock`], so every wait is instant and every
+//! number exact; a remote engine runs them in real time against its store's clock,
+//! with the backend's `tolerance` absorbing round trips. Each test uses its own
+//! randomly named limiters, so tests can share one server.
+
+#![allow(dead_code)]
+
+pub mod cases;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratesync::engine::Engine;
+use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};
+
+/// What the suite needs from an engine under test.
+pub trait Backend: Send + Sync + 'static {
+    /// A fresh engine (a new client of the same store is fine).
+    fn engine(&self) -> Arc<dyn Engine>;
+
+    /// How far a time-dependent number may be off: zero for engines on an injected
+    /// clock, a few round trips for remote stores.
+    fn tolerance(&self) -> Duration;
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a backend factory.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr, paused: $paused:literal) => {
+        $crate::conformance_suite!(@cases $factory, $paused;
+            token_bucket_burst_then_spacing,
+            token_bucket_retry_after_is_exact,
+            sliding_window_is_exact,
+            sliding_window_retry_after_is_exact,
+            cost_takes_units_and_is_bounded,
+            peek_consumes_nothing,
+            reset_forgets_a_key_or_the_limiter,
+            keys_are_isolated_whatever_their_bytes,
+            concurrency_caps_holders,
+            released_and_expired_leases_return,
+            double_release_changes_nothing,
+            held_leases_are_renewed,
+            rate_and_concurrency_are_atomic,
+            acquire_sleeps_exactly_the_retry_after,
+            acquire_times_out_with_retry_after,
+            acquire_is_woken_by_a_release,
+            waiters_are_served_in_order,
+            cancelled_acquire_consumes_nothing,
+            concurrent_callers_never_exceed_the_limit,
+        );
+    };
+    (@cases $factory:expr, $paused:literal; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "current_thread", start_paused = $paused)]
+            async fn $case() {
+                let backend = ($factory)().await;
+                $crate::conformance::cases::$case(&backend).await;
+            }
+        )*
+    };
+}
+
+pub use conformance_suite as suite;
+
+/// A limiter name no other test uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{:016x}", fastrand::u64(..))
+}
+
+/// A registry with the given limiters, all on one store backed by `backend`.
+pub fn registry(backend: &dyn Backend, limiters: Vec<(String, LimiterBuilder)>) -> Registry {
+    let mut config = Config::builder().store("s", StoreBuilder::memory());
+    for (name, limiter) in limiters {
+        config = config.limiter(&name, limiter);
+    }
+    let config: Config = config.build().expect("valid test configuration");
+    Registry::builder(config)
+        .engine("s", backend.engine())
+        .build()
+        .expect("registry builds")
+}
+
+/// One limiter on the backend.
+pub fn limiter(backend: &dyn Backend, limiter: LimiterBuilder) -> ratesync::Limiter {
+    let name = unique("lim");
+    registry(backend, vec![(name.clone(), limiter)])
+        .limiter(&name)
+        .unwrap()
+}
+
+/// Asserts `actual` is within `tolerance` below `expected` (time only passes, so a
+/// retry-after measured later can only be smaller).
+pub fn assert_about(actual: Duration, expected: Duration, tolerance: Duration, what: &str) {
+    assert!(
+        actual <= expected && actual + tolerance >= expected,
+        "{what}: got {actual:?}, expected {expected:?} (tolerance {tolerance:?})"
+    );
+}
+
+/// Sleeps `d` (instant under paused time).
+pub fn advance(d: Duration) -> impl Future<Output = ()> {
+    tokio::time::sleep(d)
+}

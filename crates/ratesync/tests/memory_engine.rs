@@ -1,0 +1,152 @@
+//! What is specific to the memory engine (SPEC §5 memory): exactness under real
+//! thread contention, idle-key expiry and the `max_keys` bound.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratesync::config::MemoryConfig;
+use ratesync::engine::memory::MemoryEngine;
+use ratesync::{Config, Limiter, LimiterBuilder, ManualClock, Registry, StoreBuilder};
+
+fn setup(limiter: LimiterBuilder, max_keys: Option<usize>) -> (Limiter, MemoryEngine, ManualClock) {
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_secs(1));
+    let engine = MemoryEngine::with_clock(
+        &MemoryConfig {
+            max_keys: max_keys.and_then(NonZeroUsize::new),
+        },
+        Arc::new(clock.clone()),
+    );
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter("l", limiter)
+        .build()
+        .unwrap();
+    let registry = Registry::builder(config)
+        .engine("m", Arc::new(engine.clone()))
+        .build()
+        .unwrap();
+    (registry.limiter("l").unwrap(), engine, clock)
+}
+
+/// Hammers `limiter` from 8 OS threads at frozen time; returns units admitted.
+fn hammer(limiter: &Limiter, key: &'static str, attempts_per_thread: usize) -> u64 {
+    let admitted = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+            scope.spawn(move || {
+                for _ in 0..attempts_per_thread {
+                    if let Some(Ok(_)) = limiter.key(key).try_acquire_local() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    admitted.load(Ordering::Relaxed)
+}
+
+#[test]
+fn threads_racing_on_one_key_get_exactly_the_burst() {
+    let (bucket, _, _) = setup(LimiterBuilder::token_bucket("m", 1.0).burst(1000), None);
+    assert_eq!(hammer(&bucket, "", 10_000), 1000);
+    assert_eq!(hammer(&bucket, "k", 10_000), 1000);
+}
+
+#[test]
+fn threads_racing_on_a_window_get_exactly_the_limit() {
+    let (window, _, _) = setup(LimiterBuilder::sliding_window("m", 777, 10.0), None);
+    assert_eq!(hammer(&window, "k", 10_000), 777);
+}
+
+#[test]
+fn idle_keys_expire_without_changing_any_decision() {
+    let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), None);
+    l.key("busy")
+        .try_acquire_local()
+        .unwrap()
+        .map(drop)
+        .unwrap();
+    for i in 0..5_000 {
+        l.key(&format!("k{i}"))
+            .try_acquire_local()
+            .unwrap()
+            .map(drop)
+            .unwrap();
+    }
+    assert_eq!(engine.tracked_keys(), 5_001);
+    // After half a second, "busy" and all k* are still limited: nothing may be dropped.
+    clock.advance(Duration::from_millis(500));
+    l.key("busy-2")
+        .try_acquire_local()
+        .unwrap()
+        .map(drop)
+        .unwrap();
+    for i in 0..6_000 {
+        let _ = l.key(&format!("j{i}")).try_acquire_local();
+    }
+    assert!(
+        l.key("busy").try_acquire_local().unwrap().is_err(),
+        "still limited"
+    );
+    // Once the first batch's buckets are full again, a sweep forgets them.
+    clock.advance(Duration::from_millis(600));
+    for i in 0..12_000 {
+        let _ = l.key(&format!("m{i}")).try_acquire_local();
+    }
+    assert!(
+        engine.tracked_keys() < 5_001 + 6_000 + 12_000,
+        "idle keys were dropped: {} tracked",
+        engine.tracked_keys()
+    );
+}
+
+#[test]
+fn max_keys_bounds_the_store_evicting_idle_keys_first() {
+    let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), Some(1_000));
+    // An old, limited key; then many keys that go idle.
+    l.key("old").try_acquire_local().unwrap().map(drop).unwrap();
+    for i in 0..900 {
+        l.key(&format!("idle{i}"))
+            .try_acquire_local()
+            .unwrap()
+            .map(drop)
+            .unwrap();
+    }
+    clock.advance(Duration::from_millis(999));
+    l.key("recent")
+        .try_acquire_local()
+        .unwrap()
+        .map(drop)
+        .unwrap();
+    clock.advance(Duration::from_millis(2));
+    // "old" and idle* are idle now; "recent" is not. Fill past the bound.
+    for i in 0..500 {
+        l.key(&format!("new{i}"))
+            .try_acquire_local()
+            .unwrap()
+            .map(drop)
+            .unwrap();
+    }
+    assert!(
+        engine.tracked_keys() <= 1_000,
+        "{} tracked",
+        engine.tracked_keys()
+    );
+    assert!(
+        l.key("recent").try_acquire_local().unwrap().is_err(),
+        "a limited key survives while idle keys can be evicted"
+    );
+    // With no idle key left, the bound still holds.
+    for i in 0..5_000 {
+        let _ = l.key(&format!("more{i}")).try_acquire_local();
+    }
+    assert!(
+        engine.tracked_keys() <= 1_000,
+        "{} tracked",
+        engine.tracked_keys()
+    );
+}
