@@ -112,16 +112,6 @@ impl TokenBucket {
         }
     }
 
-    /// The decision an attempt of `cost` would get, without taking it: `remaining` is
-    /// what is available now, not what would be left after the attempt.
-    #[inline]
-    pub fn peek(&self, tat: u64, now: u64, cost: u32) -> Decision {
-        let (mut decision, _) = self.decide(tat, now, cost);
-        let horizon = now.saturating_add(self.capacity_span);
-        decision.remaining = horizon.saturating_sub(tat.max(now)) / self.interval;
-        decision
-    }
-
     /// The decision an attempt of `cost` would get at `now`, consuming nothing: as
     /// `decide`, except that `remaining` and `reset_after` describe the bucket as it
     /// is (the sliding window's `peek` does the same).
