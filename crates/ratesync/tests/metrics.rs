@@ -1,6 +1,8 @@
 //! Metrics reach the application's recorder through the `metrics` facade (SPEC §4.8),
 //! labelled by limiter and store, never by key.
 
+#![allow(unused_must_use)]
+
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
 use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};
@@ -11,30 +13,57 @@ async fn decisions_are_counted_per_limiter_without_key_labels() {
     let snapshotter = recorder.snapshotter();
     let config = Config::builder()
         .store("mem", StoreBuilder::memory())
-        .limiter("api", LimiterBuilder::token_bucket("mem", 1.0).burst(2).max_concurrent(5))
+        .limiter(
+            "api",
+            LimiterBuilder::token_bucket("mem", 1.0)
+                .burst(2)
+                .max_concurrent(5),
+        )
         .build()
         .unwrap();
     // Handles are resolved when the registry is built: that is when the recorder counts.
-    let registry = metrics::with_local_recorder(&recorder, || Registry::from_config(config)).unwrap();
+    let registry =
+        metrics::with_local_recorder(&recorder, || Registry::from_config(config)).unwrap();
     let api = registry.limiter("api").unwrap();
     let held = api.key("user-1").try_acquire().await.unwrap();
-    api.key("user-2").try_acquire().await.unwrap().release().await;
+    api.key("user-2")
+        .try_acquire()
+        .await
+        .unwrap()
+        .release()
+        .await;
     api.key("user-1").try_acquire().await.unwrap();
     assert!(api.key("user-1").try_acquire().await.is_err());
     drop(held);
 
     let mut seen = std::collections::HashMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        let labels: Vec<_> = key.key().labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
-        assert!(labels.iter().all(|(k, _)| ["limiter", "store", "engine"].contains(&k.as_str())), "{labels:?}");
-        assert!(labels.iter().all(|(_, v)| !v.starts_with("user-")), "keys are never labels");
+        let labels: Vec<_> = key
+            .key()
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        assert!(
+            labels
+                .iter()
+                .all(|(k, _)| ["limiter", "store", "engine"].contains(&k.as_str())),
+            "{labels:?}"
+        );
+        assert!(
+            labels.iter().all(|(_, v)| !v.starts_with("user-")),
+            "keys are never labels"
+        );
         if key.kind() == MetricKind::Counter {
             if let DebugValue::Counter(n) = value {
                 seen.insert(key.key().name().to_owned(), n);
             }
         }
         if key.key().name() == "ratesync_permits_in_use" {
-            assert_eq!(value, DebugValue::Gauge(0.0.into()), "every slot was given back");
+            assert_eq!(
+                value,
+                DebugValue::Gauge(0.0.into()),
+                "every slot was given back"
+            );
         }
     }
     assert_eq!(seen.get("ratesync_admitted_total"), Some(&3));

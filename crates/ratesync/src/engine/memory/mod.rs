@@ -216,7 +216,8 @@ impl EngineLimiter for MemoryLimiter {
     }
 
     fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        ready(LocalEngineLimiter::release(self, key, lease))
+        LocalEngineLimiter::release(self, key, lease);
+        ready(())
     }
 
     fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
@@ -224,7 +225,8 @@ impl EngineLimiter for MemoryLimiter {
     }
 
     fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        ready(LocalEngineLimiter::reset(self, key))
+        LocalEngineLimiter::reset(self, key);
+        ready(())
     }
 
     fn local(&self) -> Option<&dyn LocalEngineLimiter> {

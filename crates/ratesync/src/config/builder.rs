@@ -1,0 +1,209 @@
+//! Configuration in code (SPEC §3.5). Builders only record keys and values, exactly
+//! as a file would hold them; `build` runs the same validation as a file, so code
+//! and file accept the same things and fail with the same messages (without lines).
+//! The generic `option` methods let the Python binding pass `**kwargs` through.
+
+use indexmap::IndexMap;
+
+use super::error::{ConfigError, Issues};
+use super::raw::{self, Entry, Item, Table, Value};
+use super::types::Config;
+use super::validate;
+
+/// Origin of errors from [`ConfigBuilder::build`].
+const ORIGIN: &str = "configuration";
+
+/// Builds a [`Config`] in code: `Config::builder().store(..).limiter(..).build()`.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ConfigBuilder {
+    stores: IndexMap<String, StoreBuilder>,
+    limiters: IndexMap<String, LimiterBuilder>,
+    trusted_proxy_networks: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Starts a configuration in code.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+}
+
+impl ConfigBuilder {
+    /// Adds (or replaces) the store `id`.
+    pub fn store(mut self, id: &str, store: StoreBuilder) -> Self {
+        self.stores.insert(id.to_owned(), store);
+        self
+    }
+
+    /// Adds (or replaces) the limiter `id`.
+    pub fn limiter(mut self, id: &str, limiter: LimiterBuilder) -> Self {
+        self.limiters.insert(id.to_owned(), limiter);
+        self
+    }
+
+    /// The `[fastapi]` proxy networks whose forwarding headers are trusted.
+    pub fn trusted_proxy_networks<S: Into<String>>(
+        mut self,
+        networks: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.trusted_proxy_networks = Some(networks.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Validates everything; all problems are reported together.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut root = Table::default();
+        let section = |entries: Vec<(String, Table)>| Table {
+            entries: entries
+                .into_iter()
+                .map(|(id, table)| entry(id, Value::Table(table)))
+                .collect(),
+        };
+        let stores = self
+            .stores
+            .into_iter()
+            .map(|(id, s)| (id, s.table))
+            .collect();
+        let limiters = self
+            .limiters
+            .into_iter()
+            .map(|(id, l)| (id, l.table))
+            .collect();
+        root.entries
+            .push(entry("stores".into(), Value::Table(section(stores))));
+        root.entries
+            .push(entry("limiters".into(), Value::Table(section(limiters))));
+        if let Some(networks) = self.trusted_proxy_networks {
+            let array = toml::Value::Array(networks.into_iter().map(toml::Value::String).collect());
+            let fastapi = raw::table_from_entries([("trusted_proxy_networks".to_owned(), array)]);
+            root.entries
+                .push(entry("fastapi".into(), Value::Table(fastapi)));
+        }
+        validate::validate(&root, Issues::default(), ORIGIN)
+    }
+}
+
+fn entry(key: String, value: Value) -> Entry {
+    Entry {
+        key,
+        key_line: None,
+        item: Item { value, line: None },
+    }
+}
+
+/// Sets `key` in `table`, keeping the order keys were first set in.
+fn set(table: &mut Table, key: &str, value: toml::Value) {
+    let item = raw::from_toml(value);
+    match table.entries.iter_mut().find(|e| e.key == key) {
+        Some(existing) => existing.item = item,
+        None => table.entries.push(Entry {
+            key: key.to_owned(),
+            key_line: None,
+            item,
+        }),
+    }
+}
+
+/// One store, as the keys of a `[stores.ID]` table.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct StoreBuilder {
+    table: Table,
+}
+
+impl StoreBuilder {
+    /// A store of `engine` (`memory`, `redis`, `postgres`, `nats`; checked by `build`).
+    pub fn new(engine: &str) -> Self {
+        StoreBuilder::default().option("engine", engine)
+    }
+
+    /// Process memory: nothing to install, one process only.
+    pub fn memory() -> Self {
+        StoreBuilder::new("memory")
+    }
+
+    pub fn redis(url: &str) -> Self {
+        StoreBuilder::new("redis").option("url", url)
+    }
+
+    pub fn postgres(url: &str) -> Self {
+        StoreBuilder::new("postgres").option("url", url)
+    }
+
+    /// `url` may list several servers, comma-separated.
+    pub fn nats(url: &str) -> Self {
+        StoreBuilder::new("nats").option("url", url)
+    }
+
+    /// Sets any store key, as the file would (`db`, `key_prefix`, `max_keys`...).
+    pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        set(&mut self.table, key, value.into());
+        self
+    }
+}
+
+/// One limiter, as the keys of a `[limiters.ID]` table.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct LimiterBuilder {
+    table: Table,
+}
+
+impl LimiterBuilder {
+    /// A limiter on `store` with no rule yet (set one through `option`).
+    pub fn new(store: &str) -> Self {
+        LimiterBuilder::default().option("store", store)
+    }
+
+    /// A token bucket refilled at `rate_per_second`, burst 1 unless [`Self::burst`].
+    pub fn token_bucket(store: &str, rate_per_second: f64) -> Self {
+        LimiterBuilder::new(store)
+            .option("algorithm", "token_bucket")
+            .option("rate_per_second", rate_per_second)
+    }
+
+    /// At most `limit` units in any `window_seconds`.
+    pub fn sliding_window(store: &str, limit: u32, window_seconds: f64) -> Self {
+        LimiterBuilder::new(store)
+            .option("algorithm", "sliding_window")
+            .option("limit", i64::from(limit))
+            .option("window_seconds", window_seconds)
+    }
+
+    pub fn burst(self, burst: u32) -> Self {
+        self.option("burst", i64::from(burst))
+    }
+
+    /// Caps calls in flight at once (any algorithm).
+    pub fn max_concurrent(self, max: u32) -> Self {
+        self.option("max_concurrent", i64::from(max))
+    }
+
+    /// Default wait bound of `acquire`, in seconds; 0 = never wait.
+    pub fn timeout(self, seconds: f64) -> Self {
+        self.option("timeout", seconds)
+    }
+
+    /// `acquire` waits as long as it takes (the default).
+    pub fn no_timeout(mut self) -> Self {
+        self.table.entries.retain(|e| e.key != "timeout");
+        self
+    }
+
+    /// On store failure: `true` errors, `false` (default) admits.
+    pub fn fail_closed(self, fail_closed: bool) -> Self {
+        self.option("fail_closed", fail_closed)
+    }
+
+    /// Seconds a concurrency lease lives without renewal (default 60).
+    pub fn lease_ttl(self, seconds: f64) -> Self {
+        self.option("lease_ttl", seconds)
+    }
+
+    /// Sets any limiter key, as the file would.
+    pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        set(&mut self.table, key, value.into());
+        self
+    }
+}

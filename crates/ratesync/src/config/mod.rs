@@ -1,0 +1,31 @@
+//! Configuration: the `rate-sync.toml` format (SPEC §3) and its programmatic builder.
+//!
+//! A file goes `parse` (TOML with lines, environment expanded) → `raw` tree →
+//! `validate` → [`Config`]; the builder produces the same `raw` tree, so both go
+//! through one validation and fail with the same messages.
+//!
+//! - [`types`]: the validated result ([`Config`], stores, limiters).
+//! - `discover`: which file to read (explicit path, `RATE_SYNC_CONFIG`, `./rate-sync.toml`,
+//!   `./config/rate-sync.toml`).
+//! - `load`: reading a file or a string.
+//! - `env`: `${VAR}`, `$VAR` and `${VAR:-default}` expansion in strings and table names.
+//! - `parse`: TOML text to the `raw` tree, every value with its line.
+//! - `validate`: the rules of SPEC §3.3–3.4, every issue with table path and line.
+//! - `builder`: the same configuration in code.
+//! - `secret`: values that are never printed.
+
+mod builder;
+mod discover;
+mod env;
+mod error;
+mod load;
+mod parse;
+mod raw;
+pub mod secret;
+mod types;
+mod validate;
+
+pub use builder::{ConfigBuilder, LimiterBuilder, StoreBuilder};
+pub use discover::{discover_path, discover_path_in, CONFIG_ENV_VAR, DEFAULT_LOCATIONS};
+pub use error::{ConfigError, ConfigIssue};
+pub use types::*;

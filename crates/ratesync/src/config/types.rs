@@ -1,0 +1,187 @@
+//! The validated configuration: what a `rate-sync.toml` (or the builder) says, after
+//! every check of SPEC §3.4 has passed. Holding one of these means it is valid.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::secret::{SecretString, SecretUrl};
+use crate::algorithm::{Concurrency, Policy, Rule, TokenBucket, MAX_RATE_PER_SECOND};
+
+/// Default `lease_ttl`: how long a concurrency lease lives without renewal.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// A whole configuration: stores and the limiters that use them.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+    /// Stores by id, in file order.
+    pub stores: IndexMap<String, StoreConfig>,
+    /// Limiters by id, in file order.
+    pub limiters: IndexMap<String, LimiterConfig>,
+    /// The `[fastapi]` table, read by the HTTP integrations.
+    pub fastapi: FastApiConfig,
+}
+
+/// One `[stores.ID]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub engine: EngineConfig,
+}
+
+/// Engine name and connection settings of a store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineConfig {
+    Memory(MemoryConfig),
+    Redis(RedisConfig),
+    Postgres(PostgresConfig),
+    Nats(NatsConfig),
+}
+
+impl EngineConfig {
+    /// The value of the `engine` key.
+    pub fn engine_name(&self) -> &'static str {
+        match self {
+            EngineConfig::Memory(_) => "memory",
+            EngineConfig::Redis(_) => "redis",
+            EngineConfig::Postgres(_) => "postgres",
+            EngineConfig::Nats(_) => "nats",
+        }
+    }
+
+    /// Where the store lives, with credentials masked; safe to print.
+    pub fn location(&self) -> String {
+        match self {
+            EngineConfig::Memory(_) => "process memory".to_owned(),
+            EngineConfig::Redis(c) => c.url.to_string(),
+            EngineConfig::Postgres(c) => c.url.to_string(),
+            EngineConfig::Nats(c) => c.url.to_string(),
+        }
+    }
+}
+
+/// `engine = "memory"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Most keys tracked at once; idle keys are evicted first. `None` = unbounded.
+    pub max_keys: Option<NonZeroUsize>,
+}
+
+/// `engine = "redis"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: SecretUrl,
+    pub db: Option<u32>,
+    pub password: Option<SecretString>,
+    pub key_prefix: String,
+    pub pool_min_size: Option<u32>,
+    pub pool_max_size: Option<u32>,
+    pub socket_timeout: Duration,
+    pub socket_connect_timeout: Duration,
+    pub timing_margin_ms: Option<f64>,
+    pub cluster: bool,
+    pub sentinels: Vec<SecretUrl>,
+    pub sentinel_master: Option<String>,
+}
+
+/// `engine = "postgres"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    pub url: SecretUrl,
+    pub schema_name: String,
+    pub table_name: String,
+    pub auto_create: bool,
+    pub pool_min_size: Option<u32>,
+    pub pool_max_size: Option<u32>,
+    pub timing_margin_ms: Option<f64>,
+}
+
+/// `engine = "nats"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsConfig {
+    /// One or more servers (the file's comma-separated list).
+    pub url: SecretUrl,
+    pub token: Option<SecretString>,
+    pub bucket_name: String,
+    pub auto_create: bool,
+    pub retry_interval: Option<Duration>,
+    pub max_retries: Option<u32>,
+    pub timing_margin_ms: Option<f64>,
+}
+
+/// One `[limiters.ID]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimiterConfig {
+    /// Id of the store the limiter uses.
+    pub store: String,
+    pub rule: Rule,
+    pub max_concurrent: Option<NonZeroU32>,
+    pub lease_ttl: Duration,
+    /// Default wait bound for `acquire`; `None` = wait forever, zero = never wait.
+    pub timeout: Option<Duration>,
+    /// On store failure: `false` admits (fail-open), `true` errors.
+    pub fail_closed: bool,
+}
+
+impl LimiterConfig {
+    /// The rule and concurrency cap the engines enforce.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            rule: self.rule,
+            concurrency: self.max_concurrent.map(|max| Concurrency {
+                max: max.get(),
+                lease_ttl: self.lease_ttl.as_nanos().min(u64::MAX as u128) as u64,
+            }),
+        }
+    }
+}
+
+/// The rule of a limiter that only caps concurrency (rate-sync allows `max_concurrent`
+/// without `rate_per_second`): a token bucket that never refuses in practice, the
+/// fastest rate the algorithm represents (10^9 units/s) with the largest burst
+/// (`u32::MAX`, so any cost fits). Its span is about 4.3 s, far from overflowing.
+pub fn concurrency_only_rule() -> Rule {
+    match TokenBucket::new(MAX_RATE_PER_SECOND, u32::MAX) {
+        Ok(bucket) => Rule::TokenBucket(bucket),
+        // Unreachable: 1 ns interval times u32::MAX fits (tested below).
+        Err(error) => unreachable!("concurrency-only rule rejected: {error}"),
+    }
+}
+
+impl LimiterConfig {
+    /// Whether this limiter only caps concurrency (no rate was configured), so that
+    /// surfaces can show "unlimited" rather than the placeholder rule's numbers.
+    pub fn is_concurrency_only(&self) -> bool {
+        self.rule == concurrency_only_rule()
+    }
+}
+
+/// The `[fastapi]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FastApiConfig {
+    /// Proxy networks whose forwarding headers are trusted, as CIDR strings.
+    pub trusted_proxy_networks: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_only_rule_is_valid_and_recognised() {
+        let rule = concurrency_only_rule();
+        assert_eq!(rule.capacity(), u32::MAX);
+        let limiter = LimiterConfig {
+            store: "local".into(),
+            rule,
+            max_concurrent: NonZeroU32::new(3),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            timeout: None,
+            fail_closed: false,
+        };
+        assert!(limiter.is_concurrency_only());
+    }
+}
