@@ -92,8 +92,9 @@ fn idle_keys_expire_without_changing_any_decision() {
         l.key("busy").try_acquire_local().unwrap().is_err(),
         "still limited"
     );
-    // Once the first batch's buckets are full again, a sweep forgets them.
-    clock.advance(Duration::from_millis(600));
+    // Once the first batch's buckets have been full again for the sweep's grace
+    // period (1 s), a sweep forgets them.
+    clock.advance(Duration::from_millis(2_600));
     for i in 0..12_000 {
         let _ = l.key(&format!("m{i}")).try_acquire_local();
     }

@@ -126,11 +126,11 @@ impl TokenBucket {
         decision
     }
 
-    /// Whether a key whose TAT is `tat` is indistinguishable from a fresh key at `now`
-    /// (and may therefore be forgotten).
+    /// When a key whose TAT is `tat` becomes indistinguishable from a fresh key (its
+    /// bucket is full again): the TAT itself.
     #[inline]
-    pub fn is_idle(&self, tat: u64, now: u64) -> bool {
-        tat <= now
+    pub fn idle_at(&self, tat: u64) -> u64 {
+        tat
     }
 }
 

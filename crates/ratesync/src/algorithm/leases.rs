@@ -78,8 +78,8 @@ impl LeaseSet {
         self.leases.len() != before
     }
 
-    /// Whether no lease is live at `now`.
-    pub fn is_idle(&self, now: u64) -> bool {
-        self.leases.iter().all(|(_, e)| *e <= now)
+    /// When the last lease expires (0 when none is held).
+    pub fn idle_at(&self) -> u64 {
+        self.leases.iter().map(|(_, e)| *e).max().unwrap_or(0)
     }
 }

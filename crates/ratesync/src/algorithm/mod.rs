@@ -94,15 +94,20 @@ impl KeyState {
         }
     }
 
-    /// Whether this state is indistinguishable from a fresh one at `now`, so the key
+    /// From when this state is indistinguishable from a fresh one, so that the key
     /// can be forgotten without changing any future decision.
-    pub fn is_idle(&self, policy: &Policy, now: u64) -> bool {
-        let rate_idle = match (&policy.rule, &self.rate) {
-            (Rule::TokenBucket(tb), RateState::Tat(tat)) => tb.is_idle(*tat, now),
-            (Rule::SlidingWindow(sw), RateState::Log(log)) => sw.is_idle(log, now),
-            _ => true,
+    pub fn idle_at(&self, policy: &Policy) -> u64 {
+        let rate = match (&policy.rule, &self.rate) {
+            (Rule::TokenBucket(tb), RateState::Tat(tat)) => tb.idle_at(*tat),
+            (Rule::SlidingWindow(sw), RateState::Log(log)) => sw.idle_at(log),
+            _ => 0,
         };
-        rate_idle && self.leases.is_idle(now)
+        rate.max(self.leases.idle_at())
+    }
+
+    /// Whether this state is indistinguishable from a fresh one at `now`.
+    pub fn is_idle(&self, policy: &Policy, now: u64) -> bool {
+        self.idle_at(policy) <= now
     }
 }
 

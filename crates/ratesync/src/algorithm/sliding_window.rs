@@ -119,9 +119,10 @@ impl SlidingWindow {
         }
     }
 
-    /// Whether `log` holds nothing that still counts at `now`.
-    pub fn is_idle(&self, log: &WindowLog, now: u64) -> bool {
-        log.newest().is_none_or(|t| t + self.window <= now)
+    /// When the newest admission of `log` leaves the window (0 for an empty log):
+    /// from then on the key is indistinguishable from a fresh one.
+    pub fn idle_at(&self, log: &WindowLog) -> u64 {
+        log.newest().map_or(0, |t| t.saturating_add(self.window))
     }
 }
 

@@ -13,6 +13,11 @@ use crate::algorithm::Policy;
 
 const MIN_SWEEP_INTERVAL: usize = 1024;
 
+/// How long a key must have been idle before a routine sweep drops it. Hot keys that
+/// refill between calls (a bucket far above its rate) would otherwise be dropped and
+/// re-created over and over; a store at its `max_keys` bound drops any idle key.
+pub(super) const IDLE_GRACE_NANOS: u64 = 1_000_000_000;
+
 /// Fraction of a full map evicted at once when no key is idle, so that a store at
 /// its bound does not scan on every new key.
 const EVICT_DIVISOR: usize = 16;
@@ -29,21 +34,22 @@ impl Sweeper {
         added >= (len / 2).max(MIN_SWEEP_INTERVAL)
     }
 
-    /// Removes every idle key; returns how many.
-    pub fn drop_idle(&self, keys: &KeyMap, policy: &Policy, now: u64) -> usize {
+    /// Removes every key idle since `grace` nanoseconds or longer; returns how many.
+    pub fn drop_idle(&self, keys: &KeyMap, policy: &Policy, now: u64, grace: u64) -> usize {
         self.added_since_sweep.store(0, Ordering::Relaxed);
         let before = keys.len();
-        keys.retain(|_, slot| slot.idle_at(policy, now) > now);
+        let idle_before = now.saturating_sub(grace);
+        keys.retain(|_, slot| slot.idle_at(policy) > idle_before);
         before.saturating_sub(keys.len())
     }
 
     /// With no idle key to drop, evicts the keys closest to becoming idle (a fraction
     /// of the map). This loosens those keys' limits, which is what a bound on memory
     /// means; the bound is chosen by the operator.
-    pub fn evict_nearest_idle(&self, keys: &KeyMap, policy: &Policy, now: u64) -> usize {
+    pub fn evict_nearest_idle(&self, keys: &KeyMap, policy: &Policy) -> usize {
         let mut candidates: Vec<(u64, Box<str>)> = keys
             .iter()
-            .map(|entry| (entry.value().idle_at(policy, now), entry.key().clone()))
+            .map(|entry| (entry.value().idle_at(policy), entry.key().clone()))
             .collect();
         if candidates.is_empty() {
             return 0;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use self::eviction::Sweeper;
+use self::eviction::{Sweeper, IDLE_GRACE_NANOS};
 use self::slot::Slot;
 use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, LocalEngineLimiter, StoreError};
 use crate::algorithm::{LeaseId, Policy};
@@ -125,14 +125,13 @@ impl MemoryLimiter {
             .max_keys
             .is_some_and(|max| self.shared.keys.load(Ordering::Relaxed) >= max);
         if full || self.sweeper.due(self.keys.len()) {
-            let removed = self.sweeper.drop_idle(&self.keys, &self.policy, now);
+            let grace = if full { 0 } else { IDLE_GRACE_NANOS };
+            let removed = self.sweeper.drop_idle(&self.keys, &self.policy, now, grace);
             self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
         }
         if let Some(max) = self.shared.max_keys {
             if self.shared.keys.load(Ordering::Relaxed) >= max {
-                let removed = self
-                    .sweeper
-                    .evict_nearest_idle(&self.keys, &self.policy, now);
+                let removed = self.sweeper.evict_nearest_idle(&self.keys, &self.policy);
                 self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
             }
         }

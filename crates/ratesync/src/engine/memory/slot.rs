@@ -93,21 +93,11 @@ impl Slot {
         }
     }
 
-    /// When this key becomes indistinguishable from a fresh one (≤ now: already).
-    pub fn idle_at(&self, policy: &Policy, now: u64) -> u64 {
+    /// From when this key is indistinguishable from a fresh one.
+    pub fn idle_at(&self, policy: &Policy) -> u64 {
         match self {
             Slot::Tat(tat) => tat.load(Ordering::Acquire),
-            Slot::Locked(state) => {
-                let state = state.lock();
-                if state.is_idle(policy, now) {
-                    return 0;
-                }
-                // Not idle: order by how soon it will be; exactness is not needed here.
-                match &state.rate {
-                    RateState::Tat(tat) => (*tat).max(now + 1),
-                    RateState::Log(_) => now + 1,
-                }
-            }
+            Slot::Locked(state) => state.lock().idle_at(policy),
         }
     }
 }
