@@ -1,0 +1,72 @@
+//! Shared presentation: tables, numbers with units, the words used for a rule.
+
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use ratesync::{LimiterConfig, Rule};
+
+/// A table with a header row, sized to the terminal when there is one.
+pub fn table<const N: usize>(header: [&str; N]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    table
+}
+
+/// Seconds as written in a configuration file: `0.5 s`, `300 s`.
+pub fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+/// A rate with a sensible number of digits: `100/s`, `0.2/s`, `99.87/s`.
+pub fn rate(per_second: f64) -> String {
+    if per_second >= 1000.0 || per_second.fract() == 0.0 {
+        format!("{per_second:.0}/s")
+    } else if per_second >= 10.0 {
+        format!("{per_second:.2}/s")
+    } else {
+        format!("{per_second:.3}/s")
+    }
+}
+
+/// The rate part of a limiter: `100/s, burst 20` or `5 per 300 s`.
+pub fn rule(rule: &Rule) -> String {
+    match rule {
+        Rule::TokenBucket(tb) => format!("{}, burst {}", rate(tb.rate_per_second()), tb.burst()),
+        Rule::SlidingWindow(sw) => format!(
+            "{} per {}",
+            sw.limit(),
+            seconds(Duration::from_nanos(sw.window_nanos()))
+        ),
+    }
+}
+
+/// The configured rate in units per second, for comparison with an achieved rate.
+pub fn configured_rate(rule: &Rule) -> f64 {
+    match rule {
+        Rule::TokenBucket(tb) => tb.rate_per_second(),
+        Rule::SlidingWindow(sw) => f64::from(sw.limit()) * 1e9 / sw.window_nanos() as f64,
+    }
+}
+
+/// The `timeout` key in words.
+pub fn timeout(limiter: &LimiterConfig) -> String {
+    match limiter.timeout {
+        None => "wait forever".to_owned(),
+        Some(t) if t.is_zero() => "never wait".to_owned(),
+        Some(t) => seconds(t),
+    }
+}
+
+/// An optional number, `-` when absent.
+pub fn optional(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Prints one JSON value on stdout.
+pub fn json(value: &serde_json::Value) {
+    println!("{value}");
+}
