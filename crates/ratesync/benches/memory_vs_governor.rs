@@ -1,6 +1,7 @@
 //! The memory engine's `try_acquire` beside governor 0.10, in one run (SPEC §7).
 //!
-//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter.
+//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter (the
+//!   synchronous `try_acquire_local` and the async `try_acquire`).
 //! - `keys_10k/{1,2}_threads`: ratesync on 10 000 `String` keys vs governor's keyed
 //!   limiter (DashMap) with the same 10 000 `String` keys.
 //!
@@ -16,6 +17,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use futures::FutureExt;
 use governor::{Quota, RateLimiter};
 use ratesync::{Config, Limiter, LimiterBuilder, Registry, StoreBuilder};
 
@@ -49,6 +51,10 @@ fn one_key(c: &mut Criterion) {
     let ours = ratesync_limiter();
     group.bench_function("ratesync_memory", |b| {
         b.iter(|| black_box(ours.key("").try_acquire_local()))
+    });
+    // The async API on the same engine: the future is ready at its first poll.
+    group.bench_function("ratesync_memory_async", |b| {
+        b.iter(|| black_box(ours.try_acquire().now_or_never()))
     });
     let governor = RateLimiter::direct(quota());
     group.bench_function("governor_direct", |b| {

@@ -31,7 +31,7 @@ impl Default for MonotonicClock {
 }
 
 impl Clock for MonotonicClock {
-    #[inline]
+    #[inline(always)]
     fn now_nanos(&self) -> u64 {
         // Saturating: quanta guarantees monotonicity, but never underflow regardless.
         self.clock

@@ -16,13 +16,20 @@ pub enum DeniedBy {
 ///
 /// Every engine returns the same `Decision` for the same history: the numbers come
 /// from the pure functions in [`crate::algorithm`].
+///
+/// `repr(C)` with the two one-byte fields first keeps them in one aligned word: the
+/// decision is copied on every call, and a layout that scatters them makes those
+/// copies slow (partial-word store forwarding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Decision {
     /// Whether the attempt was (or, for a peek, would be) admitted.
     pub allowed: bool,
+    /// Why the attempt was refused; `None` when allowed.
+    pub denied_by: Option<DeniedBy>,
     /// Capacity of the rule: the bucket's burst or the window's limit.
     pub limit: u64,
-    /// Units still available right after this decision.
+    /// Units still available right after this decision (for a peek: available now).
     pub remaining: u64,
     /// How long until an attempt of the same cost can be admitted; zero when allowed.
     /// For a concurrency refusal this is an upper bound (the earliest lease expiry):
@@ -30,8 +37,6 @@ pub struct Decision {
     pub retry_after: Duration,
     /// How long until the key is back to its fresh, fully available state.
     pub reset_after: Duration,
-    /// Why the attempt was refused; `None` when allowed.
-    pub denied_by: Option<DeniedBy>,
 }
 
 impl Decision {

@@ -93,21 +93,12 @@ pub trait EngineLimiter: Send + Sync + 'static {
     /// Forgets the state of `key`, or of every key of this limiter when `None`.
     fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()>;
 
-    /// The same operations without a future, for engines that decide in process
-    /// memory. Callers use it to skip the future entirely on the hot path (and the
-    /// Python binding to decide without a thread hop).
-    fn local(&self) -> Option<&dyn LocalEngineLimiter> {
+    /// The memory engine's limiter, when this is one: its decisions are made in this
+    /// process without I/O, so callers skip the future (and the dynamic dispatch) on
+    /// the hot path, and the Python binding decides without a thread hop.
+    fn local(&self) -> Option<&memory::MemoryLimiter> {
         None
     }
-}
-
-/// Synchronous decisions, for engines whose state lives in this process.
-pub trait LocalEngineLimiter: Send + Sync {
-    fn acquire(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Decision;
-    fn peek(&self, key: &str, cost: u32) -> Decision;
-    fn release(&self, key: &str, lease: LeaseId);
-    fn renew(&self, key: &str, lease: LeaseId) -> bool;
-    fn reset(&self, key: Option<&str>);
 }
 
 /// A store that could not give an answer.

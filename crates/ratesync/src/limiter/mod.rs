@@ -106,6 +106,7 @@ impl Limiter {
     }
 
     /// A call on one key.
+    #[inline]
     pub fn key<'a>(&'a self, key: &'a str) -> Call<'a> {
         self.call().key(key)
     }
@@ -115,6 +116,7 @@ impl Limiter {
         self.call().cost(cost)
     }
 
+    #[inline]
     fn call(&self) -> Call<'_> {
         Call {
             limiter: self,
@@ -199,6 +201,7 @@ impl<'a> Call<'a> {
         self.limiter.inner.attempt(self.key, self.cost).await
     }
 
+    #[inline]
     /// One attempt, made synchronously, when the engine decides in process memory;
     /// `None` for remote engines (use [`Call::try_acquire`]).
     pub fn try_acquire_local(self) -> Option<Result<Permit, AcquireError>> {
@@ -209,7 +212,7 @@ impl<'a> Call<'a> {
             inner.settle(
                 self.key,
                 lease,
-                Ok(local.acquire(self.key, self.cost, lease)),
+                Ok(local.acquire_now(self.key, self.cost, lease)),
             )
         }))
     }
@@ -226,6 +229,7 @@ impl<'a> Call<'a> {
 }
 
 impl LimiterInner {
+    #[inline]
     fn check_cost(&self, cost: u32) -> Result<(), AcquireError> {
         check_cost(&self.policy.rule, cost).map_err(|source| AcquireError::InvalidCost {
             limiter: self.name.clone(),
@@ -233,6 +237,7 @@ impl LimiterInner {
         })
     }
 
+    #[inline]
     fn new_lease_id(&self) -> Option<LeaseId> {
         self.policy.concurrency.map(|_| LeaseId::random())
     }
@@ -242,7 +247,7 @@ impl LimiterInner {
         self.check_cost(cost)?;
         let lease = self.new_lease_id();
         let result = match self.engine.local() {
-            Some(local) => Ok(local.acquire(key, cost, lease)),
+            Some(local) => Ok(local.acquire_now(key, cost, lease)),
             None => self.store.call(self.engine.acquire(key, cost, lease)).await,
         };
         self.settle(key, lease, result)
@@ -261,7 +266,7 @@ impl LimiterInner {
                 self.metrics.admitted.increment(1);
                 let slot = lease.map(|id| {
                     self.hold_slot(key, id);
-                    HeldSlot::new(self.clone(), key, id)
+                    Box::new(HeldSlot::new(self.clone(), key, id))
                 });
                 Ok(Permit::new(decision, slot))
             }
@@ -310,7 +315,7 @@ impl LimiterInner {
         self.metrics.permits_in_use.decrement(1.0);
         let released = match self.engine.local() {
             Some(local) => {
-                local.release(key, id);
+                local.release_now(key, id);
                 Ok(())
             }
             None => self.store.call(self.engine.release(key, id)).await,
@@ -392,7 +397,7 @@ impl LimiterInner {
     async fn peek(&self, key: &str, cost: u32) -> Result<Decision, AcquireError> {
         self.check_cost(cost)?;
         let result = match self.engine.local() {
-            Some(local) => Ok(local.peek(key, cost)),
+            Some(local) => Ok(local.peek_now(key, cost)),
             None => self.store.call(self.engine.peek(key, cost)).await,
         };
         result.or_else(|error| self.on_store_error(error))
@@ -401,7 +406,7 @@ impl LimiterInner {
     async fn reset(&self, key: Option<&str>) -> Result<(), AcquireError> {
         let result = match self.engine.local() {
             Some(local) => {
-                local.reset(key);
+                local.reset_now(key);
                 Ok(())
             }
             None => self.store.call(self.engine.reset(key)).await,

@@ -11,11 +11,13 @@ use crate::decision::Decision;
 #[must_use = "dropping a Permit releases its concurrency slot at once"]
 pub struct Permit {
     decision: Decision,
-    slot: Option<HeldSlot>,
+    /// Boxed: most permits hold no slot, and a small `Permit` is cheap to return.
+    slot: Option<Box<HeldSlot>>,
 }
 
 impl Permit {
-    pub(crate) fn new(decision: Decision, slot: Option<HeldSlot>) -> Self {
+    #[inline]
+    pub(crate) fn new(decision: Decision, slot: Option<Box<HeldSlot>>) -> Self {
         Permit { decision, slot }
     }
 
@@ -64,7 +66,7 @@ impl HeldSlot {
         }
     }
 
-    async fn release(mut self) {
+    async fn release(mut self: Box<Self>) {
         self.released = true;
         self.limiter.release_slot(&self.key, self.id).await;
     }

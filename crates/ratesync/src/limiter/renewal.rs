@@ -101,7 +101,7 @@ async fn run(keeper: Weak<LeaseKeeper>, store: Weak<StoreRuntime>) {
             .collect();
         for (id, engine, key) in due {
             let renewed = match engine.local() {
-                Some(local) => Ok(local.renew(&key, id)),
+                Some(local) => Ok(local.renew_now(&key, id)),
                 None => store.call(engine.renew(&key, id)).await,
             };
             if let Ok(false) = renewed {

@@ -47,7 +47,7 @@ impl Sweeper {
     /// of the map). This loosens those keys' limits, which is what a bound on memory
     /// means; the bound is chosen by the operator.
     pub fn evict_nearest_idle(&self, keys: &KeyMap, policy: &Policy) -> usize {
-        let mut candidates: Vec<(u64, Box<str>)> = keys
+        let mut candidates: Vec<(u64, compact_str::CompactString)> = keys
             .iter()
             .map(|entry| (entry.value().idle_at(policy), entry.key().clone()))
             .collect();
@@ -58,7 +58,7 @@ impl Sweeper {
         candidates.select_nth_unstable_by_key(count - 1, |(idle_at, _)| *idle_at);
         candidates[..count]
             .iter()
-            .filter(|(_, key)| keys.remove(key.as_ref()).is_some())
+            .filter(|(_, key)| keys.remove(key.as_str()).is_some())
             .count()
     }
 }

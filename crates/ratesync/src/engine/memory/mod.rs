@@ -18,17 +18,41 @@ mod slot;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use compact_str::CompactString;
+use dashmap::mapref::one::{Ref, RefMut};
 use dashmap::DashMap;
 
 use self::eviction::{Sweeper, IDLE_GRACE_NANOS};
 use self::slot::Slot;
-use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, LocalEngineLimiter, StoreError};
+use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
 use crate::algorithm::{LeaseId, Policy};
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::MemoryConfig;
 use crate::decision::Decision;
 
-type KeyMap = DashMap<Box<str>, Slot, foldhash::fast::RandomState>;
+/// Keys up to 24 bytes (user ids, IP addresses, API-key hashes) are stored inline in
+/// the map's bucket: a lookup compares them without another cache miss.
+type KeyMap = DashMap<CompactString, Slot, foldhash::fast::RandomState>;
+
+/// A borrowed slot: the limiter-wide one, or one in the map (holding its shard's lock).
+enum SlotRef<'a> {
+    LimiterWide(&'a Slot),
+    Found(Ref<'a, CompactString, Slot>),
+    Added(RefMut<'a, CompactString, Slot>),
+}
+
+impl std::ops::Deref for SlotRef<'_> {
+    type Target = Slot;
+
+    #[inline]
+    fn deref(&self) -> &Slot {
+        match self {
+            SlotRef::LimiterWide(slot) => slot,
+            SlotRef::Found(slot) => slot,
+            SlotRef::Added(slot) => slot,
+        }
+    }
+}
 
 /// Process-memory store. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -37,7 +61,7 @@ pub struct MemoryEngine {
 }
 
 struct Shared {
-    clock: Arc<dyn Clock>,
+    clock: EngineClock,
     max_keys: Option<usize>,
     /// Keys tracked across all limiters of this store.
     keys: AtomicUsize,
@@ -46,11 +70,15 @@ struct Shared {
 impl MemoryEngine {
     /// A memory store on the monotonic clock.
     pub fn new(config: &MemoryConfig) -> Self {
-        Self::with_clock(config, Arc::new(MonotonicClock::default()))
+        Self::build(config, EngineClock::Monotonic(MonotonicClock::default()))
     }
 
     /// A memory store on the given clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(config: &MemoryConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, EngineClock::Custom(clock))
+    }
+
+    fn build(config: &MemoryConfig, clock: EngineClock) -> Self {
         MemoryEngine {
             shared: Arc::new(Shared {
                 clock,
@@ -63,6 +91,23 @@ impl MemoryEngine {
     /// Keys currently tracked by this store (all limiters).
     pub fn tracked_keys(&self) -> usize {
         self.shared.keys.load(Ordering::Relaxed)
+    }
+}
+
+/// The production clock is called directly (inlined on the hot path); any other
+/// through its trait object.
+enum EngineClock {
+    Monotonic(MonotonicClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl EngineClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match self {
+            EngineClock::Monotonic(clock) => clock.now_nanos(),
+            EngineClock::Custom(clock) => clock.now_nanos(),
+        }
     }
 }
 
@@ -101,21 +146,29 @@ impl MemoryLimiter {
         self.shared.clock.now_nanos()
     }
 
-    /// Runs `f` on the slot of `key`, creating it if needed.
+    /// The slot of `key`, created if needed.
     #[inline]
-    fn with_slot<R>(&self, key: &str, now: u64, f: impl FnOnce(&Slot) -> R) -> R {
+    fn slot<'a>(&'a self, key: &str, now: u64) -> SlotRef<'a> {
         if key.is_empty() {
-            return f(&self.limiter_wide);
+            return SlotRef::LimiterWide(&self.limiter_wide);
         }
-        if let Some(slot) = self.keys.get(key) {
-            return f(&slot);
+        match self.keys.get(key) {
+            Some(slot) => SlotRef::Found(slot),
+            None => SlotRef::Added(self.add_slot(key, now)),
         }
+    }
+
+    /// The first sighting of a key: kept out of line so the lookup path stays small.
+    #[cold]
+    #[inline(never)]
+    fn add_slot<'a>(&'a self, key: &str, now: u64) -> RefMut<'a, CompactString, Slot> {
         self.make_room(now);
-        let slot = self.keys.entry(key.into()).or_insert_with(|| {
-            self.shared.keys.fetch_add(1, Ordering::Relaxed);
-            Slot::fresh(&self.policy)
-        });
-        f(&slot)
+        self.keys
+            .entry(CompactString::from(key))
+            .or_insert_with(|| {
+                self.shared.keys.fetch_add(1, Ordering::Relaxed);
+                Slot::fresh(&self.policy)
+            })
     }
 
     /// Before adding a key: drop idle keys now and then, and enforce `max_keys`.
@@ -138,16 +191,16 @@ impl MemoryLimiter {
     }
 }
 
-impl LocalEngineLimiter for MemoryLimiter {
+impl MemoryLimiter {
+    /// Decides and, when admitted, consumes (see [`EngineLimiter::acquire`]).
     #[inline]
-    fn acquire(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Decision {
+    pub fn acquire_now(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Decision {
         let now = self.now();
-        self.with_slot(key, now, |slot| {
-            slot.acquire(&self.policy, now, cost, lease)
-        })
+        self.slot(key, now).acquire(&self.policy, now, cost, lease)
     }
 
-    fn peek(&self, key: &str, cost: u32) -> Decision {
+    /// See [`EngineLimiter::peek`].
+    pub fn peek_now(&self, key: &str, cost: u32) -> Decision {
         let now = self.now();
         if key.is_empty() {
             return self.limiter_wide.peek(&self.policy, now, cost);
@@ -158,7 +211,8 @@ impl LocalEngineLimiter for MemoryLimiter {
         }
     }
 
-    fn release(&self, key: &str, lease: LeaseId) {
+    /// See [`EngineLimiter::release`].
+    pub fn release_now(&self, key: &str, lease: LeaseId) {
         if key.is_empty() {
             return self.limiter_wide.release(lease);
         }
@@ -167,7 +221,8 @@ impl LocalEngineLimiter for MemoryLimiter {
         }
     }
 
-    fn renew(&self, key: &str, lease: LeaseId) -> bool {
+    /// See [`EngineLimiter::renew`].
+    pub fn renew_now(&self, key: &str, lease: LeaseId) -> bool {
         let now = self.now();
         let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
         if key.is_empty() {
@@ -178,7 +233,8 @@ impl LocalEngineLimiter for MemoryLimiter {
             .is_some_and(|slot| slot.renew(lease, now, ttl))
     }
 
-    fn reset(&self, key: Option<&str>) {
+    /// See [`EngineLimiter::reset`].
+    pub fn reset_now(&self, key: Option<&str>) {
         match key {
             None => {
                 self.limiter_wide.reset(&self.policy);
@@ -207,28 +263,28 @@ impl EngineLimiter for MemoryLimiter {
         cost: u32,
         lease: Option<LeaseId>,
     ) -> EngineFuture<'a, Decision> {
-        ready(LocalEngineLimiter::acquire(self, key, cost, lease))
+        ready(self.acquire_now(key, cost, lease))
     }
 
     fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        ready(LocalEngineLimiter::peek(self, key, cost))
+        ready(self.peek_now(key, cost))
     }
 
     fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        LocalEngineLimiter::release(self, key, lease);
+        self.release_now(key, lease);
         ready(())
     }
 
     fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        ready(LocalEngineLimiter::renew(self, key, lease))
+        ready(self.renew_now(key, lease))
     }
 
     fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        LocalEngineLimiter::reset(self, key);
+        self.reset_now(key);
         ready(())
     }
 
-    fn local(&self) -> Option<&dyn LocalEngineLimiter> {
+    fn local(&self) -> Option<&MemoryLimiter> {
         Some(self)
     }
 }

@@ -12,14 +12,15 @@ pub(super) enum Slot {
     /// theoretical arrival time, updated lock-free.
     Tat(AtomicU64),
     /// Anything with a log or leases: the reference decision under a short lock.
-    Locked(Mutex<KeyState>),
+    /// Boxed so that every bucket of the map stays small (cache footprint).
+    Locked(Box<Mutex<KeyState>>),
 }
 
 impl Slot {
     pub fn fresh(policy: &Policy) -> Self {
         match (policy.rule, policy.concurrency) {
             (Rule::TokenBucket(_), None) => Slot::Tat(AtomicU64::new(0)),
-            _ => Slot::Locked(Mutex::new(KeyState::fresh(&policy.rule))),
+            _ => Slot::Locked(Box::new(Mutex::new(KeyState::fresh(&policy.rule)))),
         }
     }
 
