@@ -54,6 +54,11 @@ impl std::ops::Deref for SlotRef<'_> {
     }
 }
 
+/// Shards of each limiter's key map. Even a read takes its shard's lock word, so
+/// threads on different keys contend whenever their keys share a shard; more shards
+/// than dashmap's default (4 × cores) make that rare at the cost of a few KiB.
+const KEY_MAP_SHARDS: usize = 128;
+
 /// Process-memory store. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct MemoryEngine {
@@ -125,7 +130,7 @@ impl Engine for MemoryEngine {
             policy: spec.policy,
             shared: self.shared.clone(),
             limiter_wide: Slot::fresh(&spec.policy),
-            keys: KeyMap::default(),
+            keys: KeyMap::with_hasher_and_shard_amount(Default::default(), KEY_MAP_SHARDS),
             sweeper: Sweeper::default(),
         }))
     }
