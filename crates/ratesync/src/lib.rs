@@ -25,6 +25,7 @@
 //! reads `rate-sync.toml`; [`Registry`] and [`Limiter`] are the API.
 
 pub mod algorithm;
+mod background;
 pub mod clock;
 pub mod config;
 mod decision;

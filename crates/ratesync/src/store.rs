@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::engine::{Engine, StoreError};
@@ -70,13 +69,8 @@ impl StoreRuntime {
     /// While the circuit is open, pings the store in the background with growing
     /// pauses and closes the circuit as soon as it answers.
     fn spawn_probe(self: &Arc<Self>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to probe from: let calls through again after one cool-down.
-            self.breaker.close_after(FIRST_COOL_DOWN);
-            return;
-        };
         let store: Weak<StoreRuntime> = Arc::downgrade(self);
-        runtime.spawn(async move {
+        crate::background::handle().spawn(async move {
             let mut pause = FIRST_COOL_DOWN;
             loop {
                 tokio::time::sleep(pause).await;
@@ -98,24 +92,11 @@ impl StoreRuntime {
 struct Breaker {
     consecutive_failures: AtomicU32,
     open: AtomicBool,
-    /// Only used without a runtime: when an open circuit lets calls through again.
-    reopen_at: Mutex<Option<Instant>>,
 }
 
 impl Breaker {
     fn is_open(&self) -> bool {
-        if !self.open.load(Ordering::Acquire) {
-            return false;
-        }
-        let mut reopen_at = self.reopen_at.lock();
-        match *reopen_at {
-            Some(at) if Instant::now() >= at => {
-                *reopen_at = None;
-                self.close();
-                false
-            }
-            _ => true,
-        }
+        self.open.load(Ordering::Acquire)
     }
 
     fn record_success(&self) {
@@ -131,9 +112,5 @@ impl Breaker {
     fn close(&self) {
         self.consecutive_failures.store(0, Ordering::Release);
         self.open.store(false, Ordering::Release);
-    }
-
-    fn close_after(&self, pause: Duration) {
-        *self.reopen_at.lock() = Some(Instant::now() + pause);
     }
 }

@@ -151,3 +151,32 @@ fn max_keys_bounds_the_store_evicting_idle_keys_first() {
         engine.tracked_keys()
     );
 }
+
+/// A permit taken outside any tokio runtime (plain threads, a sync API) is renewed
+/// on ratesync's own background runtime, so it keeps its slot past `lease_ttl`.
+/// Real time: the lease lives 1 s and is renewed every ~333 ms; holding it 2.5 s
+/// leaves a 600 ms margin for a stalled machine.
+#[test]
+fn permits_taken_outside_a_runtime_are_renewed() {
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter(
+            "l",
+            LimiterBuilder::token_bucket("m", 1000.0)
+                .burst(10)
+                .max_concurrent(1)
+                .lease_ttl(1.0),
+        )
+        .build()
+        .unwrap();
+    let l = Registry::from_config(config).unwrap().limiter("l").unwrap();
+    let held = l.key("k").try_acquire_local().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let refused = l.key("k").try_acquire_local().unwrap();
+    assert!(refused.is_err(), "the held lease was renewed: {refused:?}");
+    drop(held);
+    l.key("k")
+        .try_acquire_local()
+        .unwrap()
+        .expect("released on drop");
+}

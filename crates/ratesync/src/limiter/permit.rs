@@ -83,13 +83,7 @@ impl Drop for HeldSlot {
             futures::FutureExt::now_or_never(limiter.release_slot(&self.key, self.id));
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let (limiter, key, id) = (limiter.clone(), self.key.clone(), self.id);
-                runtime.spawn(async move { limiter.release_slot(&key, id).await });
-            }
-            // No runtime to talk to the store: the lease expires after `lease_ttl`.
-            Err(_) => limiter.store.leases.forget(self.id),
-        }
+        let (limiter, key, id) = (limiter.clone(), self.key.clone(), self.id);
+        crate::background::handle().spawn(async move { limiter.release_slot(&key, id).await });
     }
 }

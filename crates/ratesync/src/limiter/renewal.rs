@@ -33,8 +33,7 @@ pub(crate) struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    /// Starts renewing `id` until [`LeaseKeeper::forget`]. Needs a tokio runtime; without
-    /// one the lease is simply not renewed and lives `ttl`.
+    /// Starts renewing `id` until [`LeaseKeeper::forget`].
     pub fn hold(
         self: &Arc<Self>,
         store: &Arc<StoreRuntime>,
@@ -43,9 +42,6 @@ impl LeaseKeeper {
         key: &str,
         ttl: Duration,
     ) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let period = (ttl / 3).max(MIN_PERIOD);
         self.held.lock().insert(
             id,
@@ -57,7 +53,7 @@ impl LeaseKeeper {
             },
         );
         if !self.running.swap(true, Ordering::AcqRel) {
-            runtime.spawn(run(Arc::downgrade(self), Arc::downgrade(store)));
+            crate::background::handle().spawn(run(Arc::downgrade(self), Arc::downgrade(store)));
         } else {
             self.changed.notify_one();
         }
