@@ -2,8 +2,6 @@
 //! comes back, simulated by wrapping the memory engine. Remote engines repeat these
 //! against real servers they kill and restart.
 
-#![allow(unused_must_use)]
-
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

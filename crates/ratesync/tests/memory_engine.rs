@@ -65,26 +65,17 @@ fn threads_racing_on_a_window_get_exactly_the_limit() {
 #[test]
 fn idle_keys_expire_without_changing_any_decision() {
     let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), None);
-    l.key("busy")
-        .try_acquire_local()
-        .unwrap()
-        .map(drop)
-        .unwrap();
+    l.key("busy").try_acquire_local().unwrap().unwrap();
     for i in 0..5_000 {
         l.key(&format!("k{i}"))
             .try_acquire_local()
             .unwrap()
-            .map(drop)
             .unwrap();
     }
     assert_eq!(engine.tracked_keys(), 5_001);
     // After half a second, "busy" and all k* are still limited: nothing may be dropped.
     clock.advance(Duration::from_millis(500));
-    l.key("busy-2")
-        .try_acquire_local()
-        .unwrap()
-        .map(drop)
-        .unwrap();
+    l.key("busy-2").try_acquire_local().unwrap().unwrap();
     for i in 0..6_000 {
         let _ = l.key(&format!("j{i}")).try_acquire_local();
     }
@@ -109,27 +100,21 @@ fn idle_keys_expire_without_changing_any_decision() {
 fn max_keys_bounds_the_store_evicting_idle_keys_first() {
     let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), Some(1_000));
     // An old, limited key; then many keys that go idle.
-    l.key("old").try_acquire_local().unwrap().map(drop).unwrap();
+    l.key("old").try_acquire_local().unwrap().unwrap();
     for i in 0..900 {
         l.key(&format!("idle{i}"))
             .try_acquire_local()
             .unwrap()
-            .map(drop)
             .unwrap();
     }
     clock.advance(Duration::from_millis(999));
-    l.key("recent")
-        .try_acquire_local()
-        .unwrap()
-        .map(drop)
-        .unwrap();
+    l.key("recent").try_acquire_local().unwrap().unwrap();
     clock.advance(Duration::from_millis(2));
     // "old" and idle* are idle now; "recent" is not. Fill past the bound.
     for i in 0..500 {
         l.key(&format!("new{i}"))
             .try_acquire_local()
             .unwrap()
-            .map(drop)
             .unwrap();
     }
     assert!(

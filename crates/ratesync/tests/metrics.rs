@@ -1,8 +1,6 @@
 //! Metrics reach the application's recorder through the `metrics` facade (SPEC §4.8),
 //! labelled by limiter and store, never by key.
 
-#![allow(unused_must_use)]
-
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
 use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};

@@ -116,10 +116,19 @@ pub enum StoreError {
     CircuitOpen,
 }
 
+/// Engines compiled into this build, by configuration name.
+pub const AVAILABLE: &[&str] = &["memory"];
+
+/// Whether this build can open stores of `engine` (checked without connecting).
+pub fn available(engine: &str) -> bool {
+    AVAILABLE.contains(&engine)
+}
+
 /// Builds the engine a store's configuration names. Engines not compiled into this
 /// build are refused here, when a registry is built, with a clear error.
 pub fn build(config: &crate::config::EngineConfig) -> Result<Arc<dyn Engine>, StoreError> {
     use crate::config::EngineConfig;
+    debug_assert!(AVAILABLE.contains(&"memory"));
     match config {
         EngineConfig::Memory(memory) => Ok(Arc::new(memory::MemoryEngine::new(memory))),
         other => Err(StoreError::EngineUnavailable {

@@ -7,8 +7,10 @@ use crate::algorithm::LeaseId;
 use crate::decision::Decision;
 
 /// An admitted attempt. For limiters with `max_concurrent`, it holds a slot (a
-/// renewed lease) until dropped or [`Permit::release`]d; otherwise it holds nothing.
-#[must_use = "dropping a Permit releases its concurrency slot at once"]
+/// renewed lease) until dropped or [`Permit::release`]d; otherwise it holds nothing,
+/// and `limiter.acquire().await?;` is the whole of a rate-limit gate. (Not
+/// `#[must_use]` for that reason: keep it in a variable, `let _permit = ...`, while
+/// the work a slot guards is running.)
 pub struct Permit {
     decision: Decision,
     /// Boxed: most permits hold no slot, and a small `Permit` is cheap to return.

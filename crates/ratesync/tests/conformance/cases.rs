@@ -1,9 +1,5 @@
 //! The cases of the conformance suite. Each reads like the SPEC sentence it checks.
 
-// Admissions whose permit is not needed are dropped on purpose: a dropped Permit
-// releases its slot, which is what these cases check.
-#![allow(unused_must_use)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
