@@ -2,105 +2,18 @@
 //! comes back, simulated by wrapping the memory engine. Remote engines repeat these
 //! against real servers they kill and restart.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+mod conformance;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratesync::algorithm::LeaseId;
+use conformance::flaky::{Faults, FlakyEngine};
 use ratesync::config::MemoryConfig;
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::engine::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
-use ratesync::{
-    AcquireError, Config, Decision, LimiterBuilder, Registry, StoreBuilder, TokioClock,
-};
+use ratesync::engine::StoreError;
+use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder, TokioClock};
 use tokio::time::Instant;
-
-#[derive(Default)]
-struct Faults {
-    down: AtomicBool,
-    hang: AtomicBool,
-    calls: AtomicU32,
-}
-
-/// The memory engine behind a switch that makes it fail or hang like a remote store.
-struct FlakyEngine {
-    inner: MemoryEngine,
-    faults: Arc<Faults>,
-}
-
-struct FlakyLimiter {
-    inner: Arc<dyn EngineLimiter>,
-    faults: Arc<Faults>,
-}
-
-impl Faults {
-    async fn gate(&self) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.hang.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Connection("connection refused".into()));
-        }
-        Ok(())
-    }
-}
-
-impl Engine for FlakyEngine {
-    fn name(&self) -> &'static str {
-        "flaky"
-    }
-    fn is_remote(&self) -> bool {
-        true
-    }
-    fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(Arc::new(FlakyLimiter {
-            inner: self.inner.limiter(spec)?,
-            faults: self.faults.clone(),
-        }))
-    }
-    fn ping(&self) -> EngineFuture<'_, ()> {
-        Box::pin(self.faults.gate())
-    }
-}
-
-impl EngineLimiter for FlakyLimiter {
-    fn acquire<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.acquire(key, cost, lease).await
-        })
-    }
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.peek(key, cost).await
-        })
-    }
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.release(key, lease).await
-        })
-    }
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.renew(key, lease).await
-        })
-    }
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.reset(key).await
-        })
-    }
-}
 
 fn setup() -> (Registry, Arc<Faults>) {
     let faults = Arc::new(Faults::default());

@@ -128,8 +128,8 @@ pub async fn peek_consumes_nothing(b: &dyn Backend) {
         assert_eq!(first.decision().remaining, 1);
         let state = l.key("k").state().await.unwrap();
         assert_eq!(state.remaining, 1);
-        drop(first);
-        l.key("k").try_acquire().await.unwrap();
+        first.release().await;
+        l.key("k").try_acquire().await.unwrap().release().await;
         let state = l.key("k").state().await.unwrap();
         assert!(!state.allowed);
         assert_eq!(state.denied_by, Some(DeniedBy::Rate));
@@ -198,16 +198,21 @@ pub async fn concurrency_caps_holders(b: &dyn Backend) {
         .try_acquire()
         .await
         .expect("slots are per key");
-    drop(p1);
-    let _p3 = l
+    p1.release().await;
+    let p3 = l
         .try_acquire()
         .await
-        .expect("a released slot is free again");
-    p2.release().await;
+        .expect("an explicitly released slot is free at once");
+    // Dropping releases too; for a remote store the release is sent in the
+    // background, so the next holder waits for it rather than trying once.
+    drop(p2);
     let _p4 = l
-        .try_acquire()
+        .key("")
+        .timeout(Some(Duration::from_secs(5)))
+        .acquire()
         .await
-        .expect("explicit release frees the slot");
+        .expect("a dropped permit's slot comes back");
+    drop(p3);
 }
 
 fn spec(name: &str, max: u32, ttl: Duration) -> LimiterSpec {
@@ -306,7 +311,7 @@ pub async fn held_leases_are_renewed(b: &dyn Backend) {
             "slot still held"
         );
     }
-    drop(held);
+    held.release().await;
     l.try_acquire().await.expect("released");
 }
 
@@ -320,12 +325,12 @@ pub async fn rate_and_concurrency_are_atomic(b: &dyn Backend) {
         denied(l.try_acquire().await).denied_by,
         Some(DeniedBy::Concurrency)
     );
-    drop(held);
+    held.release().await;
     let held = l
         .try_acquire()
         .await
         .expect("the refused attempt consumed no rate");
-    drop(held);
+    held.release().await;
     // Refused for rate: must not take the free slot.
     assert_eq!(
         denied(l.try_acquire().await).denied_by,
@@ -485,4 +490,55 @@ pub async fn concurrent_callers_never_exceed_the_limit(b: &dyn Backend) {
         task.await.unwrap();
     }
     assert_eq!(admitted.load(std::sync::atomic::Ordering::Relaxed), 50);
+}
+
+/// §4.7: while the store is down, fail-open limiters admit and fail-closed ones
+/// refuse with a distinct error, each within its deadline; once the store is back,
+/// both decide normally again without a restart.
+pub async fn store_outage_follows_the_failure_policy(b: &dyn Backend) {
+    let Some(outage) = b.outage() else {
+        eprintln!("skipped: this backend cannot take its store down");
+        return;
+    };
+    let (open, closed) = (unique("open"), unique("closed"));
+    let reg = registry(
+        b,
+        vec![
+            (open.clone(), LimiterBuilder::token_bucket("s", 0.001)),
+            (
+                closed.clone(),
+                LimiterBuilder::token_bucket("s", 0.001).fail_closed(true),
+            ),
+        ],
+    );
+    let (open, closed) = (reg.limiter(&open).unwrap(), reg.limiter(&closed).unwrap());
+    outage.begin().await;
+    for _ in 0..3 {
+        open.try_acquire()
+            .await
+            .expect("fail-open admits while the store is down");
+    }
+    let error = closed.acquire().await.unwrap_err();
+    assert!(
+        matches!(error, AcquireError::StoreUnavailable { .. }),
+        "{error}"
+    );
+    outage.end().await;
+    // The circuit (if it opened) closes once a background probe gets an answer.
+    let mut recovered = false;
+    for _ in 0..40 {
+        match closed.try_acquire().await {
+            Ok(_) => {
+                recovered = true;
+                break;
+            }
+            Err(AcquireError::StoreUnavailable { .. }) => advance(250 * MS).await,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        recovered,
+        "the limiter decides again within 10 s of the store's return"
+    );
+    denied(closed.try_acquire().await);
 }

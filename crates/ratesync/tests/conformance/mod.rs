@@ -15,7 +15,9 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod flaky;
 
+use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,20 @@ pub trait Backend: Send + Sync + 'static {
     /// How far a time-dependent number may be off: zero for engines on an injected
     /// clock, a few round trips for remote stores.
     fn tolerance(&self) -> Duration;
+
+    /// A way to take the store down and bring it back (kill and restart a server),
+    /// for the failure-policy case; `None` when the backend has none.
+    fn outage(&self) -> Option<&dyn Outage> {
+        None
+    }
+}
+
+/// Takes a backend's store down and brings it back.
+pub trait Outage: Send + Sync {
+    /// From now on, calls to the store fail (connection refused).
+    fn begin(&self) -> BoxFuture<'_, ()>;
+    /// The store answers again (empty, as after a restart, is fine).
+    fn end(&self) -> BoxFuture<'_, ()>;
 }
 
 /// Generates one `#[tokio::test]` per conformance case for a backend factory.
@@ -57,6 +73,7 @@ macro_rules! conformance_suite {
             waiters_are_served_in_order,
             cancelled_acquire_consumes_nothing,
             concurrent_callers_never_exceed_the_limit,
+            store_outage_follows_the_failure_policy,
         );
     };
     (@cases $factory:expr, $paused:literal; $($case:ident),* $(,)?) => {
@@ -70,6 +87,7 @@ macro_rules! conformance_suite {
     };
 }
 
+#[allow(unused_imports)]
 pub use conformance_suite as suite;
 
 /// A limiter name no other test uses.
