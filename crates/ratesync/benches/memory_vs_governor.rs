@@ -12,38 +12,20 @@
 //! Run: `cargo bench -p ratesync --bench memory_vs_governor`
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::FutureExt;
 use governor::{Quota, RateLimiter};
-use ratesync::{Config, Limiter, LimiterBuilder, Registry, StoreBuilder};
 
-const KEYS: usize = 10_000;
+#[path = "common.rs"]
+mod common;
 
-fn ratesync_limiter() -> Limiter {
-    let config = Config::builder()
-        .store("mem", StoreBuilder::memory())
-        .limiter(
-            "bench",
-            LimiterBuilder::token_bucket("mem", 1e9).burst(1_000_000),
-        )
-        .build()
-        .expect("valid bench configuration");
-    Registry::from_config(config)
-        .expect("memory registry")
-        .limiter("bench")
-        .expect("configured limiter")
-}
-
-fn quota() -> Quota {
-    Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::new(1_000_000).unwrap())
-}
+use common::{governor_quota as quota, ratesync_limiter, KEYS};
 
 fn keys() -> Arc<Vec<String>> {
-    Arc::new((0..KEYS).map(|i| format!("user-{i}")).collect())
+    Arc::new(common::keys())
 }
 
 fn one_key(c: &mut Criterion) {

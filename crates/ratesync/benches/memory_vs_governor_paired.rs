@@ -12,13 +12,16 @@
 //! Run: `cargo bench -p ratesync --bench memory_vs_governor_paired`
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::Instant;
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use ratesync::{Config, Limiter, LimiterBuilder, Registry, StoreBuilder};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
+use ratesync::Limiter;
 
-const KEYS: usize = 10_000;
+#[path = "common.rs"]
+mod common;
+
+use common::KEYS;
+
 const CALLS_PER_TURN: usize = 50_000;
 const ROUNDS: usize = 60;
 
@@ -37,21 +40,9 @@ enum Workload {
 
 impl Contenders {
     fn new() -> Self {
-        let config = Config::builder()
-            .store("mem", StoreBuilder::memory())
-            .limiter(
-                "bench",
-                LimiterBuilder::token_bucket("mem", 1e9).burst(1_000_000),
-            )
-            .build()
-            .expect("valid bench configuration");
-        let ours = Registry::from_config(config)
-            .unwrap()
-            .limiter("bench")
-            .unwrap();
-        let quota =
-            Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::new(1_000_000).unwrap());
-        let keys: Vec<String> = (0..KEYS).map(|i| format!("user-{i}")).collect();
+        let ours = common::ratesync_limiter();
+        let quota = common::governor_quota();
+        let keys = common::keys();
         let keyed = RateLimiter::keyed(quota);
         for key in &keys {
             let _ = ours.key(key).try_acquire_local();
