@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::FutureExt;
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 
 #[path = "common.rs"]
 mod common;
