@@ -65,6 +65,30 @@ impl TokenBucket {
         })
     }
 
+    /// A bucket given directly by its emission interval (nanoseconds per unit), for
+    /// stores whose clock ticks coarser than a nanosecond: Redis decides in
+    /// microseconds, with the interval rounded up to whole microseconds.
+    pub fn with_interval_nanos(interval: u64, burst: u32) -> Result<Self, RuleError> {
+        if interval == 0 {
+            return Err(RuleError::TooSmall { field: "interval" });
+        }
+        if burst == 0 {
+            return Err(RuleError::NotPositive {
+                field: "burst",
+                value: 0.0,
+            });
+        }
+        let capacity_span = interval
+            .checked_mul(u64::from(burst))
+            .filter(|span| *span <= u64::MAX / 4)
+            .ok_or(RuleError::SpanOverflow)?;
+        Ok(TokenBucket {
+            interval,
+            burst,
+            capacity_span,
+        })
+    }
+
     /// Nanoseconds between two units at the steady rate.
     pub fn interval_nanos(&self) -> u64 {
         self.interval

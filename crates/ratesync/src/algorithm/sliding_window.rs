@@ -50,6 +50,22 @@ impl SlidingWindow {
         Ok(SlidingWindow { limit, window })
     }
 
+    /// A window given directly in nanoseconds (see [`crate::TokenBucket::with_interval_nanos`]).
+    pub fn with_window_nanos(limit: u32, window: u64) -> Result<Self, RuleError> {
+        if limit == 0 {
+            return Err(RuleError::NotPositive {
+                field: "limit",
+                value: 0.0,
+            });
+        }
+        if window == 0 || window > (MAX_WINDOW_SECONDS * 1e9) as u64 {
+            return Err(RuleError::TooSmall {
+                field: "window_seconds",
+            });
+        }
+        Ok(SlidingWindow { limit, window })
+    }
+
     /// The most units admitted in any window.
     pub fn limit(&self) -> u32 {
         self.limit

@@ -25,6 +25,8 @@
 //!   calls [`ReleaseSignal::released`] so local waiters retry at once.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +119,11 @@ pub enum StoreError {
 }
 
 /// Engines compiled into this build, by configuration name.
-pub const AVAILABLE: &[&str] = &["memory"];
+pub const AVAILABLE: &[&str] = &[
+    "memory",
+    #[cfg(feature = "redis")]
+    "redis",
+];
 
 /// Whether this build can open stores of `engine` (checked without connecting).
 pub fn available(engine: &str) -> bool {
@@ -128,9 +134,12 @@ pub fn available(engine: &str) -> bool {
 /// build are refused here, when a registry is built, with a clear error.
 pub fn build(config: &crate::config::EngineConfig) -> Result<Arc<dyn Engine>, StoreError> {
     use crate::config::EngineConfig;
-    debug_assert!(AVAILABLE.contains(&"memory"));
     match config {
         EngineConfig::Memory(memory) => Ok(Arc::new(memory::MemoryEngine::new(memory))),
+        // Building an engine never connects: a store that is down at start is a
+        // store error at the first call, handled by the failure policy.
+        #[cfg(feature = "redis")]
+        EngineConfig::Redis(redis) => Ok(Arc::new(self::redis::RedisEngine::new(redis)?)),
         other => Err(StoreError::EngineUnavailable {
             engine: other.engine_name().to_owned(),
         }),
