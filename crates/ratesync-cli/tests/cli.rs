@@ -16,7 +16,7 @@ engine = "memory"
 
 [stores.cache]
 engine = "redis"
-url = "redis://app:hunter2@cache:6379/0"
+url = "redis://app:hunter2@127.0.0.1:1/0"
 
 [limiters.tb]
 store = "local"
@@ -91,7 +91,7 @@ fn check_accepts_a_valid_file_and_masks_secrets() {
         .success()
         .stdout(predicate::str::contains("valid, 2 store(s), 3 limiter(s)"))
         .stdout(predicate::str::contains("sliding_window"))
-        .stdout(predicate::str::contains("app:***@cache"))
+        .stdout(predicate::str::contains("app:***@127.0.0.1:1"))
         .stdout(predicate::str::contains("hunter2").not());
 }
 
@@ -225,8 +225,15 @@ fn status_json_has_the_documented_keys() {
         assert!(one.get(key).is_some(), "missing {key} in {one}");
     }
     assert_eq!(one["limit"], 10);
-    // All limiters: an array; the redis one is skipped (not in this build) with a note.
-    let all = json_of(ratesync(dir.path()).args(["status", "--json"]));
+    // All limiters: an array of those whose store answers; the redis one (nothing
+    // listens on port 1) is named in a note, without its password, and the exit code
+    // says a store was unavailable.
+    let output = ratesync(dir.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let all: Value = serde_json::from_slice(&output.stdout).unwrap();
     let names: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -234,6 +241,9 @@ fn status_json_has_the_documented_keys() {
         .map(|s| s["limiter"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["tb", "sw"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("remote"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

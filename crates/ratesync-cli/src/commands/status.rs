@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ratesync::{Decision, DeniedBy, Limiter};
+use ratesync::{AcquireError, Decision, DeniedBy, Limiter};
 use serde_json::{json, Value};
 
 use crate::failure::{exit, Failure};
@@ -35,9 +35,17 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     };
     let key = args.key.as_deref().unwrap_or("");
     let mut states = Vec::new();
+    let mut unavailable = false;
     for limiter in registry.limiters() {
-        let decision = limiter.key(key).state().await?;
-        states.push((limiter, decision));
+        match limiter.key(key).state().await {
+            Ok(decision) => states.push((limiter, decision)),
+            // Listing every limiter: report the ones whose store is down, show the rest.
+            Err(err @ AcquireError::StoreUnavailable { .. }) if args.limiter.is_none() => {
+                eprintln!("note: {err}");
+                unavailable = true;
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
     if args.json {
         let objects: Vec<Value> = states.iter().map(|(l, d)| to_json(l, key, d)).collect();
@@ -48,7 +56,11 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     } else {
         print_table(&states, key);
     }
-    Ok(exit::OK)
+    Ok(if unavailable {
+        exit::UNAVAILABLE
+    } else {
+        exit::OK
+    })
 }
 
 fn to_json(limiter: &Limiter, key: &str, d: &Decision) -> Value {

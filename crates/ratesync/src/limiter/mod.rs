@@ -131,7 +131,8 @@ impl Limiter {
         self.call().try_acquire().await
     }
 
-    /// The current decision for a cost of 1, consuming nothing.
+    /// The current decision for a cost of 1, consuming nothing. A store that cannot
+    /// answer is an error here whatever the failure policy.
     pub async fn state(&self) -> Result<Decision, AcquireError> {
         self.call().state().await
     }
@@ -279,14 +280,10 @@ impl LimiterInner {
     }
 
     fn on_store_error(&self, source: StoreError) -> Result<Decision, AcquireError> {
-        self.metrics.store_errors.increment(1);
         if self.config.fail_closed {
-            return Err(AcquireError::StoreUnavailable {
-                limiter: self.name.clone(),
-                store: self.store.id.clone(),
-                source,
-            });
+            return Err(self.store_unavailable(source));
         }
+        self.metrics.store_errors.increment(1);
         tracing::debug!(limiter = %self.name, error = %source, "store failed; admitting (fail-open)");
         self.metrics.fail_open.increment(1);
         Ok(Decision::fail_open(u64::from(self.policy.rule.capacity())))
@@ -323,13 +320,16 @@ impl LimiterInner {
         self.waiters.released(key);
     }
 
+    /// A peek reports what the store says; when the store cannot say, that is an
+    /// error whatever the failure policy (fail-open admits attempts, it does not
+    /// invent state).
     async fn peek(&self, key: &str, cost: u32) -> Result<Decision, AcquireError> {
         self.check_cost(cost)?;
         let result = match self.engine.local() {
             Some(local) => Ok(local.peek_now(key, cost)),
             None => self.store.call(self.engine.peek(key, cost)).await,
         };
-        result.or_else(|error| self.on_store_error(error))
+        result.map_err(|source| self.store_unavailable(source))
     }
 
     async fn reset(&self, key: Option<&str>) -> Result<(), AcquireError> {
@@ -340,10 +340,15 @@ impl LimiterInner {
             }
             None => self.store.call(self.engine.reset(key)).await,
         };
-        result.map_err(|source| AcquireError::StoreUnavailable {
+        result.map_err(|source| self.store_unavailable(source))
+    }
+
+    fn store_unavailable(&self, source: StoreError) -> AcquireError {
+        self.metrics.store_errors.increment(1);
+        AcquireError::StoreUnavailable {
             limiter: self.name.clone(),
             store: self.store.id.clone(),
             source,
-        })
+        }
     }
 }
