@@ -1,0 +1,45 @@
+//! Real servers for the tests that need them (SPEC §8.3): each test starts its own
+//! `redis-server` (standalone, a Cluster, or a master with Sentinels) on free
+//! loopback ports, so it can kill, slow down and restart it without touching any
+//! other test or the machine's own services.
+//!
+//! ```ignore
+//! mod support;
+//! let Some(server) = support::RedisServer::start_or_skip() else { return };
+//! ```
+//!
+//! Every server process dies with its owner: on drop (also while a test panics)
+//! and, for servers held in a `static` that is never dropped, through a watchdog
+//! that kills the server once the test process is gone.
+
+#![allow(dead_code, unused_imports)]
+
+pub mod child;
+mod process;
+mod redis_cluster;
+mod redis_sentinel;
+mod redis_server;
+
+pub use process::{require_binaries, wait_until};
+pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::{Failover, RedisSentinel};
+pub use redis_server::RedisServer;
+
+/// The binaries every Redis test needs.
+pub const REDIS_BINARIES: &[&str] = &["redis-server", "redis-cli"];
+
+use ratesync::config::{EngineConfig, RedisConfig};
+use ratesync::{Config, StoreBuilder};
+
+/// The validated settings of a Redis store described in code, as `RedisEngine::new`
+/// takes them (`StoreBuilder::redis(url).option("socket_timeout", 0.5)`).
+pub fn redis_config(store: StoreBuilder) -> RedisConfig {
+    let config = Config::builder()
+        .store("s", store)
+        .build()
+        .expect("valid Redis store settings");
+    match &config.stores["s"].engine {
+        EngineConfig::Redis(redis) => redis.clone(),
+        other => panic!("not a Redis store: {}", other.engine_name()),
+    }
+}
