@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Redis engine throughput beside its anchors, all against the same Redis in one run
+# (SPEC §7; ../shared/anchors/README.md):
+#
+#   1. redis-benchmark -c 64 running ratesync's own token-bucket script (lib.lua +
+#      token_bucket.lua, the exact text the engine runs), one decision per round trip:
+#      as EVAL (the anchor's definition: the script text travels with every call) and
+#      as EVALSHA (the script cached, as the engine runs it: the stricter anchor);
+#      and EVALSHA with -P 16, pipelined.
+#   2. `ratesync bench`: one process, 64 tasks, a rate far above reach.
+#   3. The Python library rate-sync 0.4.2 (the anchor script), 64 tasks.
+#
+# Needs Redis at 127.0.0.1:6379 (where the anchor script connects), redis-benchmark,
+# python3. Installs rate-sync into target/anchor-venv on first use.
+# Usage: benchmarks/redis.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+redis_url=redis://127.0.0.1:6379/0
+scripts=crates/ratesync/src/engine/redis/scripts
+
+redis-cli -p 6379 ping >/dev/null || { echo "no Redis at 127.0.0.1:6379" >&2; exit 1; }
+cargo build --release -q -p ratesync-cli
+if [ ! -x target/anchor-venv/bin/python ]; then
+  python3 -m venv target/anchor-venv
+  target/anchor-venv/bin/pip install -q --ignore-requires-python rate-sync==0.4.2 redis asyncpg
+fi
+
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
+cat > "$workdir/rate-sync.toml" <<TOML
+[stores.redis]
+engine = "redis"
+url = "$redis_url"
+key_prefix = "ratesync_bench"
+
+[limiters.api]
+store = "redis"
+rate_per_second = 1e9
+burst = 1000000
+TOML
+
+script=$(cat "$scripts/lib.lua"; echo; cat "$scripts/token_bucket.lua")
+# KEYS: TAT, leases. ARGV: interval_us, burst, cost, max_concurrent, lease id, lease ttl, now.
+eval_args=(2 '{bench:api:}:tb' '{bench:api:}:leases' 1 1000000 1 0 '' 60000000 '')
+sha=$(redis-cli -p 6379 script load "$script")
+per_second() {
+  tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v = $i} END {print v}'
+}
+echo "== redis-benchmark, ratesync's token-bucket script, 64 clients"
+eval_plain=$(redis-benchmark -p 6379 -c 64 -n 200000 -q eval "$script" "${eval_args[@]}" | per_second)
+evalsha_plain=$(redis-benchmark -p 6379 -c 64 -n 200000 -q evalsha "$sha" "${eval_args[@]}" | per_second)
+evalsha_piped=$(redis-benchmark -p 6379 -c 64 -P 16 -n 200000 -q evalsha "$sha" "${eval_args[@]}" | per_second)
+echo "EVAL: $eval_plain/s   EVALSHA: $evalsha_plain/s   EVALSHA -P 16: $evalsha_piped/s"
+
+echo "== ratesync bench, 1 process, 64 tasks, ${seconds}s"
+ours_json=$(target/release/ratesync bench --config "$workdir/rate-sync.toml" --limiter api \
+  --tasks 64 --duration "$seconds" --mode try --json)
+echo "$ours_json"
+
+echo "== rate-sync 0.4.2 (Python), 64 tasks"
+anchor=$(target/anchor-venv/bin/python ../shared/anchors/bench_rate_sync.py redis 40000 64)
+echo "$anchor"
+echo "== rate-sync 0.4.2 (Python), 1 task"
+anchor_one=$(target/anchor-venv/bin/python ../shared/anchors/bench_rate_sync.py redis 10000 1)
+echo "$anchor_one"
+
+python3 - "$ours_json" "$eval_plain" "$evalsha_plain" "$evalsha_piped" "$anchor" <<'PY'
+import json, re, sys
+ours = json.loads(sys.argv[1])
+plain, sha, piped = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+anchor = float(re.search(r"ops/s=(\d+)", sys.argv[5]).group(1))
+ops = ours["ops_per_s"]
+lat = ours["latency_us"]
+print()
+print(f"ratesync: {ops:,.0f} acquires/s, errors {ours['errors']}, "
+      f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, max {lat['max']:.0f} us")
+print(f"vs redis-benchmark EVAL          {plain:,.0f}/s: {ops / plain:.2f}x (target >= 1.5x)")
+print(f"vs redis-benchmark EVALSHA       {sha:,.0f}/s: {ops / sha:.2f}x")
+print(f"vs redis-benchmark EVALSHA -P 16 {piped:,.0f}/s: {ops / piped:.2f}x (the server's ceiling)")
+print(f"vs rate-sync (Python) {anchor:,.0f}/s: {ops / anchor:.1f}x (target >= 8x)")
+PY
