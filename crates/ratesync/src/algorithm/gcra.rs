@@ -41,28 +41,13 @@ impl TokenBucket {
                 max: MAX_RATE_PER_SECOND,
             });
         }
-        if burst == 0 {
-            return Err(RuleError::NotPositive {
-                field: "burst",
-                value: 0.0,
-            });
-        }
         let interval = (1e9 / rate_per_second).ceil();
         if interval >= u64::MAX as f64 {
             return Err(RuleError::TooSmall {
                 field: "rate_per_second",
             });
         }
-        let interval = (interval as u64).max(1);
-        let capacity_span = interval
-            .checked_mul(u64::from(burst))
-            .filter(|span| *span <= u64::MAX / 4)
-            .ok_or(RuleError::SpanOverflow)?;
-        Ok(TokenBucket {
-            interval,
-            burst,
-            capacity_span,
-        })
+        Self::with_interval_nanos((interval as u64).max(1), burst)
     }
 
     /// A bucket given directly by its emission interval (nanoseconds per unit), for
