@@ -1,4 +1,10 @@
 //! `Registry`: the stores and limiters of one configuration, built once and shared.
+//!
+//! A registry is an immutable snapshot. Configuration added at run time, one store or
+//! limiter at a time ([`Registry::with_store`], [`Registry::with_limiter`], used by the
+//! Python `configure_store` / `configure_limiter`), gives a new registry that shares
+//! every store and limiter it did not change: state kept in memory survives limiters
+//! being added later, and handles taken from the old snapshot keep working.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -6,7 +12,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::config::Config;
+use crate::config::{Config, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 use crate::engine::{self, Engine};
 use crate::error::Error;
 use crate::limiter::Limiter;
@@ -19,8 +25,10 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     config: Config,
+    stores: IndexMap<String, Arc<StoreRuntime>>,
     limiters: IndexMap<String, Limiter>,
 }
 
@@ -65,6 +73,79 @@ impl Registry {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
+
+    /// This registry plus store `id`, validated as `[stores.<id>]` of a file would be.
+    ///
+    /// Redefining a store with the same settings changes nothing (its state is kept).
+    /// Redefining it with other settings builds a new store and moves the limiters that
+    /// use it there, with fresh state. Every other store and limiter is shared as is.
+    pub fn with_store(&self, id: &str, store: StoreBuilder) -> Result<Registry, Error> {
+        let config = store.validate(id)?;
+        if self.inner.config.stores.get(id) == Some(&config) {
+            return Ok(self.clone());
+        }
+        let runtime = build_store(id, &config, None)?;
+        let mut next = Inner::clone(&self.inner);
+        next.config.stores.insert(id.to_owned(), config);
+        next.stores.insert(id.to_owned(), runtime.clone());
+        for (name, limiter) in &next.config.limiters {
+            if limiter.store == id {
+                let rebuilt = build_limiter(name, limiter, runtime.clone())?;
+                next.limiters.insert(name.clone(), rebuilt);
+            }
+        }
+        Ok(Registry {
+            inner: Arc::new(next),
+        })
+    }
+
+    /// This registry plus limiter `id`, validated as `[limiters.<id>]` of a file whose
+    /// stores are this registry's would be.
+    ///
+    /// Redefining a limiter with the same settings changes nothing (its state is kept);
+    /// with other settings it starts fresh. Its store is shared, never rebuilt.
+    pub fn with_limiter(&self, id: &str, limiter: LimiterBuilder) -> Result<Registry, Error> {
+        let stores = self.inner.config.stores.keys().map(String::as_str);
+        let config = limiter.validate(id, stores)?;
+        if self.inner.config.limiters.get(id) == Some(&config) {
+            return Ok(self.clone());
+        }
+        // Validation guarantees the store exists.
+        let built = build_limiter(id, &config, self.inner.stores[&config.store].clone())?;
+        let mut next = Inner::clone(&self.inner);
+        next.config.limiters.insert(id.to_owned(), config);
+        next.limiters.insert(id.to_owned(), built);
+        Ok(Registry {
+            inner: Arc::new(next),
+        })
+    }
+}
+
+fn build_store(
+    id: &str,
+    store: &StoreConfig,
+    engine: Option<Arc<dyn Engine>>,
+) -> Result<Arc<StoreRuntime>, Error> {
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine::build(&store.engine).map_err(|source| Error::Store {
+            store: id.to_owned(),
+            source,
+        })?,
+    };
+    let timeout = engine::call_timeout(&store.engine);
+    Ok(StoreRuntime::new(id, engine, timeout))
+}
+
+fn build_limiter(
+    name: &str,
+    limiter: &LimiterConfig,
+    store: Arc<StoreRuntime>,
+) -> Result<Limiter, Error> {
+    Limiter::new(name, limiter.clone(), store).map_err(|source| Error::Store {
+        store: limiter.store.clone(),
+        source,
+    })
 }
 
 impl std::fmt::Debug for Registry {
@@ -101,32 +182,21 @@ impl RegistryBuilder {
 
     /// Builds every store, then every limiter. Nothing is kept on failure.
     pub fn build(mut self) -> Result<Registry, Error> {
-        let mut stores = HashMap::new();
+        let mut stores = IndexMap::new();
         for (id, store) in &self.config.stores {
-            let engine = match self.engines.remove(id) {
-                Some(engine) => engine,
-                None => engine::build(&store.engine).map_err(|source| Error::Store {
-                    store: id.clone(),
-                    source,
-                })?,
-            };
-            let timeout = engine::call_timeout(&store.engine);
-            stores.insert(id.clone(), StoreRuntime::new(id, engine, timeout));
+            let runtime = build_store(id, store, self.engines.remove(id))?;
+            stores.insert(id.clone(), runtime);
         }
         let mut limiters = IndexMap::new();
         for (name, limiter) in &self.config.limiters {
             // Validation guarantees the store exists.
-            let store = stores[&limiter.store].clone();
-            let built =
-                Limiter::new(name, limiter.clone(), store).map_err(|source| Error::Store {
-                    store: limiter.store.clone(),
-                    source,
-                })?;
+            let built = build_limiter(name, limiter, stores[&limiter.store].clone())?;
             limiters.insert(name.clone(), built);
         }
         Ok(Registry {
             inner: Arc::new(Inner {
                 config: self.config,
+                stores,
                 limiters,
             }),
         })

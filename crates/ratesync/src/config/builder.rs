@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 
 use super::error::{ConfigError, Issues};
 use super::raw::{self, Entry, Item, Table, Value};
-use super::types::Config;
+use super::types::{Config, LimiterConfig, StoreConfig};
 use super::validate;
 
 /// Origin of errors from [`ConfigBuilder::build`].
@@ -141,6 +141,15 @@ impl StoreBuilder {
         set(&mut self.table, key, value.into());
         self
     }
+
+    /// Validates this store alone, as table `[stores.<id>]` of a file would be.
+    pub(crate) fn validate(self, id: &str) -> Result<StoreConfig, ConfigError> {
+        let mut config = Config::builder().store(id, self).build()?;
+        Ok(config
+            .stores
+            .swap_remove(id)
+            .expect("a valid configuration keeps its store"))
+    }
 }
 
 /// One limiter, as the keys of a `[limiters.ID]` table.
@@ -205,5 +214,23 @@ impl LimiterBuilder {
     pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
         set(&mut self.table, key, value.into());
         self
+    }
+
+    /// Validates this limiter alone, as table `[limiters.<id>]` of a file whose
+    /// stores are `stores` would be. Those stores are already valid: limiter rules
+    /// only need their ids, so memory placeholders stand in for them.
+    pub(crate) fn validate<'a>(
+        self,
+        id: &str,
+        stores: impl IntoIterator<Item = &'a str>,
+    ) -> Result<LimiterConfig, ConfigError> {
+        let builder = stores.into_iter().fold(Config::builder(), |b, store| {
+            b.store(store, StoreBuilder::memory())
+        });
+        let mut config = builder.limiter(id, self).build()?;
+        Ok(config
+            .limiters
+            .swap_remove(id)
+            .expect("a valid configuration keeps its limiter"))
     }
 }
