@@ -1,0 +1,204 @@
+//! Acquire, try and peek. Memory-engine limiters decide synchronously on the calling
+//! thread (`Call::try_acquire_local`, no thread hop); network engines run on the
+//! extension's runtime: as an asyncio future for coroutines, or blocking the calling
+//! thread with the GIL released for the sync API.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use ratesync::{AcquireError, Limiter};
+
+use crate::errors;
+use crate::registry;
+use crate::types::{Decision, Permit};
+
+fn wait_bound(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|t| {
+            Duration::try_from_secs_f64(t).map_err(|_| {
+                errors::config_error(&format!(
+                    "timeout must be a number of seconds >= 0, got {t}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn permit(py: Python<'_>, result: Result<ratesync::Permit, AcquireError>) -> PyResult<Py<PyAny>> {
+    match result {
+        Ok(permit) => Ok(Py::new(py, Permit::new(permit))?.into_any()),
+        Err(error) => Err(errors::from_acquire(&error)),
+    }
+}
+
+/// A refusal as `None`, other failures as exceptions.
+fn permit_or_none(
+    py: Python<'_>,
+    result: Result<ratesync::Permit, AcquireError>,
+) -> PyResult<Py<PyAny>> {
+    match result {
+        Err(AcquireError::Denied { .. }) => Ok(py.None()),
+        other => permit(py, other),
+    }
+}
+
+/// One synchronous attempt on a local limiter: a `Permit`, or `None` when refused or
+/// when the limiter's engine is remote (then use an async or blocking call).
+#[pyfunction]
+#[pyo3(signature = (limiter_id, key, cost))]
+fn attempt_local(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    let _runtime = crate::runtime::handle().enter();
+    match limiter.key(key).cost(cost).try_acquire_local() {
+        Some(result) => permit_or_none(py, result),
+        None => Ok(py.None()),
+    }
+}
+
+/// Waits for a permit (timeout `None` = the limiter's own): an asyncio future.
+#[pyfunction]
+#[pyo3(signature = (event_loop, limiter_id, key, cost, timeout))]
+fn acquire_async<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    limiter_id: &str,
+    key: String,
+    cost: u32,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    let bound = wait_bound(timeout)?;
+    crate::bridge::spawn(
+        event_loop,
+        async move { acquire(&limiter, &key, cost, timeout.map(|_| bound)).await },
+        permit,
+    )
+}
+
+/// One attempt: an asyncio future of a `Permit` or `None` when refused.
+#[pyfunction]
+#[pyo3(signature = (event_loop, limiter_id, key, cost))]
+fn attempt_async<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    limiter_id: &str,
+    key: String,
+    cost: u32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    crate::bridge::spawn(
+        event_loop,
+        async move { limiter.key(&key).cost(cost).try_acquire().await },
+        permit_or_none,
+    )
+}
+
+/// The decision an attempt would get now, consuming nothing: an asyncio future.
+#[pyfunction]
+#[pyo3(signature = (event_loop, limiter_id, key, cost))]
+fn state_async<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    limiter_id: &str,
+    key: String,
+    cost: u32,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    crate::bridge::spawn(
+        event_loop,
+        async move { limiter.key(&key).cost(cost).state().await },
+        decision,
+    )
+}
+
+fn decision(
+    py: Python<'_>,
+    result: Result<ratesync::Decision, AcquireError>,
+) -> PyResult<Py<PyAny>> {
+    match result {
+        Ok(d) => Ok(Py::new(py, Decision::from(&d))?.into_any()),
+        Err(error) => Err(errors::from_acquire(&error)),
+    }
+}
+
+async fn acquire(
+    limiter: &Limiter,
+    key: &str,
+    cost: u32,
+    timeout: Option<Option<Duration>>,
+) -> Result<ratesync::Permit, AcquireError> {
+    let call = limiter.key(key).cost(cost);
+    match timeout {
+        Some(bound) => call.timeout(bound).acquire().await,
+        None => call.acquire().await,
+    }
+}
+
+/// Waits for a permit on the calling thread, with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (limiter_id, key, cost, timeout))]
+fn acquire_blocking(
+    py: Python<'_>,
+    limiter_id: &str,
+    key: &str,
+    cost: u32,
+    timeout: Option<f64>,
+) -> PyResult<Py<PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    let bound = wait_bound(timeout)?;
+    let handle = crate::runtime::handle();
+    let local = {
+        let _runtime = handle.enter();
+        limiter.key(key).cost(cost).try_acquire_local()
+    };
+    if let Some(Ok(admitted)) = local {
+        return permit(py, Ok(admitted));
+    }
+    let result =
+        py.detach(|| handle.block_on(acquire(&limiter, key, cost, timeout.map(|_| bound))));
+    permit(py, result)
+}
+
+/// One attempt on the calling thread: a `Permit` or `None` when refused.
+#[pyfunction]
+#[pyo3(signature = (limiter_id, key, cost))]
+fn attempt_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    let handle = crate::runtime::handle();
+    let call = limiter.key(key).cost(cost);
+    let local = {
+        let _runtime = handle.enter();
+        call.try_acquire_local()
+    };
+    let result = match local {
+        Some(result) => result,
+        None => py.detach(|| handle.block_on(call.try_acquire())),
+    };
+    permit_or_none(py, result)
+}
+
+/// The current decision on the calling thread, consuming nothing.
+#[pyfunction]
+#[pyo3(signature = (limiter_id, key, cost))]
+fn state_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
+    let limiter = registry::limiter(limiter_id)?;
+    let handle = crate::runtime::handle();
+    let call = limiter.key(key).cost(cost);
+    let result = py.detach(|| handle.block_on(call.state()));
+    decision(py, result)
+}
+
+/// Whether the limiter decides in this process (memory engine).
+#[pyfunction]
+fn is_local(limiter_id: &str) -> PyResult<bool> {
+    Ok(registry::limiter(limiter_id)?.is_local())
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(attempt_local, m)?)?;
+    m.add_function(wrap_pyfunction!(acquire_async, m)?)?;
+    m.add_function(wrap_pyfunction!(attempt_async, m)?)?;
+    m.add_function(wrap_pyfunction!(state_async, m)?)?;
+    m.add_function(wrap_pyfunction!(acquire_blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(attempt_blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(state_blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(is_local, m)?)?;
+    Ok(())
+}

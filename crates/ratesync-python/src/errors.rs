@@ -1,0 +1,48 @@
+//! Core errors as the exceptions of `ratesync.exceptions` (built there, by
+//! `_from_native`, so that their classes and attributes are those of rate-sync).
+
+use pyo3::prelude::*;
+use ratesync::{AcquireError, Error};
+
+fn build(kind: &str, message: &str, name: Option<&str>, retry_after: Option<f64>) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("ratesync.exceptions")
+            .and_then(|m| m.getattr("_from_native"))
+            .and_then(|f| f.call1((kind, message, name, retry_after)));
+        match made {
+            Ok(exception) => PyErr::from_value(exception),
+            Err(error) => error,
+        }
+    })
+}
+
+pub(crate) fn config_error(message: &str) -> PyErr {
+    build("config", message, None, None)
+}
+
+pub(crate) fn limiter_not_found(name: &str) -> PyErr {
+    build("limiter_not_found", "", Some(name), None)
+}
+
+pub(crate) fn store_not_found(id: &str) -> PyErr {
+    build("store_not_found", "", Some(id), None)
+}
+
+pub(crate) fn from_error(error: &Error) -> PyErr {
+    match error {
+        Error::UnknownLimiter(name) => limiter_not_found(name),
+        Error::Config(_) | Error::Store { .. } => config_error(&error.to_string()),
+    }
+}
+
+pub(crate) fn from_acquire(error: &AcquireError) -> PyErr {
+    let (kind, limiter) = match error {
+        AcquireError::Denied { limiter, .. } => ("denied", limiter),
+        AcquireError::TimedOut { limiter, .. } => ("timed_out", limiter),
+        AcquireError::StoreUnavailable { limiter, .. } => ("store_unavailable", limiter),
+        AcquireError::InvalidCost { limiter, .. } => ("invalid_cost", limiter),
+    };
+    let retry_after = error.retry_after().map(|d| d.as_secs_f64());
+    build(kind, &error.to_string(), Some(limiter), retry_after)
+}

@@ -1,0 +1,31 @@
+//! `ratesync._native`: the extension module under the Python package `ratesync`
+//! (`python/ratesync/`). A thin shell over the core: the Python API, its names and
+//! exceptions live in the package; limits are decided by `ratesync`.
+//!
+//! - [`runtime`]: the tokio runtime this extension owns (fresh after `fork()`).
+//! - [`registry`]: the process-wide registry that `configure_*` and `load_config` change.
+//! - [`calls`]: acquire, try, peek: memory decisions synchronously, network engines
+//!   on the runtime with the GIL released.
+//! - [`bridge`]: a tokio future as an asyncio future of the caller's event loop.
+//! - [`types`]: `Permit` and `Decision` as Python objects; [`errors`]: core errors as
+//!   the exceptions of `ratesync.exceptions`.
+
+mod bridge;
+mod calls;
+mod errors;
+mod registry;
+mod runtime;
+mod types;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<types::Permit>()?;
+    m.add_class::<types::Decision>()?;
+    m.add_function(wrap_pyfunction!(runtime::after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
+    registry::register(m)?;
+    calls::register(m)?;
+    Ok(())
+}

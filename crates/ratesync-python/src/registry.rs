@@ -1,0 +1,303 @@
+//! The process-wide registry of the Python API. `configure_store`,
+//! `configure_limiter` and `load_config` replace it with a new snapshot that shares
+//! every store and limiter they did not change (`Registry::with_store` and
+//! `with_limiter` in the core), so memory state survives later configuration.
+//!
+//! The file discovered at import is loaded then; if it is invalid, the error is kept
+//! and raised by every use until `load_config` succeeds (import itself never fails).
+
+use std::path::PathBuf;
+
+use parking_lot::RwLock;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use ratesync::config::{EngineConfig, StoreConfig};
+use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
+
+use crate::errors;
+
+struct State {
+    registry: Registry,
+    /// An invalid discovered file, raised by every use until `load_config` succeeds.
+    pending: Option<ratesync::Error>,
+}
+
+static STATE: RwLock<Option<State>> = RwLock::new(None);
+
+fn empty() -> Registry {
+    Registry::from_config(Config::default()).expect("an empty registry always builds")
+}
+
+/// The current registry, or the error of the discovered file.
+pub(crate) fn current() -> PyResult<Registry> {
+    match STATE.read().as_ref() {
+        None => Ok(empty()),
+        Some(State {
+            pending: Some(error),
+            ..
+        }) => Err(errors::config_error(&error.to_string())),
+        Some(state) => Ok(state.registry.clone()),
+    }
+}
+
+pub(crate) fn limiter(name: &str) -> PyResult<ratesync::Limiter> {
+    current()?
+        .limiter(name)
+        .map_err(|_| errors::limiter_not_found(name))
+}
+
+fn replace(registry: Registry) {
+    *STATE.write() = Some(State {
+        registry,
+        pending: None,
+    });
+}
+
+/// Changes the registry with `change`, under the lock so that concurrent
+/// configuration calls do not lose each other's work.
+fn update(change: impl FnOnce(&Registry) -> Result<Registry, ratesync::Error>) -> PyResult<()> {
+    let _runtime = crate::runtime::handle().enter();
+    let mut state = STATE.write();
+    let registry = match state.as_ref() {
+        None => empty(),
+        Some(State {
+            pending: Some(error),
+            ..
+        }) => return Err(errors::config_error(&error.to_string())),
+        Some(state) => state.registry.clone(),
+    };
+    let next = change(&registry).map_err(|e| errors::from_error(&e))?;
+    *state = Some(State {
+        registry: next,
+        pending: None,
+    });
+    Ok(())
+}
+
+/// A rebuilt registry for a forked child: network clients of the parent are tied to
+/// its runtime; memory state starts fresh, as in any new process.
+pub(crate) fn after_fork_in_child() {
+    let mut state = STATE.write();
+    if let Some(State { registry, .. }) = state.as_mut() {
+        let _runtime = crate::runtime::handle().enter();
+        if let Ok(rebuilt) = Registry::from_config(registry.config().clone()) {
+            *registry = rebuilt;
+        }
+    }
+}
+
+/// Loads the file found by discovery (SPEC §3.1), keeping its error for later.
+#[pyfunction]
+fn discover_on_import() {
+    let _runtime = crate::runtime::handle().enter();
+    let loaded = Config::discover(None)
+        .map_err(ratesync::Error::from)
+        .and_then(|config| Registry::from_config(config.unwrap_or_default()));
+    *STATE.write() = Some(match loaded {
+        Ok(registry) => State {
+            registry,
+            pending: None,
+        },
+        Err(error) => State {
+            registry: empty(),
+            pending: Some(error),
+        },
+    });
+}
+
+/// Loads `path` (or the discovered file), replacing the whole configuration.
+#[pyfunction]
+#[pyo3(signature = (path=None))]
+fn load_config(path: Option<PathBuf>) -> PyResult<Option<PathBuf>> {
+    let _runtime = crate::runtime::handle().enter();
+    let config =
+        Config::discover(path.as_deref()).map_err(|e| errors::config_error(&e.to_string()))?;
+    let source = config.as_ref().and_then(|c| c.source.clone());
+    let registry =
+        Registry::from_config(config.unwrap_or_default()).map_err(|e| errors::from_error(&e))?;
+    replace(registry);
+    Ok(source)
+}
+
+#[pyfunction]
+fn configure_store(store_id: &str, engine: &str, options: &Bound<'_, PyDict>) -> PyResult<()> {
+    let mut store = StoreBuilder::new(engine);
+    for (key, value) in options.iter() {
+        let key: String = key.extract()?;
+        if let Some(value) = to_toml(&value, &key)? {
+            store = store.option(&key, value);
+        }
+    }
+    update(|registry| registry.with_store(store_id, store))
+}
+
+#[pyfunction]
+fn configure_limiter(limiter_id: &str, options: &Bound<'_, PyDict>) -> PyResult<()> {
+    let mut limiter = LimiterBuilder::default();
+    let mut store_id = None;
+    for (key, value) in options.iter() {
+        let key: String = key.extract()?;
+        if key == "store" {
+            store_id = Some(value.extract::<String>()?);
+        }
+        if let Some(value) = to_toml(&value, &key)? {
+            limiter = limiter.option(&key, value);
+        }
+    }
+    if let Some(store_id) = store_id {
+        if !current()?.config().stores.contains_key(&store_id) {
+            return Err(errors::store_not_found(&store_id));
+        }
+    }
+    update(|registry| registry.with_limiter(limiter_id, limiter))
+}
+
+/// A Python value as the TOML value a file would hold; `None` leaves the key out.
+fn to_toml(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Option<toml::Value>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    if let Ok(b) = value.extract::<bool>() {
+        return Ok(Some(toml::Value::Boolean(b)));
+    }
+    if let Ok(i) = value.extract::<i64>() {
+        return Ok(Some(toml::Value::Integer(i)));
+    }
+    if let Ok(f) = value.extract::<f64>() {
+        return Ok(Some(toml::Value::Float(f)));
+    }
+    if value.is_instance_of::<PyString>() {
+        return Ok(Some(toml::Value::String(value.extract()?)));
+    }
+    if let Ok(items) = value.extract::<Vec<Bound<'_, PyAny>>>() {
+        let mut array = Vec::new();
+        for item in &items {
+            array.extend(to_toml(item, key)?);
+        }
+        return Ok(Some(toml::Value::Array(array)));
+    }
+    Err(errors::config_error(&format!(
+        "{key}: unsupported value of type {}",
+        value.get_type().name()?
+    )))
+}
+
+/// Every store with its settings, secrets masked.
+#[pyfunction]
+fn list_stores(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let registry = current()?;
+    let out = PyDict::new(py);
+    for (id, store) in &registry.config().stores {
+        out.set_item(id, store_info(py, store)?)?;
+    }
+    Ok(out.unbind())
+}
+
+fn store_info<'py>(py: Python<'py>, store: &StoreConfig) -> PyResult<Bound<'py, PyDict>> {
+    let info = PyDict::new(py);
+    info.set_item("engine", store.engine.engine_name())?;
+    info.set_item("strategy", store.engine.engine_name())?;
+    match &store.engine {
+        EngineConfig::Memory(m) => info.set_item("max_keys", m.max_keys.map(|n| n.get()))?,
+        EngineConfig::Redis(r) => {
+            info.set_item("url", r.url.masked())?;
+            info.set_item("db", r.db)?;
+            info.set_item("password", r.password.as_ref().map(|_| "***"))?;
+            info.set_item("key_prefix", &r.key_prefix)?;
+            info.set_item("socket_timeout", r.socket_timeout.as_secs_f64())?;
+            info.set_item(
+                "socket_connect_timeout",
+                r.socket_connect_timeout.as_secs_f64(),
+            )?;
+            info.set_item("cluster", r.cluster)?;
+        }
+        EngineConfig::Postgres(p) => {
+            info.set_item("url", p.url.masked())?;
+            info.set_item("schema_name", &p.schema_name)?;
+            info.set_item("table_name", &p.table_name)?;
+        }
+        EngineConfig::Nats(n) => {
+            info.set_item("url", n.url.masked())?;
+            info.set_item("token", n.token.as_ref().map(|_| "***"))?;
+            info.set_item("bucket_name", &n.bucket_name)?;
+        }
+    }
+    Ok(info)
+}
+
+/// Every limiter with its settings, as rate-sync's `list_limiters` (keys as there).
+#[pyfunction]
+fn list_limiters(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let registry = current()?;
+    let out = PyDict::new(py);
+    for (id, limiter) in &registry.config().limiters {
+        out.set_item(id, limiter_info(py, limiter)?)?;
+    }
+    Ok(out.unbind())
+}
+
+/// The settings of limiter `limiter_id`.
+#[pyfunction]
+fn limiter_config(py: Python<'_>, limiter_id: &str) -> PyResult<Py<PyDict>> {
+    let registry = current()?;
+    let config = registry
+        .config()
+        .limiters
+        .get(limiter_id)
+        .ok_or_else(|| errors::limiter_not_found(limiter_id))?;
+    Ok(limiter_info(py, config)?.unbind())
+}
+
+fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound<'py, PyDict>> {
+    let info = PyDict::new(py);
+    info.set_item("store_id", &limiter.store)?;
+    info.set_item("backend", &limiter.store)?;
+    let (algorithm, rate, burst, limit, window): (
+        _,
+        Option<f64>,
+        Option<u32>,
+        Option<u32>,
+        Option<f64>,
+    ) = if limiter.is_concurrency_only() {
+        ("token_bucket", None, None, None, None)
+    } else {
+        match limiter.rule {
+            Rule::TokenBucket(tb) => (
+                "token_bucket",
+                Some(tb.rate_per_second()),
+                Some(tb.burst()),
+                None,
+                None,
+            ),
+            Rule::SlidingWindow(sw) => (
+                "sliding_window",
+                None,
+                None,
+                Some(sw.limit()),
+                Some(sw.window_nanos() as f64 / 1e9),
+            ),
+        }
+    };
+    info.set_item("algorithm", algorithm)?;
+    info.set_item("rate_per_second", rate)?;
+    info.set_item("burst", burst)?;
+    info.set_item("limit", limit)?;
+    info.set_item("window_seconds", window)?;
+    info.set_item("max_concurrent", limiter.max_concurrent.map(|n| n.get()))?;
+    info.set_item("lease_ttl", limiter.lease_ttl.as_secs_f64())?;
+    info.set_item("timeout", limiter.timeout.map(|t| t.as_secs_f64()))?;
+    info.set_item("fail_closed", limiter.fail_closed)?;
+    info.set_item("initialized", true)?;
+    Ok(info)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(discover_on_import, m)?)?;
+    m.add_function(wrap_pyfunction!(load_config, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_store, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_limiter, m)?)?;
+    m.add_function(wrap_pyfunction!(list_stores, m)?)?;
+    m.add_function(wrap_pyfunction!(list_limiters, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_config, m)?)?;
+    Ok(())
+}
