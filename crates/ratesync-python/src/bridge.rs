@@ -37,10 +37,7 @@ where
     let (loop_ref, future_ref) = (event_loop.clone().unbind(), future.clone().unbind());
     let task = crate::runtime::handle().spawn(async move {
         let output = work.await;
-        if crate::runtime::is_shut_down() {
-            return;
-        }
-        Python::attach(|py| {
+        crate::runtime::attach_unless_shut_down(|py| {
             let (ok, value) = match convert(py, output) {
                 Ok(value) => (true, value),
                 Err(error) => (false, error.into_value(py).into_any()),

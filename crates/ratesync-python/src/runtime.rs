@@ -8,18 +8,21 @@
 //! runtime of its own that a fork would leave dead.
 //!
 //! At interpreter exit the package calls [`shutdown`]: from then on no task hands a
-//! result back to Python (a thread taking the GIL during finalization would be
-//! stopped by the interpreter, inside Rust frames).
+//! result back to Python. A thread that takes the GIL during finalization is stopped
+//! by the interpreter (`pthread_exit`) inside Rust frames, whose unwinding then drops
+//! Python objects without the GIL: a crash at exit. So every hand-back runs through
+//! [`attach_unless_shut_down`], under a read lock that `shutdown` takes for writing
+//! (with the GIL released) before it raises the flag: once `shutdown` returns, no
+//! thread is inside or will enter the interpreter.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
-static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+static SHUT_DOWN: RwLock<bool> = RwLock::new(false);
 
 /// The runtime's handle, starting it if needed.
 pub(crate) fn handle() -> Handle {
@@ -39,9 +42,12 @@ pub(crate) fn handle() -> Handle {
         .clone()
 }
 
-/// Whether results may still be handed back to Python.
-pub(crate) fn is_shut_down() -> bool {
-    SHUT_DOWN.load(Ordering::Acquire)
+/// Runs `f` with the GIL from a runtime thread, unless the interpreter is exiting.
+pub(crate) fn attach_unless_shut_down(f: impl FnOnce(Python<'_>)) {
+    let shut_down = SHUT_DOWN.read();
+    if !*shut_down {
+        Python::attach(f);
+    }
 }
 
 /// Called in a child process right after `fork()`.
@@ -54,8 +60,9 @@ pub(crate) fn after_fork_in_child() {
     crate::registry::after_fork_in_child();
 }
 
-/// Called at interpreter exit (`atexit`).
+/// Called at interpreter exit (`atexit`). Waits, with the GIL released, for the
+/// hand-backs in progress (they need the GIL to finish), then stops new ones.
 #[pyfunction]
-pub(crate) fn shutdown() {
-    SHUT_DOWN.store(true, Ordering::Release);
+pub(crate) fn shutdown(py: Python<'_>) {
+    py.detach(|| *SHUT_DOWN.write() = true);
 }
