@@ -18,21 +18,42 @@ import atexit
 import os
 
 from ratesync import _native
-from ratesync._api import (
+
+# A forked child (gunicorn --preload, multiprocessing) starts its own runtime and
+# store clients, before any other fork hook of the package runs.
+os.register_at_fork(after_in_child=_native.after_fork_in_child)
+
+from ratesync._api import (  # noqa: E402
     AcquireContext,
     RateLimiter,
     acquire,
     check_limiter,
+    check_multi_limiters,
+    clone_limiter,
     configure_limiter,
     configure_store,
     get_limiter,
+    get_or_clone_limiter,
+    initialize_all_limiters,
+    initialize_limiter,
     list_limiters,
     list_stores,
     load_config,
 )
-from ratesync._native import Decision, Permit
-from ratesync.exceptions import (
+from ratesync.composite import CompositeLimitCheck, CompositeRateLimiter  # noqa: E402
+from ratesync.decorators import rate_limited  # noqa: E402
+from ratesync.engines import (  # noqa: E402
+    MemoryRateLimiter,
+    NatsRateLimiter,
+    PostgresRateLimiter,
+    RedisRateLimiter,
+    RedisSlidingWindowRateLimiter,
+)
+from ratesync.identifiers import combine_identifiers, hash_identifier  # noqa: E402
+from ratesync._native import Decision, Permit  # noqa: E402
+from ratesync.exceptions import (  # noqa: E402
     ConfigValidationError,
+    EngineNotAvailableError,
     LimiterNotFoundError,
     RateLimiterAcquisitionError,
     RateLimiterAlreadyConfiguredError,
@@ -42,8 +63,14 @@ from ratesync.exceptions import (
     StoreNotFoundError,
     StoreUnavailableError,
 )
-from ratesync.schemas import LimiterReadOnlyConfig, LimiterState, RateLimitResult
-from ratesync import sync
+from ratesync.schemas import (  # noqa: E402
+    LimiterReadOnlyConfig,
+    LimiterState,
+    MultiLimiterResult,
+    RateLimiterMetrics,
+    RateLimitResult,
+)
+from ratesync import sync  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -56,6 +83,24 @@ __all__ = [
     "RateLimitResult",
     "LimiterReadOnlyConfig",
     "LimiterState",
+    "MultiLimiterResult",
+    "RateLimiterMetrics",
+    "CompositeRateLimiter",
+    "CompositeLimitCheck",
+    "MemoryRateLimiter",
+    "RedisRateLimiter",
+    "RedisSlidingWindowRateLimiter",
+    "PostgresRateLimiter",
+    "NatsRateLimiter",
+    "rate_limited",
+    "clone_limiter",
+    "get_or_clone_limiter",
+    "initialize_limiter",
+    "initialize_all_limiters",
+    "check_multi_limiters",
+    "hash_identifier",
+    "combine_identifiers",
+    "EngineNotAvailableError",
     "load_config",
     "configure_store",
     "configure_limiter",
@@ -76,9 +121,7 @@ __all__ = [
     "StoreUnavailableError",
 ]
 
-# A forked child (gunicorn --preload, multiprocessing) starts its own runtime and
-# store clients; at exit no result is handed back to a finalizing interpreter.
-os.register_at_fork(after_in_child=_native.after_fork_in_child)
+# At exit no result is handed back to a finalizing interpreter.
 atexit.register(_native.shutdown)
 
 _native.discover_on_import()

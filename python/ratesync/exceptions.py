@@ -87,6 +87,17 @@ class LimiterNotFoundError(RateLimiterError):
         )
 
 
+class EngineNotAvailableError(RateLimiterError, RuntimeError):
+    """The engine (PostgreSQL, NATS) is not available in this build of ratesync."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        super().__init__(
+            f"engine {engine!r} is not available in this build of ratesync "
+            f"(available: memory, redis)"
+        )
+
+
 def _from_native(
     kind: str, message: str, name: str | None, retry_after: float | None
 ) -> Exception:

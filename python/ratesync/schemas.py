@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,16 @@ class RateLimitResult:
     remaining: int
     reset_in: float  # seconds
     limiter_id: str | None = None
+
+    @property
+    def reset_at(self) -> int:
+        """Unix timestamp when the limit resets."""
+        return int(time.time() + self.reset_in)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds for a ``Retry-After`` header (at least 1)."""
+        return max(1, int(self.reset_in))
 
 
 @dataclass(frozen=True)
@@ -38,3 +49,81 @@ class LimiterReadOnlyConfig:
     window_seconds: float | None = None
     fail_closed: bool = False
     burst: int | None = None
+
+
+@dataclass(frozen=True)
+class MultiLimiterResult:
+    """Outcome of ``check_multi_limiters``: the most restrictive of its limiters."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_in: float  # seconds (longest of all limiters)
+    blocking_limiter_id: str | None = None
+    results: list[RateLimitResult] = field(default_factory=list)
+
+    @property
+    def reset_at(self) -> int:
+        return int(time.time() + self.reset_in)
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, int(self.reset_in))
+
+    @classmethod
+    def from_results(cls, results: list[RateLimitResult]) -> MultiLimiterResult:
+        """Combines results as rate-sync does: allowed only if all are; the lowest
+        remaining (and its limit), the longest reset, the first that blocked."""
+        if not results:
+            return cls(allowed=True, limit=1000, remaining=999, reset_in=60.0, results=[])
+        blocking = next((r.limiter_id for r in results if not r.allowed), None)
+        most_restrictive = min(results, key=lambda r: r.remaining)
+        return cls(
+            allowed=all(r.allowed for r in results),
+            limit=most_restrictive.limit,
+            remaining=most_restrictive.remaining,
+            reset_in=max(r.reset_in for r in results),
+            blocking_limiter_id=blocking,
+            results=list(results),
+        )
+
+
+@dataclass
+class RateLimiterMetrics:
+    """Counters of one limiter, as rate-sync's (counted by ``get_limiter`` objects and
+    the engine classes; the module-level ``acquire`` is not counted, to keep it fast)."""
+
+    total_acquisitions: int = 0
+    total_wait_time_ms: float = 0.0
+    avg_wait_time_ms: float = 0.0
+    max_wait_time_ms: float = 0.0
+    cas_failures: int = 0
+    timeouts: int = 0
+    last_acquisition_at: float | None = None
+    current_concurrent: int = 0
+    max_concurrent_reached: int = 0
+    total_releases: int = 0
+
+    def record_acquisition(self, wait_time_ms: float) -> None:
+        self.total_acquisitions += 1
+        self.total_wait_time_ms += wait_time_ms
+        self.avg_wait_time_ms = self.total_wait_time_ms / self.total_acquisitions
+        if wait_time_ms > self.max_wait_time_ms:
+            self.max_wait_time_ms = wait_time_ms
+        self.last_acquisition_at = time.time()
+
+    def record_cas_failure(self) -> None:
+        self.cas_failures += 1
+
+    def record_timeout(self) -> None:
+        self.timeouts += 1
+
+    def record_concurrent_acquire(self) -> None:
+        self.current_concurrent += 1
+
+    def record_concurrent_release(self) -> None:
+        self.current_concurrent = max(0, self.current_concurrent - 1)
+        self.total_releases += 1
+
+    def record_max_concurrent_reached(self) -> None:
+        self.max_concurrent_reached += 1

@@ -12,6 +12,61 @@ use crate::errors;
 use crate::registry;
 use crate::types::{Decision, Permit};
 
+/// One limiter of a private registry: what an engine class (`MemoryRateLimiter`,
+/// `RedisRateLimiter`) constructed directly by code written for rate-sync decides
+/// with. Every call below accepts it in place of a limiter name.
+#[pyclass(frozen, module = "ratesync._native")]
+pub(crate) struct LimiterHandle {
+    limiter: Limiter,
+}
+
+/// The limiter named by `target` (a `str`, looked up in the shared registry) or held
+/// by it (a `LimiterHandle`).
+fn resolve(target: &Bound<'_, PyAny>) -> PyResult<Limiter> {
+    if let Ok(handle) = target.cast::<LimiterHandle>() {
+        return Ok(handle.get().limiter.clone());
+    }
+    let name: pyo3::pybacked::PyBackedStr = target.extract()?;
+    registry::limiter(&name)
+}
+
+/// A limiter `name` on a store of its own (`engine` with `store_options`), in a
+/// registry of its own: nothing is added to the shared configuration.
+#[pyfunction]
+fn private_limiter(
+    name: &str,
+    engine: &str,
+    store_options: &Bound<'_, pyo3::types::PyDict>,
+    limiter_options: &Bound<'_, pyo3::types::PyDict>,
+) -> PyResult<LimiterHandle> {
+    let limiter = registry::private_limiter(name, engine, store_options, limiter_options)?;
+    Ok(LimiterHandle { limiter })
+}
+
+/// Forgets the state of one key (`key`) or of every key (`None`): an asyncio future.
+#[pyfunction]
+#[pyo3(signature = (event_loop, limiter_id, key))]
+fn reset_async<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    limiter_id: &Bound<'py, PyAny>,
+    key: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limiter = resolve(limiter_id)?;
+    crate::bridge::spawn(
+        event_loop,
+        async move {
+            match key {
+                Some(key) => limiter.key(&key).reset().await,
+                None => limiter.reset().await,
+            }
+        },
+        |py, result: Result<(), AcquireError>| match result {
+            Ok(()) => Ok(py.None()),
+            Err(error) => Err(errors::from_acquire(&error)),
+        },
+    )
+}
+
 fn wait_bound(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     timeout
         .map(|t| {
@@ -46,8 +101,13 @@ fn permit_or_none(
 /// when the limiter's engine is remote (then use an async or blocking call).
 #[pyfunction]
 #[pyo3(signature = (limiter_id, key, cost))]
-fn attempt_local(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+fn attempt_local(
+    py: Python<'_>,
+    limiter_id: &Bound<'_, PyAny>,
+    key: &str,
+    cost: u32,
+) -> PyResult<Py<PyAny>> {
+    let limiter = resolve(limiter_id)?;
     let _runtime = crate::runtime::handle().enter();
     match limiter.key(key).cost(cost).try_acquire_local() {
         Some(result) => permit_or_none(py, result),
@@ -60,12 +120,12 @@ fn attempt_local(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyRe
 #[pyo3(signature = (event_loop, limiter_id, key, cost, timeout))]
 fn acquire_async<'py>(
     event_loop: &Bound<'py, PyAny>,
-    limiter_id: &str,
+    limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+    let limiter = resolve(limiter_id)?;
     let bound = wait_bound(timeout)?;
     crate::bridge::spawn(
         event_loop,
@@ -79,11 +139,11 @@ fn acquire_async<'py>(
 #[pyo3(signature = (event_loop, limiter_id, key, cost))]
 fn attempt_async<'py>(
     event_loop: &Bound<'py, PyAny>,
-    limiter_id: &str,
+    limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+    let limiter = resolve(limiter_id)?;
     crate::bridge::spawn(
         event_loop,
         async move { limiter.key(&key).cost(cost).try_acquire().await },
@@ -96,11 +156,11 @@ fn attempt_async<'py>(
 #[pyo3(signature = (event_loop, limiter_id, key, cost))]
 fn state_async<'py>(
     event_loop: &Bound<'py, PyAny>,
-    limiter_id: &str,
+    limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+    let limiter = resolve(limiter_id)?;
     crate::bridge::spawn(
         event_loop,
         async move { limiter.key(&key).cost(cost).state().await },
@@ -136,12 +196,12 @@ async fn acquire(
 #[pyo3(signature = (limiter_id, key, cost, timeout))]
 fn acquire_blocking(
     py: Python<'_>,
-    limiter_id: &str,
+    limiter_id: &Bound<'_, PyAny>,
     key: &str,
     cost: u32,
     timeout: Option<f64>,
 ) -> PyResult<Py<PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+    let limiter = resolve(limiter_id)?;
     let bound = wait_bound(timeout)?;
     let handle = crate::runtime::handle();
     let local = {
@@ -159,8 +219,13 @@ fn acquire_blocking(
 /// One attempt on the calling thread: a `Permit` or `None` when refused.
 #[pyfunction]
 #[pyo3(signature = (limiter_id, key, cost))]
-fn attempt_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+fn attempt_blocking(
+    py: Python<'_>,
+    limiter_id: &Bound<'_, PyAny>,
+    key: &str,
+    cost: u32,
+) -> PyResult<Py<PyAny>> {
+    let limiter = resolve(limiter_id)?;
     let handle = crate::runtime::handle();
     let call = limiter.key(key).cost(cost);
     let local = {
@@ -177,8 +242,13 @@ fn attempt_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> P
 /// The current decision on the calling thread, consuming nothing.
 #[pyfunction]
 #[pyo3(signature = (limiter_id, key, cost))]
-fn state_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyResult<Py<PyAny>> {
-    let limiter = registry::limiter(limiter_id)?;
+fn state_blocking(
+    py: Python<'_>,
+    limiter_id: &Bound<'_, PyAny>,
+    key: &str,
+    cost: u32,
+) -> PyResult<Py<PyAny>> {
+    let limiter = resolve(limiter_id)?;
     let handle = crate::runtime::handle();
     let call = limiter.key(key).cost(cost);
     let result = py.detach(|| handle.block_on(call.state()));
@@ -187,8 +257,8 @@ fn state_blocking(py: Python<'_>, limiter_id: &str, key: &str, cost: u32) -> PyR
 
 /// Whether the limiter decides in this process (memory engine).
 #[pyfunction]
-fn is_local(limiter_id: &str) -> PyResult<bool> {
-    Ok(registry::limiter(limiter_id)?.is_local())
+fn is_local(limiter_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(resolve(limiter_id)?.is_local())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -200,5 +270,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attempt_blocking, m)?)?;
     m.add_function(wrap_pyfunction!(state_blocking, m)?)?;
     m.add_function(wrap_pyfunction!(is_local, m)?)?;
+    m.add_function(wrap_pyfunction!(private_limiter, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_async, m)?)?;
+    m.add_class::<LimiterHandle>()?;
     Ok(())
 }

@@ -182,6 +182,40 @@ fn to_toml(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Option<toml::Value>>
     )))
 }
 
+/// A limiter `name` on a store of its own, in a registry of its own (the engine
+/// classes constructed directly). Options as for `configure_store` / `configure_limiter`
+/// (without `store`).
+pub(crate) fn private_limiter(
+    name: &str,
+    engine: &str,
+    store_options: &Bound<'_, PyDict>,
+    limiter_options: &Bound<'_, PyDict>,
+) -> PyResult<ratesync::Limiter> {
+    let mut store = StoreBuilder::new(engine);
+    for (key, value) in store_options.iter() {
+        let key: String = key.extract()?;
+        if let Some(value) = to_toml(&value, &key)? {
+            store = store.option(&key, value);
+        }
+    }
+    let mut limiter =
+        LimiterBuilder::default().option("store", toml::Value::String("private".into()));
+    for (key, value) in limiter_options.iter() {
+        let key: String = key.extract()?;
+        if let Some(value) = to_toml(&value, &key)? {
+            limiter = limiter.option(&key, value);
+        }
+    }
+    let _runtime = crate::runtime::handle().enter();
+    let registry = empty()
+        .with_store("private", store)
+        .and_then(|r| r.with_limiter(name, limiter))
+        .map_err(|e| errors::from_error(&e))?;
+    registry
+        .limiter(name)
+        .map_err(|_| errors::limiter_not_found(name))
+}
+
 /// Every store with its settings, secrets masked.
 #[pyfunction]
 fn list_stores(py: Python<'_>) -> PyResult<Py<PyDict>> {

@@ -1,0 +1,104 @@
+"""``CompositeRateLimiter``, as in rate-sync, but all or nothing: when the strategy
+denies, no limiter is consumed (rate-sync consumed a slot from every limiter that
+allowed, even when the request was refused)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ratesync import _api
+from ratesync.schemas import RateLimitResult
+
+StrategyType = Literal["most_restrictive", "all_must_pass", "any_must_pass"]
+
+
+@dataclass(frozen=True)
+class CompositeLimitCheck:
+    """Outcome of ``CompositeRateLimiter.check``."""
+
+    allowed: bool
+    results: dict[str, RateLimitResult]
+    most_restrictive: RateLimitResult
+    triggered_by: str | None
+
+
+class CompositeRateLimiter:
+    """Several limiters checked together, each on a clone per identifier
+    (``get_or_clone_limiter(limiter_id, identifier)``, as rate-sync).
+
+    Strategies: ``most_restrictive`` / ``all_must_pass`` (all must allow; one unit is
+    taken from each, or from none), ``any_must_pass`` (allowed if one allows; one unit
+    is taken from each limiter that allows, and from none when all deny).
+
+    The decision is a peek of every limiter followed by the acquisitions; see
+    ``check_multi_limiters`` for the residual race between the two."""
+
+    def __init__(
+        self,
+        limiters: dict[str, str],
+        strategy: StrategyType = "most_restrictive",
+    ) -> None:
+        if not limiters:
+            raise ValueError("At least one limiter must be provided")
+        if strategy not in ("most_restrictive", "all_must_pass", "any_must_pass"):
+            raise ValueError(f"unknown strategy {strategy!r}")
+        self.limiters = limiters
+        self.strategy = strategy
+
+    async def check(
+        self,
+        identifiers: dict[str, str],
+        timeout: float | None = None,
+    ) -> CompositeLimitCheck:
+        if set(identifiers.keys()) != set(self.limiters.keys()):
+            raise ValueError(
+                f"Identifier keys {set(identifiers.keys())} "
+                f"must match limiter keys {set(self.limiters.keys())}"
+            )
+        names = list(self.limiters)
+        targets: list[tuple[str, Any, bool]] = []
+        for check_name in names:
+            limiter = await _api.get_or_clone_limiter(
+                self.limiters[check_name], identifiers[check_name]
+            )
+            targets.append((check_name, limiter._target, limiter._local))
+        effective_timeout = timeout if timeout is not None else 0
+        if self.strategy == "any_must_pass":
+            peeked = await _api._all_or_nothing(targets, False, None)
+            passing = [t for t, r in zip(targets, peeked) if r.allowed]
+            taken = {
+                r.limiter_id: r
+                for r in await _api._all_or_nothing(passing, True, effective_timeout)
+            }
+            listed = [taken.get(r.limiter_id, r) for r in peeked]
+        else:
+            listed = await _api._all_or_nothing(targets, True, effective_timeout)
+        results = {
+            name: RateLimitResult(r.allowed, r.limit, r.remaining, r.reset_in)
+            for name, r in zip(names, listed)
+        }
+        return self._apply_strategy(results)
+
+    def _apply_strategy(self, results: dict[str, RateLimitResult]) -> CompositeLimitCheck:
+        most_restrictive = min(results.values(), key=lambda r: r.remaining)
+        if self.strategy == "any_must_pass":
+            allowed = any(r.allowed for r in results.values())
+            return CompositeLimitCheck(
+                allowed=allowed,
+                results=results,
+                most_restrictive=most_restrictive,
+                triggered_by=None if allowed else "all",
+            )
+        blocked = next((name for name, r in results.items() if not r.allowed), None)
+        if blocked is not None and self.strategy == "all_must_pass":
+            most_restrictive = results[blocked]
+        return CompositeLimitCheck(
+            allowed=blocked is None,
+            results=results,
+            most_restrictive=most_restrictive,
+            triggered_by=blocked,
+        )
+
+
+__all__ = ["CompositeRateLimiter", "CompositeLimitCheck", "StrategyType"]

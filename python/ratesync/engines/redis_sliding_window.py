@@ -1,0 +1,5 @@
+"""rate-sync import path."""
+
+from ratesync.engines import RedisSlidingWindowRateLimiter
+
+__all__ = ["RedisSlidingWindowRateLimiter"]

@@ -1,0 +1,151 @@
+"""The API on a Redis store (a redis-server of the tests' own, see conftest.py)."""
+
+import asyncio
+import multiprocessing
+
+import pytest
+
+import ratesync
+from ratesync import RateLimiterAcquisitionError, RedisRateLimiter, sync
+
+
+async def test_acquire_and_timeout(redis_store, name):
+    ratesync.configure_limiter(name, redis_store, rate_per_second=0.001, burst=2, timeout=0)
+    await ratesync.acquire(name)
+    await ratesync.acquire(name)
+    with pytest.raises(RateLimiterAcquisitionError) as refused:
+        await ratesync.acquire(name)
+    assert refused.value.retry_after is None or refused.value.retry_after > 0
+
+
+async def test_check_limiter_peeks_without_consuming(redis_store, name):
+    ratesync.configure_limiter(
+        name, redis_store, algorithm="sliding_window", limit=2, window_seconds=60
+    )
+    for _ in range(3):
+        peek = await ratesync.check_limiter(name, acquire_if_allowed=False)
+        assert peek.allowed and peek.remaining == 2
+    assert (await ratesync.check_limiter(name)).remaining == 1
+    assert (await ratesync.check_limiter(name)).remaining == 0
+    denied = await ratesync.check_limiter(name)
+    assert not denied.allowed and denied.reset_in > 0
+
+
+async def test_async_with_holds_a_slot(redis_store, name):
+    ratesync.configure_limiter(name, redis_store, max_concurrent=1, timeout=0)
+    async with ratesync.acquire(name):
+        with pytest.raises(RateLimiterAcquisitionError):
+            await ratesync.acquire(name)
+    # A Redis slot is released asynchronously (sent from the extension's runtime
+    # after the block): the next acquire may have to wait a moment for it.
+    async with ratesync.acquire(name, timeout=2.0) as permit:
+        assert permit.holds_slot
+
+
+async def test_check_multi_and_composite_on_redis(redis_store, name):
+    ratesync.configure_limiter(f"{name}-a", redis_store, rate_per_second=0.001, burst=3)
+    ratesync.configure_limiter(f"{name}-b", redis_store, rate_per_second=0.001, burst=1)
+    assert (await ratesync.check_multi_limiters([f"{name}-a", f"{name}-b"])).allowed
+    for _ in range(3):
+        r = await ratesync.check_multi_limiters([f"{name}-a", f"{name}-b"])
+        assert not r.allowed and r.blocking_limiter_id == f"{name}-b"
+    assert (await ratesync.get_limiter(f"{name}-a").get_state()).remaining == 2
+    composite = ratesync.CompositeRateLimiter({"x": f"{name}-a", "y": f"{name}-b"})
+    assert (await composite.check({"x": "k", "y": "k"})).allowed
+    assert not (await composite.check({"x": "k", "y": "k"})).allowed
+    assert (await ratesync.get_limiter(f"{name}-a:k").get_state()).remaining == 2
+
+
+async def test_rate_limited_and_sync_on_redis(redis_store, name):
+    ratesync.configure_limiter(name, redis_store, rate_per_second=0.001, burst=1)
+
+    @ratesync.rate_limited(name, timeout=0.05, mode="try")
+    async def work():
+        return 1
+
+    assert await work() == 1
+    assert await work() is None
+    assert await asyncio.to_thread(sync.try_acquire, name) is None
+
+
+async def test_redis_rate_limiter_class(redis_url, name):
+    kwargs = dict(key_prefix=f"cls-{name}", limit=2, window_seconds=60, default_timeout=0)
+    a = RedisRateLimiter(redis_url, name, **kwargs)
+    b = RedisRateLimiter(redis_url, name, **kwargs)  # same group on the same Redis
+    await a.initialize()
+    await b.initialize()
+    assert await a.try_acquire()
+    assert await b.try_acquire()
+    assert not await a.try_acquire()  # the limit is shared through Redis
+    with pytest.raises(RateLimiterAcquisitionError):
+        await b.acquire()
+    state = await b.get_state()
+    assert not state.allowed and state.current_usage == 2
+    assert a.get_metrics().total_acquisitions == 1 and a.get_metrics().timeouts == 1
+    await a.reset()
+    assert await b.try_acquire()
+    assert name not in ratesync.list_limiters()
+
+    conc = RedisRateLimiter(
+        redis_url, f"{name}-c", rate_per_second=1000.0, max_concurrent=1, key_prefix="c" + name
+    )
+    async with conc.acquire_context(timeout=0):
+        assert not await conc.try_acquire()
+    assert await conc.try_acquire(timeout=2.0)  # the release is sent asynchronously
+    await conc.release()
+    assert conc.get_metrics().current_concurrent == 0
+
+
+async def test_sliding_window_class_as_rate_sync(redis_url, name):
+    limiter = ratesync.RedisSlidingWindowRateLimiter(
+        redis_url, name, limit=1, window_seconds=60, key_prefix="sw" + name
+    )
+    await limiter.initialize()
+    assert await limiter.try_acquire(timeout=0)
+    assert not await limiter.try_acquire(timeout=0)
+
+
+# --- several worker processes share one Redis limit exactly ----------------------------
+
+LIMIT = 60
+PROCESSES = 4
+TASKS = 16
+
+
+def _worker(url: str, prefix: str, limiter: str, out: "multiprocessing.Queue[int]") -> None:
+    import ratesync as rs
+
+    async def main() -> int:
+        rs.configure_store("shared", "redis", url=url, key_prefix=prefix)
+        rs.configure_limiter(
+            limiter, "shared", algorithm="sliding_window", limit=LIMIT, window_seconds=60
+        )
+
+        async def hammer() -> int:
+            admitted = 0
+            for _ in range(30):
+                if (await rs.check_limiter(limiter)).allowed:
+                    admitted += 1
+            return admitted
+
+        return sum(await asyncio.gather(*(hammer() for _ in range(TASKS))))
+
+    out.put(asyncio.run(main()))
+
+
+def test_worker_processes_share_a_redis_limit_exactly(redis_url, name):
+    # 4 processes x 16 tasks x 30 attempts = 1920 attempts for a limit of 60.
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(redis_url, f"mp-{name}", "shared-sw", out))
+        for _ in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    counts = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert all(c > 0 for c in counts) or sum(counts) == LIMIT
+    assert sum(counts) == LIMIT
