@@ -496,7 +496,10 @@ async def check_multi_limiters(
 
 
 async def _all_or_nothing(
-    targets: list[tuple[str, Any, bool]], take: bool, timeout: float | None
+    targets: list[tuple[str, Any, bool]],
+    take: bool,
+    timeout: float | None,
+    keep: list[Permit] | None = None,
 ) -> list[RateLimitResult]:
     """Peeks every target (label, limiter name or handle, is_local); if all allow and
     ``take``, acquires one unit from each, in order.
@@ -505,7 +508,10 @@ async def _all_or_nothing(
     acquisitions. If an acquisition is then refused, the concurrency slots already
     taken are released, but rate units already consumed from the earlier limiters
     cannot be given back (the core has no refund); the result says denied, blocked by
-    the limiter that refused."""
+    the limiter that refused.
+
+    With ``keep``, the permits of a success are appended to it instead of released
+    (their concurrency slots stay taken until the caller releases them)."""
     loop = asyncio.get_running_loop()
     peeks = []
     for _, target, local in targets:
@@ -544,7 +550,10 @@ async def _all_or_nothing(
             return out
         permits.append(permit)
     for permit in permits:
-        permit.release()
+        if keep is not None:
+            keep.append(permit)
+        else:
+            permit.release()
     return [_result(label, p.decision) for (label, _, _), p in zip(targets, permits)]
 
 

@@ -51,6 +51,15 @@ class CompositeRateLimiter:
         identifiers: dict[str, str],
         timeout: float | None = None,
     ) -> CompositeLimitCheck:
+        return await self._check(identifiers, timeout)
+
+    async def _check(
+        self,
+        identifiers: dict[str, str],
+        timeout: float | None = None,
+        keep: list[Any] | None = None,
+    ) -> CompositeLimitCheck:
+        """``check``; with ``keep``, the permits taken are appended to it, not released."""
         if set(identifiers.keys()) != set(self.limiters.keys()):
             raise ValueError(
                 f"Identifier keys {set(identifiers.keys())} "
@@ -69,11 +78,11 @@ class CompositeRateLimiter:
             passing = [t for t, r in zip(targets, peeked) if r.allowed]
             taken = {
                 r.limiter_id: r
-                for r in await _api._all_or_nothing(passing, True, effective_timeout)
+                for r in await _api._all_or_nothing(passing, True, effective_timeout, keep)
             }
             listed = [taken.get(r.limiter_id, r) for r in peeked]
         else:
-            listed = await _api._all_or_nothing(targets, True, effective_timeout)
+            listed = await _api._all_or_nothing(targets, True, effective_timeout, keep)
         results = {
             name: RateLimitResult(r.allowed, r.limit, r.remaining, r.reset_in)
             for name, r in zip(names, listed)

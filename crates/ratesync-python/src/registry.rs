@@ -325,7 +325,14 @@ fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound
     Ok(info)
 }
 
+/// The `[fastapi] trusted_proxy_networks` of the configuration (empty when unset).
+#[pyfunction]
+fn trusted_proxy_networks() -> PyResult<Vec<String>> {
+    Ok(current()?.config().fastapi.trusted_proxy_networks.clone())
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(trusted_proxy_networks, m)?)?;
     m.add_function(wrap_pyfunction!(discover_on_import, m)?)?;
     m.add_function(wrap_pyfunction!(load_config, m)?)?;
     m.add_function(wrap_pyfunction!(configure_store, m)?)?;

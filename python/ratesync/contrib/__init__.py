@@ -1,0 +1,1 @@
+"""Optional integrations (``ratesync.contrib.fastapi``); each needs its framework."""
