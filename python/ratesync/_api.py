@@ -7,12 +7,11 @@ futures, so the event loop never blocks.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
 
-from ratesync import _native
+from ratesync import _bridge, _native
 from ratesync._native import Permit
 from ratesync.exceptions import (
     LimiterNotFoundError,
@@ -86,20 +85,19 @@ async def _acquire(limiter_id: str, timeout: float | None, key: str, cost: int) 
     permit = _native.attempt_local(limiter_id, key, cost)
     if permit is not None:
         return permit
-    loop = asyncio.get_running_loop()
-    return await _native.acquire_async(loop, limiter_id, key, cost, timeout)
+    return await _native.acquire_async(_bridge.current(), limiter_id, key, cost, timeout)
 
 
 async def _attempt(limiter_id: str, key: str, cost: int) -> Permit | None:
     if _native.is_local(limiter_id):
         return _native.attempt_local(limiter_id, key, cost)
-    return await _native.attempt_async(asyncio.get_running_loop(), limiter_id, key, cost)
+    return await _native.attempt_async(_bridge.current(), limiter_id, key, cost)
 
 
 async def _state(limiter_id: str, key: str, cost: int) -> _native.Decision:
     if _native.is_local(limiter_id):
         return _native.state_blocking(limiter_id, key, cost)
-    return await _native.state_async(asyncio.get_running_loop(), limiter_id, key, cost)
+    return await _native.state_async(_bridge.current(), limiter_id, key, cost)
 
 
 class AcquireContext:
@@ -253,7 +251,7 @@ class RateLimiter:
             start = time.perf_counter()
             try:
                 permit = await _native.acquire_async(
-                    asyncio.get_running_loop(), self._target, key, cost, timeout
+                    _bridge.current(), self._target, key, cost, timeout
                 )
             except StoreUnavailableError:
                 raise
@@ -273,7 +271,7 @@ class RateLimiter:
             permit = _native.attempt_local(self._target, key, cost)
         else:
             permit = await _native.attempt_async(
-                asyncio.get_running_loop(), self._target, key, cost
+                _bridge.current(), self._target, key, cost
             )
         if permit is None:
             self._metrics.record_timeout()
@@ -334,7 +332,7 @@ class RateLimiter:
         if self._local:
             d = _native.state_blocking(self._target, key or "", 1)
         else:
-            d = await _native.state_async(asyncio.get_running_loop(), self._target, key or "", 1)
+            d = await _native.state_async(_bridge.current(), self._target, key or "", 1)
         return LimiterState(
             allowed=d.allowed,
             remaining=d.remaining,
@@ -344,7 +342,7 @@ class RateLimiter:
 
     async def reset(self, *, key: str | None = None) -> None:
         """Forgets the state of ``key`` (or of every key): a fresh limiter."""
-        await _native.reset_async(asyncio.get_running_loop(), self._target, key)
+        await _native.reset_async(_bridge.current(), self._target, key)
 
     async def reset_all(self) -> None:
         await self.reset()
@@ -512,24 +510,24 @@ async def _all_or_nothing(
 
     With ``keep``, the permits of a success are appended to it instead of released
     (their concurrency slots stay taken until the caller releases them)."""
-    loop = asyncio.get_running_loop()
+    bridge = _bridge.current()
     peeks = []
     for _, target, local in targets:
         if local:
             peeks.append(_native.state_blocking(target, "", 1))
         else:
-            peeks.append(await _native.state_async(loop, target, "", 1))
+            peeks.append(await _native.state_async(bridge, target, "", 1))
     if not all(d.allowed for d in peeks) or not take:
         return [_result(label, d) for (label, _, _), d in zip(targets, peeks)]
     permits: list[Permit] = []
     for index, (label, target, local) in enumerate(targets):
         try:
             if timeout and timeout > 0:
-                permit: Permit | None = await _native.acquire_async(loop, target, "", 1, timeout)
+                permit: Permit | None = await _native.acquire_async(bridge, target, "", 1, timeout)
             elif local:
                 permit = _native.attempt_local(target, "", 1)
             else:
-                permit = await _native.attempt_async(loop, target, "", 1)
+                permit = await _native.attempt_async(bridge, target, "", 1)
         except StoreUnavailableError:
             for taken in permits:
                 taken.release()
@@ -543,7 +541,7 @@ async def _all_or_nothing(
             if local:
                 d = _native.state_blocking(target, "", 1)
             else:
-                d = await _native.state_async(loop, target, "", 1)
+                d = await _native.state_async(bridge, target, "", 1)
             out.append(_result(label, d, force_denied=True))
             rest = zip(targets[index + 1 :], peeks[index + 1 :])
             out.extend(_result(lbl, pk) for (lbl, _, _), pk in rest)

@@ -45,15 +45,15 @@ fn private_limiter(
 
 /// Forgets the state of one key (`key`) or of every key (`None`): an asyncio future.
 #[pyfunction]
-#[pyo3(signature = (event_loop, limiter_id, key))]
+#[pyo3(signature = (bridge, limiter_id, key))]
 fn reset_async<'py>(
-    event_loop: &Bound<'py, PyAny>,
+    bridge: &Bound<'py, crate::bridge::LoopBridge>,
     limiter_id: &Bound<'py, PyAny>,
     key: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let limiter = resolve(limiter_id)?;
     crate::bridge::spawn(
-        event_loop,
+        bridge,
         async move {
             match key {
                 Some(key) => limiter.key(&key).reset().await,
@@ -117,9 +117,9 @@ fn attempt_local(
 
 /// Waits for a permit (timeout `None` = the limiter's own): an asyncio future.
 #[pyfunction]
-#[pyo3(signature = (event_loop, limiter_id, key, cost, timeout))]
+#[pyo3(signature = (bridge, limiter_id, key, cost, timeout))]
 fn acquire_async<'py>(
-    event_loop: &Bound<'py, PyAny>,
+    bridge: &Bound<'py, crate::bridge::LoopBridge>,
     limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
@@ -128,7 +128,7 @@ fn acquire_async<'py>(
     let limiter = resolve(limiter_id)?;
     let bound = wait_bound(timeout)?;
     crate::bridge::spawn(
-        event_loop,
+        bridge,
         async move { acquire(&limiter, &key, cost, timeout.map(|_| bound)).await },
         permit,
     )
@@ -136,16 +136,16 @@ fn acquire_async<'py>(
 
 /// One attempt: an asyncio future of a `Permit` or `None` when refused.
 #[pyfunction]
-#[pyo3(signature = (event_loop, limiter_id, key, cost))]
+#[pyo3(signature = (bridge, limiter_id, key, cost))]
 fn attempt_async<'py>(
-    event_loop: &Bound<'py, PyAny>,
+    bridge: &Bound<'py, crate::bridge::LoopBridge>,
     limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
     let limiter = resolve(limiter_id)?;
     crate::bridge::spawn(
-        event_loop,
+        bridge,
         async move { limiter.key(&key).cost(cost).try_acquire().await },
         permit_or_none,
     )
@@ -153,16 +153,16 @@ fn attempt_async<'py>(
 
 /// The decision an attempt would get now, consuming nothing: an asyncio future.
 #[pyfunction]
-#[pyo3(signature = (event_loop, limiter_id, key, cost))]
+#[pyo3(signature = (bridge, limiter_id, key, cost))]
 fn state_async<'py>(
-    event_loop: &Bound<'py, PyAny>,
+    bridge: &Bound<'py, crate::bridge::LoopBridge>,
     limiter_id: &Bound<'py, PyAny>,
     key: String,
     cost: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
     let limiter = resolve(limiter_id)?;
     crate::bridge::spawn(
-        event_loop,
+        bridge,
         async move { limiter.key(&key).cost(cost).state().await },
         decision,
     )

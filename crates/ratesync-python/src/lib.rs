@@ -27,5 +27,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     registry::register(m)?;
     calls::register(m)?;
+    bridge::register(m)?;
     Ok(())
 }
