@@ -32,6 +32,7 @@ def configure_store(store_id: str, strategy: str, **kwargs: Any) -> None:
 
     Redefining it with the same settings keeps its state."""
     _native.configure_store(store_id, strategy, kwargs)
+    _INSTANCES.clear()  # a limiter's engine may have changed with its store
 
 
 def configure_limiter(
@@ -62,6 +63,7 @@ def configure_limiter(
             options[name] = value
     options["fail_closed"] = fail_closed
     _native.configure_limiter(limiter_id, options)
+    _INSTANCES.pop(limiter_id, None)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> None:
@@ -69,6 +71,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> None:
 
     All or nothing: an invalid file raises ``ConfigValidationError`` and changes nothing."""
     _native.load_config(None if path is None else os.fspath(path))
+    _INSTANCES.clear()
 
 
 def list_stores() -> dict[str, dict[str, Any]]:
@@ -392,9 +395,17 @@ class _LimiterContext:
 _METRICS: dict[str, RateLimiterMetrics] = {}
 
 
+# One `RateLimiter` per id, as rate-sync hands out (`get_limiter(a) is get_limiter(a)`);
+# dropped when its limiter or any store is redefined, or a file is loaded.
+_INSTANCES: dict[str, RateLimiter] = {}
+
+
 def get_limiter(limiter_id: str) -> RateLimiter:
     """The limiter ``limiter_id``; ``LimiterNotFoundError`` if not configured."""
-    return RateLimiter(limiter_id)
+    limiter = _INSTANCES.get(limiter_id)
+    if limiter is None:
+        limiter = _INSTANCES[limiter_id] = RateLimiter(limiter_id)
+    return limiter
 
 
 def clone_limiter(
@@ -444,14 +455,14 @@ async def get_or_clone_limiter(base_limiter_id: str, unique_id: str) -> RateLimi
     """The limiter ``"{base_limiter_id}:{unique_id}"``, cloned from the base on first use."""
     dynamic_id = f"{base_limiter_id}:{unique_id}"
     try:
-        return RateLimiter(dynamic_id)
+        return get_limiter(dynamic_id)
     except LimiterNotFoundError:
         pass
     try:
         clone_limiter(base_limiter_id, dynamic_id)
     except ValueError:
         pass  # cloned meanwhile by another task
-    return RateLimiter(dynamic_id)
+    return get_limiter(dynamic_id)
 
 
 async def initialize_limiter(limiter_id: str) -> None:

@@ -7,12 +7,14 @@
 //! - [`calls`]: acquire, try, peek: memory decisions synchronously, network engines
 //!   on the runtime with the GIL released.
 //! - [`bridge`]: a tokio future as an asyncio future of the caller's event loop.
+//! - [`metrics`]: the core's metrics as Prometheus text.
 //! - [`types`]: `Permit` and `Decision` as Python objects; [`errors`]: core errors as
 //!   the exceptions of `ratesync.exceptions`.
 
 mod bridge;
 mod calls;
 mod errors;
+mod metrics;
 mod registry;
 mod runtime;
 mod types;
@@ -28,5 +30,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     registry::register(m)?;
     calls::register(m)?;
     bridge::register(m)?;
+    metrics::register(m)?;
     Ok(())
 }

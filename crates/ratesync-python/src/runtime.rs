@@ -58,6 +58,7 @@ pub(crate) fn after_fork_in_child() {
         std::mem::forget(inherited);
     }
     crate::registry::after_fork_in_child();
+    crate::metrics::after_fork_in_child();
 }
 
 /// Called at interpreter exit (`atexit`). Waits, with the GIL released, for the

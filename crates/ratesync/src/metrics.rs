@@ -3,7 +3,29 @@
 //! its registry, since handles are resolved once per limiter to keep the hot path to a
 //! pointer check. Keys are never labels, so cardinality stays bounded.
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use std::sync::Once;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
+};
+
+/// Tells the recorder what each metric means (Prometheus `# HELP`), once, when the
+/// first limiter is built.
+fn describe() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(|| {
+        describe_counter!("ratesync_admitted_total", "Attempts admitted (units are not counted, calls are)");
+        describe_counter!("ratesync_denied_total", "Decisions that refused an attempt (rate or concurrency); a waiting acquire counts each re-check");
+        describe_counter!("ratesync_timed_out_total", "Waits that ended at their timeout without a permit");
+        describe_counter!("ratesync_store_errors_total", "Calls whose store gave no answer (timeouts, connection errors, open circuit)");
+        describe_counter!("ratesync_fail_open_total", "Attempts admitted without a decision because the store failed and the limiter fails open");
+        describe_histogram!("ratesync_wait_seconds", Unit::Seconds, "Time acquire waited before its permit");
+        describe_gauge!("ratesync_permits_in_use", "Concurrency permits held in this process");
+        describe_histogram!("ratesync_store_call_seconds", Unit::Seconds, "Latency of each call to the store");
+        describe_gauge!("ratesync_circuit_open", "1 while the store's circuit breaker is open");
+    });
+}
 
 /// Handles for one limiter.
 #[derive(Clone)]
@@ -19,6 +41,7 @@ pub(crate) struct LimiterMetrics {
 
 impl LimiterMetrics {
     pub fn new(limiter: &str, store: &str) -> Self {
+        describe();
         let limiter = limiter.to_owned();
         let labels = [("limiter", limiter.clone()), ("store", store.to_owned())];
         LimiterMetrics {
@@ -42,6 +65,7 @@ pub(crate) struct StoreMetrics {
 
 impl StoreMetrics {
     pub fn new(store: &str, engine: &str) -> Self {
+        describe();
         let labels = [("store", store.to_owned()), ("engine", engine.to_owned())];
         StoreMetrics {
             call_seconds: histogram!("ratesync_store_call_seconds", &labels),
