@@ -131,9 +131,17 @@ class AcquireContext:
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._permit is not None:
-            self._permit.release()
-            self._permit = None
+        permit, self._permit = self._permit, None
+        if permit is not None:
+            await release_permit(permit)
+
+
+async def release_permit(permit: Permit) -> None:
+    """Gives back a permit's slot and waits until its store has it back (nothing to
+    wait for without a slot or on the memory engine)."""
+    releasing = permit.release_async(_bridge.current())
+    if releasing is not None:
+        await releasing
 
 
 # Permits taken by a bare `await acquire(...)` on concurrency limiters, released by
@@ -289,6 +297,11 @@ class RateLimiter:
             permit.release()
             self._metrics.record_concurrent_release()
 
+    async def _give_back_awaited(self, permit: Permit) -> None:
+        if permit.holds_slot:
+            self._metrics.record_concurrent_release()
+            await release_permit(permit)
+
     async def acquire(
         self, timeout: float | None = None, *, key: str | None = None, cost: int = 1
     ) -> Permit:
@@ -389,7 +402,7 @@ class _LimiterContext:
     async def __aexit__(self, *exc: object) -> None:
         permit, self._permit = self._permit, None
         if permit is not None:
-            self._limiter._give_back(permit)
+            await self._limiter._give_back_awaited(permit)
 
 
 _METRICS: dict[str, RateLimiterMetrics] = {}

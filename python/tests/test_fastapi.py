@@ -324,3 +324,117 @@ def test_import_without_fastapi():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_concurrency_only_limiter_sets_no_quota_headers(store, name):
+    ratesync.configure_limiter(name, store_id=store, max_concurrent=1)
+    c = client(make_app(RateLimitDependency(name)))
+    r = c.get("/x")
+    assert r.status_code == 200
+    assert not any(h.lower().startswith(("ratelimit", "x-ratelimit")) for h in r.headers)
+    held = ratesync.sync.try_acquire(name, key=PEER)
+    assert held is not None
+    try:
+        r = c.get("/x")
+    finally:
+        held.release()
+    assert r.status_code == 429
+    assert int(r.headers["Retry-After"]) >= 1
+    assert not any(h.lower().startswith(("ratelimit", "x-ratelimit")) for h in r.headers)
+    assert "limit" not in r.json()["detail"][0]["context"]
+
+
+def test_composite_headers_show_only_the_limits_with_a_quota(store, name):
+    window_limiter(store, f"{name}-w", limit=5)
+    ratesync.configure_limiter(f"{name}-c", store_id=store, max_concurrent=2)
+    comp = CompositeRateLimitDependency(
+        {"w": f"{name}-w", "c": f"{name}-c"}, identifier_extractor=lambda r: {"w": "k", "c": "k"}
+    )
+    r = client(make_app(comp)).get("/x")
+    assert r.status_code == 200
+    assert r.headers["RateLimit-Policy"] == '"w";q=5;w=60'
+    assert r.headers["X-RateLimit-Limit"] == "5"
+
+
+class LiveServer:
+    """The app served by a real uvicorn on a free port, in a thread with its own loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def any_store(request, store):
+    """A memory store, or a Redis store (its server started by the session fixture)."""
+    if request.param == "memory":
+        return store
+    return request.getfixturevalue("redis_store")
+
+
+async def test_real_server_admits_exactly_the_limit_under_concurrent_requests(any_store, name):
+    import asyncio
+
+    import httpx
+
+    limit = 25
+    window_limiter(any_store, name, limit=limit)
+    with LiveServer(make_app(RateLimitDependency(name))) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            responses = await asyncio.gather(*(http.get("/x") for _ in range(3 * limit)))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == limit, codes
+    assert codes.count(429) == 2 * limit, codes
+    for r in responses:
+        if r.status_code == 429:
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.headers["X-RateLimit-Remaining"] == "0"
+
+
+async def test_real_server_never_exceeds_max_concurrent(any_store, name):
+    import asyncio
+
+    import httpx
+
+    ratesync.configure_limiter(name, store_id=any_store, max_concurrent=2)
+    inside = 0
+    most_inside = 0
+    app = FastAPI()
+    app.add_exception_handler(RateLimitExceededError, rate_limit_exception_handler)
+
+    @app.get("/slow", dependencies=[Depends(RateLimitDependency(name, timeout=30))])
+    async def slow():
+        nonlocal inside, most_inside
+        inside += 1
+        most_inside = max(most_inside, inside)
+        await asyncio.sleep(0.05)
+        inside -= 1
+        return {}
+
+    with LiveServer(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            responses = await asyncio.gather(*(http.get("/slow") for _ in range(12)))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert most_inside == 2
+    _slot_free(name, "127.0.0.1")

@@ -93,10 +93,34 @@ impl Permit {
         self.inner.lock().as_ref().is_some_and(|p| p.holds_slot())
     }
 
-    /// Releases the slot (if any); idempotent, never blocks.
+    /// Releases the slot (if any); idempotent, never blocks. A remote store gets
+    /// the release in the background.
     fn release(&self) {
         let permit = self.inner.lock().take();
         release(permit);
+    }
+
+    /// Releases the slot and, for a remote store, returns an asyncio future that
+    /// resolves once the store has it back (so a caller that leaves `async with`
+    /// and tries again at once finds the slot free). `None` when there is nothing
+    /// to wait for: no slot, or a local engine (released at once).
+    fn release_async<'py>(
+        &self,
+        bridge: &Bound<'py, crate::bridge::LoopBridge>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(permit) = self.inner.lock().take() else {
+            return Ok(None);
+        };
+        let mut releasing = Box::pin(permit.release());
+        {
+            // The first poll sends a remote release (timers and I/O need the runtime);
+            // a local one completes in it.
+            let _runtime = crate::runtime::handle().enter();
+            if futures::FutureExt::now_or_never(releasing.as_mut()).is_some() {
+                return Ok(None);
+            }
+        }
+        crate::bridge::spawn(bridge, releasing, |py, ()| Ok(py.None())).map(Some)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -32,7 +32,13 @@ def to_result(
         retry_after_seconds=None if allowed else max(decision.retry_after, 0.0),
         policy=policy,
         window=policy_window(config, decision.limit),
+        quota=has_quota(config),
     )
+
+
+def has_quota(config: dict[str, Any]) -> bool:
+    """Whether the limiter limits a rate (not only concurrency)."""
+    return config.get("rate_per_second") is not None or config.get("limit") is not None
 
 
 async def check(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Union
 
 from ratesync import _native
+from ratesync._api import release_permit
 from ratesync.composite import CompositeRateLimiter, StrategyType
 from ratesync.contrib.fastapi import _check
 from ratesync.contrib.fastapi.handlers import (
@@ -63,10 +64,10 @@ class CompositeRateLimitDependency:
             identifiers = await self._get_identifiers(request)
             outcome = await self.composite._check(identifiers, self.timeout, keep=held)
         except StoreUnavailableError as e:
-            _release(held)
+            await _release(held)
             raise RateLimitStoreUnavailableError("composite", str(e)) from e
         except Exception as e:
-            _release(held)
+            await _release(held)
             logger.error("Composite rate limit check failed: %s", e, exc_info=True)
             if not self.fail_open:
                 raise RuntimeError(f"Composite rate limiter failed: {e}") from e
@@ -77,7 +78,7 @@ class CompositeRateLimitDependency:
         main = results[main_name]
         others = tuple(r for n, r in results.items() if n != main_name)
         if not outcome.allowed:
-            _release(held)
+            await _release(held)
             if main.allowed:  # any_must_pass: every limit refused; report the first
                 main = next(iter(results.values()))
             raise RateLimitExceededError(
@@ -94,7 +95,7 @@ class CompositeRateLimitDependency:
         try:
             yield None
         finally:
-            _release(held)
+            await _release(held)
 
     def _convert(self, name: str, r: CoreResult) -> RateLimitResult:
         config = _native.limiter_config(self.composite.limiters[name])
@@ -106,6 +107,7 @@ class CompositeRateLimitDependency:
             retry_after_seconds=None if r.allowed else r.reset_in,
             policy=name,
             window=_check.policy_window(config, r.limit),
+            quota=_check.has_quota(config),
         )
 
     async def _get_identifiers(self, request: Request) -> dict[str, str]:
@@ -117,9 +119,9 @@ class CompositeRateLimitDependency:
         return result
 
 
-def _release(held: list[_native.Permit]) -> None:
+async def _release(held: list[_native.Permit]) -> None:
     while held:
-        held.pop().release()
+        await release_permit(held.pop())
 
 
 __all__ = ["CompositeRateLimitDependency", "IdentifierExtractor"]

@@ -19,6 +19,7 @@ from ratesync.contrib.fastapi.handlers import (
 )
 from ratesync.contrib.fastapi.headers import set_rate_limit_headers
 from ratesync.contrib.fastapi.ip_utils import get_client_ip
+from ratesync._api import release_permit
 from ratesync.exceptions import LimiterNotFoundError, StoreUnavailableError
 
 try:
@@ -93,7 +94,7 @@ class RateLimitDependency:
         try:
             yield None
         finally:
-            permit.release()
+            await release_permit(permit)
 
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, LimiterNotFoundError):

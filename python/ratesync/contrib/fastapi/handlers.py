@@ -86,7 +86,9 @@ class RateLimitStoreUnavailableError(HTTPException):  # type: ignore[misc, valid
 
 
 def _body(message: str, result: RateLimitResult, limiter_id: str | None) -> dict[str, Any]:
-    context: dict[str, Any] = {"retry_after_seconds": result.retry_after, "limit": result.limit}
+    context: dict[str, Any] = {"retry_after_seconds": result.retry_after}
+    if result.quota:
+        context["limit"] = result.limit
     if limiter_id:
         context["limiter"] = limiter_id
     return {"detail": [{"type": "rate_limit_exceeded", "msg": message, "context": context}]}

@@ -13,6 +13,9 @@ Headers set (see ``docs`` of the package README):
 * ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (Unix
   timestamp, rounded up), as rate-sync.
 * ``Retry-After`` (whole seconds, rounded up, at least 1) on a refusal.
+
+A limiter that only caps concurrency has no quota over time: it sets none of the
+quota headers, only ``Retry-After`` when it refuses.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class RateLimitResult:
     retry_after_seconds: float | None = None
     policy: str | None = None
     window: float | None = None
+    #: False for a limiter that only caps concurrency: it has no quota over time,
+    #: so it gets no ``RateLimit``/``X-RateLimit-*`` headers (only ``Retry-After``).
+    quota: bool = True
 
     @property
     def reset_at(self) -> int:
@@ -87,15 +93,18 @@ def get_rate_limit_headers(
     result: RateLimitResult, *others: RateLimitResult
 ) -> dict[str, str]:
     """The headers of ``result`` (and, for several limits, each of ``others`` in the
-    IETF lists; the ``X-RateLimit-*`` and ``Retry-After`` values are ``result``'s)."""
-    results = (result, *others)
-    headers = {
-        "RateLimit-Policy": ", ".join(_policy_item(r) for r in results),
-        "RateLimit": ", ".join(_state_item(r) for r in results),
-        "X-RateLimit-Limit": str(result.limit),
-        "X-RateLimit-Remaining": str(0 if not result.allowed else max(result.remaining, 0)),
-        "X-RateLimit-Reset": str(result.reset_at),
-    }
+    IETF lists; the ``X-RateLimit-*`` values are those of the first limit with a
+    quota, ``Retry-After`` is ``result``'s). Limits without a quota (concurrency
+    only) appear in none of the quota headers."""
+    quotas = [r for r in (result, *others) if r.quota]
+    headers: dict[str, str] = {}
+    if quotas:
+        first = quotas[0]
+        headers["RateLimit-Policy"] = ", ".join(_policy_item(r) for r in quotas)
+        headers["RateLimit"] = ", ".join(_state_item(r) for r in quotas)
+        headers["X-RateLimit-Limit"] = str(first.limit)
+        headers["X-RateLimit-Remaining"] = str(0 if not first.allowed else max(first.remaining, 0))
+        headers["X-RateLimit-Reset"] = str(first.reset_at)
     if not result.allowed:
         headers["Retry-After"] = str(result.retry_after)
     return headers
