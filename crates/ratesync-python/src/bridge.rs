@@ -19,9 +19,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use tokio::task::AbortHandle;
 
 /// Turns a finished result into the future's value (or exception), on the loop.
 type Settle = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
@@ -89,6 +89,9 @@ impl Inbox {
             while matches!(std::io::Read::read(&mut &*read, &mut sink), Ok(n) if n > 0) {}
         }
         let batch = std::mem::take(&mut *self.ready.lock());
+        // A permit dropped below (its future was cancelled) sends its release from
+        // the extension's runtime, like every other call into the core.
+        let _runtime = crate::runtime::handle().enter();
         for (future, settle) in batch {
             let future = future.bind(py);
             // A cancelled future stays cancelled; dropping `settle` unconverted
@@ -232,12 +235,16 @@ where
     let bridge = bridge.get();
     let future = bridge.event_loop.call_method0(py, "create_future")?;
     let (inbox, future_ref) = (bridge.inbox.clone(), future.clone_ref(py));
-    let task = crate::runtime::handle().spawn(async move {
-        let output = work.await;
-        inbox.deliver(future_ref, Box::new(move |py| convert(py, output)));
-    });
+    let (abort, registration) = AbortHandle::new_pair();
+    crate::runtime::spawn_batched(Box::pin(async move {
+        // An aborted call (its future was cancelled) stops at its next poll and
+        // drops what it holds, which consumes nothing.
+        if let Ok(output) = Abortable::new(work, registration).await {
+            inbox.deliver(future_ref, Box::new(move |py| convert(py, output)));
+        }
+    }));
     let future = future.into_bound(py);
-    future.call_method1("add_done_callback", (AbortOnDone(task.abort_handle()),))?;
+    future.call_method1("add_done_callback", (AbortOnDone(abort),))?;
     Ok(future)
 }
 
