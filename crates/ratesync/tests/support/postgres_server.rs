@@ -144,7 +144,14 @@ impl PostgresServer {
             .args(["-D", &format!("{dir}/data"), "-p", &self.port.to_string()])
             .args(["-k", &dir, "-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"]);
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            // For assertion messages: what waited on a lock or ran for long.
+            .args([
+                "-c",
+                "log_lock_waits=on",
+                "-c",
+                "log_min_duration_statement=1000",
+            ]);
         let mut process = ServerProcess::spawn(command, &self.log_path())
             .map_err(|error| Launch::Failed(format!("cannot run postgres: {error}")))?;
         hand_over(&self.log_path());

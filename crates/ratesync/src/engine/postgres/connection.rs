@@ -173,23 +173,7 @@ impl Pool {
             .map_err(|e| map_error(&e, names))?;
         if self.auto_create {
             self.migrated
-                .get_or_try_init(|| async {
-                    let current: Option<String> = client
-                        .query_one(
-                            "SELECT obj_description(to_regclass($1), 'pg_class')",
-                            &[&names.table],
-                        )
-                        .await
-                        .and_then(|row| row.try_get(0))
-                        .map_err(|e| map_error(&e, names))?;
-                    if current.as_deref() == Some(super::schema::version().as_str()) {
-                        return Ok(());
-                    }
-                    client
-                        .batch_execute(&names.migration(false))
-                        .await
-                        .map_err(|e| map_error(&e, names))
-                })
+                .get_or_try_init(|| apply_migration(&client, names, false))
                 .await?;
         }
         let prepare = |sql: String| {
@@ -218,6 +202,58 @@ impl Pool {
             },
         })
     }
+}
+
+/// Brings the schema up to date, unless it is already: the version in the table's
+/// comment is read before and again under the migration lock, so of many processes
+/// starting at once only the first runs the migration and the others wait for it
+/// and then skip it (never taking the table lock that `CREATE INDEX` would).
+pub(crate) async fn apply_migration(
+    client: &Client,
+    names: &Names,
+    unlogged: bool,
+) -> Result<(), StoreError> {
+    let map = |e: tokio_postgres::Error| map_error(&e, names);
+    let current = || async {
+        // Read from the catalog tables with the statement's snapshot: name look-ups
+        // such as to_regclass() go through caches that may not have seen another
+        // session's commit yet (no relation lock is taken that would refresh them).
+        let rows = client
+            .query(
+                "SELECT d.description FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
+                  AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&names.schema_name, &names.table_name],
+            )
+            .await
+            .map_err(map)?;
+        let version = super::schema::version();
+        Ok::<_, StoreError>(rows.iter().any(|row| {
+            row.try_get::<_, &str>(0)
+                .is_ok_and(|description| description == version)
+        }))
+    };
+    if current().await? {
+        return Ok(());
+    }
+    client.batch_execute("BEGIN").await.map_err(map)?;
+    let applied = async {
+        client.batch_execute(&names.lock_sql()).await.map_err(map)?;
+        if !current().await? {
+            client
+                .batch_execute(&names.migration_body(unlogged))
+                .await
+                .map_err(map)?;
+        }
+        client.batch_execute("COMMIT").await.map_err(map)
+    }
+    .await;
+    if applied.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    applied
 }
 
 /// Connects a client and drives its connection in the background; the connection

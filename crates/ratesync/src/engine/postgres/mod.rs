@@ -145,10 +145,7 @@ pub async fn migrate(config: &PostgresConfig, unlogged: bool) -> Result<(), Stor
     let names = Names::new(config)?;
     let pool = Pool::new(config, names.clone())?;
     let client = connection::connect(pool.pg_config()).await?;
-    client
-        .batch_execute(&names.migration(unlogged))
-        .await
-        .map_err(|e| connection::map_error(&e, &names))
+    connection::apply_migration(&client, &names, unlogged).await
 }
 
 impl Engine for PostgresEngine {

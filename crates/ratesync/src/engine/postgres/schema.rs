@@ -20,6 +20,9 @@ const MIGRATION: &str = include_str!("sql/migrate.sql");
 /// The quoted, schema-qualified names of one store's objects.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
+    /// The configured names, unquoted (for catalog look-ups).
+    pub schema_name: String,
+    pub table_name: String,
     pub schema: String,
     pub table: String,
     pub decide: String,
@@ -57,6 +60,8 @@ impl Names {
         let qualified = |name: &str| format!("{}.{}", quote_ident(schema), quote_ident(name));
         let hash = fnv1a(format!("{schema}\0{table}").as_bytes());
         Ok(Names {
+            schema_name: schema.clone(),
+            table_name: table.clone(),
             schema: quote_ident(schema),
             table: qualified(table),
             decide: qualified(&derived(table, "_decide")),
@@ -71,8 +76,23 @@ impl Names {
         })
     }
 
-    /// The migration SQL, one transaction; `unlogged` creates the table UNLOGGED.
+    /// The migration SQL as one transaction, serialised by the advisory lock;
+    /// `unlogged` creates the table UNLOGGED.
     pub fn migration(&self, unlogged: bool) -> String {
+        format!(
+            "BEGIN;\n\n-- Concurrent migrations of this table run one after the other.\n{}\n\n{}\nCOMMIT;\n",
+            self.lock_sql(),
+            self.migration_body(unlogged)
+        )
+    }
+
+    /// The statement that takes the migration lock (held until the transaction ends).
+    pub fn lock_sql(&self) -> String {
+        format!("SELECT pg_advisory_xact_lock({});", self.lock)
+    }
+
+    /// The statements of the migration, without the transaction and lock around them.
+    pub fn migration_body(&self, unlogged: bool) -> String {
         let create_schema = if self.create_schema {
             format!("CREATE SCHEMA IF NOT EXISTS {};", self.schema)
         } else {

@@ -2,22 +2,20 @@
 --
 -- Printed by `ratesync migrate --print`, applied by `ratesync migrate` or by the engine
 -- when the store sets `auto_create = true`. Idempotent, and safe when many processes
--- run it at once. Names in @...@ are filled in by schema.rs, quoted; every value a
--- function works on is a bound parameter.
+-- run it at once: schema.rs wraps it in one transaction that first takes an
+-- advisory lock on this (schema, table). (CREATE ... IF NOT EXISTS alone is not safe
+-- against itself: two sessions creating the same table at once can both pass the
+-- check, and one then fails on the catalog's unique index.) Names in @...@ are
+-- filled in by schema.rs, quoted; every value a function works on is a bound
+-- parameter.
 --
 -- All times are integer microseconds since the epoch, read with clock_timestamp() at
 -- decision time (the server's clock, SPEC §4.6). The math is a line-by-line port of
 -- crate::algorithm (gcra.rs, sliding_window.rs, leases.rs) and of the Redis scripts,
 -- checked against the Rust reference by tests/postgres_sql.rs. Decisions are returned
 -- as bigint[5]:
---   {allowed (0/1), remaining, retry_after_us, reset_after_us, denied_by (0 none, 1 rate, 2 concurrency)}.
-BEGIN;
-
--- CREATE ... IF NOT EXISTS alone is not safe against itself: two sessions creating
--- the same table at once can both pass the check and one then fails on the catalog's
--- unique index. A transaction-level advisory lock on this (schema, table) makes
--- concurrent migrations run one after the other; it is released at COMMIT.
-SELECT pg_advisory_xact_lock(@lock@);
+--   {allowed (0/1), remaining, retry_after_us, reset_after_us,
+--    denied_by (0 none, 1 rate, 2 concurrency)}.
 
 @create_schema@
 
@@ -355,7 +353,5 @@ END;
 @body@;
 
 -- Marks the schema version, so an engine starting with `auto_create` skips all of
--- the above (and its lock) when the table is already up to date.
+-- the above when the table is already up to date.
 COMMENT ON TABLE @table@ IS @version@;
-
-COMMIT;
