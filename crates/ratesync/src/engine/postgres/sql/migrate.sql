@@ -38,7 +38,11 @@ CREATE @unlogged@TABLE IF NOT EXISTS @table@ (
     lease_exp  bigint[]  NOT NULL DEFAULT '{}',
     expires_at bigint    NOT NULL,
     PRIMARY KEY (limiter, key)
-);
+) WITH (fillfactor = 70);
+-- Room on each page for updated row versions: with `expires_at` moving only once a
+-- second (see the decide function), most updates of a hot key are HOT (heap-only: no index
+-- write, no index bloat).
+ALTER TABLE @table@ SET (fillfactor = 70);
 
 -- The cleanup finds expired rows through this index, a small batch at a time: never
 -- a scan of the whole table.
@@ -217,7 +221,8 @@ BEGIN
         v_exps := v_exps || (v_now + p_lease_ttl);
     END IF;
     -- KeyState::idle_at: the latest of the TAT, the newest admission leaving the
-    -- window and the last lease expiry; kept on the real clock.
+    -- window and the last lease expiry; kept on the real clock, rounded up to the
+    -- next whole second so that the indexed column of a busy key rarely changes.
     v_idle := v_row.tat;
     IF p_sliding THEN
         v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_param);
@@ -226,7 +231,8 @@ BEGIN
     UPDATE @table@
        SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
            lease_id = v_ids, lease_exp = v_exps,
-           expires_at = greatest(expires_at, v_real + (v_idle - v_now))
+           expires_at = greatest(expires_at,
+                                 ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
      WHERE limiter = p_limiter AND key = p_key;
     RETURN v_d;
 END;
@@ -256,7 +262,8 @@ BEGIN
             v_row.lease_exp[i] := v_now + p_lease_ttl;
             UPDATE @table@
                SET lease_exp = v_row.lease_exp,
-                   expires_at = greatest(expires_at, v_real + p_lease_ttl)
+                   expires_at = greatest(expires_at,
+                                         ((v_real + p_lease_ttl) / 1000000 + 1) * 1000000)
              WHERE limiter = p_limiter AND key = p_key;
             RETURN true;
         END IF;
