@@ -35,7 +35,7 @@ struct Postgres {
 
 impl Postgres {
     fn new() -> Option<Self> {
-        support::require_binaries(support::POSTGRES_BINARIES).then(|| Postgres {
+        support::require_postgres().then(|| Postgres {
             own: OnceLock::new(),
         })
     }

@@ -470,7 +470,8 @@ fn a_missing_table_names_the_fix() {
     };
     let rt = runtime();
     rt.block_on(async {
-        let mut config = config(server, &[("table_name", "never_created")]);
+        let config_of = config;
+        let mut config = config_of(server, &[("table_name", "never_created")]);
         config.auto_create = false;
         let engine = PostgresEngine::new(&config).unwrap();
         let error = engine.ping().await.unwrap_err();
@@ -491,6 +492,22 @@ fn a_missing_table_names_the_fix() {
             .unwrap();
         let engine = PostgresEngine::new(&config).unwrap();
         engine.ping().await.unwrap();
+
+        // rate-sync's own table has the same default name: refused clearly.
+        server.psql(
+            "CREATE TABLE rate_sync_style (group_id varchar(255) PRIMARY KEY, \
+             last_acquisition_at timestamptz NOT NULL)",
+        );
+        let config = config_of(server, &[("table_name", "rate_sync_style")]);
+        let error = PostgresEngine::new(&config)
+            .unwrap()
+            .ping()
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("not created by ratesync"),
+            "{error}"
+        );
     });
 }
 

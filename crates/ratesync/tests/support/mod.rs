@@ -21,7 +21,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
-pub use postgres_server::{PostgresServer, POSTGRES_BINARIES};
+pub use postgres_server::{require_postgres, PostgresServer};
 pub use process::{require_binaries, wait_until};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{Failover, RedisSentinel};

@@ -28,7 +28,7 @@ impl PostgresServer {
     /// A server (see [`Self::start`]), or `None` after a loud skip when PostgreSQL is
     /// not installed (a failure under `CI=true`).
     pub fn start_or_skip() -> Option<Self> {
-        require_binaries(POSTGRES_BINARIES).then(Self::start)
+        require_postgres().then(Self::start)
     }
 
     /// Initialises a data directory and starts the server on a free port, retrying
@@ -186,20 +186,43 @@ enum Launch {
     Failed(String),
 }
 
-/// The directory of the PostgreSQL binaries: where `initdb` on PATH really lives
-/// (Debian links only some of them into PATH).
-fn bin_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
+/// Whether the PostgreSQL server binaries are installed (on PATH, or where Debian
+/// puts them); a loud skip otherwise, a failure under `CI=true`.
+pub fn require_postgres() -> bool {
+    find_bin_dir().is_some() || require_binaries(POSTGRES_BINARIES)
+}
+
+/// The directory of the PostgreSQL binaries: where `initdb` on PATH really lives, or
+/// Debian's `/usr/lib/postgresql/<version>/bin` (Debian links none of them into
+/// PATH), the newest first.
+fn find_bin_dir() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
+        let on_path = std::env::split_paths(&path)
             .map(|dir| dir.join("initdb"))
             .find(|initdb| initdb.is_file())
             .and_then(|initdb| std::fs::canonicalize(initdb).ok())
-            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+            .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
+        on_path.or_else(|| {
+            let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+                .filter(|bin| bin.join("initdb").is_file())
+                .collect();
+            versions.sort_by_key(|bin| {
+                bin.parent()
+                    .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+            versions.pop()
+        })
     })
     .clone()
+}
+
+fn bin_dir() -> PathBuf {
+    find_bin_dir().expect("PostgreSQL binaries (checked by require_postgres)")
 }
 
 fn is_root() -> bool {

@@ -20,7 +20,7 @@ struct Ticks {
     /// interval_us (token bucket) or window_us (sliding window).
     param: i64,
     /// burst or limit.
-    capacity: i32,
+    capacity: i64,
 }
 
 /// The rows of one limiter in a PostgreSQL store.
@@ -30,7 +30,7 @@ pub struct PostgresLimiter {
     ticks: Ticks,
     limit: u64,
     /// 0 when the limiter has no concurrency cap.
-    max_concurrent: i32,
+    max_concurrent: i64,
     lease_ttl_us: i64,
 }
 
@@ -56,10 +56,9 @@ impl PostgresLimiter {
                 "rule spans more time (lower `burst` or the window) and",
             ));
         }
-        let capacity = i32::try_from(capacity).map_err(|_| too_large("burst or limit"))?;
         let (max_concurrent, lease_ttl_us) = match spec.policy.concurrency {
             Some(cc) => (
-                i32::try_from(cc.max).map_err(|_| too_large("max_concurrent"))?,
+                i64::from(cc.max),
                 cc.lease_ttl.div_ceil(1000).min(MAX_SPAN_US) as i64,
             ),
             None => (0, 0),
@@ -70,7 +69,7 @@ impl PostgresLimiter {
             ticks: Ticks {
                 sliding,
                 param: param_us as i64,
-                capacity,
+                capacity: i64::from(capacity),
             },
             limit: u64::from(spec.policy.rule.capacity()),
             max_concurrent,
@@ -91,7 +90,7 @@ impl PostgresLimiter {
         consume: bool,
         now_us: Option<u64>,
     ) -> Result<Decision, StoreError> {
-        let cost = i32::try_from(cost).unwrap_or(i32::MAX);
+        let cost = i64::from(cost);
         // Lease ids are random u64; bigint holds the same 64 bits.
         let lease = lease.map(|id| id.0 as i64);
         let now = now_us.map(|now| now as i64);

@@ -102,6 +102,7 @@ impl Names {
             .replace("@lock@", &self.lock.to_string())
             .replace("@create_schema@", &create_schema)
             .replace("@unlogged@", if unlogged { "UNLOGGED " } else { "" })
+            .replace("@table_literal@", &quote_literal(&self.table))
             .replace("@table@", &self.table)
             .replace("@expiry_index@", &self.expiry_index)
             .replace("@decide@", &self.decide)
@@ -124,6 +125,12 @@ impl Names {
 /// migration's text, so any change to it is applied again.
 pub(crate) fn version() -> String {
     format!("ratesync schema {:016x}", fnv1a(MIGRATION.as_bytes()))
+}
+
+/// `text` as an escape string literal (`E'...'`, quotes and backslashes doubled):
+/// the same meaning whatever `standard_conforming_strings` says.
+fn quote_literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// `name` as a quoted identifier: `"` around it, inner quotes doubled.

@@ -32,7 +32,7 @@ CREATE @unlogged@TABLE IF NOT EXISTS @table@ (
     -- sliding window: admission times oldest first, equal times merged into one run
     -- of log_n[i] units (WindowLog)
     log_at     bigint[]  NOT NULL DEFAULT '{}',
-    log_n      integer[] NOT NULL DEFAULT '{}',
+    log_n      bigint[]  NOT NULL DEFAULT '{}',
     -- concurrency leases: id and expiry, same index (LeaseSet)
     lease_id   bigint[]  NOT NULL DEFAULT '{}',
     lease_exp  bigint[]  NOT NULL DEFAULT '{}',
@@ -43,6 +43,18 @@ CREATE @unlogged@TABLE IF NOT EXISTS @table@ (
 -- second (see the decide function), most updates of a hot key are HOT (heap-only: no index
 -- write, no index bloat).
 ALTER TABLE @table@ SET (fillfactor = 70);
+
+-- A table of that name made by something else (rate-sync's own table has the same
+-- default name) is refused with a clear error instead of failing at each decision.
+DO @body@
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = @table_literal@::regclass
+                      AND attname = 'lease_exp' AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'table % exists but was not created by ratesync (rate-sync''s table has the same default name): set another table_name, or drop it', @table_literal@;
+    END IF;
+END
+@body@;
 
 -- The cleanup finds expired rows through this index, a small batch at a time: never
 -- a scan of the whole table.
@@ -69,9 +81,9 @@ CREATE OR REPLACE FUNCTION @decide@(
     p_key       bytea,
     p_sliding   boolean,  -- false: token bucket (GCRA); true: sliding window
     p_param     bigint,   -- interval_us (token bucket) or window_us (sliding window)
-    p_capacity  integer,  -- burst or limit
-    p_cost      integer,
-    p_max       integer,  -- concurrency cap, 0 = none
+    p_capacity  bigint,   -- burst or limit
+    p_cost      bigint,
+    p_max       bigint,   -- concurrency cap, 0 = none
     p_lease     bigint,   -- lease id to take when admitted, NULL = none
     p_lease_ttl bigint,
     p_consume   boolean,  -- false: peek
@@ -95,7 +107,7 @@ DECLARE
     v_horizon  bigint;
     v_new_tat  bigint;
     v_at       bigint[];
-    v_n        integer[];
+    v_n        bigint[];
     v_len      integer;
     v_first    integer := 1;
     v_total    bigint := 0;
