@@ -45,6 +45,7 @@ enum Command {
     Status(commands::status::Args),
     Reset(commands::reset::Args),
     Bench(commands::bench::Args),
+    Migrate(commands::migrate::Args),
 }
 
 #[tokio::main]
@@ -59,6 +60,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(config, args).await,
         Command::Reset(args) => commands::reset::run(config, args).await,
         Command::Bench(args) => commands::bench::run(config, args).await,
+        Command::Migrate(args) => commands::migrate::run(config, args).await,
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

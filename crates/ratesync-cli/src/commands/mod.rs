@@ -5,6 +5,7 @@ pub mod acquire;
 pub mod bench;
 pub mod check;
 pub mod demo;
+pub mod migrate;
 pub mod reset;
 pub mod run;
 pub mod status;

@@ -15,11 +15,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
+mod postgres_server;
 mod process;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use postgres_server::{require_postgres, PostgresServer};
 pub use process::{require_binaries, wait_until};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{Failover, RedisSentinel};
@@ -28,7 +30,7 @@ pub use redis_server::RedisServer;
 /// The binaries every Redis test needs.
 pub const REDIS_BINARIES: &[&str] = &["redis-server", "redis-cli"];
 
-use ratesync::config::{EngineConfig, RedisConfig};
+use ratesync::config::{EngineConfig, PostgresConfig, RedisConfig};
 use ratesync::{Config, StoreBuilder};
 
 /// The validated settings of a Redis store described in code, as `RedisEngine::new`
@@ -41,5 +43,18 @@ pub fn redis_config(store: StoreBuilder) -> RedisConfig {
     match &config.stores["s"].engine {
         EngineConfig::Redis(redis) => redis.clone(),
         other => panic!("not a Redis store: {}", other.engine_name()),
+    }
+}
+
+/// The validated settings of a PostgreSQL store described in code, as
+/// `PostgresEngine::new` takes them.
+pub fn postgres_config(store: StoreBuilder) -> PostgresConfig {
+    let config = Config::builder()
+        .store("s", store)
+        .build()
+        .expect("valid PostgreSQL store settings");
+    match &config.stores["s"].engine {
+        EngineConfig::Postgres(postgres) => postgres.clone(),
+        other => panic!("not a PostgreSQL store: {}", other.engine_name()),
     }
 }

@@ -20,7 +20,7 @@ pub fn require_binaries(names: &[&str]) -> bool {
         return true;
     }
     let message = format!(
-        "{} not found on PATH (Debian: apt-get install redis-server faketime)",
+        "{} not found on PATH (Debian: apt-get install redis-server faketime postgresql)",
         missing.join(", ")
     );
     if std::env::var("CI").as_deref() == Ok("true") {

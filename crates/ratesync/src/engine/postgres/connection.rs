@@ -1,0 +1,337 @@
+//! The connections of a store: a small fixed set of clients, shared by every limiter
+//! and key, used round-robin without checkout.
+//!
+//! tokio-postgres pipelines the queries that tasks send concurrently on one client,
+//! so a handful of connections carries any number of tasks; there is no pool to wait
+//! on. The number of clients is the store's `pool_max_size` (else `pool_min_size`,
+//! else 4), at most 64. Each client is opened on first use, prepares the engine's
+//! statements once, and is replaced after it fails: a closed socket, a server
+//! shutting down (database restart), or a call without an answer within the deadline.
+//! One task reconnects a client at a time; the others wait for it, bounded by the
+//! core's deadline. With `auto_create`, the first connection of the store applies the
+//! migration first.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::OnceCell;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use super::schema::Names;
+use crate::config::PostgresConfig;
+use crate::engine::StoreError;
+
+const DEFAULT_CLIENTS: u32 = 4;
+const MAX_CLIENTS: u32 = 64;
+/// The core bounds every call by 5 s (engine::call_timeout) and cancels it then; this
+/// layer gives up a little earlier, so it sees the timeout and replaces a client whose
+/// server vanished without closing the socket (a cancelled call would leave it).
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_millis(4_500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The engine's statements, prepared once per client.
+pub(crate) struct Statements {
+    pub decide: Statement,
+    pub renew: Statement,
+    pub release: Statement,
+    pub reset: Statement,
+    pub cleanup: Statement,
+}
+
+pub(crate) struct Session {
+    pub client: Client,
+    pub statements: Statements,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: RwLock<Option<(u64, Arc<Session>)>>,
+    generation: AtomicU64,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+pub(crate) struct Pool {
+    config: tokio_postgres::Config,
+    pub names: Names,
+    auto_create: bool,
+    migrated: OnceCell<()>,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(config: &PostgresConfig, names: Names) -> Result<Self, StoreError> {
+        let pg_config = pg_config(config)?;
+        let clients = config
+            .pool_max_size
+            .or(config.pool_min_size)
+            .unwrap_or(DEFAULT_CLIENTS)
+            .clamp(1, MAX_CLIENTS);
+        Ok(Pool {
+            config: pg_config,
+            names,
+            auto_create: config.auto_create,
+            migrated: OnceCell::new(),
+            slots: (0..clients).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Runs one prepared statement, chosen from the client's set by `statement`, and
+    /// returns its single row.
+    pub async fn query_one(
+        self: &Arc<Self>,
+        statement: impl Fn(&Statements) -> &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let (slot, generation, session) = self.pick().await?;
+        let call = session
+            .client
+            .query_one(statement(&session.statements), params);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(error)) => {
+                if must_reconnect(&error) {
+                    discard(slot, generation);
+                }
+                Err(map_error(&error, &self.names))
+            }
+            Err(_) => {
+                discard(slot, generation);
+                Err(StoreError::Timeout(CALL_TIMEOUT))
+            }
+        }
+    }
+
+    /// The next client in turn. One that is not open yet is opened in the background
+    /// while the call goes to an open one, so a new store pays for one connection
+    /// before its first answer, not one per client (and calls keep their order).
+    async fn pick(self: &Arc<Self>) -> Result<(&Slot, u64, Arc<Session>), StoreError> {
+        let count = self.slots.len();
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let open = |i: usize| {
+            let slot = &self.slots[i % count];
+            let current = slot.current.read();
+            current.as_ref().map(|(g, s)| (slot, *g, s.clone()))
+        };
+        if let Some(found) = open(index) {
+            return Ok(found);
+        }
+        if let Some(found) = (1..count).find_map(|step| open(index + step)) {
+            let pool = self.clone();
+            crate::background::handle().spawn(async move {
+                let slot = &pool.slots[index];
+                // Someone else is opening it already: nothing to do.
+                if let Ok(_guard) = slot.connecting.try_lock() {
+                    drop(_guard);
+                    let _ = pool.session(slot).await;
+                }
+            });
+            return Ok(found);
+        }
+        let slot = &self.slots[index];
+        let (generation, session) = self.session(slot).await?;
+        Ok((slot, generation, session))
+    }
+
+    async fn session(&self, slot: &Slot) -> Result<(u64, Arc<Session>), StoreError> {
+        if let Some((generation, session)) = slot.current.read().as_ref() {
+            return Ok((*generation, session.clone()));
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some((generation, session)) = slot.current.read().as_ref() {
+            return Ok((*generation, session.clone()));
+        }
+        let session = match tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await {
+            Ok(session) => Arc::new(session?),
+            Err(_) => return Err(StoreError::Timeout(CONNECT_TIMEOUT)),
+        };
+        let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        *slot.current.write() = Some((generation, session.clone()));
+        Ok((generation, session))
+    }
+
+    /// Opens a client: connects, makes commits asynchronous for this session, applies
+    /// the migration once per store when `auto_create`, prepares the statements.
+    async fn open(&self) -> Result<Session, StoreError> {
+        let client = connect(&self.config).await?;
+        let names = &self.names;
+        // A decision's commit does not wait for its WAL flush: a crash of the database
+        // server may forget the last few hundred milliseconds of decisions (never
+        // corrupts anything), and each decision costs no disk flush.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| map_error(&e, names))?;
+        if self.auto_create {
+            self.migrated
+                .get_or_try_init(|| apply_migration(&client, names, false))
+                .await?;
+        }
+        let prepare = |sql: String| {
+            let client = &client;
+            async move { client.prepare(&sql).await }
+        };
+        let (decide, renew, release, reset, cleanup) = futures::try_join!(
+            prepare(format!(
+                "SELECT {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                names.decide
+            )),
+            prepare(format!("SELECT {}($1, $2, $3, $4, $5)", names.renew)),
+            prepare(format!("SELECT {}($1, $2, $3, $4, $5)", names.release)),
+            prepare(format!("SELECT {}($1, $2, $3)", names.reset)),
+            prepare(format!("SELECT {}($1)", names.cleanup)),
+        )
+        .map_err(|e| map_error(&e, names))?;
+        Ok(Session {
+            client,
+            statements: Statements {
+                decide,
+                renew,
+                release,
+                reset,
+                cleanup,
+            },
+        })
+    }
+}
+
+/// Brings the schema up to date, unless it is already: the version in the table's
+/// comment is read before and again under the migration lock, so of many processes
+/// starting at once only the first runs the migration and the others wait for it
+/// and then skip it (never taking the table lock that `CREATE INDEX` would).
+pub(crate) async fn apply_migration(
+    client: &Client,
+    names: &Names,
+    unlogged: bool,
+) -> Result<(), StoreError> {
+    let map = |e: tokio_postgres::Error| map_error(&e, names);
+    let current = || async {
+        // Read from the catalog tables with the statement's snapshot: name look-ups
+        // such as to_regclass() go through caches that may not have seen another
+        // session's commit yet (no relation lock is taken that would refresh them).
+        let rows = client
+            .query(
+                "SELECT d.description FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
+                  AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&names.schema_name, &names.table_name],
+            )
+            .await
+            .map_err(map)?;
+        let version = super::schema::version();
+        Ok::<_, StoreError>(rows.iter().any(|row| {
+            row.try_get::<_, &str>(0)
+                .is_ok_and(|description| description == version)
+        }))
+    };
+    if current().await? {
+        return Ok(());
+    }
+    client.batch_execute("BEGIN").await.map_err(map)?;
+    let applied = async {
+        client.batch_execute(&names.lock_sql()).await.map_err(map)?;
+        if !current().await? {
+            client
+                .batch_execute(&names.migration_body(unlogged))
+                .await
+                .map_err(map)?;
+        }
+        client.batch_execute("COMMIT").await.map_err(map)
+    }
+    .await;
+    if applied.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    applied
+}
+
+/// Connects a client and drives its connection in the background; the connection
+/// task ends (and the client reports closed) when the socket does.
+pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Connection(e.to_string()))?;
+    crate::background::handle().spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The client settings from the store's `url`, with a connect timeout when the URL
+/// sets none.
+fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|_| {
+        StoreError::Backend(format!(
+            "postgres `url` {} is not a valid PostgreSQL connection string",
+            config.url
+        ))
+    })?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("ratesync");
+    }
+    Ok(pg)
+}
+
+fn discard(slot: &Slot, generation: u64) {
+    let mut current = slot.current.write();
+    if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+        *current = None;
+    }
+}
+
+/// Whether the client is unusable after `error`: its socket is gone, or the server
+/// is shutting down or has lost it (a restart).
+fn must_reconnect(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        // Class 08 (connection exception) and 57 (operator intervention: shutdown,
+        // admin termination, crash recovery).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57"),
+        // Not an error the server sent: I/O, protocol.
+        None => true,
+    }
+}
+
+/// A [`StoreError`] that says what went wrong and, for a missing table, how to fix it.
+pub(crate) fn map_error(error: &tokio_postgres::Error, names: &Names) -> StoreError {
+    let Some(db) = error.as_db_error() else {
+        return StoreError::Connection(error.to_string());
+    };
+    let code = db.code();
+    if *code == SqlState::UNDEFINED_TABLE
+        || *code == SqlState::UNDEFINED_FUNCTION
+        || *code == SqlState::INVALID_SCHEMA_NAME
+        || *code == SqlState::UNDEFINED_OBJECT
+    {
+        return StoreError::Backend(format!(
+            "the ratesync table {} (or its functions) does not exist: run `ratesync migrate` \
+             (or apply the SQL of `ratesync migrate --print`), or set `auto_create = true` \
+             on the store ({})",
+            names.table,
+            db.message()
+        ));
+    }
+    if code.code().starts_with("08") || code.code().starts_with("57") {
+        return StoreError::Connection(db.message().to_owned());
+    }
+    StoreError::Backend(format!("{} ({})", db.message(), code.code()))
+}

@@ -1,0 +1,197 @@
+//! Release notifications across processes: one LISTEN connection per store.
+//!
+//! The release and reset functions `pg_notify` the store's channel with
+//! `<origin>:<limiter hex>:<key hex>`, sent when their transaction commits. A
+//! release's own engine instance ignores its message: the limiter already woke its
+//! local waiters, in order, and a second wake-up would let a later waiter overtake an
+//! earlier one. Resets are sent with origin `-`, which every instance acts on. The
+//! listener starts when the store's first concurrency limiter is created, runs in the
+//! background and reconnects after any failure (with a growing pause), so a restarted
+//! database is followed. Notifications lost while disconnected only delay waiters
+//! until the core's bounded fallback poll.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::schema::quote_ident;
+use crate::engine::ReleaseSignal;
+
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// Who to tell about releases: limiter id (raw bytes) → its signals.
+pub(crate) struct Releases {
+    channel: String,
+    /// Random id of this engine instance, in the notifications it sends.
+    origin: String,
+    signals: RwLock<HashMap<Box<[u8]>, Vec<ReleaseSignal>>>,
+    started: AtomicBool,
+    /// Dropped with the engine: the listener task then ends.
+    stop: watch::Sender<()>,
+}
+
+impl Releases {
+    pub fn new(channel: String) -> Self {
+        Releases {
+            channel,
+            origin: format!("{:016x}", fastrand::u64(..)),
+            signals: RwLock::default(),
+            started: AtomicBool::new(false),
+            stop: watch::channel(()).0,
+        }
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Routes releases of `limiter` to `signal`, and makes sure the listener runs.
+    pub fn watch(
+        self: &Arc<Self>,
+        config: &tokio_postgres::Config,
+        limiter: &str,
+        signal: ReleaseSignal,
+    ) {
+        self.signals
+            .write()
+            .entry(limiter.as_bytes().into())
+            .or_default()
+            .push(signal);
+        if !self.started.swap(true, Ordering::AcqRel) {
+            let stop = self.stop.subscribe();
+            crate::background::handle().spawn(listen(Arc::downgrade(self), config.clone(), stop));
+        }
+    }
+
+    fn dispatch(&self, payload: &str) {
+        let Some((origin, limiter, key)) = parse_payload(payload) else {
+            return;
+        };
+        if origin == self.origin {
+            return;
+        }
+        let Ok(key) = String::from_utf8(key) else {
+            return;
+        };
+        if let Some(signals) = self.signals.read().get(limiter.as_slice()) {
+            for signal in signals {
+                signal.released(&key);
+            }
+        }
+    }
+}
+
+/// `<origin>:<limiter hex>:<key hex>` → its three parts, hex decoded.
+fn parse_payload(payload: &str) -> Option<(&str, Vec<u8>, Vec<u8>)> {
+    let mut parts = payload.splitn(3, ':');
+    let origin = parts.next()?;
+    let limiter = from_hex(parts.next()?)?;
+    let key = from_hex(parts.next()?)?;
+    Some((origin, limiter, key))
+}
+
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The listener loop: connect, LISTEN, dispatch until the connection ends, pause,
+/// start over; until the engine is dropped.
+async fn listen(
+    releases: Weak<Releases>,
+    config: tokio_postgres::Config,
+    mut stop: watch::Receiver<()>,
+) {
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let session = async {
+            let Some(channel) = releases.upgrade().map(|r| r.channel.clone()) else {
+                return;
+            };
+            let Ok(Ok((client, mut connection))) =
+                tokio::time::timeout(MAX_PAUSE, config.connect(NoTls)).await
+            else {
+                tracing::debug!("release listener could not connect; retrying");
+                return;
+            };
+            // The connection yields the notifications; it is driven here, next to the
+            // client that sent LISTEN.
+            let (sender, mut notifications) = mpsc::unbounded_channel();
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let driver = async move {
+                while let Some(Ok(message)) = messages.next().await {
+                    if let AsyncMessage::Notification(notification) = message {
+                        if sender.send(notification).is_err() {
+                            return;
+                        }
+                    }
+                }
+            };
+            let dispatcher = async {
+                if client
+                    .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                pause = FIRST_PAUSE;
+                while let Some(notification) = notifications.recv().await {
+                    let Some(releases) = releases.upgrade() else {
+                        return;
+                    };
+                    releases.dispatch(notification.payload());
+                }
+            };
+            tokio::select! {
+                _ = driver => {}
+                _ = dispatcher => {}
+            }
+        };
+        tokio::select! {
+            _ = session => {}
+            _ = stop.changed() => return,
+        }
+        if releases.strong_count() == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_parsed() {
+        let (origin, limiter, key) = parse_payload("ab:6170:7b7d3a").unwrap();
+        assert_eq!(
+            (origin, limiter.as_slice(), key.as_slice()),
+            ("ab", &b"ap"[..], &b"{}:"[..])
+        );
+        assert!(parse_payload("ab:6170").is_none());
+        assert!(parse_payload("ab:zz:00").is_none());
+        assert!(parse_payload("ab:617:00").is_none());
+    }
+}

@@ -1,0 +1,202 @@
+//! Names of a store's objects in PostgreSQL, and the migration SQL that creates them.
+//!
+//! Everything lives in `schema_name` and is named from `table_name`: the table itself,
+//! its expiry index (`<table>_expiry`) and one function per operation
+//! (`<table>_decide`, `_renew`, `_release`, `_reset`, `_cleanup`). Identifiers are
+//! always double-quoted (quotes doubled), so any name PostgreSQL accepts works, unicode
+//! and quotes included. PostgreSQL silently truncates identifiers to 63 bytes: a
+//! `schema_name` or `table_name` longer than that is refused with a clear error, and
+//! a derived name that would not fit is shortened to a prefix of the table name plus a
+//! hash of the whole, so two long table names never share their functions.
+
+use super::super::StoreError;
+use crate::config::PostgresConfig;
+
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes.
+const MAX_IDENTIFIER: usize = 63;
+
+const MIGRATION: &str = include_str!("sql/migrate.sql");
+
+/// The quoted, schema-qualified names of one store's objects.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// The configured names, unquoted (for catalog look-ups).
+    pub schema_name: String,
+    pub table_name: String,
+    pub schema: String,
+    pub table: String,
+    pub decide: String,
+    pub renew: String,
+    pub release: String,
+    pub reset: String,
+    pub cleanup: String,
+    /// Unqualified: an index lives in its table's schema.
+    expiry_index: String,
+    /// The LISTEN/NOTIFY channel for releases (unquoted: it is passed as a value).
+    pub channel: String,
+    /// The advisory lock key that serialises migrations of this table.
+    lock: i64,
+    /// Whether the schema must be created (anything but `public`).
+    create_schema: bool,
+}
+
+impl Names {
+    pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let schema = &config.schema_name;
+        let table = &config.table_name;
+        for (key, name) in [("schema_name", schema), ("table_name", table)] {
+            if name.is_empty() || name.contains('\0') {
+                return Err(StoreError::Backend(format!(
+                    "postgres `{key}` must be a non-empty name without NUL characters"
+                )));
+            }
+            if name.len() > MAX_IDENTIFIER {
+                return Err(StoreError::Backend(format!(
+                    "postgres `{key}` is {} bytes long; PostgreSQL names are at most {MAX_IDENTIFIER} bytes",
+                    name.len()
+                )));
+            }
+        }
+        let qualified = |name: &str| format!("{}.{}", quote_ident(schema), quote_ident(name));
+        let hash = fnv1a(format!("{schema}\0{table}").as_bytes());
+        Ok(Names {
+            schema_name: schema.clone(),
+            table_name: table.clone(),
+            schema: quote_ident(schema),
+            table: qualified(table),
+            decide: qualified(&derived(table, "_decide")),
+            renew: qualified(&derived(table, "_renew")),
+            release: qualified(&derived(table, "_release")),
+            reset: qualified(&derived(table, "_reset")),
+            cleanup: qualified(&derived(table, "_cleanup")),
+            expiry_index: quote_ident(&derived(table, "_expiry")),
+            channel: format!("ratesync_{hash:016x}"),
+            lock: hash as i64,
+            create_schema: schema != "public",
+        })
+    }
+
+    /// The migration SQL as one transaction, serialised by the advisory lock;
+    /// `unlogged` creates the table UNLOGGED.
+    pub fn migration(&self, unlogged: bool) -> String {
+        format!(
+            "BEGIN;\n\n-- Concurrent migrations of this table run one after the other.\n{}\n\n{}\nCOMMIT;\n",
+            self.lock_sql(),
+            self.migration_body(unlogged)
+        )
+    }
+
+    /// The statement that takes the migration lock (held until the transaction ends).
+    pub fn lock_sql(&self) -> String {
+        format!("SELECT pg_advisory_xact_lock({});", self.lock)
+    }
+
+    /// The statements of the migration, without the transaction and lock around them.
+    pub fn migration_body(&self, unlogged: bool) -> String {
+        let create_schema = if self.create_schema {
+            format!("CREATE SCHEMA IF NOT EXISTS {};", self.schema)
+        } else {
+            "-- (schema public exists already)".to_owned()
+        };
+        let sql = MIGRATION
+            .replace("@lock@", &self.lock.to_string())
+            .replace("@create_schema@", &create_schema)
+            .replace("@unlogged@", if unlogged { "UNLOGGED " } else { "" })
+            .replace("@table_literal@", &quote_literal(&self.table))
+            .replace("@table@", &self.table)
+            .replace("@expiry_index@", &self.expiry_index)
+            .replace("@decide@", &self.decide)
+            .replace("@renew@", &self.renew)
+            .replace("@release@", &self.release)
+            .replace("@reset@", &self.reset)
+            .replace("@cleanup@", &self.cleanup)
+            .replace("@version@", &format!("'{}'", version()));
+        // Function bodies are dollar-quoted; the tag must not occur in the text, which
+        // holds the (user-chosen) names.
+        let tag = (0u32..)
+            .map(|n| format!("$rs{n}$"))
+            .find(|tag| !sql.contains(tag.as_str()))
+            .expect("some tag is unused");
+        sql.replace("@body@", &tag)
+    }
+}
+
+/// The schema version the migration writes as the table's comment: a hash of the
+/// migration's text, so any change to it is applied again.
+pub(crate) fn version() -> String {
+    format!("ratesync schema {:016x}", fnv1a(MIGRATION.as_bytes()))
+}
+
+/// `text` as an escape string literal (`E'...'`, quotes and backslashes doubled):
+/// the same meaning whatever `standard_conforming_strings` says.
+fn quote_literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// `name` as a quoted identifier: `"` around it, inner quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `table` + `suffix` when it fits in 63 bytes; otherwise a prefix of `table` (cut at
+/// a character boundary), `_`, 8 hex digits of a hash of `table`, and `suffix`.
+fn derived(table: &str, suffix: &str) -> String {
+    if table.len() + suffix.len() <= MAX_IDENTIFIER {
+        return format!("{table}{suffix}");
+    }
+    let mut cut = MAX_IDENTIFIER - suffix.len() - 9;
+    while !table.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}_{:08x}{suffix}",
+        &table[..cut],
+        fnv1a(table.as_bytes()) as u32
+    )
+}
+
+/// FNV-1a, 64 bits: stable across builds and processes (std's hashers are not).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The migration SQL for a store (what `ratesync migrate --print` shows): one
+/// idempotent transaction creating the schema (unless `public`), the table, its index
+/// and its functions. `unlogged` makes the table UNLOGGED (see the README).
+pub fn migration_sql(config: &PostgresConfig, unlogged: bool) -> Result<String, StoreError> {
+    Ok(Names::new(config)?.migration(unlogged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_fit() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        let long = "é".repeat(31); // 62 bytes
+        let name = derived(&long, "_release");
+        assert!(name.len() <= MAX_IDENTIFIER && name.ends_with("_release"));
+        assert_ne!(derived(&long, "_reset"), derived(&"é".repeat(30), "_reset"));
+        assert_eq!(derived("t", "_decide"), "t_decide");
+    }
+
+    #[test]
+    fn migration_has_no_placeholder_left_and_a_free_tag() {
+        let config = PostgresConfig {
+            url: crate::config::secret::SecretUrl::new("postgresql://x@h/db".to_owned()),
+            schema_name: "s$rs0$".to_owned(),
+            table_name: "t\"x".to_owned(),
+            auto_create: true,
+            pool_min_size: None,
+            pool_max_size: None,
+            timing_margin_ms: None,
+        };
+        let sql = migration_sql(&config, true).unwrap();
+        assert!(!sql.contains("@table@") && !sql.contains("@body@"));
+        assert!(sql.contains("CREATE UNLOGGED TABLE IF NOT EXISTS \"s$rs0$\".\"t\"\"x\""));
+        assert!(sql.contains("AS $rs1$"));
+    }
+}
