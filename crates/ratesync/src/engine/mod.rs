@@ -25,6 +25,8 @@
 //!   calls [`ReleaseSignal::released`] so local waiters retry at once.
 
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -123,6 +125,8 @@ pub const AVAILABLE: &[&str] = &[
     "memory",
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "nats")]
+    "nats",
 ];
 
 /// Whether this build can open stores of `engine` (checked without connecting).
@@ -140,6 +144,8 @@ pub fn build(config: &crate::config::EngineConfig) -> Result<Arc<dyn Engine>, St
         // store error at the first call, handled by the failure policy.
         #[cfg(feature = "redis")]
         EngineConfig::Redis(redis) => Ok(Arc::new(self::redis::RedisEngine::new(redis)?)),
+        #[cfg(feature = "nats")]
+        EngineConfig::Nats(nats) => Ok(Arc::new(self::nats::NatsEngine::new(nats)?)),
         other => Err(StoreError::EngineUnavailable {
             engine: other.engine_name().to_owned(),
         }),

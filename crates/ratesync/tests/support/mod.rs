@@ -15,11 +15,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
+mod nats_server;
 mod process;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use nats_server::{nats_config, NatsServer};
 pub use process::{require_binaries, wait_until};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{Failover, RedisSentinel};
