@@ -1,25 +1,26 @@
 //! One limiter on a NATS store: read the entry, decide with [`crate::algorithm`],
 //! write it back by compare-and-set on its revision; on a conflict, read again.
 //!
-//! **Why this stays fast under contention.** Callers of one key in this process
-//! take turns (an async lock per key in use), so CAS conflicts can only come from
-//! other processes, never from this one's own tasks. After a successful write the
-//! winner keeps the new (revision, state): the next caller of the key in this
-//! process decides on it and writes straight away, one round trip per decision,
-//! with no read. When another process wrote in between, that write conflicts, and
-//! the loop reads and tries again after a short jittered pause, up to `max_retries`
-//! times. Refusals write nothing, so a key at its limit costs one read per call and
-//! causes no conflicts at all. Conflicts per decision are counted
-//! ([`super::CasStats`], and the `ratesync_nats_cas_conflicts_total` counter).
+//! **Why a hot key does not collapse.** Plain optimistic CAS collapses under
+//! contention: every caller reads, all but one lose the write, and the losers
+//! multiply the load (bucket4j#404). Here the callers of one key in a process never
+//! race each other: they queue on the key ([`super::batch`]), and one background
+//! task per busy key takes the whole queue, decides every call in arrival order on
+//! one state, and writes the result in one CAS. So only processes contend, never
+//! tasks; under load the batches grow, and with them the decisions per write. The
+//! task also keeps the (revision, state) it wrote: the next batch decides on it and
+//! writes straight away, one round trip, no read. A write that loses to another
+//! process reads again and retries after a jittered pause that doubles with each
+//! further loss, up to `max_retries` conflicts. Refusals write nothing, so a key at
+//! its limit causes no conflicts at all. Conflicts per decision are counted
+//! ([`super::CasSnapshot`], and the `ratesync_nats_cas_conflicts_total` counter).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::Operation;
-use parking_lot::Mutex;
-use tokio::sync::OwnedMutexGuard;
 
+use super::batch::{Call, Outcome, Turns};
 use super::connection::Bound;
 use super::keys::LimiterKeys;
 use super::state::{self, FREED};
@@ -28,15 +29,12 @@ use crate::algorithm::{self, KeyState, LeaseId, Policy};
 use crate::decision::Decision;
 use crate::engine::{EngineFuture, EngineLimiter, LimiterSpec, StoreError};
 
-/// Idle keys whose last state this process keeps (per limiter), so that a key used
-/// again soon decides without a read. In-use keys are always kept.
-const KEEP_IDLE: usize = 1024;
 /// The longest pause between two attempts, in multiples of `retry_interval`.
 const MAX_BACKOFF_FACTOR: u32 = 32;
 
 /// An entry as read (or as this process last wrote it).
 #[derive(Clone)]
-struct Snapshot {
+pub(super) struct Snapshot {
     /// 0 when the entry does not exist.
     revision: u64,
     state: KeyState,
@@ -44,34 +42,103 @@ struct Snapshot {
     stamp: u64,
 }
 
-/// What one step of a read-modify-write decided.
-enum Step<T> {
-    /// Nothing to store: return `T`.
-    Keep(T),
-    /// Store the new state (with these flags) and return `T`.
-    Write(T, u8),
-}
-
 /// The keys of one limiter in a NATS store.
 pub struct NatsLimiter {
+    core: Arc<LimiterCore>,
+}
+
+/// What the per-key batch tasks need, shared with them.
+pub(super) struct LimiterCore {
     shared: Arc<Shared>,
     keys: LimiterKeys,
     policy: Policy,
-    inflight: Inflight,
+    turns: Turns,
 }
 
 impl NatsLimiter {
     pub(super) fn new(shared: Arc<Shared>, spec: &LimiterSpec) -> Self {
         NatsLimiter {
-            shared,
-            keys: LimiterKeys::new(&spec.id),
-            policy: spec.policy,
-            inflight: Inflight::default(),
+            core: Arc::new(LimiterCore {
+                shared,
+                keys: LimiterKeys::new(&spec.id),
+                policy: spec.policy,
+                turns: Turns::default(),
+            }),
         }
     }
 
     pub(super) fn keys(&self) -> &LimiterKeys {
-        &self.keys
+        &self.core.keys
+    }
+
+    async fn call(&self, key: &str, call: Call) -> Result<Outcome, StoreError> {
+        Turns::submit(&self.core, key, call).await
+    }
+
+    async fn acquire_inner(
+        &self,
+        key: &str,
+        cost: u32,
+        lease: Option<LeaseId>,
+    ) -> Result<Decision, StoreError> {
+        match self.call(key, Call::Acquire { cost, lease }).await? {
+            Outcome::Decision(decision) => Ok(decision),
+            Outcome::Done(_) => unreachable!("an acquire is answered with a decision"),
+        }
+    }
+
+    async fn peek_inner(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
+        let core = &self.core;
+        let bound = core.bound().await?;
+        let snapshot = core.read(&bound, &core.keys.entry(key)).await?;
+        let now = core.shared.connection.clock.now(snapshot.stamp);
+        Ok(algorithm::peek(&core.policy, &snapshot.state, now, cost))
+    }
+
+    async fn release_inner(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
+        self.call(key, Call::Release(lease)).await.map(drop)
+    }
+
+    async fn renew_inner(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
+        match self.call(key, Call::Renew(lease)).await? {
+            Outcome::Done(renewed) => Ok(renewed),
+            Outcome::Decision(_) => unreachable!("a renewal is answered with a flag"),
+        }
+    }
+
+    /// Purges the entry: a marker that every watcher sees (waiters wake) and that
+    /// reads as a fresh key.
+    async fn reset_key(&self, key: &str) -> Result<(), StoreError> {
+        let core = &self.core;
+        let bound = core.bound().await?;
+        core.turns.forget(key);
+        bound
+            .kv
+            .purge(core.keys.entry(key))
+            .await
+            .map_err(|e| core.store_error(&bound, e.to_string()))
+    }
+
+    /// Purges every entry of this limiter from the bucket's stream, in one request.
+    async fn reset_all(&self) -> Result<(), StoreError> {
+        let core = &self.core;
+        let bound = core.bound().await?;
+        core.turns.forget_all();
+        let subject = format!("{}{}", bound.kv.prefix, core.keys.filter());
+        bound
+            .kv
+            .stream
+            .purge()
+            .filter(subject)
+            .await
+            .map(drop)
+            .map_err(|e| core.store_error(&bound, e.to_string()))
+    }
+}
+
+impl LimiterCore {
+    pub(super) fn turns(&self) -> &Turns {
+        &self.turns
     }
 
     async fn bound(&self) -> Result<Arc<Bound>, StoreError> {
@@ -130,72 +197,120 @@ impl NatsLimiter {
         }
     }
 
-    /// One read-modify-write of `key`'s entry, retried on conflicts (see the module
-    /// docs). `step` decides on the state as of `now`; it may run several times.
-    async fn transact<T>(
+    /// Decides `calls` (in order, on one state) and stores the result in one CAS,
+    /// starting from `known` (what this process last wrote) when there is one.
+    /// Returns one outcome per call, and the snapshot to keep for the next batch.
+    pub(super) async fn run_batch(
         &self,
         key: &str,
-        mut step: impl FnMut(&mut KeyState, u64) -> Step<T>,
-    ) -> Result<T, StoreError> {
-        let bound = self.bound().await?;
+        calls: &[Call],
+        mut known: Option<Snapshot>,
+    ) -> (Result<Vec<Outcome>, StoreError>, Option<Snapshot>) {
+        let bound = match self.bound().await {
+            Ok(bound) => bound,
+            Err(error) => return (Err(error), None),
+        };
         let name = self.keys.entry(key);
-        let mut slot = self.inflight.enter(key).await;
-        let mut known = slot.take();
         let mut conflicts = 0u32;
         loop {
             let from_cache = known.is_some();
             let snapshot = match known.take() {
                 Some(snapshot) => snapshot,
-                None => self.read(&bound, &name).await?,
+                None => match self.read(&bound, &name).await {
+                    Ok(snapshot) => snapshot,
+                    Err(error) => return (Err(error), None),
+                },
             };
             let now = self.shared.connection.clock.now(snapshot.stamp);
             let mut state = snapshot.state.clone();
-            let (result, flags) = match step(&mut state, now) {
-                // A refusal (or a no-op) must hold for the store's state, not for
-                // what this process saw last: check it against a fresh read.
-                Step::Keep(_) if from_cache => continue,
-                Step::Keep(result) => {
-                    slot.keep(snapshot);
-                    self.shared.stats.record(conflicts);
-                    return Ok(result);
+            let (outcomes, flags) = self.decide_all(calls, &mut state, now);
+            let Some(flags) = flags else {
+                // Nothing to store. A refusal must hold for the store's state, not
+                // for what this process wrote last: check it against a fresh read.
+                if from_cache {
+                    continue;
                 }
-                Step::Write(result, flags) => (result, flags),
+                self.shared.stats.record(calls.len());
+                return (Ok(outcomes), Some(snapshot));
             };
             let value = state::encode(&state, flags, self.shared.origin);
-            match self.write(&bound, &name, snapshot.revision, value).await? {
-                Some(revision) => {
-                    slot.keep(Snapshot {
+            match self.write(&bound, &name, snapshot.revision, value).await {
+                Ok(Some(revision)) => {
+                    self.shared.stats.record(calls.len());
+                    let kept = Snapshot {
                         revision,
                         state,
                         stamp: now,
-                    });
-                    self.shared.stats.record(conflicts);
-                    return Ok(result);
+                    };
+                    return (Ok(outcomes), Some(kept));
                 }
-                None => {
+                Ok(None) => {
                     conflicts += 1;
                     self.shared.stats.conflict();
                     if conflicts > self.shared.max_retries {
-                        self.shared.stats.record(conflicts);
-                        return Err(StoreError::Backend(format!(
+                        let error = StoreError::Backend(format!(
                             "gave up after {conflicts} conflicting writes to one key \
                              (max_retries = {})",
                             self.shared.max_retries
-                        )));
+                        ));
+                        return (Err(error), None);
                     }
-                    // A stale local copy says nothing about contention: retry at
-                    // once. A fresh read that lost: another process wrote in between.
-                    if !from_cache {
-                        tokio::time::sleep(self.backoff(conflicts)).await;
+                    // The first loss retries at once (with a fresh read); further
+                    // losses mean several processes keep colliding: spread them.
+                    if conflicts >= 2 {
+                        tokio::time::sleep(self.backoff(conflicts - 1)).await;
                     }
                 }
+                Err(error) => return (Err(error), None),
             }
         }
     }
 
+    /// Every call of a batch decided on `state` at `now`; the flags to write with
+    /// when the state changed (`None`: nothing to store).
+    fn decide_all(
+        &self,
+        calls: &[Call],
+        state: &mut KeyState,
+        now: u64,
+    ) -> (Vec<Outcome>, Option<u8>) {
+        let mut write: Option<u8> = None;
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for call in calls {
+            let outcome = match *call {
+                Call::Acquire { cost, lease } => {
+                    let decision = algorithm::decide(&self.policy, state, now, cost, lease);
+                    if decision.allowed {
+                        write = Some(write.unwrap_or(0));
+                    }
+                    Outcome::Decision(decision)
+                }
+                Call::Release(lease) => {
+                    let released = state.leases.release(lease);
+                    if released {
+                        write = Some(write.unwrap_or(0) | FREED);
+                    }
+                    Outcome::Done(released)
+                }
+                Call::Renew(lease) => {
+                    let renewed = self
+                        .policy
+                        .concurrency
+                        .is_some_and(|cc| state.leases.renew(lease, now, cc.lease_ttl));
+                    if renewed {
+                        write = Some(write.unwrap_or(0));
+                    }
+                    Outcome::Done(renewed)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        (outcomes, write)
+    }
+
     /// Full jitter: uniform in `[0, retry_interval · 2^(n-1)]`, capped.
-    fn backoff(&self, conflicts: u32) -> Duration {
-        let factor = (1u32 << conflicts.saturating_sub(1).min(5)).min(MAX_BACKOFF_FACTOR);
+    fn backoff(&self, losses: u32) -> Duration {
+        let factor = (1u32 << losses.saturating_sub(1).min(5)).min(MAX_BACKOFF_FACTOR);
         self.shared
             .retry_interval
             .saturating_mul(factor)
@@ -217,84 +332,6 @@ impl NatsLimiter {
             StoreError::Connection(text)
         }
     }
-
-    async fn acquire_inner(
-        &self,
-        key: &str,
-        cost: u32,
-        lease: Option<LeaseId>,
-    ) -> Result<Decision, StoreError> {
-        let policy = self.policy;
-        self.transact(key, |state, now| {
-            let decision = algorithm::decide(&policy, state, now, cost, lease);
-            if decision.allowed {
-                Step::Write(decision, 0)
-            } else {
-                Step::Keep(decision)
-            }
-        })
-        .await
-    }
-
-    async fn peek_inner(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
-        let bound = self.bound().await?;
-        let snapshot = self.read(&bound, &self.keys.entry(key)).await?;
-        let now = self.shared.connection.clock.now(snapshot.stamp);
-        Ok(algorithm::peek(&self.policy, &snapshot.state, now, cost))
-    }
-
-    async fn release_inner(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
-        self.transact(key, |state, _| {
-            if state.leases.release(lease) {
-                Step::Write((), FREED)
-            } else {
-                Step::Keep(())
-            }
-        })
-        .await
-    }
-
-    async fn renew_inner(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
-        let Some(cc) = self.policy.concurrency else {
-            return Ok(false);
-        };
-        self.transact(key, |state, now| {
-            if state.leases.renew(lease, now, cc.lease_ttl) {
-                Step::Write(true, 0)
-            } else {
-                Step::Keep(false)
-            }
-        })
-        .await
-    }
-
-    /// Purges the entry: a marker that every watcher sees (waiters wake) and that
-    /// reads as a fresh key.
-    async fn reset_key(&self, key: &str) -> Result<(), StoreError> {
-        let bound = self.bound().await?;
-        let mut slot = self.inflight.enter(key).await;
-        slot.take();
-        bound
-            .kv
-            .purge(self.keys.entry(key))
-            .await
-            .map_err(|e| self.store_error(&bound, e.to_string()))
-    }
-
-    /// Purges every entry of this limiter from the bucket's stream, in one request.
-    async fn reset_all(&self) -> Result<(), StoreError> {
-        let bound = self.bound().await?;
-        self.inflight.forget_all();
-        let subject = format!("{}{}", bound.kv.prefix, self.keys.filter());
-        bound
-            .kv
-            .stream
-            .purge()
-            .filter(subject)
-            .await
-            .map(drop)
-            .map_err(|e| self.store_error(&bound, e.to_string()))
-    }
 }
 
 /// Whether a failed update lost a compare-and-set: JetStream's "wrong last
@@ -314,68 +351,6 @@ fn is_conflict(error: &async_nats::jetstream::kv::UpdateError) -> bool {
     }
     let text = error.to_string();
     text.contains("wrong last sequence") || text.contains("10071") || text.contains("10164")
-}
-
-/// The keys of one limiter this process is deciding on, each with the last state
-/// it saw: callers of one key take turns, and reuse that state (module docs).
-#[derive(Default)]
-struct Inflight {
-    slots: Mutex<HashMap<Box<str>, Slot>>,
-}
-
-/// One key's turn-taking lock and the last state seen.
-type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
-
-impl Inflight {
-    async fn enter(&self, key: &str) -> SlotGuard<'_> {
-        let slot = self.slots.lock().entry(key.into()).or_default().clone();
-        let guard = slot.clone().lock_owned().await;
-        SlotGuard {
-            inflight: self,
-            key: key.into(),
-            slot,
-            guard: Some(guard),
-        }
-    }
-
-    fn forget_all(&self) {
-        self.slots.lock().clear();
-    }
-}
-
-struct SlotGuard<'a> {
-    inflight: &'a Inflight,
-    key: Box<str>,
-    slot: Slot,
-    guard: Option<OwnedMutexGuard<Option<Snapshot>>>,
-}
-
-impl SlotGuard<'_> {
-    fn take(&mut self) -> Option<Snapshot> {
-        self.guard.as_mut().and_then(|g| g.take())
-    }
-
-    fn keep(&mut self, snapshot: Snapshot) {
-        if let Some(guard) = self.guard.as_mut() {
-            **guard = Some(snapshot);
-        }
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut slots = self.inflight.slots.lock();
-        // Ours and the map's: nobody else is using or waiting for this key.
-        if Arc::strong_count(&self.slot) == 2
-            && slots.len() > KEEP_IDLE
-            && slots
-                .get(&self.key)
-                .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
-        {
-            slots.remove(&self.key);
-        }
-    }
 }
 
 impl EngineLimiter for NatsLimiter {

@@ -9,7 +9,8 @@
 //! - [`clock`]: the server's clock, measured from its message timestamps; how far
 //!   two hosts can disagree is documented there.
 //! - [`limiter`]: read, decide with [`crate::algorithm`], write by CAS; bounded,
-//!   jittered retries; callers of one key in a process take turns.
+//!   jittered retries. [`batch`]: callers of one key in a process queue, and one
+//!   task decides each queue's calls together and writes them in one CAS.
 //! - [`releases`]: one KV watch per store that wakes waiters for a concurrency slot
 //!   when another process releases one.
 //!
@@ -18,6 +19,7 @@
 //! revision makes read-decide-write one atomic step. `timing_margin_ms` is accepted
 //! for compatibility and ignored: a margin could only loosen limits.
 
+mod batch;
 mod clock;
 mod connection;
 mod keys;
@@ -175,7 +177,7 @@ pub(crate) struct CasStats {
 /// [`NatsEngine::cas_stats`]: read-modify-writes completed, and CAS conflicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CasSnapshot {
-    /// Read-modify-write operations that completed (acquire, release, renew).
+    /// Calls decided (acquire, release, renew), several per write under load.
     pub decisions: u64,
     /// Writes that lost a compare-and-set and were retried (or gave up).
     pub conflicts: u64,
@@ -209,9 +211,9 @@ impl CasStats {
         self.conflicts_counter.increment(1);
     }
 
-    /// A read-modify-write ended (after `_conflicts` lost attempts, already counted).
-    fn record(&self, _conflicts: u32) {
-        self.decisions.fetch_add(1, Ordering::Relaxed);
+    /// `calls` decisions were stored (or needed no write).
+    fn record(&self, calls: usize) {
+        self.decisions.fetch_add(calls as u64, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> CasSnapshot {
