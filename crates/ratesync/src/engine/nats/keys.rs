@@ -116,14 +116,14 @@ impl LimiterKeys {
     }
 }
 
-/// Splits an entry name into (encoded limiter, decoded key); `None` for names this
-/// module did not make (the clock probes) and for hashed keys.
-pub(crate) fn parse_entry(name: &str) -> Option<(&str, String)> {
+/// Splits an entry name into (encoded limiter, decoded key); the key is `None`
+/// when it was hashed. `None` for names this module did not make (clock probes).
+pub(crate) fn split_entry(name: &str) -> Option<(&str, Option<String>)> {
     let (limiter, key) = name.split_once('.')?;
     if limiter.starts_with("=clock") {
         return None;
     }
-    Some((limiter, decode(key)?))
+    Some((limiter, decode(key)))
 }
 
 /// The clock-probe entry of the engine instance `origin`.
@@ -177,8 +177,8 @@ mod tests {
             assert!(valid(&name), "{name:?}");
             assert_eq!(name.matches('.').count(), 1, "{name}");
             assert_eq!(decode(&encode(hostile)).as_deref(), Some(hostile));
-            let (limiter, key) = parse_entry(&name).unwrap();
-            assert_eq!((limiter, key.as_str()), ("a=2Eb", hostile));
+            let (limiter, key) = split_entry(&name).unwrap();
+            assert_eq!((limiter, key.as_deref()), ("a=2Eb", Some(hostile)));
         }
     }
 
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn clock_probes_are_not_limiter_entries() {
-        assert!(parse_entry(&clock_probe(7)).is_none());
+        assert!(split_entry(&clock_probe(7)).is_none());
         assert!(valid(&clock_probe(u64::MAX)));
     }
 }

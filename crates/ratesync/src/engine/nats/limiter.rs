@@ -233,7 +233,7 @@ impl LimiterCore {
                 self.shared.stats.record(calls.len());
                 return (Ok(outcomes), Some(snapshot));
             };
-            let value = state::encode(&state, flags, self.shared.origin);
+            let value = state::encode(&state, flags, self.shared.origin, key);
             match self.write(&bound, &name, snapshot.revision, value).await {
                 Ok(Some(revision)) => {
                     self.shared.stats.record(calls.len());

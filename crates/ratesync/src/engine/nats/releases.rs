@@ -1,8 +1,8 @@
 //! Release notifications across processes: one KV watch per store, filtered to the
 //! store's concurrency limiters.
 //!
-//! A release writes its entry with the `FREED` flag and the writer's origin; a
-//! reset purges the entry. The watch sees both: a freed slot from another engine
+//! A release writes its entry with the `FREED` flag, the writer's origin and the
+//! key; a reset purges the entry. The watch sees both: a freed slot from another engine
 //! instance, or a purge from anyone, wakes the local waiters of that (limiter, key)
 //! through its [`ReleaseSignal`]. A release's own instance ignores its write: the
 //! limiter already woke its local waiters, in order, and a second wake-up would let
@@ -23,8 +23,8 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::connection::Connection;
-use super::keys::parse_entry;
-use super::state::{header, FREED};
+use super::keys::split_entry;
+use super::state::released_key;
 use crate::engine::ReleaseSignal;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -82,16 +82,21 @@ impl Releases {
     }
 
     fn dispatch(&self, entry: &Entry) {
-        let freed = match entry.operation {
-            Operation::Put => header(&entry.value)
-                .is_some_and(|(flags, origin)| flags & FREED != 0 && origin != self.origin),
-            Operation::Delete | Operation::Purge => true,
+        let Some((limiter, name_key)) = split_entry(&entry.key) else {
+            return;
         };
-        if !freed {
-            return;
-        }
-        let Some((limiter, key)) = parse_entry(&entry.key) else {
-            return;
+        let key = match entry.operation {
+            // A release by another instance names its key in the value.
+            Operation::Put => match released_key(&entry.value) {
+                Some((origin, key)) if origin != self.origin => key,
+                _ => return,
+            },
+            // A reset: any origin. A hashed key cannot be named; its waiters
+            // are left to the fallback poll.
+            Operation::Delete | Operation::Purge => match name_key {
+                Some(key) => key,
+                None => return,
+            },
         };
         if let Some(signals) = self.signals.read().get(limiter) {
             for signal in signals {

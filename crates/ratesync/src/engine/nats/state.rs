@@ -5,6 +5,8 @@
 //! u8   version (1)
 //! u8   flags: bit 0 = this write freed a concurrency slot (release)
 //! u64  origin: the engine instance that wrote it (release watchers skip their own)
+//!      with FREED only: u32 length, then the key's bytes (a hashed entry name
+//!      cannot be turned back into the key the release watcher must wake)
 //! u8   rate kind: 0 = token bucket, 1 = sliding window
 //!      0: u64 TAT (ns, server clock)
 //!      1: u32 run count, then per run: u64 time (ns), u32 units
@@ -22,13 +24,17 @@ const VERSION: u8 = 1;
 /// Flag: the write that stored this value freed a concurrency slot.
 pub(crate) const FREED: u8 = 1;
 
-/// Encodes `state` as written by engine instance `origin`.
-pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64) -> Bytes {
+/// Encodes `state` of `key` as written by engine instance `origin`.
+pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64, key: &str) -> Bytes {
     let leases: Vec<(LeaseId, u64)> = state.leases.entries().collect();
     let mut out = BytesMut::with_capacity(16 + 12 * 4 + leases.len() * 16);
     out.put_u8(VERSION);
     out.put_u8(flags);
     out.put_u64_le(origin);
+    if flags & FREED != 0 {
+        out.put_u32_le(key.len() as u32);
+        out.put_slice(key.as_bytes());
+    }
     match &state.rate {
         RateState::Tat(tat) => {
             out.put_u8(0);
@@ -52,14 +58,17 @@ pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64) -> Bytes {
     out.freeze()
 }
 
-/// The flags and origin of a value, read without decoding the rest (the release
-/// watcher looks at every write of a watched limiter).
-pub(crate) fn header(value: &[u8]) -> Option<(u8, u64)> {
+/// The origin and key of a value written by a release (`None` for any other
+/// write), read without decoding the rest: the release watcher looks at every
+/// write of a watched limiter.
+pub(crate) fn released_key(value: &[u8]) -> Option<(u64, String)> {
     let mut reader = Reader(value);
-    if reader.u8()? != VERSION {
+    if reader.u8()? != VERSION || reader.u8()? & FREED == 0 {
         return None;
     }
-    Some((reader.u8()?, reader.u64()?))
+    let origin = reader.u64()?;
+    let key = reader.bytes()?;
+    Some((origin, String::from_utf8(key.to_vec()).ok()?))
 }
 
 /// Decodes a value for a limiter with `rule`; a fresh state when it does not decode.
@@ -72,8 +81,11 @@ fn decode_exact(value: &[u8]) -> Option<KeyState> {
     if reader.u8()? != VERSION {
         return None;
     }
-    let _flags = reader.u8()?;
+    let flags = reader.u8()?;
     let _origin = reader.u64()?;
+    if flags & FREED != 0 {
+        reader.bytes()?;
+    }
     let rate = match reader.u8()? {
         0 => RateState::Tat(reader.u64()?),
         1 => {
@@ -118,6 +130,14 @@ impl Reader<'_> {
         self.take().map(u64::from_le_bytes)
     }
 
+    /// A u32 length, then that many bytes.
+    fn bytes(&mut self) -> Option<&[u8]> {
+        let len = self.count(1)?;
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(head)
+    }
+
     /// A count of items of `size` bytes each, refused when the value is too short to
     /// hold them (so a forged count cannot make us allocate).
     fn count(&mut self, size: usize) -> Option<usize> {
@@ -139,23 +159,24 @@ mod tests {
         state.rate = RateState::Tat(123_456_789);
         state.leases.insert(LeaseId(7), 10, 50);
         state.leases.insert(LeaseId(u64::MAX), 11, 50);
-        let value = encode(&state, FREED, 42);
+        let value = encode(&state, FREED, 42, "user:7");
         assert_eq!(decode(&value, &tb), state);
-        assert_eq!(header(&value), Some((FREED, 42)));
+        assert_eq!(released_key(&value), Some((42, "user:7".to_owned())));
+        assert_eq!(released_key(&encode(&state, 0, 42, "user:7")), None);
 
         let log = WindowLog::from_runs([(5, 2), (9, 1)]);
         let state = KeyState {
             rate: RateState::Log(log),
             leases: LeaseSet::default(),
         };
-        assert_eq!(decode(&encode(&state, 0, 1), &sw), state);
+        assert_eq!(decode(&encode(&state, 0, 1, ""), &sw), state);
     }
 
     #[test]
     fn damaged_values_read_as_a_fresh_key() {
         let tb = Rule::TokenBucket(TokenBucket::new(10.0, 3).unwrap());
         let fresh = KeyState::fresh(&tb);
-        let good = encode(&KeyState::fresh(&tb), 0, 1);
+        let good = encode(&KeyState::fresh(&tb), 0, 1, "k");
         for bad in [
             &b""[..],
             &b"\x02"[..],
