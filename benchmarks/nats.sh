@@ -43,6 +43,8 @@ auto_create = true
 store = "nats"
 rate_per_second = 1e9
 burst = 1000000
+# A store error must count as an error, not as a (fail-open) admission.
+fail_closed = true
 TOML
 
 echo "== raw KV writes (async-nats put), 64 tasks over 100 keys, ${seconds}s"

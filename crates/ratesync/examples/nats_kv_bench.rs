@@ -80,7 +80,10 @@ async fn hot(url: &str, duration: Duration) {
         .store("s", store)
         .limiter(
             "hot",
-            LimiterBuilder::token_bucket("s", 1e9).burst(1_000_000),
+            // Fail-closed: a store error must show as an error, not an admission.
+            LimiterBuilder::token_bucket("s", 1e9)
+                .burst(1_000_000)
+                .fail_closed(true),
         )
         .build()
         .expect("config");
@@ -101,17 +104,22 @@ async fn hot(url: &str, duration: Duration) {
     }
     let before: Vec<_> = engines.iter().map(NatsEngine::cas_stats).collect();
     let (admitted, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for limiter in &limiters {
         for _ in 0..16 {
             let (limiter, admitted, errors) = (limiter.clone(), admitted.clone(), errors.clone());
+            let first_error = first_error.clone();
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     match limiter.try_acquire().await {
                         Ok(_) => admitted.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        Err(error) => {
+                            first_error.lock().unwrap().get_or_insert(error.to_string());
+                            errors.fetch_add(1, Ordering::Relaxed)
+                        }
                     };
                 }
             }));
@@ -128,6 +136,9 @@ async fn hot(url: &str, duration: Duration) {
         conflicts += after.conflicts - before.conflicts;
     }
     let admitted = admitted.load(Ordering::Relaxed);
+    if let Some(error) = first_error.lock().unwrap().take() {
+        eprintln!("first error: {error}");
+    }
     println!(
         "{{\"admitted\": {admitted}, \"errors\": {}, \"elapsed_s\": {elapsed:.3}, \
          \"admitted_per_s\": {:.0}, \"decisions\": {decisions}, \"conflicts\": {conflicts}, \

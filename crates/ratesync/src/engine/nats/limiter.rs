@@ -9,7 +9,10 @@
 //! one state, and writes the result in one CAS. So only processes contend, never
 //! tasks; under load the batches grow, and with them the decisions per write. The
 //! task also keeps the (revision, state) it wrote: the next batch decides on it and
-//! writes straight away, one round trip, no read. A write that loses to another
+//! writes straight away, one round trip, no read, as long as the key is this
+//! process's alone (every few batches a read checks who wrote last; a key other
+//! processes write too is read before every batch, so that no process wins every
+//! race by skipping the read and starves the others). A write that loses to another
 //! process reads again and retries after a jittered pause that doubles with each
 //! further loss, up to `max_retries` conflicts. Refusals write nothing, so a key at
 //! its limit causes no conflicts at all. Conflicts per decision are counted
@@ -31,6 +34,9 @@ use crate::engine::{EngineFuture, EngineLimiter, LimiterSpec, StoreError};
 
 /// The longest pause between two attempts, in multiples of `retry_interval`.
 const MAX_BACKOFF_FACTOR: u32 = 32;
+/// Batches in a row that may decide on this process's own last write without a
+/// read; then a read checks whether other processes write the key too.
+const MAX_REUSE: u32 = 8;
 
 /// An entry as read (or as this process last wrote it).
 #[derive(Clone)]
@@ -40,6 +46,12 @@ pub(super) struct Snapshot {
     state: KeyState,
     /// Server time of the write that stored it (0 = unknown).
     stamp: u64,
+    /// Batches decided on it without a read since the last read.
+    reuse: u32,
+    /// The last read found another process's write: the key is shared, so every
+    /// batch reads first. (A process deciding on its own last write every time
+    /// would win every race against one that must read, and starve it.)
+    shared: bool,
 }
 
 /// The keys of one limiter in a NATS store.
@@ -168,9 +180,14 @@ impl LimiterCore {
                 revision: 0,
                 state: KeyState::fresh(&self.policy.rule),
                 stamp: 0,
+                reuse: 0,
+                shared: false,
             },
             Some(entry) => Snapshot {
                 revision: entry.revision,
+                reuse: 0,
+                shared: entry.operation == Operation::Put
+                    && state::origin(&entry.value).is_some_and(|o| o != self.shared.origin),
                 state: match entry.operation {
                     Operation::Put => state::decode(&entry.value, &self.policy.rule),
                     // A reset (purge) or delete marker: a fresh key.
@@ -212,6 +229,7 @@ impl LimiterCore {
         };
         let name = self.keys.entry(key);
         let mut conflicts = 0u32;
+        known = known.filter(|k| !k.shared && k.reuse < MAX_REUSE);
         loop {
             let from_cache = known.is_some();
             let snapshot = match known.take() {
@@ -241,6 +259,8 @@ impl LimiterCore {
                         revision,
                         state,
                         stamp: now,
+                        reuse: if from_cache { snapshot.reuse + 1 } else { 0 },
+                        shared: snapshot.shared,
                     };
                     return (Ok(outcomes), Some(kept));
                 }

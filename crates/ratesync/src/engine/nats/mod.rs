@@ -40,7 +40,7 @@ use crate::config::NatsConfig;
 pub use self::limiter::NatsLimiter;
 
 /// Conflicting writes tolerated per decision before it fails (`max_retries`).
-pub const DEFAULT_MAX_RETRIES: u32 = 25;
+pub const DEFAULT_MAX_RETRIES: u32 = 50;
 /// Base pause after a lost compare-and-set (`retry_interval`); each further loss
 /// doubles it (up to 32x), and the pause is drawn uniformly below it (full jitter).
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(1);

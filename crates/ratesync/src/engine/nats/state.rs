@@ -58,6 +58,16 @@ pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64, key: &str) -> Byt
     out.freeze()
 }
 
+/// The engine instance that wrote a value.
+pub(crate) fn origin(value: &[u8]) -> Option<u64> {
+    let mut reader = Reader(value);
+    if reader.u8()? != VERSION {
+        return None;
+    }
+    reader.u8()?;
+    reader.u64()
+}
+
 /// The origin and key of a value written by a release (`None` for any other
 /// write), read without decoding the rest: the release watcher looks at every
 /// write of a watched limiter.
@@ -163,6 +173,7 @@ mod tests {
         assert_eq!(decode(&value, &tb), state);
         assert_eq!(released_key(&value), Some((42, "user:7".to_owned())));
         assert_eq!(released_key(&encode(&state, 0, 42, "user:7")), None);
+        assert_eq!(origin(&value), Some(42));
 
         let log = WindowLog::from_runs([(5, 2), (9, 1)]);
         let state = KeyState {
