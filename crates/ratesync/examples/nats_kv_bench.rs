@@ -2,12 +2,18 @@
 //!
 //! - `raw`: raw JetStream KV write throughput, async-nats alone: 64 tasks, each
 //!   putting to one of 100 keys in turn (one round trip per write, no read, no
-//!   CAS): what one ratesync decision (a CAS write) is compared with.
+//!   CAS): the server's ceiling for plain writes.
+//! - `update`: raw KV *update* throughput (the anchor of SPEC §7): 64 tasks over
+//!   100 keys, each task the only writer of its keys, every write a
+//!   compare-and-set on the revision it last wrote (one round trip, never a
+//!   conflict): the same request one ratesync decision makes, without the decision.
 //! - `hot`: ratesync on one hot key from 4 engine instances (4 clients, as 4
 //!   processes would be) × 16 tasks: decisions per second and compare-and-set
 //!   conflicts per decision.
+//! - `keys`: ratesync, one client, 64 tasks over 100 keys drawn at random (where
+//!   `ratesync bench --keys 100` walks the keys round-robin).
 //!
-//! Usage: `cargo run --release --features nats --example nats_kv_bench -- URL raw|hot SECONDS`
+//! Usage: `cargo run --release --features nats --example nats_kv_bench -- URL raw|update|hot SECONDS`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,13 +33,15 @@ async fn main() {
     let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let duration = Duration::from_secs_f64(seconds);
     match mode.as_str() {
-        "raw" => raw(&url, duration).await,
-        "hot" => hot(&url, duration).await,
-        other => panic!("unknown mode {other}: raw or hot"),
+        "raw" => raw(&url, duration, false).await,
+        "update" => raw(&url, duration, true).await,
+        "hot" => hot(&url, duration, 4, 16, 1).await,
+        "keys" => hot(&url, duration, 1, 64, 100).await,
+        other => panic!("unknown mode {other}: raw, update or hot"),
     }
 }
 
-async fn raw(url: &str, duration: Duration) {
+async fn raw(url: &str, duration: Duration, cas: bool) {
     let client = async_nats::connect(url).await.expect("connect");
     let jetstream = async_nats::jetstream::new(client);
     let kv = jetstream
@@ -52,11 +60,30 @@ async fn raw(url: &str, duration: Duration) {
             let (kv, writes) = (kv.clone(), writes.clone());
             tokio::spawn(async move {
                 let value = bytes::Bytes::from_static(&[0u8; 27]);
+                // `update`: this task's own keys (task, task + 64, ...) and the
+                // revision each is at.
+                let mut own: Vec<(String, u64)> = Vec::new();
+                if cas {
+                    for k in (task..100).step_by(64) {
+                        let key = format!("u{k}");
+                        let revision = kv.put(&key, value.clone()).await.expect("put");
+                        own.push((key, revision));
+                    }
+                }
                 let mut i = task;
                 while Instant::now() < deadline {
-                    kv.put(format!("k{}", i % 100), value.clone())
-                        .await
-                        .expect("put");
+                    if cas {
+                        let n = own.len();
+                        let (key, revision) = &mut own[i % n];
+                        *revision = kv
+                            .update(key.as_str(), value.clone(), *revision)
+                            .await
+                            .expect("update");
+                    } else {
+                        kv.put(format!("k{}", i % 100), value.clone())
+                            .await
+                            .expect("put");
+                    }
                     writes.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
@@ -74,7 +101,7 @@ async fn raw(url: &str, duration: Duration) {
     );
 }
 
-async fn hot(url: &str, duration: Duration) {
+async fn hot(url: &str, duration: Duration, clients: usize, tasks_each: usize, keys: usize) {
     let store = StoreBuilder::nats(url).option("auto_create", true);
     let config = Config::builder()
         .store("s", store)
@@ -91,7 +118,9 @@ async fn hot(url: &str, duration: Duration) {
         ratesync::config::EngineConfig::Nats(nats) => nats.clone(),
         _ => unreachable!(),
     };
-    let engines: Vec<NatsEngine> = (0..4).map(|_| NatsEngine::new(&nats).unwrap()).collect();
+    let engines: Vec<NatsEngine> = (0..clients)
+        .map(|_| NatsEngine::new(&nats).unwrap())
+        .collect();
     let mut limiters = Vec::new();
     for engine in &engines {
         let registry = Registry::builder(config.clone())
@@ -109,12 +138,14 @@ async fn hot(url: &str, duration: Duration) {
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for limiter in &limiters {
-        for _ in 0..16 {
+        for _ in 0..tasks_each {
             let (limiter, admitted, errors) = (limiter.clone(), admitted.clone(), errors.clone());
             let first_error = first_error.clone();
             tasks.push(tokio::spawn(async move {
+                let names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
                 while Instant::now() < deadline {
-                    match limiter.try_acquire().await {
+                    let key = &names[fastrand::usize(..keys)];
+                    match limiter.key(key).try_acquire().await {
                         Ok(_) => admitted.fetch_add(1, Ordering::Relaxed),
                         Err(error) => {
                             first_error.lock().unwrap().get_or_insert(error.to_string());
