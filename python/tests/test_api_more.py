@@ -384,7 +384,7 @@ def test_memory_rate_limiter_rejects_bad_settings():
 
 
 async def test_unavailable_engines_say_so():
-    for cls in (ratesync.PostgresRateLimiter, ratesync.NatsRateLimiter):
+    for cls in (ratesync.PostgresRateLimiter,):
         with pytest.raises(ratesync.EngineNotAvailableError, match="not available in this build"):
             cls("postgresql://localhost/db", "g", rate_per_second=1.0)
     from ratesync.engines.memory import MemoryRateLimiter as M
