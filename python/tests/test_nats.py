@@ -124,15 +124,27 @@ def _worker(url: str, limiter: str, out: "multiprocessing.Queue[int]") -> None:
 
     async def main() -> int:
         rs.configure_store("shared", "nats", url=url, auto_create=True)
+        # Fail-closed: a store error must not pass for an admission.
         rs.configure_limiter(
-            limiter, "shared", algorithm="sliding_window", limit=LIMIT, window_seconds=60
+            limiter,
+            "shared",
+            algorithm="sliding_window",
+            limit=LIMIT,
+            window_seconds=60,
+            fail_closed=True,
         )
 
         async def hammer() -> int:
             admitted = 0
             for _ in range(30):
-                if (await rs.check_limiter(limiter)).allowed:
-                    admitted += 1
+                try:
+                    if (await rs.check_limiter(limiter)).allowed:
+                        admitted += 1
+                except rs.RateLimiterError as error:
+                    import sys
+
+                    print(f"worker error: {error}", file=sys.stderr)
+                    return -100_000  # an error fails the sum below
             return admitted
 
         return sum(await asyncio.gather(*(hammer() for _ in range(TASKS))))

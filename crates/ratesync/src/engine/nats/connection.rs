@@ -48,6 +48,8 @@ pub(crate) struct Connection {
     pub clock: Arc<ServerClock>,
     /// Secrets that must not leak into error messages.
     secrets: Vec<String>,
+    /// This engine instance's id, in its inbox subjects.
+    origin: u64,
 }
 
 impl Connection {
@@ -89,6 +91,7 @@ impl Connection {
             longest_span: AtomicU64::new(0),
             clock: Arc::new(ServerClock::new(origin)),
             secrets,
+            origin,
         })
     }
 
@@ -128,6 +131,12 @@ impl Connection {
     async fn open(&self) -> Result<Store, StoreError> {
         let clock = Arc::downgrade(&self.clock);
         let mut options = ConnectOptions::new()
+            // Replies come to inboxes named by the client's id generator, whose state
+            // a forked child shares with its parent and siblings: two processes could
+            // then receive each other's replies (another process's CAS
+            // acknowledgement taken for ours). The engine's own id, unique per
+            // process, keeps every client's inboxes apart.
+            .custom_inbox_prefix(format!("_INBOX.rs{:016x}", self.origin))
             .connection_timeout(self.timeout.mul_f64(0.5))
             .request_timeout(Some(self.timeout.mul_f64(0.9)))
             .max_reconnects(None)

@@ -69,7 +69,7 @@ impl NatsEngine {
     /// (and the bucket is bound or created then), so a registry builds while NATS is
     /// down. Fails only on a `url` the client cannot use.
     pub fn new(config: &NatsConfig) -> Result<Self, StoreError> {
-        let origin = fastrand::u64(..);
+        let origin = unique_origin();
         Ok(NatsEngine {
             shared: Arc::new(Shared {
                 connection: Arc::new(Connection::new(config, CALL_TIMEOUT, origin)?),
@@ -122,6 +122,20 @@ impl NatsEngine {
     pub fn clock_uncertainty(&self) -> Duration {
         self.shared.connection.clock.uncertainty()
     }
+}
+
+/// A random id for this engine instance, distinct across processes even when they
+/// were forked from one parent after its random generator was seeded (forked
+/// children inherit the parent's generator state and would draw the same numbers):
+/// the process id and the time are mixed in.
+fn unique_origin() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = fastrand::Rng::with_seed(
+        fastrand::u64(..) ^ nanos.rotate_left(17) ^ (u64::from(std::process::id()) << 32),
+    );
+    rng.u64(..)
 }
 
 /// How long a limiter's state stays meaningful after its last write (ns).
