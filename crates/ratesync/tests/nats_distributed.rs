@@ -5,7 +5,8 @@
 //! conflicts per decision must stay bounded.
 //!
 //! The worker processes are this test binary run again in a child role (see
-//! `support::child`), so no extra binary is needed.
+//! `support::child`), so no extra binary is needed. Hostile identifiers, token
+//! auth, a server list and concurrent bucket creation are in nats_engine.rs.
 
 #![cfg(feature = "nats")]
 
