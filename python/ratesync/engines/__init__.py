@@ -8,8 +8,9 @@ registry of the core: nothing is added to ``list_limiters()``. Two
 limit across processes, as in rate-sync. A forked child rebuilds them (fresh memory
 state, new connections).
 
-PostgreSQL and NATS are not available in this build: constructing
-``PostgresRateLimiter`` or ``NatsRateLimiter`` raises ``EngineNotAvailableError``.
+The classes cover every engine (``MemoryRateLimiter``, ``RedisRateLimiter``,
+``RedisSlidingWindowRateLimiter``, ``PostgresRateLimiter``, ``NatsRateLimiter``); an
+engine left out of a build of the extension raises ``EngineNotAvailableError``.
 """
 
 from __future__ import annotations
@@ -217,10 +218,48 @@ class PostgresRateLimiter(_UnavailableEngine):
     _engine = "postgres"
 
 
-class NatsRateLimiter(_UnavailableEngine):
-    """Not available in this build: raises ``EngineNotAvailableError``."""
+class NatsRateLimiter(_EngineRateLimiter):
+    """NATS JetStream KV limiter (token bucket or sliding window), rate-sync's
+    keywords. ``url`` may list several servers, comma-separated."""
 
     _engine = "nats"
+
+    def __init__(
+        self,
+        url: str,
+        group_id: str,
+        rate_per_second: float | None = None,
+        limit: int | None = None,
+        window_seconds: float | None = None,
+        max_concurrent: int | None = None,
+        token: str | None = None,
+        bucket_name: str = "rate_limits",
+        auto_create: bool = False,
+        retry_interval: float | None = None,
+        max_retries: int | None = None,
+        timing_margin_ms: float = 10.0,
+        default_timeout: float | None = None,
+        fail_closed: bool = False,
+    ) -> None:
+        store_options = {
+            "url": url,
+            "token": token,
+            "bucket_name": bucket_name,
+            "auto_create": auto_create,
+            "retry_interval": retry_interval,
+            "max_retries": max_retries,
+            "timing_margin_ms": timing_margin_ms,
+        }
+        super().__init__(
+            group_id,
+            store_options,
+            rate_per_second=rate_per_second,
+            limit=limit,
+            window_seconds=window_seconds,
+            max_concurrent=max_concurrent,
+            default_timeout=default_timeout,
+            fail_closed=fail_closed,
+        )
 
 
 def _rebuild_all_in_child() -> None:

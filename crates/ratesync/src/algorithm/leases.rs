@@ -78,6 +78,18 @@ impl LeaseSet {
         self.leases.len() != before
     }
 
+    /// Every lease recorded, live or expired: (id, expiry).
+    pub fn entries(&self) -> impl Iterator<Item = (LeaseId, u64)> + '_ {
+        self.leases.iter().copied()
+    }
+
+    /// A set rebuilt from the entries [`Self::entries`] gave (a store read it back).
+    pub fn from_entries(entries: impl IntoIterator<Item = (LeaseId, u64)>) -> Self {
+        LeaseSet {
+            leases: entries.into_iter().collect(),
+        }
+    }
+
     /// When the last lease expires (0 when none is held).
     pub fn idle_at(&self) -> u64 {
         self.leases.iter().map(|(_, e)| *e).max().unwrap_or(0)

@@ -161,6 +161,19 @@ impl WindowLog {
         self.runs.iter().copied()
     }
 
+    /// A log rebuilt from the runs [`Self::runs`] gave (a store read it back).
+    /// Runs out of order, or of zero units, are repaired (sorted, dropped), so a
+    /// damaged value can never make the log unsorted or its total wrong.
+    pub fn from_runs(runs: impl IntoIterator<Item = (u64, u32)>) -> Self {
+        let mut runs: Vec<(u64, u32)> = runs.into_iter().filter(|(_, n)| *n > 0).collect();
+        runs.sort_by_key(|(t, _)| *t);
+        let mut log = WindowLog::default();
+        for (t, n) in runs {
+            log.push(t, n);
+        }
+        log
+    }
+
     fn newest(&self) -> Option<u64> {
         self.runs.back().map(|(t, _)| *t)
     }

@@ -27,6 +27,8 @@
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -127,6 +129,8 @@ pub const AVAILABLE: &[&str] = &[
     "redis",
     #[cfg(feature = "postgres")]
     "postgres",
+    #[cfg(feature = "nats")]
+    "nats",
 ];
 
 /// Whether this build can open stores of `engine` (checked without connecting).
@@ -148,6 +152,10 @@ pub fn build(config: &crate::config::EngineConfig) -> Result<Arc<dyn Engine>, St
         EngineConfig::Postgres(postgres) => {
             Ok(Arc::new(self::postgres::PostgresEngine::new(postgres)?))
         }
+        #[cfg(feature = "nats")]
+        EngineConfig::Nats(nats) => Ok(Arc::new(self::nats::NatsEngine::new(nats)?)),
+        // Reached only in builds without some engine's feature.
+        #[allow(unreachable_patterns)]
         other => Err(StoreError::EngineUnavailable {
             engine: other.engine_name().to_owned(),
         }),

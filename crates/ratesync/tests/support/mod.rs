@@ -16,13 +16,15 @@
 
 pub mod child;
 mod postgres_server;
+mod nats_server;
 mod process;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use nats_server::{nats_config, NatsServer};
 pub use postgres_server::{require_postgres, PostgresServer};
-pub use process::{require_binaries, wait_until};
+pub use process::{free_port, require_binaries, wait_until};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{Failover, RedisSentinel};
 pub use redis_server::RedisServer;

@@ -33,6 +33,18 @@ pub fn require_binaries(names: &[&str]) -> bool {
     false
 }
 
+/// Reports a service a test needs that is not installed: a loud skip, or a
+/// failure under `CI=true` (see [`require_binaries`]).
+pub fn missing_service(message: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true: a missing service is a failure: {message}");
+    }
+    shout(&format!(
+        "SKIPPED {}: {message}",
+        std::thread::current().name().unwrap_or("test")
+    ));
+}
+
 /// Prints past the test harness's output capture, so that a skipped test that
 /// "passes" still shows: straight to stderr (libtest only captures `eprintln!`),
 /// and, when stderr is a pipe (nextest shows a passing test's output to no one),
