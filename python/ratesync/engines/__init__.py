@@ -212,10 +212,51 @@ class _UnavailableEngine(RateLimiter):
         raise EngineNotAvailableError(self._engine)
 
 
-class PostgresRateLimiter(_UnavailableEngine):
-    """Not available in this build: raises ``EngineNotAvailableError``."""
+class PostgresRateLimiter(_EngineRateLimiter):
+    """PostgreSQL limiter (token bucket or sliding window), rate-sync's keywords.
+
+    Two instances with the same database, ``schema_name``, ``table_name`` and
+    ``group_id`` share their limit across processes. With ``auto_create=False`` the
+    table must exist (``ratesync migrate``)."""
 
     _engine = "postgres"
+
+    def __init__(
+        self,
+        connection_url: str,
+        group_id: str,
+        rate_per_second: float | None = None,
+        limit: int | None = None,
+        window_seconds: float | None = None,
+        max_concurrent: int | None = None,
+        table_name: str = "rate_limiter_state",
+        schema_name: str = "public",
+        auto_create: bool = False,
+        pool_min_size: int = 2,
+        pool_max_size: int = 10,
+        timing_margin_ms: float = 10.0,
+        default_timeout: float | None = None,
+        fail_closed: bool = False,
+    ) -> None:
+        store_options = {
+            "url": connection_url,
+            "table_name": table_name,
+            "schema_name": schema_name,
+            "auto_create": auto_create,
+            "pool_min_size": pool_min_size,
+            "pool_max_size": pool_max_size,
+            "timing_margin_ms": timing_margin_ms,
+        }
+        super().__init__(
+            group_id,
+            store_options,
+            rate_per_second=rate_per_second,
+            limit=limit,
+            window_seconds=window_seconds,
+            max_concurrent=max_concurrent,
+            default_timeout=default_timeout,
+            fail_closed=fail_closed,
+        )
 
 
 class NatsRateLimiter(_EngineRateLimiter):

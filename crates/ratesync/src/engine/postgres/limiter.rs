@@ -81,6 +81,19 @@ impl PostgresLimiter {
         &self.id
     }
 
+    /// Which client carries the calls of `key` (see `Pool::query_one`).
+    fn route(&self, key: &str) -> u64 {
+        let hash = |seed: u64, bytes: &[u8]| {
+            bytes.iter().fold(seed, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+        };
+        hash(
+            hash(0xcbf2_9ce4_8422_2325, self.id.as_bytes()),
+            key.as_bytes(),
+        )
+    }
+
     /// Calls the decide function; `consume` false is a peek.
     async fn decide(
         &self,
@@ -98,6 +111,7 @@ impl PostgresLimiter {
             .shared
             .pool
             .query_one(
+                Some(self.route(key)),
                 |s| &s.decide,
                 &[
                     &self.id.as_bytes(),
@@ -158,6 +172,7 @@ impl PostgresLimiter {
             .shared
             .pool
             .query_one(
+                Some(self.route(key)),
                 |s| &s.renew,
                 &[
                     &self.id.as_bytes(),
@@ -177,6 +192,7 @@ impl PostgresLimiter {
         self.shared
             .pool
             .query_one(
+                Some(self.route(key)),
                 |s| &s.release,
                 &[
                     &self.id.as_bytes(),
@@ -191,10 +207,12 @@ impl PostgresLimiter {
     }
 
     async fn reset_keys(&self, key: Option<&str>) -> Result<(), StoreError> {
+        let route = key.map(|key| self.route(key));
         let key = key.map(str::as_bytes);
         self.shared
             .pool
             .query_one(
+                route,
                 |s| &s.reset,
                 &[&self.id.as_bytes(), &key, &self.shared.releases.channel()],
             )

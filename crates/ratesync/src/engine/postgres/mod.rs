@@ -102,7 +102,7 @@ impl PostgresEngine {
         let row = self
             .shared
             .pool
-            .query_one(|s| &s.cleanup, &[&batch])
+            .query_one(None, |s| &s.cleanup, &[&batch])
             .await?;
         Ok(row.try_get::<_, i32>(0).map_or(0, |n| n.max(0) as u32))
     }
