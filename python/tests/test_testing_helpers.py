@@ -31,8 +31,15 @@ async def test_reset_limiter_can_reset_one_key(store, name):
         await ratesync.acquire(name, key="b")
 
 
-async def test_reset_all_limiters_resets_clones_too(store, name):
-    ratesync.configure_limiter(name, store, rate_per_second=0.001, timeout=0)
+async def test_reset_all_limiters_resets_clones_too(tmp_path, name):
+    # A configuration of its own: the registry is process-wide, and other tests
+    # leave stores behind whose servers they have stopped.
+    config = tmp_path / "rate-sync.toml"
+    config.write_text(
+        f'[stores.m]\nengine = "memory"\n\n'
+        f'[limiters.{name}]\nstore = "m"\nrate_per_second = 0.001\ntimeout = 0\n'
+    )
+    ratesync.load_config(config)
     clone = await ratesync.get_or_clone_limiter(name, "tenant")
     await exhaust(name)
     await exhaust(clone.group_id)
@@ -68,3 +75,19 @@ def test_redefining_a_limiter_gives_a_new_object_with_the_new_settings(store, na
     after = ratesync.get_limiter(name)
     assert after is not before
     assert after.rate_per_second == 5.0
+
+
+async def test_reset_all_limiters_names_the_limiters_it_could_not_reset(tmp_path, name):
+    config = tmp_path / "rate-sync.toml"
+    config.write_text(
+        '[stores.m]\nengine = "memory"\n\n'
+        '[stores.down]\nengine = "redis"\nurl = "redis://127.0.0.1:1/0"\n'
+        "socket_timeout = 0.2\n\n"
+        f'[limiters.{name}]\nstore = "m"\nrate_per_second = 0.001\ntimeout = 0\n\n'
+        f'[limiters.{name}-down]\nstore = "down"\nrate_per_second = 1.0\nfail_closed = true\n'
+    )
+    ratesync.load_config(config)
+    await exhaust(name)
+    with pytest.raises(ratesync.RateLimiterError, match=f"{name}-down"):
+        await reset_all_limiters()
+    await ratesync.acquire(name)  # the reachable one was reset all the same

@@ -112,6 +112,11 @@ pub(crate) fn after_fork_in_child() {
         // queued for them).
         std::mem::forget(inherited);
     }
+    // The child goes on with its parent's random sequence on this thread, as do its
+    // siblings: lease ids (and store client ids) drawn here would repeat theirs, and
+    // one worker's release could free another's slot. Mix the child's pid into it.
+    let pid = u64::from(std::process::id());
+    fastrand::seed(fastrand::u64(..) ^ pid.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     crate::registry::after_fork_in_child();
     crate::metrics::after_fork_in_child();
 }

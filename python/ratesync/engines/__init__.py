@@ -21,7 +21,6 @@ from typing import Any
 
 from ratesync import _native
 from ratesync._api import RateLimiter
-from ratesync.exceptions import EngineNotAvailableError
 from ratesync.schemas import RateLimiterMetrics
 
 _LIVE: weakref.WeakSet[_EngineRateLimiter] = weakref.WeakSet()
@@ -200,16 +199,6 @@ class RedisSlidingWindowRateLimiter(RedisRateLimiter):
             default_timeout=default_timeout,
             fail_closed=fail_closed,
         )
-
-
-class _UnavailableEngine(RateLimiter):
-    _engine = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise EngineNotAvailableError(self._engine)
-
-    async def initialize(self) -> None:
-        raise EngineNotAvailableError(self._engine)
 
 
 class PostgresRateLimiter(_EngineRateLimiter):

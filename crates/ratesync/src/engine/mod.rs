@@ -25,10 +25,10 @@
 //!   calls [`ReleaseSignal::released`] so local waiters retry at once.
 
 pub mod memory;
-#[cfg(feature = "postgres")]
-pub mod postgres;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 

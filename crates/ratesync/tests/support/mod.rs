@@ -15,8 +15,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
-mod postgres_server;
 mod nats_server;
+mod postgres_server;
 mod process;
 mod redis_cluster;
 mod redis_sentinel;
