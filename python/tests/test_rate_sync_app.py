@@ -1,8 +1,8 @@
 """A FastAPI app written for rate-sync runs unchanged on ratesync (SPEC §6.2).
 
-The app and its rate-sync.toml live in tests/rate_sync_app/; it runs in a fresh
-interpreter whose working directory holds the file, so the configuration is found
-on import exactly as rate-sync finds it.
+The app and its rate-sync.toml (a Redis store) live in tests/rate_sync_app/; it runs
+in a fresh interpreter whose working directory holds the file, so the configuration
+is found on import exactly as rate-sync finds it, against the tests' redis-server.
 
 Run under rate-sync 0.4.2 itself, the same scenario gives the same answers except
 where rate-sync is broken: its ``RateLimitDependency`` answers 422 to every request
@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,10 @@ print(json.dumps(out))
 """
 
 
-def test_rate_sync_app_runs_unchanged():
+def test_rate_sync_app_runs_unchanged(redis_url):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATE_SYNC")}
+    env["APP_REDIS_URL"] = redis_url
+    env["APP_KEY_PREFIX"] = f"app{uuid.uuid4().hex}"
     done = subprocess.run(
         [sys.executable, "-c", SCENARIO],
         cwd=APP_DIR,
