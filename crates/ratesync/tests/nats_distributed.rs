@@ -16,28 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratesync::engine::nats::NatsEngine;
-use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
-use support::child::{self, ChildProcess, Results, Spawn};
+use ratesync::{AcquireError, Config, Registry, StoreBuilder};
+use support::child::{self, ChildProcess, Results, Run, Spawn};
 use support::NatsServer;
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
-
-/// What a worker runs against: `window:LIMIT:SECONDS` or `bucket:RATE:BURST`.
-fn limiter_from(rule: &str) -> LimiterBuilder {
-    let parts: Vec<&str> = rule.split(':').collect();
-    let limiter = match parts.as_slice() {
-        ["window", limit, seconds] => {
-            LimiterBuilder::sliding_window("s", limit.parse().unwrap(), seconds.parse().unwrap())
-        }
-        ["bucket", rate, burst] => {
-            LimiterBuilder::token_bucket("s", rate.parse().unwrap()).burst(burst.parse().unwrap())
-        }
-        _ => panic!("unknown rule {rule}"),
-    };
-    // Fail-open would count an outage as admissions: errors must show.
-    limiter.fail_closed(true)
-}
 
 /// A worker process: its own engine and registry, READY, the go, then its tasks
 /// for the duration; reports what they saw and the engine's CAS counts.
@@ -52,7 +36,7 @@ fn worker() {
         let engine = NatsEngine::new(&support::nats_config(store.clone())).unwrap();
         let config = Config::builder()
             .store("s", store)
-            .limiter("shared", limiter_from(&child::env("RULE")))
+            .limiter("shared", child::rule_limiter(&child::env("RULE")))
             .build()
             .unwrap();
         let registry = Registry::builder(config)
@@ -137,28 +121,6 @@ impl Tally {
         self.denied += other.denied;
         self.errors += other.errors;
         self.first_error = self.first_error.take().or(other.first_error);
-    }
-}
-
-struct Run {
-    results: Vec<Results>,
-    span: Duration,
-}
-
-impl Run {
-    fn total(&self, key: &str) -> i128 {
-        self.results.iter().map(|r| r.number(key)).sum()
-    }
-
-    fn assert_no_errors(&self) {
-        for (i, result) in self.results.iter().enumerate() {
-            assert_eq!(
-                result.number("errors"),
-                0,
-                "worker {i} saw errors, first: {}",
-                result.get("first_error")
-            );
-        }
     }
 }
 

@@ -15,33 +15,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ratesync::{AcquireError, Config, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
-use support::child::{self, ChildProcess, Results, Spawn};
+use ratesync::{AcquireError, Config, DeniedBy, Registry, StoreBuilder};
+use support::child::{self, ChildProcess, Results, Run, Spawn};
 use support::PostgresServer;
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
-
-/// What a worker runs against: `window:LIMIT:SECONDS`, `bucket:RATE:BURST` or
-/// `lease:MAX:TTL_SECONDS`.
-fn limiter_from(rule: &str) -> LimiterBuilder {
-    let parts: Vec<&str> = rule.split(':').collect();
-    let limiter = match parts.as_slice() {
-        ["window", limit, seconds] => {
-            LimiterBuilder::sliding_window("s", limit.parse().unwrap(), seconds.parse().unwrap())
-        }
-        ["bucket", rate, burst] => {
-            LimiterBuilder::token_bucket("s", rate.parse().unwrap()).burst(burst.parse().unwrap())
-        }
-        ["lease", max, ttl] => LimiterBuilder::token_bucket("s", 1e6)
-            .burst(1000)
-            .max_concurrent(max.parse().unwrap())
-            .lease_ttl(ttl.parse().unwrap()),
-        _ => panic!("unknown rule {rule}"),
-    };
-    // Fail-open would count an outage as admissions: errors must show.
-    limiter.fail_closed(true)
-}
 
 fn registry_from_env() -> Registry {
     let table = std::env::var("TABLE").unwrap_or_else(|_| "rate_limiter_state".to_owned());
@@ -52,7 +31,7 @@ fn registry_from_env() -> Registry {
                 .option("auto_create", true)
                 .option("table_name", table.as_str()),
         )
-        .limiter("shared", limiter_from(&child::env("RULE")))
+        .limiter("shared", child::rule_limiter(&child::env("RULE")))
         .build()
         .unwrap();
     Registry::from_config(config).unwrap()
@@ -170,30 +149,6 @@ impl Tally {
         self.denied += other.denied;
         self.errors += other.errors;
         self.first_error = self.first_error.take().or(other.first_error);
-    }
-}
-
-/// What a run of workers saw.
-struct Run {
-    results: Vec<Results>,
-    /// From the go to the last report: every admission happened within it.
-    span: Duration,
-}
-
-impl Run {
-    fn total(&self, key: &str) -> i128 {
-        self.results.iter().map(|r| r.number(key)).sum()
-    }
-
-    fn assert_no_errors(&self) {
-        for (i, result) in self.results.iter().enumerate() {
-            assert_eq!(
-                result.number("errors"),
-                0,
-                "worker {i} saw errors, first: {}",
-                result.get("first_error")
-            );
-        }
     }
 }
 
@@ -400,7 +355,7 @@ fn a_killed_holders_slot_returns_within_the_lease_ttl() {
                 "s",
                 StoreBuilder::postgres(&server.url()).option("auto_create", true),
             )
-            .limiter("shared", limiter_from(lease_rule))
+            .limiter("shared", child::rule_limiter(lease_rule))
             .build()
             .unwrap();
         let registry = Registry::from_config(config).unwrap();

@@ -13,28 +13,12 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
-use support::child::{self, ChildProcess, Results, Spawn};
+use ratesync::{AcquireError, Config, Registry, StoreBuilder};
+use support::child::{self, ChildProcess, Results, Run, Spawn};
 use support::RedisServer;
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
-
-/// What a worker runs against: `window:LIMIT:SECONDS` or `bucket:RATE:BURST`.
-fn limiter_from(rule: &str) -> LimiterBuilder {
-    let parts: Vec<&str> = rule.split(':').collect();
-    let limiter = match parts.as_slice() {
-        ["window", limit, seconds] => {
-            LimiterBuilder::sliding_window("s", limit.parse().unwrap(), seconds.parse().unwrap())
-        }
-        ["bucket", rate, burst] => {
-            LimiterBuilder::token_bucket("s", rate.parse().unwrap()).burst(burst.parse().unwrap())
-        }
-        _ => panic!("unknown rule {rule}"),
-    };
-    // Fail-open would count an outage as admissions: errors must show.
-    limiter.fail_closed(true)
-}
 
 /// A worker process: builds its own registry from the environment, connects,
 /// reports READY, waits for the go, then runs its tasks for the duration and
@@ -48,7 +32,7 @@ fn worker() {
     runtime.block_on(async {
         let config = Config::builder()
             .store("s", StoreBuilder::redis(&child::env("REDIS_URL")))
-            .limiter("shared", limiter_from(&child::env("RULE")))
+            .limiter("shared", child::rule_limiter(&child::env("RULE")))
             .build()
             .unwrap();
         let registry = Registry::from_config(config).unwrap();
@@ -60,10 +44,7 @@ fn worker() {
         tokio::task::spawn_blocking(child::ready_then_wait_for_go)
             .await
             .unwrap();
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
+        let wall_ms = wall_ms_now();
         let deadline = tokio::time::Instant::now() + duration;
         let tasks: Vec<_> = (0..TASKS_PER_PROCESS)
             .map(|_| {
@@ -129,32 +110,6 @@ struct Worker {
     clock_offset: Option<&'static str>,
 }
 
-/// What a run of workers saw.
-struct Run {
-    results: Vec<Results>,
-    /// From the go to the last report: every admission happened within it.
-    span: Duration,
-    /// This process's wall clock at the go, in ms since the epoch.
-    wall_ms: i128,
-}
-
-impl Run {
-    fn total(&self, key: &str) -> i128 {
-        self.results.iter().map(|r| r.number(key)).sum()
-    }
-
-    fn assert_no_errors(&self) {
-        for (i, result) in self.results.iter().enumerate() {
-            assert_eq!(
-                result.number("errors"),
-                0,
-                "worker {i} saw errors, first: {}",
-                result.get("first_error")
-            );
-        }
-    }
-}
-
 /// Starts `workers` running `test` in the worker role against `server`, lets
 /// them go at once, and collects their reports.
 fn run_workers(
@@ -196,10 +151,6 @@ fn run_workers(
     for child in &mut children {
         child.wait_ready(Duration::from_secs(60));
     }
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i128;
     let started = Instant::now();
     for child in &mut children {
         child.go();
@@ -213,11 +164,7 @@ fn run_workers(
     for (worker, result) in workers.iter().zip(&results) {
         eprintln!("  clock {:?}: {:?}", worker.clock_offset, result.0);
     }
-    Run {
-        results,
-        span,
-        wall_ms,
-    }
+    Run { results, span }
 }
 
 fn normal_workers(n: usize) -> Vec<Worker> {
@@ -321,12 +268,22 @@ fn skewed_workers() -> Vec<Worker> {
     ]
 }
 
+/// This process's wall clock (skewed in a worker under faketime), ms since the epoch.
+fn wall_ms_now() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i128
+}
+
 /// The skew really was in force: each worker's wall clock read what it was
 /// given (else the test would prove nothing).
 fn assert_clocks_were_skewed(run: &Run) {
     const HOUR_MS: i128 = 3_600_000;
+    // This process's wall clock at the go (within the time the reports took).
+    let parent_ms = wall_ms_now() - run.span.as_millis() as i128;
     for (result, offset) in run.results.iter().zip([0, HOUR_MS, -HOUR_MS]) {
-        let skew = result.number("wall_ms") - run.wall_ms;
+        let skew = result.number("wall_ms") - parent_ms;
         assert!(
             (skew - offset).abs() < 60_000,
             "a worker meant to be {offset} ms off was {skew} ms off: faketime did not apply"

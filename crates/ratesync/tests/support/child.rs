@@ -186,3 +186,50 @@ impl Results {
             .unwrap_or_else(|_| panic!("child result `{key}` is not a number: {value}"))
     }
 }
+
+/// The limiter a load worker runs against, from its `RULE`: `window:LIMIT:SECONDS`,
+/// `bucket:RATE:BURST` or `lease:MAX:TTL_SECONDS`. Fail-closed: an outage must show as errors, never be
+/// counted as admissions.
+pub fn rule_limiter(rule: &str) -> ratesync::LimiterBuilder {
+    use ratesync::LimiterBuilder;
+    let parts: Vec<&str> = rule.split(':').collect();
+    let limiter = match parts.as_slice() {
+        ["window", limit, seconds] => {
+            LimiterBuilder::sliding_window("s", limit.parse().unwrap(), seconds.parse().unwrap())
+        }
+        ["bucket", rate, burst] => {
+            LimiterBuilder::token_bucket("s", rate.parse().unwrap()).burst(burst.parse().unwrap())
+        }
+        ["lease", max, ttl] => LimiterBuilder::token_bucket("s", 1e6)
+            .burst(1000)
+            .max_concurrent(max.parse().unwrap())
+            .lease_ttl(ttl.parse().unwrap()),
+        _ => panic!("unknown rule {rule}"),
+    };
+    limiter.fail_closed(true)
+}
+
+/// What a run of load workers saw.
+pub struct Run {
+    pub results: Vec<Results>,
+    /// From the go to the last report: every admission happened within it.
+    pub span: Duration,
+}
+
+impl Run {
+    /// The sum of one numeric result over every worker.
+    pub fn total(&self, key: &str) -> i128 {
+        self.results.iter().map(|r| r.number(key)).sum()
+    }
+
+    pub fn assert_no_errors(&self) {
+        for (i, result) in self.results.iter().enumerate() {
+            assert_eq!(
+                result.number("errors"),
+                0,
+                "worker {i} saw errors, first: {}",
+                result.get("first_error")
+            );
+        }
+    }
+}
