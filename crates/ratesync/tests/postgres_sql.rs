@@ -11,24 +11,24 @@
 
 #![cfg(feature = "postgres")]
 
+mod reference;
 mod support;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use ratesync::algorithm::{self, Concurrency, KeyState, LeaseId, Policy, Rule};
+use ratesync::algorithm::{LeaseId, Policy};
 use ratesync::config::PostgresConfig;
 use ratesync::engine::postgres::{PostgresEngine, PostgresLimiter};
 use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
-use ratesync::{
-    Config, DeniedBy, LimiterBuilder, Registry, SlidingWindow, StoreBuilder, TokenBucket,
+use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
+use reference::{
+    concurrency, ops, policies, sliding_window, token_bucket, Op, Pair, PinnedLimiter, EPOCH_US,
 };
 use support::PostgresServer;
-
-/// A plausible epoch time in µs: the functions must stay exact at real magnitudes.
-const EPOCH_US: u64 = 1_750_000_000_000_000;
 
 /// The server this test process shares, or `None` after a loud skip.
 fn server() -> Option<&'static PostgresServer> {
@@ -69,141 +69,6 @@ fn limiter(engine: &PostgresEngine, policy: Policy) -> Arc<PostgresLimiter> {
         .unwrap()
 }
 
-fn token_bucket(interval_us: u64, burst: u32) -> Rule {
-    Rule::TokenBucket(TokenBucket::with_interval_nanos(interval_us * 1000, burst).unwrap())
-}
-
-fn sliding_window(limit: u32, window_us: u64) -> Rule {
-    Rule::SlidingWindow(SlidingWindow::with_window_nanos(limit, window_us * 1000).unwrap())
-}
-
-fn concurrency(max: u32, ttl_us: u64) -> Option<Concurrency> {
-    Some(Concurrency {
-        max,
-        lease_ttl: ttl_us * 1000,
-    })
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Acquire {
-        cost: u32,
-        lease: bool,
-    },
-    Peek {
-        cost: u32,
-    },
-    /// Releases / renews the n-th lease taken so far (modulo their number).
-    Release(usize),
-    Renew(usize),
-}
-
-/// The reference and the SQL functions side by side, on one key.
-struct Pair {
-    policy: Policy,
-    state: KeyState,
-    sql: Arc<PostgresLimiter>,
-    key: String,
-    leases: Vec<LeaseId>,
-}
-
-impl Pair {
-    fn new(engine: &PostgresEngine, policy: Policy) -> Self {
-        Pair {
-            policy,
-            state: KeyState::fresh(&policy.rule),
-            sql: limiter(engine, policy),
-            key: format!("user:{{{}}}", fastrand::u32(..)),
-            leases: Vec::new(),
-        }
-    }
-
-    /// Applies `op` at `t_us` to both; panics with the step on any difference.
-    async fn step(&mut self, t_us: u64, op: &Op) -> Result<(), TestCaseError> {
-        let now = t_us * 1000;
-        match *op {
-            Op::Acquire { cost, lease } => {
-                let cost = cost.min(self.policy.rule.capacity());
-                let id = (lease && self.policy.concurrency.is_some()).then(LeaseId::random);
-                let expected = algorithm::decide(&self.policy, &mut self.state, now, cost, id);
-                let actual = self
-                    .sql
-                    .acquire_at(&self.key, cost, id, Some(t_us))
-                    .await
-                    .unwrap();
-                prop_assert_eq!(actual, expected, "acquire cost {} at {}", cost, t_us);
-                if let (Some(id), true) = (id, expected.allowed) {
-                    self.leases.push(id);
-                }
-            }
-            Op::Peek { cost } => {
-                let cost = cost.min(self.policy.rule.capacity());
-                let expected = algorithm::peek(&self.policy, &self.state, now, cost);
-                let actual = self.sql.peek_at(&self.key, cost, Some(t_us)).await.unwrap();
-                prop_assert_eq!(actual, expected, "peek cost {} at {}", cost, t_us);
-            }
-            Op::Release(n) if !self.leases.is_empty() => {
-                let id = self.leases[n % self.leases.len()];
-                self.state.leases.release(id);
-                self.sql.release(&self.key, id).await.unwrap();
-            }
-            Op::Renew(n) if !self.leases.is_empty() => {
-                let id = self.leases[n % self.leases.len()];
-                let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
-                let expected = self.state.leases.renew(id, now, ttl);
-                let actual = self.sql.renew_at(&self.key, id, Some(t_us)).await.unwrap();
-                prop_assert_eq!(actual, expected, "renew at {}", t_us);
-            }
-            Op::Release(_) | Op::Renew(_) => {}
-        }
-        Ok(())
-    }
-}
-
-fn policies() -> impl Strategy<Value = Policy> {
-    let rule = prop_oneof![
-        (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| token_bucket(i, b)),
-        (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| sliding_window(l, w)),
-    ];
-    let cap = prop_oneof![
-        Just(None),
-        (1u32..=3, 1u64..=4_000_000).prop_map(|(m, t)| concurrency(m, t)),
-    ];
-    (rule, cap).prop_map(|(rule, concurrency)| Policy { rule, concurrency })
-}
-
-/// The spans of `policy` in µs: the instants where decisions change.
-fn spans(policy: &Policy) -> Vec<u64> {
-    let mut spans = vec![match policy.rule {
-        Rule::TokenBucket(tb) => tb.interval_nanos() / 1000,
-        Rule::SlidingWindow(sw) => sw.window_nanos() / 1000,
-    }];
-    spans.extend(policy.concurrency.map(|c| c.lease_ttl / 1000));
-    spans
-}
-
-fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
-    let op = prop_oneof![
-        6 => (1u32..=8, any::<bool>()).prop_map(|(cost, lease)| Op::Acquire { cost, lease }),
-        2 => (1u32..=8).prop_map(|cost| Op::Peek { cost }),
-        1 => any::<usize>().prop_map(Op::Release),
-        1 => any::<usize>().prop_map(Op::Renew),
-    ];
-    // Steps of zero (same microsecond), small, long enough to refill or expire, and
-    // exactly one span of the rule or lease (±1 µs), where off-by-one errors show.
-    let spans = spans(policy);
-    let edge = (prop::sample::select(spans), -1i64..=1)
-        .prop_map(|(span, off)| span.saturating_add_signed(off));
-    let dt = prop_oneof![
-        Just(0u64).boxed(),
-        (0u64..2_000).boxed(),
-        (0u64..1_500_000).boxed(),
-        (0u64..6_000_000).boxed(),
-        edge.boxed(),
-    ];
-    prop::collection::vec((dt, op), 1..40)
-}
-
 #[test]
 fn sql_decisions_equal_the_reference() {
     let Some(server) = server() else {
@@ -221,7 +86,7 @@ fn sql_decisions_equal_the_reference() {
             &policies().prop_flat_map(|policy| (Just(policy), ops(&policy))),
             |(policy, ops)| {
                 rt.block_on(async {
-                    let mut pair = Pair::new(&engine, policy);
+                    let mut pair = Pair::new(limiter(&engine, policy), policy);
                     let mut t = start;
                     for (dt, op) in &ops {
                         t += dt;
@@ -234,19 +99,58 @@ fn sql_decisions_equal_the_reference() {
         .unwrap();
 }
 
-/// Runs `ops` (time, op) on one fresh key of `policy`, comparing every step.
+impl PinnedLimiter for PostgresLimiter {
+    fn acquire_at<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        lease: Option<LeaseId>,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
+        Box::pin(PostgresLimiter::acquire_at(
+            self,
+            key,
+            cost,
+            lease,
+            Some(t_us),
+        ))
+    }
+
+    fn peek_at<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
+        Box::pin(PostgresLimiter::peek_at(self, key, cost, Some(t_us)))
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseId,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        EngineLimiter::release(self, key, lease)
+    }
+
+    fn renew_at<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseId,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresLimiter::renew_at(self, key, lease, Some(t_us)))
+    }
+}
+
+/// Runs `ops` on one fresh key of `policy`, comparing every step.
 fn compare(
     engine: &PostgresEngine,
     rt: &tokio::runtime::Runtime,
     policy: Policy,
     ops: &[(u64, Op)],
 ) {
-    rt.block_on(async {
-        let mut pair = Pair::new(engine, policy);
-        for (t, op) in ops {
-            pair.step(EPOCH_US + t, op).await.unwrap();
-        }
-    });
+    reference::compare(rt, limiter(engine, policy), policy, ops);
 }
 
 #[test]

@@ -9,103 +9,23 @@
 
 #![cfg(feature = "redis")]
 
+mod reference;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use ratesync::algorithm::{self, Concurrency, KeyState, LeaseId, Policy, Rule};
+use ratesync::algorithm::{LeaseId, Policy};
 use ratesync::engine::redis::{RedisEngine, RedisLimiter};
-use ratesync::engine::{Engine, LimiterSpec, ReleaseSignal};
-use ratesync::{
-    Config, DeniedBy, LimiterBuilder, Registry, SlidingWindow, StoreBuilder, TokenBucket,
+use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
+use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
+use reference::{
+    concurrency, ops, policies, sliding_window, token_bucket, Op, Pair, PinnedLimiter, EPOCH_US,
 };
-
-/// A plausible epoch time in µs: the scripts must stay exact at real magnitudes.
-const EPOCH_US: u64 = 1_750_000_000_000_000;
-
-mod server {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    /// A private `redis-server` on a free port, killed on drop.
-    pub struct RedisServer {
-        child: Child,
-        pub port: u16,
-    }
-
-    impl RedisServer {
-        /// Starts one; `None` (after saying so loudly) when `redis-server` is not
-        /// installed, except under `CI=true`, where that is a failure.
-        pub fn start() -> Option<Self> {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("no free port");
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
-                Ok(child) => child,
-                Err(error) => {
-                    if std::env::var("CI").as_deref() == Ok("true") {
-                        panic!("redis-server is required in CI: {error}");
-                    }
-                    eprintln!("\n!!! SKIPPED: redis-server not found ({error}); install Redis to run the Redis script tests\n");
-                    return None;
-                }
-            };
-            let server = RedisServer { child, port };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if server.pings() {
-                    return Some(server);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            panic!("redis-server on port {port} did not answer PING");
-        }
-
-        fn pings(&self) -> bool {
-            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-                return false;
-            };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut reply = [0u8; 7];
-            stream.write_all(b"PING\r\n").is_ok()
-                && stream.read_exact(&mut reply).is_ok()
-                && &reply == b"+PONG\r\n"
-        }
-
-        pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/0", self.port)
-        }
-
-        /// Runs one command with `redis-cli`, returning its output.
-        pub fn cli(&self, args: &[&str]) -> String {
-            let output = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string()])
-                .args(args)
-                .output()
-                .expect("redis-cli");
-            String::from_utf8_lossy(&output.stdout).trim().to_owned()
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-use server::RedisServer;
+use support::RedisServer;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -126,153 +46,9 @@ fn limiter(engine: &RedisEngine, policy: Policy) -> Arc<RedisLimiter> {
         .unwrap()
 }
 
-fn token_bucket(interval_us: u64, burst: u32) -> Rule {
-    Rule::TokenBucket(TokenBucket::with_interval_nanos(interval_us * 1000, burst).unwrap())
-}
-
-fn sliding_window(limit: u32, window_us: u64) -> Rule {
-    Rule::SlidingWindow(SlidingWindow::with_window_nanos(limit, window_us * 1000).unwrap())
-}
-
-fn concurrency(max: u32, ttl_us: u64) -> Option<Concurrency> {
-    Some(Concurrency {
-        max,
-        lease_ttl: ttl_us * 1000,
-    })
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Acquire {
-        cost: u32,
-        lease: bool,
-    },
-    Peek {
-        cost: u32,
-    },
-    /// Releases / renews the n-th lease taken so far (modulo their number).
-    Release(usize),
-    Renew(usize),
-}
-
-/// The reference and the scripts side by side, on one key.
-struct Pair {
-    policy: Policy,
-    state: KeyState,
-    redis: Arc<RedisLimiter>,
-    key: String,
-    leases: Vec<LeaseId>,
-}
-
-impl Pair {
-    fn new(engine: &RedisEngine, policy: Policy) -> Self {
-        Pair {
-            policy,
-            state: KeyState::fresh(&policy.rule),
-            redis: limiter(engine, policy),
-            key: format!("user:{{{}}}", fastrand::u32(..)),
-            leases: Vec::new(),
-        }
-    }
-
-    /// Applies `op` at `t_us` to both; panics with the step on any difference.
-    async fn step(&mut self, t_us: u64, op: &Op) -> Result<(), TestCaseError> {
-        let now = t_us * 1000;
-        match *op {
-            Op::Acquire { cost, lease } => {
-                let cost = cost.min(self.policy.rule.capacity());
-                let id = (lease && self.policy.concurrency.is_some()).then(LeaseId::random);
-                let expected = algorithm::decide(&self.policy, &mut self.state, now, cost, id);
-                let actual = self
-                    .redis
-                    .acquire_at(&self.key, cost, id, Some(t_us))
-                    .await
-                    .unwrap();
-                prop_assert_eq!(actual, expected, "acquire cost {} at {}", cost, t_us);
-                if let (Some(id), true) = (id, expected.allowed) {
-                    self.leases.push(id);
-                }
-            }
-            Op::Peek { cost } => {
-                let cost = cost.min(self.policy.rule.capacity());
-                let expected = algorithm::peek(&self.policy, &self.state, now, cost);
-                let actual = self
-                    .redis
-                    .peek_at(&self.key, cost, Some(t_us))
-                    .await
-                    .unwrap();
-                prop_assert_eq!(actual, expected, "peek cost {} at {}", cost, t_us);
-            }
-            Op::Release(n) if !self.leases.is_empty() => {
-                let id = self.leases[n % self.leases.len()];
-                self.state.leases.release(id);
-                use ratesync::engine::EngineLimiter;
-                self.redis.release(&self.key, id).await.unwrap();
-            }
-            Op::Renew(n) if !self.leases.is_empty() => {
-                let id = self.leases[n % self.leases.len()];
-                let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
-                let expected = self.state.leases.renew(id, now, ttl);
-                let actual = self
-                    .redis
-                    .renew_at(&self.key, id, Some(t_us))
-                    .await
-                    .unwrap();
-                prop_assert_eq!(actual, expected, "renew at {}", t_us);
-            }
-            Op::Release(_) | Op::Renew(_) => {}
-        }
-        Ok(())
-    }
-}
-
-fn policies() -> impl Strategy<Value = Policy> {
-    let rule = prop_oneof![
-        (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| token_bucket(i, b)),
-        (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| sliding_window(l, w)),
-    ];
-    let cap = prop_oneof![
-        Just(None),
-        (1u32..=3, 1u64..=4_000_000).prop_map(|(m, t)| concurrency(m, t)),
-    ];
-    (rule, cap).prop_map(|(rule, concurrency)| Policy { rule, concurrency })
-}
-
-/// The spans of `policy` in µs: the instants where decisions change.
-fn spans(policy: &Policy) -> Vec<u64> {
-    let mut spans = vec![match policy.rule {
-        Rule::TokenBucket(tb) => tb.interval_nanos() / 1000,
-        Rule::SlidingWindow(sw) => sw.window_nanos() / 1000,
-    }];
-    spans.extend(policy.concurrency.map(|c| c.lease_ttl / 1000));
-    spans
-}
-
-fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
-    let op = prop_oneof![
-        6 => (1u32..=8, any::<bool>()).prop_map(|(cost, lease)| Op::Acquire { cost, lease }),
-        2 => (1u32..=8).prop_map(|cost| Op::Peek { cost }),
-        1 => any::<usize>().prop_map(Op::Release),
-        1 => any::<usize>().prop_map(Op::Renew),
-    ];
-    // Steps of zero (same microsecond), small, long enough to refill or expire, and
-    // exactly one span of the rule or lease (±1 µs), where off-by-one errors show.
-    let spans = spans(policy);
-    let edge = (prop::sample::select(spans), -1i64..=1)
-        .prop_map(|(span, off)| span.saturating_add_signed(off));
-    let dt = prop_oneof![
-        Just(0u64).boxed(),
-        (0u64..2_000).boxed(),
-        (0u64..1_500_000).boxed(),
-        (0u64..6_000_000).boxed(),
-        edge.boxed(),
-    ];
-    prop::collection::vec((dt, op), 1..40)
-}
-
 #[test]
 fn lua_decisions_equal_the_reference() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let rt = runtime();
@@ -287,7 +63,7 @@ fn lua_decisions_equal_the_reference() {
             &policies().prop_flat_map(|policy| (Just(policy), ops(&policy))),
             |(policy, ops)| {
                 rt.block_on(async {
-                    let mut pair = Pair::new(&engine, policy);
+                    let mut pair = Pair::new(limiter(&engine, policy), policy);
                     let mut t = start;
                     for (dt, op) in &ops {
                         t += dt;
@@ -300,19 +76,52 @@ fn lua_decisions_equal_the_reference() {
         .unwrap();
 }
 
-/// Runs `ops` (time, op) on one fresh key of `policy`, comparing every step.
+impl PinnedLimiter for RedisLimiter {
+    fn acquire_at<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        lease: Option<LeaseId>,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
+        Box::pin(RedisLimiter::acquire_at(self, key, cost, lease, Some(t_us)))
+    }
+
+    fn peek_at<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
+        Box::pin(RedisLimiter::peek_at(self, key, cost, Some(t_us)))
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseId,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        EngineLimiter::release(self, key, lease)
+    }
+
+    fn renew_at<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseId,
+        t_us: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(RedisLimiter::renew_at(self, key, lease, Some(t_us)))
+    }
+}
+
+/// Runs `ops` on one fresh key of `policy`, comparing every step.
 fn compare(engine: &RedisEngine, rt: &tokio::runtime::Runtime, policy: Policy, ops: &[(u64, Op)]) {
-    rt.block_on(async {
-        let mut pair = Pair::new(engine, policy);
-        for (t, op) in ops {
-            pair.step(EPOCH_US + t, op).await.unwrap();
-        }
-    });
+    reference::compare(rt, limiter(engine, policy), policy, ops);
 }
 
 #[test]
 fn hand_written_histories_match() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let rt = runtime();
@@ -410,7 +219,7 @@ fn hand_written_histories_match() {
 
 #[test]
 fn server_clock_leases_ttls_scans_and_script_reloads() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let rt = runtime();
@@ -457,7 +266,7 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
 
 #[test]
 fn a_release_in_another_process_wakes_waiters() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
     let rt = runtime();
