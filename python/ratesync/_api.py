@@ -84,21 +84,28 @@ def list_limiters() -> dict[str, dict[str, Any]]:
     return _native.list_limiters()
 
 
+def _is_local(limiter_id: str) -> bool:
+    """Whether the limiter decides in this process (memory engine), from its cached
+    ``get_limiter`` object: one dictionary lookup, no call into the extension."""
+    return get_limiter(limiter_id)._local
+
+
 async def _acquire(limiter_id: str, timeout: float | None, key: str, cost: int) -> Permit:
-    permit = _native.attempt_local(limiter_id, key, cost)
-    if permit is not None:
-        return permit
+    if _is_local(limiter_id):
+        permit = _native.attempt_local(limiter_id, key, cost)
+        if permit is not None:
+            return permit
     return await _native.acquire_async(_bridge.current(), limiter_id, key, cost, timeout)
 
 
 async def _attempt(limiter_id: str, key: str, cost: int) -> Permit | None:
-    if _native.is_local(limiter_id):
+    if _is_local(limiter_id):
         return _native.attempt_local(limiter_id, key, cost)
     return await _native.attempt_async(_bridge.current(), limiter_id, key, cost)
 
 
 async def _state(limiter_id: str, key: str, cost: int) -> _native.Decision:
-    if _native.is_local(limiter_id):
+    if _is_local(limiter_id):
         return _native.state_blocking(limiter_id, key, cost)
     return await _native.state_async(_bridge.current(), limiter_id, key, cost)
 
