@@ -16,15 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use ratesync::algorithm::{LeaseId, Policy};
 use ratesync::engine::redis::{RedisEngine, RedisLimiter};
 use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
 use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
-use reference::{
-    concurrency, ops, policies, sliding_window, token_bucket, Op, Pair, PinnedLimiter, EPOCH_US,
-};
+use reference::{concurrency, sliding_window, PinnedLimiter};
 use support::RedisServer;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -51,29 +47,8 @@ fn lua_decisions_equal_the_reference() {
     let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
-    let rt = runtime();
     let engine = RedisEngine::from_url(&server.url()).unwrap();
-    let mut runner = TestRunner::new(ProptestConfig {
-        cases: 300,
-        ..ProptestConfig::default()
-    });
-    let start = EPOCH_US + fastrand::u64(..1_000_000_000);
-    runner
-        .run(
-            &policies().prop_flat_map(|policy| (Just(policy), ops(&policy))),
-            |(policy, ops)| {
-                rt.block_on(async {
-                    let mut pair = Pair::new(limiter(&engine, policy), policy);
-                    let mut t = start;
-                    for (dt, op) in &ops {
-                        t += dt;
-                        pair.step(t, op).await?;
-                    }
-                    Ok(())
-                })
-            },
-        )
-        .unwrap();
+    reference::check_random_histories(&runtime(), |policy| limiter(&engine, policy));
 }
 
 impl PinnedLimiter for RedisLimiter {
@@ -114,107 +89,13 @@ impl PinnedLimiter for RedisLimiter {
     }
 }
 
-/// Runs `ops` on one fresh key of `policy`, comparing every step.
-fn compare(engine: &RedisEngine, rt: &tokio::runtime::Runtime, policy: Policy, ops: &[(u64, Op)]) {
-    reference::compare(rt, limiter(engine, policy), policy, ops);
-}
-
 #[test]
 fn hand_written_histories_match() {
     let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
-    let rt = runtime();
     let engine = RedisEngine::from_url(&server.url()).unwrap();
-    let acquire = |cost| Op::Acquire { cost, lease: true };
-    let peek = |cost| Op::Peek { cost };
-    // Token bucket, 3/s (interval rounded up to 333_334 µs), burst 3, at the exact
-    // edges of refill.
-    let tb = Policy {
-        rule: token_bucket(333_334, 3),
-        concurrency: None,
-    };
-    compare(
-        &engine,
-        &rt,
-        tb,
-        &[
-            (0, acquire(1)),
-            (0, acquire(2)),
-            (0, acquire(1)),
-            (0, peek(1)),
-            (333_333, acquire(1)),
-            (333_334, acquire(1)),
-            (333_334, peek(1)),
-            (10_000_000, peek(3)),
-            (10_000_000, acquire(3)),
-        ],
-    );
-    // Sliding window 4 per 1 s with costs: retry waits for enough units to leave.
-    let sw = Policy {
-        rule: sliding_window(4, 1_000_000),
-        concurrency: None,
-    };
-    compare(
-        &engine,
-        &rt,
-        sw,
-        &[
-            (0, acquire(2)),
-            (500_000, acquire(2)),
-            (600_000, acquire(3)),
-            (600_000, peek(3)),
-            (999_999, acquire(1)),
-            (1_000_000, acquire(1)),
-            (1_000_000, acquire(2)),
-            (1_500_000, peek(1)),
-            (1_500_000, acquire(2)),
-            (9_000_000, peek(4)),
-        ],
-    );
-    // Concurrency and rate together: a full cap consumes no rate, a rate refusal
-    // takes no slot, leases expire, renew and release.
-    let both = Policy {
-        rule: token_bucket(1_000_000, 2),
-        concurrency: concurrency(1, 3_000_000),
-    };
-    compare(
-        &engine,
-        &rt,
-        both,
-        &[
-            (0, acquire(1)),
-            (0, acquire(1)),
-            (0, peek(1)),
-            (1_000_000, Op::Renew(0)),
-            (3_999_999, acquire(1)),
-            (4_000_000, acquire(1)),
-            (4_000_000, Op::Release(1)),
-            (4_000_000, Op::Release(1)),
-            (4_000_000, acquire(2)),
-            (4_000_001, acquire(1)),
-            (4_000_001, Op::Renew(0)),
-            (9_000_000, Op::Renew(2)),
-        ],
-    );
-    let window_cap = Policy {
-        rule: sliding_window(2, 2_000_000),
-        concurrency: concurrency(2, 500_000),
-    };
-    compare(
-        &engine,
-        &rt,
-        window_cap,
-        &[
-            (0, acquire(1)),
-            (0, acquire(1)),
-            (0, acquire(1)),
-            (499_999, peek(1)),
-            (500_000, acquire(1)),
-            (2_000_000, acquire(2)),
-            (2_100_000, acquire(1)),
-        ],
-    );
+    reference::check_hand_written_histories(&runtime(), |policy| limiter(&engine, policy));
 }
 
 #[test]

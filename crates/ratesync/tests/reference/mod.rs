@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use ratesync::algorithm::{self, Concurrency, KeyState, LeaseId, Policy, Rule};
 use ratesync::engine::StoreError;
 use ratesync::{Decision, SlidingWindow, TokenBucket};
@@ -140,21 +141,6 @@ impl<L: PinnedLimiter> Pair<L> {
     }
 }
 
-/// Runs `ops` (µs after [`EPOCH_US`], op) on one fresh key, comparing every step.
-pub fn compare<L: PinnedLimiter>(
-    rt: &tokio::runtime::Runtime,
-    store: Arc<L>,
-    policy: Policy,
-    ops: &[(u64, Op)],
-) {
-    rt.block_on(async {
-        let mut pair = Pair::new(store, policy);
-        for (t, op) in ops {
-            pair.step(EPOCH_US + t, op).await.unwrap();
-        }
-    });
-}
-
 pub fn policies() -> impl Strategy<Value = Policy> {
     let rule = prop_oneof![
         (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| token_bucket(i, b)),
@@ -197,4 +183,137 @@ pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
         edge.boxed(),
     ];
     prop::collection::vec((dt, op), 1..40)
+}
+
+/// Runs `ops` (µs after [`EPOCH_US`], op) on one fresh key, comparing every step.
+fn compare<L: PinnedLimiter>(
+    rt: &tokio::runtime::Runtime,
+    limiter: &impl Fn(Policy) -> Arc<L>,
+    policy: Policy,
+    ops: &[(u64, Op)],
+) {
+    rt.block_on(async {
+        let mut pair = Pair::new(limiter(policy), policy);
+        for (t, op) in ops {
+            pair.step(EPOCH_US + t, op).await.unwrap();
+        }
+    });
+}
+
+/// Hand-written histories at the exact edges of each rule (refill instants, window
+/// ends, lease expiry), each on a fresh key from `limiter`.
+pub fn check_hand_written_histories<L: PinnedLimiter>(
+    rt: &tokio::runtime::Runtime,
+    limiter: impl Fn(Policy) -> Arc<L>,
+) {
+    let compare = |policy, ops: &[(u64, Op)]| compare(rt, &limiter, policy, ops);
+    let acquire = |cost| Op::Acquire { cost, lease: true };
+    let peek = |cost| Op::Peek { cost };
+    // Token bucket, 3/s (interval rounded up to 333_334 µs), burst 3, at the exact
+    // edges of refill.
+    let tb = Policy {
+        rule: token_bucket(333_334, 3),
+        concurrency: None,
+    };
+    compare(
+        tb,
+        &[
+            (0, acquire(1)),
+            (0, acquire(2)),
+            (0, acquire(1)),
+            (0, peek(1)),
+            (333_333, acquire(1)),
+            (333_334, acquire(1)),
+            (333_334, peek(1)),
+            (10_000_000, peek(3)),
+            (10_000_000, acquire(3)),
+        ],
+    );
+    // Sliding window 4 per 1 s with costs: retry waits for enough units to leave.
+    let sw = Policy {
+        rule: sliding_window(4, 1_000_000),
+        concurrency: None,
+    };
+    compare(
+        sw,
+        &[
+            (0, acquire(2)),
+            (500_000, acquire(2)),
+            (600_000, acquire(3)),
+            (600_000, peek(3)),
+            (999_999, acquire(1)),
+            (1_000_000, acquire(1)),
+            (1_000_000, acquire(2)),
+            (1_500_000, peek(1)),
+            (1_500_000, acquire(2)),
+            (9_000_000, peek(4)),
+        ],
+    );
+    // Concurrency and rate together: a full cap consumes no rate, a rate refusal
+    // takes no slot, leases expire, renew and release.
+    let both = Policy {
+        rule: token_bucket(1_000_000, 2),
+        concurrency: concurrency(1, 3_000_000),
+    };
+    compare(
+        both,
+        &[
+            (0, acquire(1)),
+            (0, acquire(1)),
+            (0, peek(1)),
+            (1_000_000, Op::Renew(0)),
+            (3_999_999, acquire(1)),
+            (4_000_000, acquire(1)),
+            (4_000_000, Op::Release(1)),
+            (4_000_000, Op::Release(1)),
+            (4_000_000, acquire(2)),
+            (4_000_001, acquire(1)),
+            (4_000_001, Op::Renew(0)),
+            (9_000_000, Op::Renew(2)),
+        ],
+    );
+    let window_cap = Policy {
+        rule: sliding_window(2, 2_000_000),
+        concurrency: concurrency(2, 500_000),
+    };
+    compare(
+        window_cap,
+        &[
+            (0, acquire(1)),
+            (0, acquire(1)),
+            (0, acquire(1)),
+            (499_999, peek(1)),
+            (500_000, acquire(1)),
+            (2_000_000, acquire(2)),
+            (2_100_000, acquire(1)),
+        ],
+    );
+}
+
+/// Random rules and histories (proptest, 300 cases), each on a fresh key.
+pub fn check_random_histories<L: PinnedLimiter>(
+    rt: &tokio::runtime::Runtime,
+    limiter: impl Fn(Policy) -> Arc<L>,
+) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    let start = EPOCH_US + fastrand::u64(..1_000_000_000);
+    runner
+        .run(
+            &policies().prop_flat_map(|policy| (Just(policy), ops(&policy))),
+            |(policy, ops)| {
+                rt.block_on(async {
+                    let mut pair = Pair::new(limiter(policy), policy);
+                    let mut t = start;
+                    for (dt, op) in &ops {
+                        t += dt;
+                        pair.step(t, op).await?;
+                    }
+                    Ok(())
+                })
+            },
+        )
+        .unwrap();
 }
