@@ -331,6 +331,51 @@ fn memory_store_takes_only_an_empty_url() {
 }
 
 #[test]
+fn a_redis_cluster_may_name_several_seed_nodes() {
+    let seeds = "[stores.c]\nengine = \"redis\"\ncluster = true\nurl = \"redis://a:7000, redis://b:7001\"\n";
+    let config = parse(seeds).unwrap();
+    assert_eq!(
+        config.stores["c"].engine.location(),
+        "redis://a:7000,redis://b:7001"
+    );
+    assert_issue(
+        "[stores.c]\nengine = \"redis\"\nurl = \"redis://a:7000,http://b\"\n",
+        "stores.c.url",
+        3,
+        &["server 2 of the list", "redis://"],
+    );
+}
+
+#[test]
+fn a_sentinel_url_names_several_sentinels_and_the_master() {
+    let store = |url: &str| format!("[stores.c]\nengine = \"redis\"\nurl = \"{url}\"\n");
+    parse(&store("redis+sentinel://:pw@s1:26379, s2/mymaster/2")).unwrap();
+    assert_issue(
+        &store("redis+sentinel://s1:26379,s2:26379"),
+        "stores.c.url",
+        3,
+        &["names no master", "sentinel_master"],
+    );
+    parse(&format!(
+        "{}sentinel_master = \"m\"\n",
+        store("redis+sentinel://s1:26379")
+    ))
+    .unwrap();
+    assert_issue(
+        &store("redis+sentinel://s1:port/m"),
+        "stores.c.url",
+        3,
+        &["invalid redis+sentinel:// URL"],
+    );
+    assert_issue(
+        &store("redis+sentinel:///m"),
+        "stores.c.url",
+        3,
+        &["names no sentinel host"],
+    );
+}
+
+#[test]
 fn store_settings_are_checked() {
     let redis = "[stores.c]\nengine = \"redis\"\nurl = \"redis://c\"\n";
     assert_issue(

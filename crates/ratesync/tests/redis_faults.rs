@@ -466,16 +466,25 @@ async fn a_killed_holders_slot_returns_within_lease_ttl() {
 
 /// §5: through Sentinel, the engine follows the master: after an orderly
 /// `SENTINEL FAILOVER` (the old master turns replica and refuses writes) and after
-/// the master is killed, decisions go to the new master within [`RECOVERY`].
+/// the master is killed, decisions go to the new master within [`RECOVERY`]. The
+/// sentinels are given once as a `sentinels` list and once in a
+/// `redis+sentinel://` URL naming all three and the master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_is_followed() {
     for (how, sentinels) in [(Failover::Command, 1), (Failover::KillMaster, 3)] {
         let Some(ha) = RedisSentinel::start_or_skip(true, sentinels) else {
             return;
         };
-        let store = StoreBuilder::redis(&ha.url())
-            .option("sentinels", ha.sentinel_addresses())
-            .option("sentinel_master", ha.master_name());
+        let store = match how {
+            Failover::Command => StoreBuilder::redis(&ha.url())
+                .option("sentinels", ha.sentinel_addresses())
+                .option("sentinel_master", ha.master_name()),
+            Failover::KillMaster => StoreBuilder::redis(&format!(
+                "redis+sentinel://{}/{}",
+                ha.sentinel_addresses().join(","),
+                ha.master_name()
+            )),
+        };
         let reg = registry_on(
             store,
             vec![(

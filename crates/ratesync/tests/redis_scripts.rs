@@ -21,7 +21,7 @@ use ratesync::engine::redis::{RedisEngine, RedisLimiter};
 use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
 use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
 use reference::{concurrency, sliding_window, PinnedLimiter};
-use support::RedisServer;
+use support::{RedisCluster, RedisServer};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -150,12 +150,33 @@ fn a_release_in_another_process_wakes_waiters() {
     let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
+    release_wakes_another_engine(|| StoreBuilder::redis(&server.url()));
+}
+
+/// On a Cluster the subscription may take any node (PUBLISH reaches them all). A
+/// configured node that is down must not keep it away: it moves on to the next.
+#[test]
+fn a_release_wakes_waiters_on_a_cluster_whose_first_node_is_down() {
+    if !support::require_binaries(support::REDIS_BINARIES) {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let dead = format!("redis://127.0.0.1:{}", support::free_port());
+    let urls = std::iter::once(dead)
+        .chain(cluster.urls())
+        .collect::<Vec<_>>()
+        .join(",");
+    release_wakes_another_engine(|| StoreBuilder::redis(&urls).option("cluster", true));
+}
+
+/// Two registries, each with its own engine (two "processes"): a slot released in
+/// one wakes the other's waiter through pub/sub, well before the fallback poll.
+fn release_wakes_another_engine(store: impl Fn() -> StoreBuilder) {
     let rt = runtime();
     rt.block_on(async {
-        // Two registries, each with its own engine: two "processes".
-        let config = || {
-            Config::builder()
-                .store("shared", StoreBuilder::redis(&server.url()))
+        let registry = || {
+            let config = Config::builder()
+                .store("shared", store())
                 .limiter(
                     "jobs",
                     LimiterBuilder::token_bucket("shared", 1000.0)
@@ -164,20 +185,19 @@ fn a_release_in_another_process_wakes_waiters() {
                         .no_timeout(),
                 )
                 .build()
-                .unwrap()
-        };
-        let registry = |config| {
-            let engine = Arc::new(RedisEngine::from_url(&server.url()).unwrap());
+                .unwrap();
+            let engine = RedisEngine::new(&support::redis_config(store())).unwrap();
             Registry::builder(config)
-                .engine("shared", engine)
+                .engine("shared", Arc::new(engine))
                 .build()
                 .unwrap()
         };
-        let (first, second) = (registry(config()), registry(config()));
+        let (first, second) = (registry(), registry());
         let holder = first.limiter("jobs").unwrap();
         let waiter = second.limiter("jobs").unwrap();
         let permit = holder.key("k").acquire().await.unwrap();
-        // Let the second process's subscription start before the release.
+        // Let the second process's subscription start before the release (on the
+        // cluster: fail on the dead node, pause 100 ms, then take the next one).
         let waiting = tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let _permit = waiter.key("k").acquire().await.unwrap();

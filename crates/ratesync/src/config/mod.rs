@@ -13,6 +13,7 @@
 //! - `validate`: the rules of SPEC §3.3–3.4, every issue with table path and line.
 //! - `builder`: the same configuration in code.
 //! - `secret`: values that are never printed.
+//! - `sentinel_url`: the `redis+sentinel://` URL, read for validation and the engine.
 
 mod builder;
 mod discover;
@@ -22,6 +23,7 @@ mod load;
 mod parse;
 mod raw;
 pub mod secret;
+pub(crate) mod sentinel_url;
 mod types;
 mod validate;
 

@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use crate::config::sentinel_url::parse_sentinel_url;
+
 /// URL schemes each engine accepts, as written in messages.
 pub(crate) const REDIS_SCHEMES: &[&str] =
     &["redis", "rediss", "redis+sentinel", "unix", "redis+unix"];
@@ -35,6 +37,10 @@ pub(crate) fn check_url(
         if part.is_empty() {
             return Err(format!("{which}empty URL"));
         }
+        if part.starts_with("redis+sentinel://") && schemes.contains(&"redis+sentinel") {
+            check_sentinel_url(part)?;
+            continue;
+        }
         let expected = expected_schemes(schemes);
         let url = url::Url::parse(part)
             .map_err(|e| format!("{which}invalid URL ({e}); expected {expected}"))?;
@@ -49,6 +55,18 @@ pub(crate) fn check_url(
                 "{which}URL names no socket path (unix:///path/to/redis.sock)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// A `redis+sentinel://` URL: its host list, as the engine will read it.
+fn check_sentinel_url(raw: &str) -> Result<(), String> {
+    let url = parse_sentinel_url(raw).ok_or(
+        "invalid redis+sentinel:// URL; expected \
+         redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db]",
+    )?;
+    if url.hosts.is_empty() {
+        return Err("the redis+sentinel:// URL names no sentinel host".to_owned());
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::super::error::Issues;
 use super::super::raw::Value;
 use super::super::secret::{SecretString, SecretUrl};
+use super::super::sentinel_url::parse_sentinel_url;
 use super::super::types::{
     EngineConfig, MemoryConfig, NatsConfig, PostgresConfig, RedisConfig, StoreConfig,
 };
@@ -190,7 +191,13 @@ fn timing_margin(f: &Fields<'_>, issues: &mut Issues) -> Option<f64> {
 }
 
 fn redis(f: &Fields<'_>, issues: &mut Issues) -> Option<RedisConfig> {
-    let url = url(f, issues, "redis", REDIS_SCHEMES, false);
+    // A Cluster may name several seed nodes, comma-separated, so it can start while
+    // one of them is down; a redis+sentinel:// URL has a host list of its own.
+    let seed_list = !matches!(
+        f.table.get("url").map(|i| &i.value),
+        Some(Value::String { text, .. }) if text.trim_start().starts_with("redis+sentinel")
+    );
+    let url = url(f, issues, "redis", REDIS_SCHEMES, seed_list);
     let sentinel_url = url
         .as_ref()
         .is_some_and(|u| u.expose().starts_with("redis+sentinel"));
@@ -212,6 +219,17 @@ fn redis(f: &Fields<'_>, issues: &mut Issues) -> Option<RedisConfig> {
             issues,
             "sentinel_master",
             " (the name of the master the sentinels monitor)",
+        );
+    }
+    let url_names_master = url.as_ref().is_some_and(|u| {
+        parse_sentinel_url(u.expose()).is_some_and(|parsed| parsed.master.is_some())
+    });
+    if sentinel_url && !url_names_master && sentinel_master.is_absent() {
+        f.report(
+            issues,
+            "url",
+            "the redis+sentinel:// URL names no master: add it as the path \
+             (redis+sentinel://host:26379/mymaster) or set `sentinel_master`",
         );
     }
     if sentinel_master.is_present() && !uses_sentinel {

@@ -46,6 +46,8 @@ pub(crate) struct Connection {
     /// Bumped on every new connection, so a failure on an old one does not discard
     /// its replacement.
     generation: AtomicU64,
+    /// Which configured Cluster node the next release subscription tries.
+    pubsub_turn: AtomicU64,
     connecting: tokio::sync::Mutex<()>,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
@@ -79,6 +81,7 @@ impl Connection {
             target,
             current: RwLock::new(None),
             generation: AtomicU64::new(0),
+            pubsub_turn: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.socket_connect_timeout))
@@ -201,14 +204,12 @@ impl Connection {
         match &self.target {
             Target::Standalone(client) => Ok(client.clone()),
             Target::Cluster { nodes, .. } => {
-                let mut last = None;
-                for node in nodes {
-                    match redis::Client::open(node.clone()) {
-                        Ok(client) => return Ok(client),
-                        Err(error) => last = Some(error),
-                    }
-                }
-                Err(last.unwrap_or_else(timed_out))
+                // Classic PUBLISH reaches every node of a cluster, so any node will
+                // do; each new subscription takes the next one, so a node that is
+                // down (or gone) is left for the next instead of retried forever.
+                let turn = self.pubsub_turn.fetch_add(1, Ordering::Relaxed);
+                let node = nodes.get(turn as usize % nodes.len().max(1));
+                redis::Client::open(node.ok_or_else(timed_out)?.clone())
             }
             Target::Sentinel(sentinel) => {
                 let mut sentinel = sentinel.lock().await;
