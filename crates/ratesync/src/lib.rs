@@ -41,9 +41,9 @@ pub use algorithm::{LeaseId, Policy, Rule, SlidingWindow, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 pub use decision::{Decision, DeniedBy};
-pub use error::{AcquireError, Error};
+pub use error::{AcquireAllError, AcquireError, Error};
 pub use global::{
     acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
 };
-pub use limiter::{Call, Limiter, Permit, ReleaseSignal};
+pub use limiter::{try_acquire_all, Call, Limiter, Permit, ReleaseSignal};
 pub use registry::{Registry, RegistryBuilder};
