@@ -30,7 +30,7 @@ pub enum KeyError {
     NoKey,
     #[error("the request carries no peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert a `SocketAddr` request extension")]
     NoPeerAddress,
-    #[error("the route has no path parameter `{0}` (path parameters exist only after routing: use `route_layer`, or the layer on the route itself)")]
+    #[error("the request has no path parameter `{0}`: parameters exist only once a route matched, so add the layer with `Router::route_layer` (or use the `RateLimited` extractor)")]
     NoPathParam(String),
 }
 
@@ -140,6 +140,10 @@ impl KeyExtractor for LimiterWide {
 }
 
 /// A path parameter of the matched axum route (`/users/{id}` → `id`), percent-decoded.
+///
+/// Parameters exist only once a route matched: add the layer with
+/// `Router::route_layer` (with `Router::layer` the 404 fallback has none and answers
+/// 500; around the whole router, no request has any), or use the extractor.
 #[cfg(feature = "axum")]
 #[derive(Debug, Clone)]
 pub struct PathParam {
