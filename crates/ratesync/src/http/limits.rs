@@ -140,9 +140,10 @@ impl RouteLimits {
         match try_acquire_all(&calls).await {
             Ok(permits) => {
                 let decisions: Vec<_> = permits.iter().map(|p| Some(*p.decision())).collect();
-                let headers = match self.shared.headers {
-                    true => self.headers(&decisions, None),
-                    false => HeaderMap::new(),
+                let headers = if self.shared.headers {
+                    self.headers(&decisions, None)
+                } else {
+                    HeaderMap::new()
                 };
                 Ok(Admitted { permits, headers })
             }
@@ -154,13 +155,15 @@ impl RouteLimits {
         match refusal.error {
             AcquireError::Denied { .. } | AcquireError::TimedOut { .. } => {
                 let headers = self.headers(&refusal.decisions, Some(refusal.index));
-                let retry_after = refusal
-                    .decisions
+                let refused = refusal.decisions.get(refusal.index).copied().flatten();
+                let retry_after = self
+                    .shared
+                    .limits
                     .get(refusal.index)
-                    .copied()
-                    .flatten()
-                    .map(|decision| self.shared.limits[refusal.index].state(false, decision))
-                    .map_or(1, |state| state.retry_after());
+                    .zip(refused)
+                    .map_or(1, |(limit, decision)| {
+                        limit.state(false, decision).retry_after()
+                    });
                 Rejection::RateLimited {
                     retry_after,
                     headers,

@@ -49,8 +49,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The service that was polled ready goes with this request (it is called once
-        // the limits admit it); the fresh clone stays, to be polled ready next.
+        // The service that was polled ready goes with this request and is called once
+        // the limits admit it (whatever its readiness reserved, it keeps during the
+        // check); the fresh clone stays, to be polled ready next (tower's usual swap).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = request.into_parts();
