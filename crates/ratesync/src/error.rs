@@ -86,3 +86,19 @@ impl AcquireError {
         )
     }
 }
+
+/// Why [`crate::try_acquire_all`] admitted nothing: the first call (in order) that
+/// refused or failed, and what is known of every call.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct AcquireAllError {
+    /// Position of that call in the slice given.
+    pub index: usize,
+    /// Its error: `Denied` for a refusal (from its peek or, after a race, its take),
+    /// `StoreUnavailable` (a `fail_closed` limiter's store is down) or `InvalidCost`.
+    #[source]
+    pub error: AcquireError,
+    /// One entry per call: its peek, or for the calls taken before a lost race their
+    /// permit's decision. `None` where the store could not say.
+    pub decisions: Vec<Option<Decision>>,
+}

@@ -22,7 +22,8 @@
 //!
 //! The tree follows the architecture: [`algorithm`] is the pure math every engine is
 //! tested against; [`engine`] holds the contract and one module per store; [`config`]
-//! reads `rate-sync.toml`; [`Registry`] and [`Limiter`] are the API.
+//! reads `rate-sync.toml`; [`Registry`] and [`Limiter`] are the API; `http` (feature
+//! `http`, and `axum` for the extractor) is the tower layer and axum extractor.
 
 pub mod algorithm;
 mod background;
@@ -32,6 +33,8 @@ mod decision;
 pub mod engine;
 mod error;
 mod global;
+#[cfg(feature = "http")]
+pub mod http;
 mod limiter;
 mod metrics;
 mod registry;
@@ -41,9 +44,9 @@ pub use algorithm::{LeaseId, Policy, Rule, SlidingWindow, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 pub use decision::{Decision, DeniedBy};
-pub use error::{AcquireError, Error};
+pub use error::{AcquireAllError, AcquireError, Error};
 pub use global::{
     acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
 };
-pub use limiter::{Call, Limiter, Permit, ReleaseSignal};
+pub use limiter::{try_acquire_all, Call, Limiter, Permit, ReleaseSignal};
 pub use registry::{Registry, RegistryBuilder};

@@ -10,6 +10,7 @@
 //! Every call takes an optional key (`limiter.key("user-1")`) and cost
 //! (`.cost(3)`); the empty key is the limiter-wide key.
 
+mod all;
 mod permit;
 mod renewal;
 mod wait;
@@ -18,6 +19,7 @@ mod waiters;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::all::try_acquire_all;
 pub use self::permit::Permit;
 pub(crate) use self::renewal::LeaseKeeper;
 pub use self::waiters::ReleaseSignal;

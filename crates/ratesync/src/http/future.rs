@@ -1,0 +1,129 @@
+//! `ResponseFuture`: the limits' check, then the inner service's response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::body::RateLimitBody;
+use super::limits::Admitted;
+use super::rejection::Rejection;
+
+type Check = BoxFuture<'static, Result<Admitted, Rejection>>;
+
+pin_project! {
+    /// The future of [`RateLimitService`](super::RateLimitService).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, F> {
+        // The limits are being checked; `service` (already ready) and `request` wait.
+        Checking {
+            check: Check,
+            service: Option<S>,
+            request: Option<Request<B>>,
+        },
+        // Admitted: the inner service runs while the permits hold their slots.
+        Calling {
+            #[pin]
+            future: F,
+            admitted: Option<Admitted>,
+        },
+        // Refused before any check (no key).
+        Rejected {
+            rejection: Option<Rejection>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn checking(check: Check, service: S, request: Request<B>) -> Self {
+        ResponseFuture {
+            state: State::Checking {
+                check,
+                service: Some(service),
+                request: Some(request),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(rejection: Rejection) -> Self {
+        ResponseFuture {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+}
+
+const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<RateLimitBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Checking {
+                    check,
+                    service,
+                    request,
+                } => {
+                    let admitted = match ready!(check.as_mut().poll(cx)) {
+                        Ok(admitted) => admitted,
+                        Err(rejection) => return Poll::Ready(Ok(refusal(rejection))),
+                    };
+                    let mut service = service.take().expect(POLLED_AFTER_COMPLETION);
+                    let request = request.take().expect(POLLED_AFTER_COMPLETION);
+                    let future = service.call(request);
+                    state.set(State::Calling {
+                        future,
+                        admitted: Some(admitted),
+                    });
+                }
+                StateProj::Calling { future, admitted } => {
+                    // On an error the permits drop here, releasing their slots.
+                    let mut response = ready!(future.poll(cx))?;
+                    let Admitted { permits, headers } =
+                        admitted.take().expect(POLLED_AFTER_COMPLETION);
+                    for (name, value) in &headers {
+                        // A header the service set itself wins.
+                        response.headers_mut().entry(name).or_insert(value.clone());
+                    }
+                    return Poll::Ready(Ok(response.map(|body| RateLimitBody::new(body, permits))));
+                }
+                StateProj::Rejected { rejection } => {
+                    let rejection = rejection.take().expect(POLLED_AFTER_COMPLETION);
+                    return Poll::Ready(Ok(refusal(rejection)));
+                }
+            }
+        }
+    }
+}
+
+fn refusal<B>(rejection: Rejection) -> Response<RateLimitBody<B>> {
+    let (status, headers, text) = rejection.into_parts();
+    let mut response = Response::new(RateLimitBody::text(text));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
