@@ -144,6 +144,21 @@ def test_no_proxy_trusted_by_default(store, name):
     assert r.json() == {"ip": "10.1.2.3"}
 
 
+def test_an_ipv4_mapped_peer_is_keyed_as_its_ipv4_address(store, name):
+    # A dual-stack socket sees an IPv4 client as ::ffff:a.b.c.d: one client, one key
+    # (the Rust layer's client_ip gives the same address).
+    window_limiter(store, name, limit=1)
+    configure_fastapi(trusted_proxy_networks=["10.0.0.0/8"])
+    app = make_app(RateLimitDependency(name))
+    r = client(app, "::ffff:198.51.100.4").get("/x")
+    assert r.status_code == 200 and r.json() == {"ip": "198.51.100.4"}
+    assert client(app, "198.51.100.4").get("/x").status_code == 429
+    r = client(app, "::ffff:10.0.0.1").get("/health", headers={"X-Forwarded-For": "::ffff:1.2.3.4"})
+    assert r.status_code == 200
+    fwd = {"X-Forwarded-For": "::ffff:1.2.3.4"}
+    assert client(app, "::ffff:10.0.0.1").get("/x", headers=fwd).json() == {"ip": "1.2.3.4"}
+
+
 def test_trusted_proxy_chain_right_to_left(store, name):
     window_limiter(store, name, limit=1)
     configure_fastapi(trusted_proxy_networks=["10.0.0.0/8"])

@@ -62,8 +62,9 @@ proptest! {
     fn parsing_never_panics_and_untrusted_peers_are_the_key(peer in any_ip(), headers in headers()) {
         let trusted = trusted();
         let client = client_ip(peer, &headers, &trusted);
+        // Mapped IPv6 addresses (::ffff:a.b.c.d) come back as their IPv4 address.
         if !trusted.contains(peer) {
-            prop_assert_eq!(client, peer);
+            prop_assert_eq!(client, peer.to_canonical());
         }
         // Through the key extractor, as a request would go.
         let mut request = Request::new(());
@@ -76,7 +77,10 @@ proptest! {
 
     #[test]
     fn nobody_trusted_means_the_peer_whatever_the_headers(peer in any_ip(), headers in headers()) {
-        prop_assert_eq!(client_ip(peer, &headers, &TrustedProxies::none()), peer);
+        prop_assert_eq!(
+            client_ip(peer, &headers, &TrustedProxies::none()),
+            peer.to_canonical()
+        );
     }
 
     #[test]
@@ -96,7 +100,7 @@ proptest! {
             .rev()
             .find(|hop| !trusted.contains(**hop))
             .unwrap_or(&hops[0]);
-        prop_assert_eq!(client_ip(peer, &headers, &trusted), *expected);
+        prop_assert_eq!(client_ip(peer, &headers, &trusted), expected.to_canonical());
     }
 }
 
@@ -111,7 +115,7 @@ type Case = (
 
 #[rustfmt::skip]
 const PYTHON_ANSWERS: &[Case] = &[
-    ("10.2.3.4", &[("x-forwarded-for", b"[::ffff:1.2.3.4]:49590,[::ffff:1.2.3.4]:9232"), ("forwarded", b"")], "::ffff:102:304"),
+    ("10.2.3.4", &[("x-forwarded-for", b"[::ffff:1.2.3.4]:49590,[::ffff:1.2.3.4]:9232"), ("forwarded", b"")], "1.2.3.4"),
     ("2001:db8::1", &[("x-forwarded-for", b"[255.255.255.255]:5173;2001:db9::1;for=\"unknown\";by=x"), ("x-forwarded-for", b"[::1]:22975, 192.168.1.1, for=\"unknown\";by=x"), ("x-forwarded-for", b"10.0.0.1")], "10.0.0.1"),
     ("10.0.0.1", &[("x-real-ip", b"[192.168.1.1]:7443"), ("forwarded", b"49\xffa13\x096 ; 0.0.0.0 ; ]93  ;"), ("x-forwarded-for", b"0.0.0.0:97;10.0.0.1;192.168.1.1")], "0.0.0.0"),
     ("10.2.3.4", &[("x-real-ip", b"o69\xa0 ; for=\"2001:db9::1\";by=x ; 2001:db9::1"), ("forwarded", b"[1.2.3.4]:19423 ; \x09455\xe9=\xe9 ; 6\x859\x85\x09 ; 1.2.3.4"), ("forwarded", b",2, 10.0.0.1:81, 198.51.100.7, FOR=1.2.3.4")], "1.2.3.4"),
@@ -125,7 +129,7 @@ const PYTHON_ANSWERS: &[Case] = &[
     ("::ffff:10.0.0.9", &[("x-real-ip", b"[1.2.3.4]:48311,,]a\xff")], "1.2.3.4"),
     ("192.168.1.1", &[("x-forwarded-for", b"255.255.255.255")], "255.255.255.255"),
     ("192.168.1.1", &[("x-forwarded-for", b""), ("x-forwarded-for", b"10.0.0.1")], "10.0.0.1"),
-    ("192.168.1.1", &[("x-forwarded-for", b"\xa0: ,;3,,for=\"::ffff:10.0.0.9\";by=x,::ffff:10.0.0.9")], "::ffff:a00:9"),
+    ("192.168.1.1", &[("x-forwarded-for", b"\xa0: ,;3,,for=\"::ffff:10.0.0.9\";by=x,::ffff:10.0.0.9")], "10.0.0.9"),
     ("10.2.3.4", &[("x-forwarded-for", b"198.51.100.7:48 ; 198.51.100.7")], "198.51.100.7"),
     ("192.168.1.1", &[("forwarded", b"for=\"unknown\", 02[[f7\x09"), ("x-forwarded-for", b"by=1.2.3.4")], "192.168.1.1"),
     ("10.0.0.1", &[("x-real-ip", b"2001:db8::1:95"), ("forwarded", b"a\xa02, ; 6\xe9 ; 10.0.0.1:38 ; 255.255.255.255:7")], "10.0.0.1"),

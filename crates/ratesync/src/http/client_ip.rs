@@ -122,7 +122,15 @@ fn same_prefix(a: u128, b: u128, width: u32, prefix: u8) -> bool {
 
 /// The client's address: `peer` itself unless it is a trusted proxy, else what the
 /// forwarding headers say, believed hop by hop.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, how a dual-stack socket sees an
+/// IPv4 client) comes back as its IPv4 address, so one client has one key whichever
+/// socket it came through (the Python `get_client_ip` does the same).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    believed_hop(peer, headers, trusted).to_canonical()
+}
+
+fn believed_hop(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     if !trusted.contains(peer) {
         return peer;
     }

@@ -84,11 +84,17 @@ def _trusted(ip: str, networks: Sequence[Network]) -> bool:
 
 
 def validate_ip(ip: str) -> str | None:
-    """The normalized address, or ``None`` if ``ip`` is not an IP address."""
+    """The normalized address, or ``None`` if ``ip`` is not an IP address. An
+    IPv4-mapped IPv6 address (``::ffff:1.2.3.4``, an IPv4 client seen by a
+    dual-stack socket) is given as its IPv4 address, so one client has one key
+    (the Rust layer's ``client_ip`` does the same)."""
     try:
-        return str(ipaddress.ip_address(ip.strip()))
+        addr = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
 
 
 def is_private_ip(ip: str) -> bool:
