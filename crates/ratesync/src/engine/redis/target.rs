@@ -10,8 +10,6 @@ use crate::config::sentinel_url::parse_sentinel_url;
 use crate::config::RedisConfig;
 use crate::engine::StoreError;
 
-/// The port sentinels listen on unless told otherwise.
-
 pub(crate) enum Target {
     Standalone(Client),
     Cluster {
