@@ -2,6 +2,8 @@
 //! headers and their exact values, several limits per route, concurrency slots held
 //! through the response, key extractors, and a fail-closed outage.
 
+mod conformance;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,17 +11,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use conformance::flaky::{Faults, FlakyEngine};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use ratesync::algorithm::LeaseId;
 use ratesync::config::MemoryConfig;
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::engine::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
 use ratesync::http::{
     ClientIp, Header, KeyExtractor, Limit, LimiterWide, MissingKey, RateLimitBody, RouteLimits,
 };
-use ratesync::{Config, Decision, Limiter, LimiterBuilder, ManualClock, Registry, StoreBuilder};
+use ratesync::{Config, Limiter, LimiterBuilder, ManualClock, Registry, StoreBuilder};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 struct Setup {
@@ -470,44 +471,6 @@ async fn an_impossible_cost_is_a_server_error() {
     );
 }
 
-/// A store that is down: every call fails as an unreachable server would.
-struct DownEngine;
-struct DownLimiter;
-
-fn down<'a, T: Send + 'a>() -> EngineFuture<'a, T> {
-    Box::pin(async { Err(StoreError::Connection("connection refused".into())) })
-}
-
-impl Engine for DownEngine {
-    fn name(&self) -> &'static str {
-        "down"
-    }
-    fn is_remote(&self) -> bool {
-        true
-    }
-    fn limiter(&self, _: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(Arc::new(DownLimiter))
-    }
-}
-
-impl EngineLimiter for DownLimiter {
-    fn acquire<'a>(&'a self, _: &'a str, _: u32, _: Option<LeaseId>) -> EngineFuture<'a, Decision> {
-        down()
-    }
-    fn peek<'a>(&'a self, _: &'a str, _: u32) -> EngineFuture<'a, Decision> {
-        down()
-    }
-    fn release<'a>(&'a self, _: &'a str, _: LeaseId) -> EngineFuture<'a, ()> {
-        down()
-    }
-    fn renew<'a>(&'a self, _: &'a str, _: LeaseId) -> EngineFuture<'a, bool> {
-        down()
-    }
-    fn reset<'a>(&'a self, _: Option<&'a str>) -> EngineFuture<'a, ()> {
-        down()
-    }
-}
-
 #[tokio::test]
 async fn a_fail_closed_outage_is_503_and_a_fail_open_one_admits() {
     let config = Config::builder()
@@ -519,8 +482,16 @@ async fn a_fail_closed_outage_is_503_and_a_fail_open_one_admits() {
         .limiter("open", LimiterBuilder::token_bucket("remote", 1.0))
         .build()
         .unwrap();
+    // The memory engine behind the conformance suite's fault switch, turned to "down":
+    // every call fails as an unreachable server would.
+    let faults = Arc::new(Faults::default());
+    faults.down.store(true, Ordering::SeqCst);
+    let engine = FlakyEngine {
+        inner: MemoryEngine::new(&MemoryConfig::default()),
+        faults,
+    };
     let registry = Registry::builder(config)
-        .engine("remote", Arc::new(DownEngine))
+        .engine("remote", Arc::new(engine))
         .build()
         .unwrap();
     let (closed, open) = (
