@@ -39,7 +39,7 @@ venv=target/py-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q --upgrade maturin pytest pytest-asyncio fastapi httpx uvicorn prometheus-client
+"$venv/bin/python" -m pip install -q -r python/requirements-test.txt
 VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH" "$venv/bin/maturin" develop -q
 # pytest's exit code 5 (no tests collected) is a failure here, like any non-zero code.
 "$venv/bin/python" -m pytest python/tests -q
