@@ -302,4 +302,13 @@ async fn require_against_a_server_without_tls_is_a_clear_error() {
     assert!(error.contains("server does not support TLS"), "{error}");
     // `prefer`, the default, falls back to plain.
     ping(&server.url()).await.expect("prefer connects in plain");
+    // As in libpq, `sslmode` does not apply to a unix socket.
+    let socket = format!(
+        "postgresql:///postgres?host={}&port={}&user=postgres&sslmode=require",
+        server.socket_dir().display(),
+        server.port()
+    );
+    ping(&socket)
+        .await
+        .expect("require is ignored on a unix socket");
 }

@@ -91,6 +91,11 @@ impl PostgresServer {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The directory of the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn is_running(&self) -> bool {
         self.process.lock().unwrap().is_some()
     }

@@ -41,6 +41,11 @@ impl Database {
         // tokio-postgres's messages name the option or value, never the password.
         let mut pg: tokio_postgres::Config = url.parse().map_err(|e| invalid(chain(&e)))?;
         pg.ssl_mode(tls::ssl_mode(tls.mode));
+        // As libpq, `sslmode` does not apply to a unix socket (PostgreSQL offers no
+        // TLS there): `require` must not fail a local connection.
+        if only_unix_sockets(&pg) {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -84,6 +89,17 @@ impl Database {
         });
         Ok(client)
     }
+}
+
+fn only_unix_sockets(config: &tokio_postgres::Config) -> bool {
+    #[cfg(unix)]
+    let unix =
+        |host: &tokio_postgres::config::Host| matches!(host, tokio_postgres::config::Host::Unix(_));
+    #[cfg(not(unix))]
+    let unix = |_: &tokio_postgres::config::Host| false;
+    config.get_hostaddrs().is_empty()
+        && !config.get_hosts().is_empty()
+        && config.get_hosts().iter().all(unix)
 }
 
 /// An error with its causes: tokio-postgres's own message ("error performing TLS
