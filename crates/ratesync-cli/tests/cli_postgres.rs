@@ -73,3 +73,21 @@ fn migrate_reports_an_unreachable_database() {
         .stderr(predicate::str::contains("store `db`"))
         .stderr(predicate::str::contains("hunter2").not());
 }
+
+#[test]
+fn migrate_connects_with_the_tls_settings_of_the_url() {
+    // The root certificates are read before connecting: a missing file shows that
+    // `migrate` honours `sslmode` and `sslrootcert` as the engine does.
+    let text = CONFIG.replace(
+        "127.0.0.1:1/app",
+        "127.0.0.1:1/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    );
+    let (_dir, mut cmd) = ratesync(&text);
+    cmd.arg("migrate")
+        .assert()
+        .code(69)
+        .stderr(predicate::str::contains(
+            "cannot read the root certificates of sslrootcert=/nonexistent/ca.pem",
+        ))
+        .stderr(predicate::str::contains("hunter2").not());
+}

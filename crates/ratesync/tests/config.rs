@@ -323,6 +323,22 @@ fn url_scheme_must_fit_the_engine() {
 }
 
 #[test]
+fn a_postgres_url_names_a_known_sslmode() {
+    let text = "[stores.db]\nengine = \"postgres\"\n\
+                url = \"postgresql://u:pw@db/app?sslmode=verify\"\n";
+    assert_issue(
+        text,
+        "stores.db.url",
+        3,
+        &["unknown `sslmode` `verify`", "verify-ca or verify-full"],
+    );
+    assert!(!issues(text)[0].message.contains("pw"));
+    let text = "[stores.db]\nengine = \"postgres\"\n\
+                url = \"postgresql://db/app?sslmode=verify-full&sslrootcert=/ca.pem\"\n";
+    parse(text).expect("verify-full with a root certificate loads");
+}
+
+#[test]
 fn memory_store_takes_only_an_empty_url() {
     let text = "[stores.local]\nengine = \"memory\"\nurl = \"redis://x\"\n";
     assert_issue(text, "stores.local.url", 3, &["memory store has no URL"]);

@@ -21,6 +21,7 @@ mod env;
 mod error;
 mod load;
 mod parse;
+pub(crate) mod postgres_url;
 mod raw;
 pub mod secret;
 pub(crate) mod sentinel_url;

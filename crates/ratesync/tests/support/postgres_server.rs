@@ -5,6 +5,10 @@
 //! commits (the data is thrown away anyway). PostgreSQL refuses to run as root: when
 //! the tests run as root, the server runs as the `postgres` user (through `setpriv`),
 //! and the directory is handed to that user.
+//!
+//! [`PostgresServer::start_with_tls`] turns TLS on (`ssl = on` with a given certificate
+//! and key) and replaces `pg_hba.conf`, e.g. with `hostssl` lines only, so a client
+//! that connects at all has proved it encrypts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +38,17 @@ impl PostgresServer {
     /// Initialises a data directory and starts the server on a free port, retrying
     /// with another port when one is taken between choosing and binding.
     pub fn start() -> Self {
+        Self::start_configured(None)
+    }
+
+    /// As [`Self::start`], with TLS on: `cert` and `key` (PEM) are copied into the
+    /// data directory, owned by the server's user with mode 0600 (PostgreSQL refuses a
+    /// key others can read), and `hba` replaces `pg_hba.conf`.
+    pub fn start_with_tls(cert: &Path, key: &Path, hba: &str) -> Self {
+        Self::start_configured(Some((cert, key, hba)))
+    }
+
+    fn start_configured(tls: Option<(&Path, &Path, &str)>) -> Self {
         let mut dir = tempfile::tempdir().expect("temporary directory");
         let data = dir.path().join("data");
         let mut initdb = as_server_user(&bin_dir().join("initdb"));
@@ -49,6 +64,9 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        if let Some((cert, key, hba)) = tls {
+            configure_tls(&data, cert, key, hba);
+        }
         for _ in 0..20 {
             let server = PostgresServer {
                 port: free_port(),
@@ -71,6 +89,11 @@ impl PostgresServer {
     /// `postgresql://postgres@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The directory of the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn is_running(&self) -> bool {
@@ -179,6 +202,32 @@ impl PostgresServer {
             .status()
             .is_ok_and(|s| s.success())
     }
+}
+
+/// Copies the certificate and key into `data`, turns TLS on, writes `pg_hba.conf`.
+fn configure_tls(data: &Path, cert: &Path, key: &Path, hba: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    std::fs::copy(cert, data.join("server.crt")).expect("copy the server certificate");
+    std::fs::copy(key, data.join("server.key")).expect("copy the server key");
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod the server key");
+    std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .expect("open postgresql.conf");
+    // Relative paths are read from the data directory.
+    writeln!(
+        conf,
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+    )
+    .expect("write postgresql.conf");
+    hand_over(data);
 }
 
 enum Launch {

@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use super::super::error::Issues;
+use super::super::postgres_url::split_tls;
 use super::super::raw::Value;
 use super::super::secret::{SecretString, SecretUrl};
 use super::super::sentinel_url::parse_sentinel_url;
@@ -322,6 +323,14 @@ fn sentinels(f: &Fields<'_>, issues: &mut Issues) -> Option<Vec<SecretUrl>> {
 
 fn postgres(f: &Fields<'_>, issues: &mut Issues) -> Option<PostgresConfig> {
     let url = url(f, issues, "postgres", POSTGRES_SCHEMES, false);
+    // An unknown `sslmode` (or unsupported TLS key) is caught here, not at first use.
+    let url = url.filter(|url| match split_tls(url.expose()) {
+        Ok(_) => true,
+        Err(message) => {
+            f.report(issues, "url", message);
+            false
+        }
+    });
     let mut identifier = |key: &str, default: &str| {
         let value = f.name(issues, key).or(default.to_owned());
         if let Err(message) = formats::check_sql_identifier(&value) {

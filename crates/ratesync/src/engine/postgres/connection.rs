@@ -19,8 +19,9 @@ use parking_lot::RwLock;
 use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
+use super::database::{chain, Database, CONNECT_TIMEOUT};
 use super::schema::Names;
 use crate::config::PostgresConfig;
 use crate::engine::StoreError;
@@ -31,7 +32,6 @@ const MAX_CLIENTS: u32 = 64;
 /// layer gives up a little earlier, so it sees the timeout and replaces a client whose
 /// server vanished without closing the socket (a cancelled call would leave it).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_millis(4_500);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The engine's statements, prepared once per client.
 pub(crate) struct Statements {
@@ -55,7 +55,7 @@ struct Slot {
 }
 
 pub(crate) struct Pool {
-    config: tokio_postgres::Config,
+    database: Arc<Database>,
     pub names: Names,
     auto_create: bool,
     migrated: OnceCell<()>,
@@ -65,14 +65,14 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub fn new(config: &PostgresConfig, names: Names) -> Result<Self, StoreError> {
-        let pg_config = pg_config(config)?;
+        let database = Arc::new(Database::new(config)?);
         let clients = config
             .pool_max_size
             .or(config.pool_min_size)
             .unwrap_or(DEFAULT_CLIENTS)
             .clamp(1, MAX_CLIENTS);
         Ok(Pool {
-            config: pg_config,
+            database,
             names,
             auto_create: config.auto_create,
             migrated: OnceCell::new(),
@@ -81,8 +81,8 @@ impl Pool {
         })
     }
 
-    pub fn pg_config(&self) -> &tokio_postgres::Config {
-        &self.config
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
     }
 
     /// Runs one prepared statement, chosen from the client's set by `statement`, and
@@ -173,7 +173,7 @@ impl Pool {
     /// Opens a client: connects, makes commits asynchronous for this session, applies
     /// the migration once per store when `auto_create`, prepares the statements.
     async fn open(&self) -> Result<Session, StoreError> {
-        let client = connect(&self.config).await?;
+        let client = self.database.connect().await?;
         let names = &self.names;
         // A decision's commit does not wait for its WAL flush: a crash of the database
         // server may forget the last few hundred milliseconds of decisions (never
@@ -267,39 +267,6 @@ pub(crate) async fn apply_migration(
     applied
 }
 
-/// Connects a client and drives its connection in the background; the connection
-/// task ends (and the client reports closed) when the socket does.
-pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| StoreError::Connection(e.to_string()))?;
-    crate::background::handle().spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// The client settings from the store's `url`, with a connect timeout when the URL
-/// sets none.
-fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
-    let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|_| {
-        StoreError::Backend(format!(
-            "postgres `url` {} is not a valid PostgreSQL connection string",
-            config.url
-        ))
-    })?;
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if pg.get_application_name().is_none() {
-        pg.application_name("ratesync");
-    }
-    Ok(pg)
-}
-
 fn discard(slot: &Slot, generation: u64) {
     let mut current = slot.current.write();
     if current.as_ref().is_some_and(|(g, _)| *g == generation) {
@@ -325,7 +292,7 @@ fn must_reconnect(error: &tokio_postgres::Error) -> bool {
 /// A [`StoreError`] that says what went wrong and, for a missing table, how to fix it.
 pub(crate) fn map_error(error: &tokio_postgres::Error, names: &Names) -> StoreError {
     let Some(db) = error.as_db_error() else {
-        return StoreError::Connection(error.to_string());
+        return StoreError::Connection(chain(error));
     };
     let code = db.code();
     if *code == SqlState::UNDEFINED_TABLE

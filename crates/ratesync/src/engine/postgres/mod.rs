@@ -6,6 +6,8 @@
 //!   named from `schema_name` / `table_name`; the SQL `ratesync migrate` prints.
 //! - [`connection`]: a few shared clients used round-robin (queries pipelined on
 //!   each, no checkout), statements prepared per client, replaced after failures.
+//! - [`database`] and [`tls`]: the URL's settings and libpq's `sslmode` over rustls,
+//!   one way to connect for the clients, the listener and `ratesync migrate`.
 //! - [`limiter`]: the [`EngineLimiter`] that binds each call's parameters.
 //! - [`releases`]: one LISTEN connection per store that wakes waiters for a
 //!   concurrency slot when another process releases one.
@@ -19,14 +21,17 @@
 //! loosen limits.
 
 mod connection;
+mod database;
 mod limiter;
 mod releases;
 mod schema;
+mod tls;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use self::connection::Pool;
+use self::database::Database;
 use self::releases::Releases;
 use self::schema::Names;
 use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
@@ -90,7 +95,7 @@ impl PostgresEngine {
         if spec.policy.concurrency.is_some() {
             self.shared
                 .releases
-                .watch(self.shared.pool.pg_config(), limiter.id(), spec.releases);
+                .watch(self.shared.pool.database(), limiter.id(), spec.releases);
         }
         self.start_cleanup();
         Ok(Arc::new(limiter))
@@ -143,8 +148,7 @@ async fn clean(shared: Weak<Shared>) {
 /// once, runs the idempotent transaction, disconnects.
 pub async fn migrate(config: &PostgresConfig, unlogged: bool) -> Result<(), StoreError> {
     let names = Names::new(config)?;
-    let pool = Pool::new(config, names.clone())?;
-    let client = connection::connect(pool.pg_config()).await?;
+    let client = Database::new(config)?.connect().await?;
     connection::apply_migration(&client, &names, unlogged).await
 }
 

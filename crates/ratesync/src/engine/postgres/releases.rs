@@ -18,8 +18,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
+use super::database::Database;
 use super::schema::quote_ident;
 use crate::engine::ReleaseSignal;
 
@@ -57,12 +58,7 @@ impl Releases {
     }
 
     /// Routes releases of `limiter` to `signal`, and makes sure the listener runs.
-    pub fn watch(
-        self: &Arc<Self>,
-        config: &tokio_postgres::Config,
-        limiter: &str,
-        signal: ReleaseSignal,
-    ) {
+    pub fn watch(self: &Arc<Self>, database: &Arc<Database>, limiter: &str, signal: ReleaseSignal) {
         self.signals
             .write()
             .entry(limiter.as_bytes().into())
@@ -70,7 +66,7 @@ impl Releases {
             .push(signal);
         if !self.started.swap(true, Ordering::AcqRel) {
             let stop = self.stop.subscribe();
-            crate::background::handle().spawn(listen(Arc::downgrade(self), config.clone(), stop));
+            crate::background::handle().spawn(listen(Arc::downgrade(self), database.clone(), stop));
         }
     }
 
@@ -113,23 +109,25 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
 
 /// The listener loop: connect, LISTEN, dispatch until the connection ends, pause,
 /// start over; until the engine is dropped.
-async fn listen(
-    releases: Weak<Releases>,
-    config: tokio_postgres::Config,
-    mut stop: watch::Receiver<()>,
-) {
+async fn listen(releases: Weak<Releases>, database: Arc<Database>, mut stop: watch::Receiver<()>) {
     let mut pause = FIRST_PAUSE;
     loop {
         let session = async {
             let Some(channel) = releases.upgrade().map(|r| r.channel.clone()) else {
                 return;
             };
-            let Ok(Ok((client, mut connection))) =
-                tokio::time::timeout(MAX_PAUSE, config.connect(NoTls)).await
-            else {
-                tracing::debug!("release listener could not connect; retrying");
-                return;
-            };
+            let (client, mut connection) =
+                match tokio::time::timeout(MAX_PAUSE, database.connect_driven_by_caller()).await {
+                    Ok(Ok(connected)) => connected,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "release listener could not connect; retrying");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("release listener could not connect in time; retrying");
+                        return;
+                    }
+                };
             // The connection yields the notifications; it is driven here, next to the
             // client that sent LISTEN.
             let (sender, mut notifications) = mpsc::unbounded_channel();
