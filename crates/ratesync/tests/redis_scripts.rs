@@ -150,7 +150,17 @@ fn a_release_in_another_process_wakes_waiters() {
     let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
-    release_wakes_another_engine(|| StoreBuilder::redis(&server.url()));
+    release_wakes_another_engine(|| StoreBuilder::redis(&server.url()), Free::Release);
+}
+
+/// Resetting the whole limiter frees every slot: the waiters of other processes are
+/// told, as for a release.
+#[test]
+fn a_whole_limiter_reset_wakes_waiters_in_another_process() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    release_wakes_another_engine(|| StoreBuilder::redis(&server.url()), Free::ResetAll);
 }
 
 /// On a Cluster the subscription may take any node (PUBLISH reaches them all). A
@@ -166,12 +176,23 @@ fn a_release_wakes_waiters_on_a_cluster_whose_first_node_is_down() {
         .chain(cluster.urls())
         .collect::<Vec<_>>()
         .join(",");
-    release_wakes_another_engine(|| StoreBuilder::redis(&urls).option("cluster", true));
+    release_wakes_another_engine(
+        || StoreBuilder::redis(&urls).option("cluster", true),
+        Free::Release,
+    );
 }
 
-/// Two registries, each with its own engine (two "processes"): a slot released in
-/// one wakes the other's waiter through pub/sub, well before the fallback poll.
-fn release_wakes_another_engine(store: impl Fn() -> StoreBuilder) {
+/// How the holder frees its slot.
+enum Free {
+    /// Drops its permit.
+    Release,
+    /// Resets the whole limiter (the permit is dropped only afterwards).
+    ResetAll,
+}
+
+/// Two registries, each with its own engine (two "processes"): a slot freed in one
+/// wakes the other's waiter through pub/sub, well before the fallback poll.
+fn release_wakes_another_engine(store: impl Fn() -> StoreBuilder, free: Free) {
     let rt = runtime();
     rt.block_on(async {
         let registry = || {
@@ -205,8 +226,18 @@ fn release_wakes_another_engine(store: impl Fn() -> StoreBuilder) {
         });
         tokio::time::sleep(Duration::from_millis(700)).await;
         let released = tokio::time::Instant::now();
-        drop(permit);
+        let permit = match free {
+            Free::Release => {
+                drop(permit);
+                None
+            }
+            Free::ResetAll => {
+                holder.reset().await.unwrap();
+                Some(permit)
+            }
+        };
         let waited = waiting.await.unwrap();
+        drop(permit);
         let after_release = released.elapsed();
         assert!(waited >= Duration::from_millis(600), "admitted while held");
         // The fallback poll is 500 ms: a wake-up well under it came from pub/sub.

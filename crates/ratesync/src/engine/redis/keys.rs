@@ -124,6 +124,17 @@ impl LimiterKeys {
         message
     }
 
+    /// The key whose leases are stored under `name` (a key name a SCAN of this
+    /// limiter found), or `None` for its other keys.
+    pub fn leases_owner(&self, name: &[u8]) -> Option<String> {
+        let name = std::str::from_utf8(name).ok()?;
+        let encoded = name
+            .strip_prefix(&*self.tag_start)?
+            .strip_suffix(Suffix::Leases.as_str())?
+            .strip_suffix('}')?;
+        decode(encoded)
+    }
+
     /// The encoded limiter id, as release messages name it.
     pub fn encoded_limiter(&self) -> &str {
         &self.limiter
@@ -256,6 +267,19 @@ mod tests {
             assert_eq!(decode(&encode(hostile)).as_deref(), Some(hostile));
         }
         assert_ne!(encode("%41"), encode("A"));
+    }
+
+    #[test]
+    fn a_scanned_lease_key_names_its_owner() {
+        let keys = LimiterKeys::new("p", "lim:1");
+        for key in ["", "user:{7}", "a}:lease"] {
+            let name = keys.tag(key).full(Suffix::Leases);
+            assert_eq!(keys.leases_owner(name.as_bytes()).as_deref(), Some(key));
+        }
+        let window = keys.tag("u").full(Suffix::Log);
+        assert_eq!(keys.leases_owner(window.as_bytes()), None);
+        let other = LimiterKeys::new("p", "lim").tag("1:u").full(Suffix::Leases);
+        assert_eq!(keys.leases_owner(other.as_bytes()), None);
     }
 
     #[test]

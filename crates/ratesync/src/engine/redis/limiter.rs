@@ -226,7 +226,9 @@ impl RedisLimiter {
     }
 
     /// Deletes every key of this limiter: SCAN for its pattern on every master,
-    /// deleting what each batch finds. Not atomic (nothing across keys is).
+    /// deleting what each batch finds. Not atomic (nothing across keys is). Each key
+    /// that had leases is announced as a single-key reset announces it, so waiters in
+    /// every process (this one included) retry at once.
     async fn reset_all(&self) -> Result<(), StoreError> {
         let connection = &self.shared.connection;
         let pattern = self.keys.scan_pattern();
@@ -247,6 +249,7 @@ impl RedisLimiter {
                 let (next, found): (u64, Vec<Vec<u8>>) =
                     connection.query_node(node.as_ref(), &scan).await?;
                 delete(connection, &found).await?;
+                self.announce_freed_slots(&found).await?;
                 if next == 0 {
                     break;
                 }
@@ -254,6 +257,22 @@ impl RedisLimiter {
             }
         }
         Ok(())
+    }
+
+    /// Publishes a reset message (origin `-`) for each deleted lease set in `names`.
+    async fn announce_freed_slots(&self, names: &[Vec<u8>]) -> Result<(), StoreError> {
+        let channel = self.shared.releases.channel();
+        let publishes = names
+            .iter()
+            .filter_map(|name| self.keys.leases_owner(name))
+            .map(|key| {
+                let mut publish = redis::cmd("PUBLISH");
+                publish
+                    .arg(channel)
+                    .arg(self.keys.release_message("-", &key));
+                async move { self.shared.connection.query::<i64>(&publish).await }
+            });
+        futures::future::try_join_all(publishes).await.map(drop)
     }
 }
 
