@@ -9,15 +9,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use ratesync::engine::postgres::PostgresEngine;
 use ratesync::engine::Engine;
 use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
-use support::PostgresServer;
+use support::{PostgresServer, TestCertificates};
 
 /// Clients of `postgres` must encrypt; `plain` may not.
 const HBA: &str = "\
@@ -29,12 +28,12 @@ host all plain 127.0.0.1/32 trust
 struct TlsServer {
     server: PostgresServer,
     /// Holds the CA (`ca.pem`) for the tests' `sslrootcert`.
-    certificates: tempfile::TempDir,
+    certificates: TestCertificates,
 }
 
 impl TlsServer {
     fn ca(&self) -> PathBuf {
-        self.certificates.path().join("ca.pem")
+        self.certificates.ca()
     }
 
     /// `postgresql://USER@HOST:PORT/postgres?QUERY`.
@@ -52,12 +51,10 @@ fn tls_server() -> Option<&'static TlsServer> {
             if !support::require_postgres() || !support::require_binaries(&["openssl"]) {
                 return None;
             }
-            let certificates = tempfile::tempdir().unwrap();
-            make_certificates(certificates.path());
-            let dir = certificates.path();
+            let certificates = TestCertificates::make();
             let server = PostgresServer::start_with_tls(
-                &dir.join("server.pem"),
-                &dir.join("server.key"),
+                &certificates.server_cert(),
+                &certificates.server_key(),
                 HBA,
             );
             // Over TLS (psql prefers it, and `postgres` has only `hostssl`).
@@ -69,77 +66,6 @@ fn tls_server() -> Option<&'static TlsServer> {
             })
         })
         .as_ref()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {output:?}");
-}
-
-/// A CA, and a server certificate for 127.0.0.1 and localhost signed by it.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=ratesync-test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
 }
 
 fn store(url: &str) -> StoreBuilder {

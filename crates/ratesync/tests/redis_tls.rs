@@ -7,77 +7,8 @@
 mod support;
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 
 use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(status.status.success(), "openssl {args:?}: {:?}", status);
-}
-
-/// A CA, and a certificate for 127.0.0.1 signed by it.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=ratesync-test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
 
 fn registry(url: &str) -> Registry {
     let config = Config::builder()
@@ -99,23 +30,22 @@ async fn rediss_connects_to_a_verified_server() {
     if !support::require_binaries(&["redis-server", "redis-cli", "openssl"]) {
         return;
     }
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
+    let certs = support::TestCertificates::make();
     let tls_port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let path = |name: &str| certs.path().join(name).display().to_string();
+    let path = |path: std::path::PathBuf| path.display().to_string();
     let _server = support::RedisServer::start_with(vec![
         "--tls-port".into(),
         tls_port.to_string(),
         "--tls-cert-file".into(),
-        path("server.pem"),
+        path(certs.server_cert()),
         "--tls-key-file".into(),
-        path("server.key"),
+        path(certs.server_key()),
         "--tls-ca-cert-file".into(),
-        path("ca.pem"),
+        path(certs.ca()),
         "--tls-auth-clients".into(),
         "no".into(),
     ]);
@@ -131,7 +61,7 @@ async fn rediss_connects_to_a_verified_server() {
 
     // SAFETY: the only test in this binary; the variable is read when a TLS client
     // is built, below.
-    unsafe { std::env::set_var("SSL_CERT_FILE", certs.path().join("ca.pem")) };
+    unsafe { std::env::set_var("SSL_CERT_FILE", certs.ca()) };
     let once = registry(&url).limiter("once").unwrap();
     once.key("k")
         .try_acquire()

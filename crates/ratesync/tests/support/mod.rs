@@ -14,6 +14,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+mod certificates;
 pub mod child;
 mod nats_server;
 mod postgres_server;
@@ -22,6 +23,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
+pub use certificates::TestCertificates;
 pub use nats_server::{nats_config, NatsServer};
 pub use postgres_server::{require_postgres, PostgresServer};
 pub use process::{free_port, require_binaries, wait_until};
