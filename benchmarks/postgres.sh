@@ -17,10 +17,7 @@ seconds=${1:-10}
 pg_url=postgresql://root@127.0.0.1:5432/test
 
 cargo build --release -q -p ratesync-cli
-if [ ! -x target/anchor-venv/bin/python ]; then
-  python3 -m venv target/anchor-venv
-  target/anchor-venv/bin/pip install -q --ignore-requires-python rate-sync==0.4.2 redis asyncpg
-fi
+source benchmarks/anchor-venv.sh
 
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT

@@ -5,10 +5,7 @@
 # target/anchor-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x target/anchor-venv/bin/python ]; then
-  python3 -m venv target/anchor-venv
-  target/anchor-venv/bin/pip install -q --ignore-requires-python rate-sync==0.4.2 redis asyncpg
-fi
+source benchmarks/anchor-venv.sh
 if [ ! -x target/bench-venv/bin/python ]; then
   python3 -m venv target/bench-venv
   target/bench-venv/bin/pip install -q maturin

@@ -21,10 +21,7 @@ scripts=crates/ratesync/src/engine/redis/scripts
 
 redis-cli -p 6379 ping >/dev/null || { echo "no Redis at 127.0.0.1:6379" >&2; exit 1; }
 cargo build --release -q -p ratesync-cli
-if [ ! -x target/anchor-venv/bin/python ]; then
-  python3 -m venv target/anchor-venv
-  target/anchor-venv/bin/pip install -q --ignore-requires-python rate-sync==0.4.2 redis asyncpg
-fi
+source benchmarks/anchor-venv.sh
 
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
