@@ -31,6 +31,8 @@ pub mod nats;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
+mod release_routes;
 
 use std::sync::Arc;
 use std::time::Duration;

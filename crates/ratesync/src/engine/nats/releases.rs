@@ -12,29 +12,26 @@
 //! writes. Writes missed while it is down only delay waiters until the core's
 //! bounded fallback poll.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
 use futures::StreamExt;
-use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::connection::Connection;
 use super::keys::split_entry;
 use super::state::released_key;
+use crate::engine::release_routes::ReleaseRoutes;
 use crate::engine::ReleaseSignal;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
-/// Who to tell about releases: encoded limiter → its signals.
+/// Whom the store's release writes wake (by encoded limiter).
 pub(crate) struct Releases {
     origin: u64,
-    signals: RwLock<HashMap<Box<str>, Vec<ReleaseSignal>>>,
-    started: AtomicBool,
+    routes: ReleaseRoutes,
     /// Bumped when a limiter is added: the watch restarts with the new filter.
     limiters_changed: watch::Sender<u64>,
 }
@@ -43,8 +40,7 @@ impl Releases {
     pub fn new(origin: u64) -> Self {
         Releases {
             origin,
-            signals: RwLock::default(),
-            started: AtomicBool::new(false),
+            routes: ReleaseRoutes::default(),
             limiters_changed: watch::channel(0).0,
         }
     }
@@ -57,13 +53,9 @@ impl Releases {
         limiter: &str,
         signal: ReleaseSignal,
     ) {
-        self.signals
-            .write()
-            .entry(limiter.into())
-            .or_default()
-            .push(signal);
+        let first = self.routes.add(limiter.as_bytes(), signal);
         self.limiters_changed.send_modify(|n| *n += 1);
-        if !self.started.swap(true, Ordering::AcqRel) {
+        if first {
             let changed = self.limiters_changed.subscribe();
             crate::background::handle().spawn(run(
                 Arc::downgrade(self),
@@ -74,10 +66,10 @@ impl Releases {
     }
 
     fn filters(&self) -> Vec<String> {
-        self.signals
-            .read()
-            .keys()
-            .map(|limiter| format!("{limiter}.>"))
+        self.routes
+            .limiters()
+            .iter()
+            .map(|limiter| format!("{}.>", String::from_utf8_lossy(limiter)))
             .collect()
     }
 
@@ -98,11 +90,7 @@ impl Releases {
                 None => return,
             },
         };
-        if let Some(signals) = self.signals.read().get(limiter) {
-            for signal in signals {
-                signal.released(&key);
-            }
-        }
+        self.routes.wake(limiter.as_bytes(), &key);
     }
 }
 

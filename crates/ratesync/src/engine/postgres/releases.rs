@@ -10,30 +10,27 @@
 //! database is followed. Notifications lost while disconnected only delay waiters
 //! until the core's bounded fallback poll.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use parking_lot::RwLock;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
 
 use super::database::Database;
 use super::schema::quote_ident;
+use crate::engine::release_routes::ReleaseRoutes;
 use crate::engine::ReleaseSignal;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
-/// Who to tell about releases: limiter id (raw bytes) → its signals.
+/// The store's notification channel, and whom its notifications wake (by limiter id).
 pub(crate) struct Releases {
     channel: String,
     /// Random id of this engine instance, in the notifications it sends.
     origin: String,
-    signals: RwLock<HashMap<Box<[u8]>, Vec<ReleaseSignal>>>,
-    started: AtomicBool,
+    routes: ReleaseRoutes,
     /// Dropped with the engine: the listener task then ends.
     stop: watch::Sender<()>,
 }
@@ -43,8 +40,7 @@ impl Releases {
         Releases {
             channel,
             origin: format!("{:016x}", fastrand::u64(..)),
-            signals: RwLock::default(),
-            started: AtomicBool::new(false),
+            routes: ReleaseRoutes::default(),
             stop: watch::channel(()).0,
         }
     }
@@ -59,12 +55,7 @@ impl Releases {
 
     /// Routes releases of `limiter` to `signal`, and makes sure the listener runs.
     pub fn watch(self: &Arc<Self>, database: &Arc<Database>, limiter: &str, signal: ReleaseSignal) {
-        self.signals
-            .write()
-            .entry(limiter.as_bytes().into())
-            .or_default()
-            .push(signal);
-        if !self.started.swap(true, Ordering::AcqRel) {
+        if self.routes.add(limiter.as_bytes(), signal) {
             let stop = self.stop.subscribe();
             crate::background::handle().spawn(listen(Arc::downgrade(self), database.clone(), stop));
         }
@@ -80,11 +71,7 @@ impl Releases {
         let Ok(key) = String::from_utf8(key) else {
             return;
         };
-        if let Some(signals) = self.signals.read().get(limiter.as_slice()) {
-            for signal in signals {
-                signal.released(&key);
-            }
-        }
+        self.routes.wake(&limiter, &key);
     }
 }
 

@@ -11,29 +11,26 @@
 //! [`ReleaseSignal`]. Messages lost while disconnected only delay waiters until the
 //! core's bounded fallback poll.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::connection::Connection;
 use super::keys::parse_release_message;
+use crate::engine::release_routes::ReleaseRoutes;
 use crate::engine::ReleaseSignal;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
-/// Who to tell about releases: encoded limiter id → its signals.
+/// The store's release channel, and whom its messages wake (by encoded limiter id).
 pub(crate) struct Releases {
     channel: String,
     /// Random id of this engine instance, in the messages it sends.
     origin: String,
-    signals: RwLock<HashMap<Box<str>, Vec<ReleaseSignal>>>,
-    started: AtomicBool,
+    routes: ReleaseRoutes,
     /// Dropped with the engine: the subscription task then ends.
     stop: watch::Sender<()>,
 }
@@ -43,8 +40,7 @@ impl Releases {
         Releases {
             channel,
             origin: format!("{:016x}", fastrand::u64(..)),
-            signals: RwLock::default(),
-            started: AtomicBool::new(false),
+            routes: ReleaseRoutes::default(),
             stop: watch::channel(()).0,
         }
     }
@@ -65,12 +61,7 @@ impl Releases {
         limiter: &str,
         signal: ReleaseSignal,
     ) {
-        self.signals
-            .write()
-            .entry(limiter.into())
-            .or_default()
-            .push(signal);
-        if !self.started.swap(true, Ordering::AcqRel) {
+        if self.routes.add(limiter.as_bytes(), signal) {
             let stop = self.stop.subscribe();
             crate::background::handle().spawn(subscribe(
                 Arc::downgrade(self),
@@ -87,11 +78,7 @@ impl Releases {
         if message.origin == self.origin {
             return;
         }
-        if let Some(signals) = self.signals.read().get(message.limiter) {
-            for signal in signals {
-                signal.released(&message.key);
-            }
-        }
+        self.routes.wake(message.limiter.as_bytes(), &message.key);
     }
 }
 
