@@ -1,12 +1,15 @@
 """The module-level API of rate-sync 0.4.2: configuration, ``acquire``, checks.
 
-Every decision is the core's: memory limiters decide synchronously in the calling
-thread; network limiters run on the extension's runtime and are awaited as asyncio
-futures, so the event loop never blocks.
+Every decision is the core's, through one native call per operation
+(``_native.acquire``, ``attempt``, ``state``, ``reset``, ``acquire_all``): a store
+that answers at once (memory) gives its answer directly, on the calling thread;
+any other answer is an asyncio future of the running loop, so the event loop never
+blocks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -84,30 +87,34 @@ def list_limiters() -> dict[str, dict[str, Any]]:
     return _native.list_limiters()
 
 
-def _is_local(limiter_id: str) -> bool:
-    """Whether the limiter decides in this process (memory engine), from its cached
-    ``get_limiter`` object: one dictionary lookup, no call into the extension."""
-    return get_limiter(limiter_id)._local
+async def _answer(result: Any) -> Any:
+    """A native call's answer: itself, or awaited when the store answers later."""
+    if isinstance(result, asyncio.Future):
+        return await result
+    return result
 
 
-async def _acquire(limiter_id: str, timeout: float | None, key: str, cost: int) -> Permit:
-    if _is_local(limiter_id):
-        permit = _native.attempt_local(limiter_id, key, cost)
-        if permit is not None:
-            return permit
-    return await _native.acquire_async(_bridge.current(), limiter_id, key, cost, timeout)
+async def _acquire(target: Any, timeout: float | None, key: str, cost: int) -> Permit:
+    return await _answer(_native.acquire(_bridge.current(), target, key, cost, timeout))
 
 
-async def _attempt(limiter_id: str, key: str, cost: int) -> Permit | None:
-    if _is_local(limiter_id):
-        return _native.attempt_local(limiter_id, key, cost)
-    return await _native.attempt_async(_bridge.current(), limiter_id, key, cost)
+async def _attempt(target: Any, key: str, cost: int) -> Permit | None:
+    return await _answer(_native.attempt(_bridge.current(), target, key, cost))
 
 
-async def _state(limiter_id: str, key: str, cost: int) -> _native.Decision:
-    if _is_local(limiter_id):
-        return _native.state_blocking(limiter_id, key, cost)
-    return await _native.state_async(_bridge.current(), limiter_id, key, cost)
+async def _state(target: Any, key: str, cost: int) -> _native.Decision:
+    return await _answer(_native.state(_bridge.current(), target, key, cost))
+
+
+async def _acquire_all(
+    calls: list[tuple[Any, str, int]], timeout: float | None
+) -> _native.GroupOutcome:
+    """Every call ``(limiter name or handle, key, cost)`` admitted together or none:
+    one attempt when ``timeout`` is falsy, else waiting up to ``timeout`` seconds."""
+    wait = bool(timeout and timeout > 0)
+    return await _answer(
+        _native.acquire_all(_bridge.current(), calls, wait, timeout if wait else None)
+    )
 
 
 class AcquireContext:
@@ -145,10 +152,8 @@ class AcquireContext:
 
 async def release_permit(permit: Permit) -> None:
     """Gives back a permit's slot and waits until its store has it back (nothing to
-    wait for without a slot or on the memory engine)."""
-    releasing = permit.release_async(_bridge.current())
-    if releasing is not None:
-        await releasing
+    wait for without a slot or on a store that answers at once)."""
+    await _answer(permit.release_wait(_bridge.current()))
 
 
 # Permits taken by a bare `await acquire(...)` on concurrency limiters, released by
@@ -179,26 +184,19 @@ async def check_limiter(
 ) -> RateLimitResult:
     """Checks a limiter. With ``acquire_if_allowed=False`` it is a peek: nothing is
     consumed (rate-sync consumed a token there)."""
-    key = key or ""
-    if not acquire_if_allowed:
-        d = await _state(limiter_id, key, cost)
-        return _result(limiter_id, d)
-    try:
-        if timeout and timeout > 0:
-            permit: Permit | None = await _acquire(limiter_id, timeout, key, cost)
-        else:
-            permit = await _attempt(limiter_id, key, cost)
-    except StoreUnavailableError:
-        raise
-    except RateLimiterAcquisitionError:
-        permit = None
-    if permit is None:
-        return _result(limiter_id, await _state(limiter_id, key, cost))
-    permit.release()
-    return _result(limiter_id, permit.decision)
+    calls = [(limiter_id, key or "", cost)]
+    [result] = await _decide_all([limiter_id], calls, acquire_if_allowed, timeout)
+    return result
 
 
-def _result(limiter_id: str, d: _native.Decision, force_denied: bool = False) -> RateLimitResult:
+def _result(
+    limiter_id: str, d: _native.Decision | None, force_denied: bool = False
+) -> RateLimitResult:
+    if d is None:
+        # The store could not say (a reservation-based store refused meanwhile).
+        return RateLimitResult(
+            allowed=False, limit=0, remaining=0, reset_in=0.0, limiter_id=limiter_id
+        )
     allowed = d.allowed and not force_denied
     reset_in = d.reset_after if allowed else max(d.retry_after, 0.0)
     return RateLimitResult(
@@ -224,7 +222,6 @@ class RateLimiter:
         self._id = limiter_id
         self._target = limiter_id
         self._config = _native.limiter_config(limiter_id)
-        self._local = _native.is_local(limiter_id)
         self._initialized = True
         self._metrics = _METRICS.setdefault(limiter_id, RateLimiterMetrics())
         self._held = _HELD.setdefault(limiter_id, [])
@@ -264,33 +261,22 @@ class RateLimiter:
     async def _take(self, timeout: float | None, key: str, cost: int) -> Permit:
         """Waits for a permit (``timeout`` None = the limiter's own), counting it."""
         metrics = self._metrics
-        permit = _native.attempt_local(self._target, key, cost) if self._local else None
-        if permit is None:
-            start = time.perf_counter()
-            try:
-                permit = await _native.acquire_async(
-                    _bridge.current(), self._target, key, cost, timeout
-                )
-            except StoreUnavailableError:
-                raise
-            except RateLimiterAcquisitionError:
-                metrics.record_timeout()
-                raise
-            metrics.record_acquisition((time.perf_counter() - start) * 1000.0)
-        else:
-            metrics.record_acquisition(0.0)
+        start = time.perf_counter()
+        try:
+            permit = await _acquire(self._target, timeout, key, cost)
+        except StoreUnavailableError:
+            raise
+        except RateLimiterAcquisitionError:
+            metrics.record_timeout()
+            raise
+        metrics.record_acquisition((time.perf_counter() - start) * 1000.0)
         if permit.holds_slot:
             metrics.record_concurrent_acquire()
         return permit
 
     async def _try(self, key: str, cost: int) -> Permit | None:
         """One attempt, never waits; counts a refusal as rate-sync's ``timeouts``."""
-        if self._local:
-            permit = _native.attempt_local(self._target, key, cost)
-        else:
-            permit = await _native.attempt_async(
-                _bridge.current(), self._target, key, cost
-            )
+        permit = await _attempt(self._target, key, cost)
         if permit is None:
             self._metrics.record_timeout()
             return None
@@ -352,10 +338,7 @@ class RateLimiter:
 
     async def get_state(self, *, key: str | None = None) -> LimiterState:
         """The current state (a peek: nothing consumed)."""
-        if self._local:
-            d = _native.state_blocking(self._target, key or "", 1)
-        else:
-            d = await _native.state_async(_bridge.current(), self._target, key or "", 1)
+        d = await _state(self._target, key or "", 1)
         return LimiterState(
             allowed=d.allowed,
             remaining=d.remaining,
@@ -365,7 +348,7 @@ class RateLimiter:
 
     async def reset(self, *, key: str | None = None) -> None:
         """Forgets the state of ``key`` (or of every key): a fresh limiter."""
-        await _native.reset_async(_bridge.current(), self._target, key)
+        await _answer(_native.reset(_bridge.current(), self._target, key))
 
     async def reset_all(self) -> None:
         await self.reset()
@@ -499,16 +482,19 @@ async def check_multi_limiters(
     limiter_ids: list[str],
     acquire_if_allowed: bool = True,
     timeout: float = 0,
+    *,
+    key: str | None = None,
 ) -> MultiLimiterResult:
-    """Checks several limiters; allowed only if all allow. All or nothing: when one
-    denies, nothing is consumed from any (rate-sync consumed from the others).
+    """Checks several limiters; allowed only if all allow. All or nothing, decided
+    by the store: when one denies, nothing is consumed from any (rate-sync consumed
+    from the others). ``key`` checks every limiter on that key (one user's group).
 
     A limiter that is not configured is skipped as allowing (as rate-sync does)."""
-    targets: list[tuple[str, Any, bool]] = []
+    known: list[str] = []
     results: list[RateLimitResult | None] = []
     for limiter_id in limiter_ids:
         try:
-            local = _native.is_local(limiter_id)
+            _native.limiter_config(limiter_id)
         except LimiterNotFoundError:
             results.append(
                 RateLimitResult(
@@ -516,74 +502,39 @@ async def check_multi_limiters(
                 )
             )
             continue
-        targets.append((limiter_id, limiter_id, local))
+        known.append(limiter_id)
         results.append(None)
-    decided = await _all_or_nothing(targets, acquire_if_allowed, timeout)
-    it = iter(decided)
-    merged = [r if r is not None else next(it) for r in results]
+    calls = [(limiter_id, key or "", 1) for limiter_id in known]
+    decided = iter(await _decide_all(known, calls, acquire_if_allowed, timeout))
+    merged = [r if r is not None else next(decided) for r in results]
     return MultiLimiterResult.from_results(merged)
 
 
-async def _all_or_nothing(
-    targets: list[tuple[str, Any, bool]],
+async def _decide_all(
+    labels: list[str],
+    calls: list[tuple[Any, str, int]],
     take: bool,
     timeout: float | None,
     keep: list[Permit] | None = None,
 ) -> list[RateLimitResult]:
-    """Peeks every target (label, limiter name or handle, is_local); if all allow and
-    ``take``, acquires one unit from each, in order.
-
-    Residual race (documented): another client may consume between the peek and the
-    acquisitions. If an acquisition is then refused, the concurrency slots already
-    taken are released, but rate units already consumed from the earlier limiters
-    cannot be given back (the core has no refund); the result says denied, blocked by
-    the limiter that refused.
-
-    With ``keep``, the permits of a success are appended to it instead of released
-    (their concurrency slots stay taken until the caller releases them)."""
-    bridge = _bridge.current()
-    peeks = []
-    for _, target, local in targets:
-        if local:
-            peeks.append(_native.state_blocking(target, "", 1))
-        else:
-            peeks.append(await _native.state_async(bridge, target, "", 1))
-    if not all(d.allowed for d in peeks) or not take:
-        return [_result(label, d) for (label, _, _), d in zip(targets, peeks)]
-    permits: list[Permit] = []
-    for index, (label, target, local) in enumerate(targets):
-        try:
-            if timeout and timeout > 0:
-                permit: Permit | None = await _native.acquire_async(bridge, target, "", 1, timeout)
-            elif local:
-                permit = _native.attempt_local(target, "", 1)
+    """One result per call, labelled. With ``take``, every call is admitted together
+    or none is (the core's ``acquire_all``), waiting up to ``timeout``; without, each
+    is a peek. The permits of an admission are released, or with ``keep`` appended
+    to it (their concurrency slots stay taken until the caller releases them)."""
+    if not take or not calls:
+        peeks = [await _state(target, key, cost) for target, key, cost in calls]
+        return [_result(label, d) for label, d in zip(labels, peeks)]
+    outcome = await _acquire_all(calls, timeout)
+    if outcome.admitted:
+        for permit in outcome.permits:
+            if keep is not None:
+                keep.append(permit)
             else:
-                permit = await _native.attempt_async(bridge, target, "", 1)
-        except StoreUnavailableError:
-            for taken in permits:
-                taken.release()
-            raise
-        except RateLimiterAcquisitionError:
-            permit = None
-        if permit is None:
-            for taken in permits:
-                taken.release()
-            out = [_result(lbl, p.decision) for (lbl, _, _), p in zip(targets, permits)]
-            if local:
-                d = _native.state_blocking(target, "", 1)
-            else:
-                d = await _native.state_async(bridge, target, "", 1)
-            out.append(_result(label, d, force_denied=True))
-            rest = zip(targets[index + 1 :], peeks[index + 1 :])
-            out.extend(_result(lbl, pk) for (lbl, _, _), pk in rest)
-            return out
-        permits.append(permit)
-    for permit in permits:
-        if keep is not None:
-            keep.append(permit)
-        else:
-            permit.release()
-    return [_result(label, p.decision) for (label, _, _), p in zip(targets, permits)]
+                permit.release()
+    return [
+        _result(label, d, force_denied=(i == outcome.index))
+        for i, (label, d) in enumerate(zip(labels, outcome.decisions))
+    ]
 
 
 os.register_at_fork(after_in_child=_forget_held_in_child)

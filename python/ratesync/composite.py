@@ -1,6 +1,7 @@
 """``CompositeRateLimiter``, as in rate-sync, but all or nothing: when the strategy
 denies, no limiter is consumed (rate-sync consumed a slot from every limiter that
-allowed, even when the request was refused)."""
+allowed, even when the request was refused). The decision is the core's, one group
+in the store (``docs/design.md#groups``)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,14 @@ class CompositeLimitCheck:
 
 
 class CompositeRateLimiter:
-    """Several limiters checked together, each on a clone per identifier
-    (``get_or_clone_limiter(limiter_id, identifier)``, as rate-sync).
+    """Several limiters checked together, each on the key of its identifier (one
+    user's group: ``{"by_ip": "login_ip", "by_email": "login_email"}`` checked with
+    ``{"by_ip": ip, "by_email": f"{ip}:{email}"}``). rate-sync made a clone limiter
+    per identifier; keys keep one limiter per rule however many users there are.
 
     Strategies: ``most_restrictive`` / ``all_must_pass`` (all must allow; one unit is
     taken from each, or from none), ``any_must_pass`` (allowed if one allows; one unit
-    is taken from each limiter that allows, and from none when all deny).
-
-    The decision is a peek of every limiter followed by the acquisitions; see
-    ``check_multi_limiters`` for the residual race between the two."""
+    is taken from each limiter that allows, and from none when all deny)."""
 
     def __init__(
         self,
@@ -66,23 +66,17 @@ class CompositeRateLimiter:
                 f"must match limiter keys {set(self.limiters.keys())}"
             )
         names = list(self.limiters)
-        targets: list[tuple[str, Any, bool]] = []
-        for check_name in names:
-            limiter = await _api.get_or_clone_limiter(
-                self.limiters[check_name], identifiers[check_name]
-            )
-            targets.append((check_name, limiter._target, limiter._local))
-        effective_timeout = timeout if timeout is not None else 0
+        calls = [(self.limiters[name], identifiers[name], 1) for name in names]
         if self.strategy == "any_must_pass":
-            peeked = await _api._all_or_nothing(targets, False, None)
-            passing = [t for t, r in zip(targets, peeked) if r.allowed]
-            taken = {
-                r.limiter_id: r
-                for r in await _api._all_or_nothing(passing, True, effective_timeout, keep)
-            }
-            listed = [taken.get(r.limiter_id, r) for r in peeked]
+            peeked = await _api._decide_all(names, calls, False, None)
+            passing = [i for i, r in enumerate(peeked) if r.allowed]
+            taken = await _api._decide_all(
+                [names[i] for i in passing], [calls[i] for i in passing], True, timeout, keep
+            )
+            by_name = {r.limiter_id: r for r in taken}
+            listed = [by_name.get(r.limiter_id, r) for r in peeked]
         else:
-            listed = await _api._all_or_nothing(targets, True, effective_timeout, keep)
+            listed = await _api._decide_all(names, calls, True, timeout, keep)
         results = {
             name: RateLimitResult(r.allowed, r.limit, r.remaining, r.reset_in)
             for name, r in zip(names, listed)

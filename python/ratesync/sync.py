@@ -1,6 +1,6 @@
-"""The blocking API, for threads and Celery workers: the same decisions as the
-coroutines (memory limiters on the calling thread; network limiters on the
-extension's runtime with the GIL released).
+"""The blocking API, for threads and Celery workers: the same native calls as the
+coroutines, without an event loop (a store that answers at once decides on the
+calling thread; any other is waited for with the GIL released).
 
     >>> from ratesync import sync
     >>> with sync.acquire("api", key="user-42"):
@@ -19,17 +19,17 @@ def acquire(
 ) -> Permit:
     """Blocks until admitted (``timeout`` seconds; ``None`` = the limiter's own).
     The permit is a context manager that releases its concurrency slot."""
-    return _native.acquire_blocking(limiter_id, key or "", cost, timeout)
+    return _native.acquire(None, limiter_id, key or "", cost, timeout)
 
 
 def try_acquire(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Permit | None:
     """One attempt, never waits: a ``Permit``, or ``None`` when refused."""
-    return _native.attempt_blocking(limiter_id, key or "", cost)
+    return _native.attempt(None, limiter_id, key or "", cost)
 
 
 def state(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Decision:
     """The decision an attempt would get now, consuming nothing."""
-    return _native.state_blocking(limiter_id, key or "", cost)
+    return _native.state(None, limiter_id, key or "", cost)
 
 
 __all__ = ["acquire", "try_acquire", "state"]

@@ -36,7 +36,7 @@ def redis_url():
     if binary is None:
         message = "redis-server not installed: the Redis tests of the Python package do not run"
         if os.environ.get("CI") == "true":
-            pytest.fail(message)
+            pytest.fail(f"CI=true: a missing service is a failure: {message}")
         warnings.warn(message)
         pytest.skip(message)
     with socket.socket() as s:

@@ -285,8 +285,11 @@ async def test_composite_denied_consumes_nothing(store, name):
     for _ in range(3):
         denied = await composite.check(ids)
         assert not denied.allowed and denied.triggered_by == "by_email"
-    ip = await ratesync.get_limiter(f"{name}-ip:1.2.3.4").get_state()
+    # Each limiter decides on the key of its identifier (no clone per identifier).
+    ip = await ratesync.get_limiter(f"{name}-ip").get_state(key="1.2.3.4")
     assert ip.remaining == 4  # only the admitted check consumed
+    other = await composite.check({"by_ip": "5.6.7.8", "by_email": "5.6.7.8:abc"})
+    assert other.allowed, "another user's group has its own state"
     with pytest.raises(ValueError):
         await composite.check({"by_ip": "x"})
     with pytest.raises(ValueError):

@@ -341,25 +341,39 @@ def test_import_without_fastapi():
     assert out.stdout.strip() == "ok", out.stderr
 
 
-def test_concurrency_only_limiter_sets_no_quota_headers(store, name):
-    ratesync.configure_limiter(name, store_id=store, max_concurrent=1)
+def test_concurrency_only_limiter_is_a_concurrent_requests_quota(store, name):
+    # The draft's concurrent-requests quota: q is the cap, r the free slots, and no
+    # window or reset time (a slot comes back when its holder lets go).
+    ratesync.configure_limiter(name, store_id=store, max_concurrent=2)
     c = client(make_app(RateLimitDependency(name)))
     r = c.get("/x")
     assert r.status_code == 200
-    assert not any(h.lower().startswith(("ratelimit", "x-ratelimit")) for h in r.headers)
-    held = ratesync.sync.try_acquire(name, key=PEER)
-    assert held is not None
+    assert r.headers["RateLimit-Policy"] == f'"{name}";q=2;qu="concurrent-requests"'
+    assert r.headers["RateLimit"] == f'"{name}";r=1'  # this request holds the other
+    assert "Retry-After" not in r.headers
+    assert not any(h.lower().startswith("x-ratelimit") for h in r.headers), "no rate"
+    held = [ratesync.sync.try_acquire(name, key=PEER) for _ in range(2)]
+    assert None not in held
     try:
         r = c.get("/x")
     finally:
-        held.release()
+        for permit in held:
+            permit.release()
     assert r.status_code == 429
-    assert int(r.headers["Retry-After"]) >= 1
-    assert not any(h.lower().startswith(("ratelimit", "x-ratelimit")) for h in r.headers)
+    assert r.headers["Retry-After"] == "1"  # a hint: no clock tells when a slot frees
+    assert r.headers["RateLimit-Policy"] == f'"{name}";q=2;qu="concurrent-requests"'
+    assert r.headers["RateLimit"] == f'"{name}";r=0'
+    assert not any(h.lower().startswith("x-ratelimit") for h in r.headers), "no rate"
     assert "limit" not in r.json()["detail"][0]["context"]
+    # The middleware gives the same headers.
+    mw = client(make_app(middleware={"limiter_id": name}))
+    r = mw.get("/x")
+    assert r.status_code == 200
+    assert r.headers["RateLimit-Policy"] == f'"{name}";q=2;qu="concurrent-requests"'
+    assert r.headers["RateLimit"] == f'"{name}";r=1'
 
 
-def test_composite_headers_show_only_the_limits_with_a_quota(store, name):
+def test_composite_headers_list_every_limit_and_x_ratelimit_the_rate(store, name):
     window_limiter(store, f"{name}-w", limit=5)
     ratesync.configure_limiter(f"{name}-c", store_id=store, max_concurrent=2)
     comp = CompositeRateLimitDependency(
@@ -367,8 +381,70 @@ def test_composite_headers_show_only_the_limits_with_a_quota(store, name):
     )
     r = client(make_app(comp)).get("/x")
     assert r.status_code == 200
-    assert r.headers["RateLimit-Policy"] == '"w";q=5;w=60'
+    policies = r.headers["RateLimit-Policy"].split(", ")
+    assert sorted(policies) == ['"c";q=2;qu="concurrent-requests"', '"w";q=5;w=60']
+    states = r.headers["RateLimit"].split(", ")
+    assert sorted(s.split(";t=")[0] for s in states) == ['"c";r=1', '"w";r=4']
     assert r.headers["X-RateLimit-Limit"] == "5"
+    assert r.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_client_ip_through_trusted_proxies(store, name):
+    window_limiter(store, name, limit=100)
+    configure_fastapi(trusted_proxy_networks=["10.0.0.0/8", "2001:db8::/32"])
+    app = make_app(RateLimitDependency(name))
+    cases = [
+        # (peer, headers, client ip)
+        ("10.0.0.1", [("X-Forwarded-For", "198.51.100.1")], "198.51.100.1"),
+        ("10.0.0.1", [("X-Forwarded-For", "6.6.6.6, 198.51.100.1, 10.9.9.9")], "198.51.100.1"),
+        # every hop trusted: the leftmost is the best known
+        ("10.0.0.1", [("X-Forwarded-For", "10.0.0.3, 10.0.0.2")], "10.0.0.3"),
+        # an unusable hop stops the walk at the last proxy known
+        ("10.0.0.1", [("X-Forwarded-For", "1.2.3.4, unknown, 10.0.0.2")], "10.0.0.2"),
+        ("10.0.0.1", [("X-Forwarded-For", "[2001:db9::1]:443")], "2001:db9::1"),
+        # X-Forwarded-For first, then Forwarded, then X-Real-IP
+        ("10.0.0.1", [("X-Real-IP", "7.7.7.7"), ("X-Forwarded-For", "8.8.8.8")], "8.8.8.8"),
+        ("10.0.0.1", [("X-Real-IP", "7.7.7.7"), ("Forwarded", "for=9.9.9.9")], "9.9.9.9"),
+        ("10.0.0.1", [("X-Real-IP", " 7.7.7.7 ")], "7.7.7.7"),
+        ("2001:db8::5", [("Forwarded", 'for="[2001:db9::2]:80";by=x')], "2001:db9::2"),
+        # several header lines read as one list, in order
+        ("10.0.0.1", [("X-Forwarded-For", "5.5.5.5"), ("X-Forwarded-For", "10.0.0.7")], "5.5.5.5"),
+        ("::ffff:10.0.0.9", [("X-Forwarded-For", "::ffff:1.2.3.4")], "1.2.3.4"),
+        # an untrusted peer's headers change nothing
+        ("203.0.113.9", [("X-Forwarded-For", "1.1.1.1"), ("Forwarded", "for=1.1.1.1")], "203.0.113.9"),
+    ]
+    for peer, headers, expected in cases:
+        r = client(app, peer).get("/x", headers=headers)
+        assert r.status_code == 200, (peer, headers, r.text)
+        assert r.json() == {"ip": expected}, (peer, headers)
+    # The key is the client's: a second client through the same proxy is counted apart.
+    window_limiter(store, name + "_one", limit=1)
+    one = client(make_app(RateLimitDependency(name + "_one")), "10.0.0.1")
+    assert one.get("/x", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 200
+    assert one.get("/x", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 429
+    assert one.get("/x", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 200
+
+
+def test_invalid_trusted_proxy_networks_are_named():
+    with pytest.raises(ValueError, match="invalid trusted proxy network.*10.0.0.0/33"):
+        configure_fastapi(trusted_proxy_networks=["192.168.0.0/16", "10.0.0.0/33"])
+    with pytest.raises(ValueError, match="`proxy.internal`"):
+        configure_fastapi(trusted_proxy_networks=["proxy.internal"])
+    configure_fastapi(trusted_proxy_networks=[" 10.1.2.3/8 ", "::1"])  # host bits, spaces: fine
+
+
+def test_invalid_networks_of_an_argument_are_skipped_with_a_warning(caplog):
+    from starlette.requests import Request as StarletteRequest
+
+    scope = {
+        "type": "http",
+        "client": ("10.0.0.1", 1234),
+        "headers": [(b"x-forwarded-for", b"9.9.9.9")],
+    }
+    with caplog.at_level("WARNING", logger="ratesync.contrib.fastapi.ip_utils"):
+        ip = get_client_ip(StarletteRequest(scope), ["not-a-network", "10.0.0.0/8"])
+    assert ip == "9.9.9.9"
+    assert "not-a-network" in caplog.text
 
 
 class LiveServer:

@@ -54,7 +54,14 @@ async def test_check_multi_and_composite_on_redis(redis_store, name):
     composite = ratesync.CompositeRateLimiter({"x": f"{name}-a", "y": f"{name}-b"})
     assert (await composite.check({"x": "k", "y": "k"})).allowed
     assert not (await composite.check({"x": "k", "y": "k"})).allowed
-    assert (await ratesync.get_limiter(f"{name}-a:k").get_state()).remaining == 2
+    # The composite decides on each limiter's key of the identifier.
+    assert (await ratesync.get_limiter(f"{name}-a").get_state(key="k")).remaining == 2
+    # One user's group: every limiter on that user's key, all or nothing.
+    per_user = await ratesync.check_multi_limiters([f"{name}-a", f"{name}-b"], key="u1")
+    assert per_user.allowed
+    refused = await ratesync.check_multi_limiters([f"{name}-a", f"{name}-b"], key="u1")
+    assert not refused.allowed
+    assert (await ratesync.get_limiter(f"{name}-a").get_state(key="u1")).remaining == 2
 
 
 async def test_rate_limited_and_sync_on_redis(redis_store, name):
@@ -87,8 +94,10 @@ async def test_redis_rate_limiter_class(redis_url, name):
     assert await b.try_acquire()
     assert name not in ratesync.list_limiters()
 
+    # A rate far above reach: the slot, not the 1 ms spacing of a slower bucket,
+    # decides the attempts below.
     conc = RedisRateLimiter(
-        redis_url, f"{name}-c", rate_per_second=1000.0, max_concurrent=1, key_prefix="c" + name
+        redis_url, f"{name}-c", rate_per_second=1e6, max_concurrent=1, key_prefix="c" + name
     )
     async with conc.acquire_context(timeout=0):
         assert not await conc.try_acquire()

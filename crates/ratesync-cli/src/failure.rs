@@ -1,6 +1,6 @@
 //! Why a command failed, as one exit code and one line per problem on stderr.
 
-use ratesync::engine::StoreError;
+use ratesync::store::StoreError;
 use ratesync::{AcquireError, ConfigError};
 
 /// Exit codes (sysexits.h names where one fits, so shell scripts can tell a refusal
@@ -91,7 +91,9 @@ impl From<AcquireError> for Failure {
             AcquireError::StoreUnavailable { .. } => {
                 Failure::new(exit::UNAVAILABLE, err.to_string())
             }
-            AcquireError::InvalidCost { .. } => Failure::config(err.to_string()),
+            AcquireError::InvalidCost { .. } | AcquireError::SlotTwice { .. } => {
+                Failure::config(err.to_string())
+            }
         }
     }
 }

@@ -32,23 +32,48 @@ pub fn rate(per_second: f64) -> String {
     }
 }
 
-/// The rate part of a limiter: `100/s, burst 20` or `5 per 300 s`.
-pub fn rule(rule: &Rule) -> String {
-    match rule {
-        Rule::TokenBucket(tb) => format!("{}, burst {}", rate(tb.rate_per_second()), tb.burst()),
-        Rule::SlidingWindow(sw) => format!(
+/// What a limiter allows, in words: `100/s, burst 20`, `5 per 300 s`, either with
+/// `; ≤ 4 in flight`, or `no rate limit, ≤ 3 in flight`.
+pub fn limit(limiter: &LimiterConfig) -> String {
+    let rate = match &limiter.rule {
+        Some(Rule::TokenBucket(tb)) => {
+            format!("{}, burst {}", rate(tb.rate_per_second()), tb.burst())
+        }
+        Some(Rule::SlidingWindow(sw)) => format!(
             "{} per {}",
             sw.limit(),
             seconds(Duration::from_nanos(sw.window_nanos()))
         ),
+        None => "no rate limit".to_owned(),
+    };
+    match (limiter.rule.is_some(), limiter.max_concurrent) {
+        (true, Some(max)) => format!("{rate}; ≤ {max} in flight"),
+        (false, Some(max)) => format!("{rate}, ≤ {max} in flight"),
+        (_, None) => rate,
     }
 }
 
-/// The configured rate in units per second, for comparison with an achieved rate.
-pub fn configured_rate(rule: &Rule) -> f64 {
-    match rule {
-        Rule::TokenBucket(tb) => tb.rate_per_second(),
-        Rule::SlidingWindow(sw) => f64::from(sw.limit()) * 1e9 / sw.window_nanos() as f64,
+/// The algorithm column: the rule's algorithm, or that there is none.
+pub fn algorithm(limiter: &LimiterConfig) -> &'static str {
+    limiter
+        .rule
+        .as_ref()
+        .map_or("concurrency only", Rule::algorithm_name)
+}
+
+/// What a decision leaves, in words: `7 of 10`, or for a limiter without a rate
+/// (its limit is the cap) `2 of 3 slots`.
+pub fn remaining(limiter: &LimiterConfig, decision: &ratesync::Decision) -> String {
+    let unit = if limiter.rule.is_none() { " slots" } else { "" };
+    format!("{} of {}{unit}", decision.remaining, decision.limit)
+}
+
+/// The configured rate in units per second, for comparison with an achieved rate;
+/// `None` without a rate.
+pub fn configured_rate(rule: Option<&Rule>) -> Option<f64> {
+    match rule? {
+        Rule::TokenBucket(tb) => Some(tb.rate_per_second()),
+        Rule::SlidingWindow(sw) => Some(f64::from(sw.limit()) * 1e9 / sw.window_nanos() as f64),
     }
 }
 

@@ -219,9 +219,44 @@ impl AbortOnDone {
     }
 }
 
+/// Runs `work`, the one way every call of the package runs
+/// (`docs/design.md#python`): its first poll is made here, in the runtime's
+/// context, and when it completes there (a store that answers at once, the memory
+/// engine) its `convert`ed result comes back directly, without a thread hop or an
+/// asyncio future. Otherwise it goes on on the runtime: with a `bridge`, as an
+/// asyncio future of that loop; without one (the blocking API), by blocking this
+/// thread with the GIL released.
+pub(crate) fn run<T, F, C>(
+    py: Python<'_>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
+    work: F,
+    convert: C,
+) -> PyResult<Py<PyAny>>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let handle = crate::runtime::handle();
+    let mut work = Box::pin(work);
+    {
+        let _runtime = handle.enter();
+        if let Some(output) = futures::FutureExt::now_or_never(work.as_mut()) {
+            return convert(py, output);
+        }
+    }
+    match bridge {
+        Some(bridge) => spawn(bridge, work, convert).map(Bound::unbind),
+        None => {
+            let output = py.detach(|| handle.block_on(work));
+            convert(py, output)
+        }
+    }
+}
+
 /// Runs `work` on the runtime; returns an asyncio future of the bridge's loop that
 /// gets its result (`convert`ed on the loop's thread) or its exception.
-pub(crate) fn spawn<'py, T, F, C>(
+fn spawn<'py, T, F, C>(
     bridge: &Bound<'py, LoopBridge>,
     work: F,
     convert: C,

@@ -1,13 +1,17 @@
-//! Acquire, try and peek. Memory-engine limiters decide synchronously on the calling
-//! thread (`Call::try_acquire_local`, no thread hop); network engines run on the
-//! extension's runtime: as an asyncio future for coroutines, or blocking the calling
-//! thread with the GIL released for the sync API.
+//! The calls of the package, one native entry per operation: acquire, attempt,
+//! state, reset and acquire_all. Each runs through [`crate::bridge::run`]: decided
+//! at once when the store answers at once (the memory engine decides on the calling
+//! thread, no hop), else on the extension's runtime, as an asyncio future of the
+//! caller's loop (`bridge` given) or blocking the calling thread with the GIL
+//! released (`bridge` is `None`: the sync API).
 
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use ratesync::{AcquireError, Limiter};
+use pyo3::types::PyList;
+use ratesync::{AcquireAllError, AcquireError, Limiter};
 
+use crate::bridge::LoopBridge;
 use crate::errors;
 use crate::registry;
 use crate::types::{Decision, Permit};
@@ -43,30 +47,6 @@ fn private_limiter(
     Ok(LimiterHandle { limiter })
 }
 
-/// Forgets the state of one key (`key`) or of every key (`None`): an asyncio future.
-#[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key))]
-fn reset_async<'py>(
-    bridge: &Bound<'py, crate::bridge::LoopBridge>,
-    limiter_id: &Bound<'py, PyAny>,
-    key: Option<String>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    crate::bridge::spawn(
-        bridge,
-        async move {
-            match key {
-                Some(key) => limiter.key(&key).reset().await,
-                None => limiter.reset().await,
-            }
-        },
-        |py, result: Result<(), AcquireError>| match result {
-            Ok(()) => Ok(py.None()),
-            Err(error) => Err(errors::from_acquire(&error)),
-        },
-    )
-}
-
 fn wait_bound(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     timeout
         .map(|t| {
@@ -97,181 +77,179 @@ fn permit_or_none(
     }
 }
 
-/// One synchronous attempt on a local limiter: a `Permit`, or `None` when refused or
-/// when the limiter's engine is remote (then use an async or blocking call).
-#[pyfunction]
-#[pyo3(signature = (limiter_id, key, cost))]
-fn attempt_local(
-    py: Python<'_>,
-    limiter_id: &Bound<'_, PyAny>,
-    key: &str,
-    cost: u32,
-) -> PyResult<Py<PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    let _runtime = crate::runtime::handle().enter();
-    match limiter.key(key).cost(cost).try_acquire_local() {
-        Some(result) => permit_or_none(py, result),
-        None => Ok(py.None()),
-    }
-}
-
-/// Waits for a permit (timeout `None` = the limiter's own): an asyncio future.
+/// Waits for a permit (timeout `None` = the limiter's own): a `Permit`, or an asyncio
+/// future of one.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost, timeout))]
-fn acquire_async<'py>(
-    bridge: &Bound<'py, crate::bridge::LoopBridge>,
-    limiter_id: &Bound<'py, PyAny>,
+fn acquire(
+    py: Python<'_>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
+    limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
     timeout: Option<f64>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
     let bound = wait_bound(timeout)?;
-    crate::bridge::spawn(
-        bridge,
-        async move { acquire(&limiter, &key, cost, timeout.map(|_| bound)).await },
-        permit,
-    )
+    let work = async move {
+        let call = limiter.key(&key).cost(cost);
+        match timeout {
+            Some(_) => call.timeout(bound).acquire().await,
+            None => call.acquire().await,
+        }
+    };
+    crate::bridge::run(py, bridge, work, permit)
 }
 
-/// One attempt: an asyncio future of a `Permit` or `None` when refused.
+/// One attempt: a `Permit`, `None` when refused, or an asyncio future of either.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost))]
-fn attempt_async<'py>(
-    bridge: &Bound<'py, crate::bridge::LoopBridge>,
-    limiter_id: &Bound<'py, PyAny>,
-    key: String,
-    cost: u32,
-) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    crate::bridge::spawn(
-        bridge,
-        async move { limiter.key(&key).cost(cost).try_acquire().await },
-        permit_or_none,
-    )
-}
-
-/// The decision an attempt would get now, consuming nothing: an asyncio future.
-#[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost))]
-fn state_async<'py>(
-    bridge: &Bound<'py, crate::bridge::LoopBridge>,
-    limiter_id: &Bound<'py, PyAny>,
-    key: String,
-    cost: u32,
-) -> PyResult<Bound<'py, PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    crate::bridge::spawn(
-        bridge,
-        async move { limiter.key(&key).cost(cost).state().await },
-        decision,
-    )
-}
-
-fn decision(
+fn attempt(
     py: Python<'_>,
-    result: Result<ratesync::Decision, AcquireError>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
+    limiter_id: &Bound<'_, PyAny>,
+    key: String,
+    cost: u32,
 ) -> PyResult<Py<PyAny>> {
-    match result {
+    let limiter = resolve(limiter_id)?;
+    let work = async move { limiter.key(&key).cost(cost).try_acquire().await };
+    crate::bridge::run(py, bridge, work, permit_or_none)
+}
+
+/// The decision an attempt would get now, consuming nothing: a `Decision`, or an
+/// asyncio future of one.
+#[pyfunction]
+#[pyo3(signature = (bridge, limiter_id, key, cost))]
+fn state(
+    py: Python<'_>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
+    limiter_id: &Bound<'_, PyAny>,
+    key: String,
+    cost: u32,
+) -> PyResult<Py<PyAny>> {
+    let limiter = resolve(limiter_id)?;
+    let work = async move { limiter.key(&key).cost(cost).state().await };
+    crate::bridge::run(py, bridge, work, |py, result| match result {
         Ok(d) => Ok(Py::new(py, Decision::from(&d))?.into_any()),
         Err(error) => Err(errors::from_acquire(&error)),
-    }
+    })
 }
 
-async fn acquire(
-    limiter: &Limiter,
-    key: &str,
-    cost: u32,
-    timeout: Option<Option<Duration>>,
-) -> Result<ratesync::Permit, AcquireError> {
-    let call = limiter.key(key).cost(cost);
-    match timeout {
-        Some(bound) => call.timeout(bound).acquire().await,
-        None => call.acquire().await,
-    }
-}
-
-/// Waits for a permit on the calling thread, with the GIL released.
+/// Forgets the state of one key (`key`) or of every key (`None`).
 #[pyfunction]
-#[pyo3(signature = (limiter_id, key, cost, timeout))]
-fn acquire_blocking(
+#[pyo3(signature = (bridge, limiter_id, key))]
+fn reset(
     py: Python<'_>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
     limiter_id: &Bound<'_, PyAny>,
-    key: &str,
-    cost: u32,
+    key: Option<String>,
+) -> PyResult<Py<PyAny>> {
+    let limiter = resolve(limiter_id)?;
+    let work = async move {
+        match key {
+            Some(key) => limiter.key(&key).reset().await,
+            None => limiter.reset().await,
+        }
+    };
+    crate::bridge::run(py, bridge, work, |py, result| match result {
+        Ok(()) => Ok(py.None()),
+        Err(error) => Err(errors::from_acquire(&error)),
+    })
+}
+
+/// What a group of calls got: every permit, or the refusal.
+#[pyclass(frozen, module = "ratesync._native")]
+pub(crate) struct GroupOutcome {
+    /// Whether every call was admitted.
+    #[pyo3(get)]
+    admitted: bool,
+    /// One `Permit` per call when admitted (empty otherwise).
+    #[pyo3(get)]
+    permits: Py<PyList>,
+    /// One `Decision` (or `None`) per call: the permits' when admitted; the refusal
+    /// for the refusing call and peeks for the others when refused.
+    #[pyo3(get)]
+    decisions: Py<PyList>,
+    /// The refusing call, when refused.
+    #[pyo3(get)]
+    index: Option<usize>,
+}
+
+fn group_outcome(
+    py: Python<'_>,
+    result: Result<Vec<ratesync::Permit>, AcquireAllError>,
+) -> PyResult<Py<PyAny>> {
+    let outcome = match result {
+        Ok(permits) => {
+            let decisions: Vec<Decision> = permits.iter().map(|p| p.decision().into()).collect();
+            let permits = permits
+                .into_iter()
+                .map(|p| Py::new(py, Permit::new(p)))
+                .collect::<PyResult<Vec<_>>>()?;
+            GroupOutcome {
+                admitted: true,
+                permits: PyList::new(py, permits)?.unbind(),
+                decisions: PyList::new(py, decisions)?.unbind(),
+                index: None,
+            }
+        }
+        Err(refusal) if refusal.error.is_rate_limited() => {
+            let decisions: Vec<Option<Decision>> = refusal
+                .decisions
+                .iter()
+                .map(|d| d.as_ref().map(Decision::from))
+                .collect();
+            GroupOutcome {
+                admitted: false,
+                permits: PyList::empty(py).unbind(),
+                decisions: PyList::new(py, decisions)?.unbind(),
+                index: Some(refusal.index),
+            }
+        }
+        Err(failure) => return Err(errors::from_acquire(&failure.error)),
+    };
+    Ok(Py::new(py, outcome)?.into_any())
+}
+
+/// Several calls (`(limiter, key, cost)` each) admitted all together or not at all
+/// (`docs/design.md#groups`): one attempt when `wait` is false, else waiting up to
+/// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or an asyncio future
+/// of one; store failures of `fail_closed` limiters raise.
+#[pyfunction]
+#[pyo3(signature = (bridge, calls, wait, timeout))]
+fn acquire_all(
+    py: Python<'_>,
+    bridge: Option<&Bound<'_, LoopBridge>>,
+    calls: Vec<(Bound<'_, PyAny>, String, u32)>,
+    wait: bool,
     timeout: Option<f64>,
 ) -> PyResult<Py<PyAny>> {
-    let limiter = resolve(limiter_id)?;
+    let calls: Vec<(Limiter, String, u32)> = calls
+        .into_iter()
+        .map(|(target, key, cost)| Ok((resolve(&target)?, key, cost)))
+        .collect::<PyResult<_>>()?;
     let bound = wait_bound(timeout)?;
-    let handle = crate::runtime::handle();
-    let local = {
-        let _runtime = handle.enter();
-        limiter.key(key).cost(cost).try_acquire_local()
+    let work = async move {
+        let calls: Vec<ratesync::Call<'_>> = calls
+            .iter()
+            .map(|(limiter, key, cost)| limiter.key(key).cost(*cost))
+            .collect();
+        match wait {
+            false => ratesync::try_acquire_all(&calls).await,
+            true => ratesync::acquire_all(&calls, bound).await,
+        }
     };
-    if let Some(Ok(admitted)) = local {
-        return permit(py, Ok(admitted));
-    }
-    let result =
-        py.detach(|| handle.block_on(acquire(&limiter, key, cost, timeout.map(|_| bound))));
-    permit(py, result)
-}
-
-/// One attempt on the calling thread: a `Permit` or `None` when refused.
-#[pyfunction]
-#[pyo3(signature = (limiter_id, key, cost))]
-fn attempt_blocking(
-    py: Python<'_>,
-    limiter_id: &Bound<'_, PyAny>,
-    key: &str,
-    cost: u32,
-) -> PyResult<Py<PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    let handle = crate::runtime::handle();
-    let call = limiter.key(key).cost(cost);
-    let local = {
-        let _runtime = handle.enter();
-        call.try_acquire_local()
-    };
-    let result = match local {
-        Some(result) => result,
-        None => py.detach(|| handle.block_on(call.try_acquire())),
-    };
-    permit_or_none(py, result)
-}
-
-/// The current decision on the calling thread, consuming nothing.
-#[pyfunction]
-#[pyo3(signature = (limiter_id, key, cost))]
-fn state_blocking(
-    py: Python<'_>,
-    limiter_id: &Bound<'_, PyAny>,
-    key: &str,
-    cost: u32,
-) -> PyResult<Py<PyAny>> {
-    let limiter = resolve(limiter_id)?;
-    let handle = crate::runtime::handle();
-    let call = limiter.key(key).cost(cost);
-    let result = py.detach(|| handle.block_on(call.state()));
-    decision(py, result)
-}
-
-/// Whether the limiter decides in this process (memory engine).
-#[pyfunction]
-fn is_local(limiter_id: &Bound<'_, PyAny>) -> PyResult<bool> {
-    Ok(resolve(limiter_id)?.is_local())
+    crate::bridge::run(py, bridge, work, group_outcome)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(attempt_local, m)?)?;
-    m.add_function(wrap_pyfunction!(acquire_async, m)?)?;
-    m.add_function(wrap_pyfunction!(attempt_async, m)?)?;
-    m.add_function(wrap_pyfunction!(state_async, m)?)?;
-    m.add_function(wrap_pyfunction!(acquire_blocking, m)?)?;
-    m.add_function(wrap_pyfunction!(attempt_blocking, m)?)?;
-    m.add_function(wrap_pyfunction!(state_blocking, m)?)?;
-    m.add_function(wrap_pyfunction!(is_local, m)?)?;
+    m.add_function(wrap_pyfunction!(acquire, m)?)?;
+    m.add_function(wrap_pyfunction!(attempt, m)?)?;
+    m.add_function(wrap_pyfunction!(state, m)?)?;
+    m.add_function(wrap_pyfunction!(reset, m)?)?;
+    m.add_function(wrap_pyfunction!(acquire_all, m)?)?;
     m.add_function(wrap_pyfunction!(private_limiter, m)?)?;
-    m.add_function(wrap_pyfunction!(reset_async, m)?)?;
     m.add_class::<LimiterHandle>()?;
+    m.add_class::<GroupOutcome>()?;
     Ok(())
 }

@@ -41,7 +41,9 @@ pub(crate) fn from_acquire(error: &AcquireError) -> PyErr {
         AcquireError::Denied { limiter, .. } => ("denied", limiter),
         AcquireError::TimedOut { limiter, .. } => ("timed_out", limiter),
         AcquireError::StoreUnavailable { limiter, .. } => ("store_unavailable", limiter),
-        AcquireError::InvalidCost { limiter, .. } => ("invalid_cost", limiter),
+        AcquireError::InvalidCost { limiter, .. } | AcquireError::SlotTwice { limiter } => {
+            ("invalid_cost", limiter)
+        }
     };
     let retry_after = error.retry_after().map(|d| d.as_secs_f64());
     build(kind, &error.to_string(), Some(limiter), retry_after)

@@ -8,12 +8,15 @@
 //!   on the runtime with the GIL released.
 //! - [`bridge`]: a tokio future as an asyncio future of the caller's event loop.
 //! - [`metrics`]: the core's metrics as Prometheus text.
+//! - [`http`]: the client IP behind trusted proxies and the `RateLimit` headers of
+//!   `ratesync.contrib.fastapi`, from the core's `ratesync::http`.
 //! - [`types`]: `Permit` and `Decision` as Python objects; [`errors`]: core errors as
 //!   the exceptions of `ratesync.exceptions`.
 
 mod bridge;
 mod calls;
 mod errors;
+mod http;
 mod metrics;
 mod registry;
 mod runtime;
@@ -31,5 +34,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     calls::register(m)?;
     bridge::register(m)?;
     metrics::register(m)?;
+    http::register(m)?;
     Ok(())
 }

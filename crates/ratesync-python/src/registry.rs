@@ -86,7 +86,8 @@ pub(crate) fn after_fork_in_child() {
     }
 }
 
-/// Loads the file found by discovery (SPEC §3.1), keeping its error for later.
+/// Loads the file found by discovery (`docs/design.md#configuration`), keeping its
+/// error for later.
 #[pyfunction]
 fn discover_on_import() {
     let _runtime = crate::runtime::handle().enter();
@@ -286,31 +287,30 @@ fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound
     let info = PyDict::new(py);
     info.set_item("store_id", &limiter.store)?;
     info.set_item("backend", &limiter.store)?;
+    // A limiter without a rate is configured as rate-sync's default algorithm with
+    // no rate: it reads back that way.
     let (algorithm, rate, burst, limit, window): (
         _,
         Option<f64>,
         Option<u32>,
         Option<u32>,
         Option<f64>,
-    ) = if limiter.is_concurrency_only() {
-        ("token_bucket", None, None, None, None)
-    } else {
-        match limiter.rule {
-            Rule::TokenBucket(tb) => (
-                "token_bucket",
-                Some(tb.rate_per_second()),
-                Some(tb.burst()),
-                None,
-                None,
-            ),
-            Rule::SlidingWindow(sw) => (
-                "sliding_window",
-                None,
-                None,
-                Some(sw.limit()),
-                Some(sw.window_nanos() as f64 / 1e9),
-            ),
-        }
+    ) = match limiter.rule {
+        None => ("token_bucket", None, None, None, None),
+        Some(Rule::TokenBucket(tb)) => (
+            "token_bucket",
+            Some(tb.rate_per_second()),
+            Some(tb.burst()),
+            None,
+            None,
+        ),
+        Some(Rule::SlidingWindow(sw)) => (
+            "sliding_window",
+            None,
+            None,
+            Some(sw.limit()),
+            Some(sw.window_nanos() as f64 / 1e9),
+        ),
     };
     info.set_item("algorithm", algorithm)?;
     info.set_item("rate_per_second", rate)?;

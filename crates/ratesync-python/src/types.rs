@@ -3,7 +3,8 @@
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-/// The numbers of one decision (SPEC §4): what a caller tells its own client.
+/// The numbers of one decision (`docs/design.md#decisions`): what a caller tells its
+/// own client.
 #[pyclass(frozen, module = "ratesync._native")]
 #[derive(Clone, Copy)]
 pub(crate) struct Decision {
@@ -100,27 +101,19 @@ impl Permit {
         release(permit);
     }
 
-    /// Releases the slot and, for a remote store, returns an asyncio future that
-    /// resolves once the store has it back (so a caller that leaves `async with`
-    /// and tries again at once finds the slot free). `None` when there is nothing
-    /// to wait for: no slot, or a local engine (released at once).
-    fn release_async<'py>(
+    /// Releases the slot and waits until its store has it back (so a caller that
+    /// leaves `async with` and tries again at once finds the slot free): `None` when
+    /// that is done at once (no slot, a store that answers at once), else an asyncio
+    /// future of `bridge`'s loop (or, without a bridge, after blocking).
+    fn release_wait(
         &self,
-        bridge: &Bound<'py, crate::bridge::LoopBridge>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        py: Python<'_>,
+        bridge: Option<&Bound<'_, crate::bridge::LoopBridge>>,
+    ) -> PyResult<Py<PyAny>> {
         let Some(permit) = self.inner.lock().take() else {
-            return Ok(None);
+            return Ok(py.None());
         };
-        let mut releasing = Box::pin(permit.release());
-        {
-            // The first poll sends a remote release (timers and I/O need the runtime);
-            // a local one completes in it.
-            let _runtime = crate::runtime::handle().enter();
-            if futures::FutureExt::now_or_never(releasing.as_mut()).is_some() {
-                return Ok(None);
-            }
-        }
-        crate::bridge::spawn(bridge, releasing, |py, ()| Ok(py.None())).map(Some)
+        crate::bridge::run(py, bridge, permit.release(), |py, ()| Ok(py.None()))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

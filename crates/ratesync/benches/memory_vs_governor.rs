@@ -1,7 +1,9 @@
-//! The memory engine's `try_acquire` beside governor 0.10, in one run (SPEC §7).
+//! The memory engine's `try_acquire` beside governor 0.10, in one run
+//! (`docs/benchmarks.md`).
 //!
-//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter (the
-//!   synchronous `try_acquire_local` and the async `try_acquire`).
+//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter.
+//!   `try_acquire()` is decided on its first poll by a store that answers at once,
+//!   so `now_or_never()` on it is the synchronous attempt.
 //! - `keys_10k/{1,2}_threads`: ratesync on 10 000 `String` keys vs governor's keyed
 //!   limiter (DashMap) with the same 10 000 `String` keys.
 //!
@@ -32,10 +34,6 @@ fn one_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("one_key");
     let ours = ratesync_limiter();
     group.bench_function("ratesync_memory", |b| {
-        b.iter(|| black_box(ours.key("").try_acquire_local()))
-    });
-    // The async API on the same engine: the future is ready at its first poll.
-    group.bench_function("ratesync_memory_async", |b| {
         b.iter(|| black_box(ours.try_acquire().now_or_never()))
     });
     let governor = RateLimiter::direct(quota());
@@ -80,7 +78,7 @@ fn keys_10k(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("keys_10k/{threads}_threads"));
         let ours = ratesync_limiter();
         for key in keys.iter() {
-            let _ = ours.key(key).try_acquire_local();
+            let _ = ours.key(key).try_acquire().now_or_never();
         }
         let ks = keys.clone();
         group.bench_function(BenchmarkId::new("ratesync_memory", threads), |b| {
@@ -88,7 +86,7 @@ fn keys_10k(c: &mut Criterion) {
                 let (ours, ks) = (ours.clone(), ks.clone());
                 on_threads(threads, iters, move |t, i| {
                     let key = &ks[(i as usize * 7 + t * 5003) % KEYS];
-                    black_box(ours.key(key).try_acquire_local());
+                    black_box(ours.key(key).try_acquire().now_or_never());
                 })
             })
         });

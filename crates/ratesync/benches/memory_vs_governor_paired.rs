@@ -14,6 +14,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use futures::FutureExt;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
 use ratesync::Limiter;
 
@@ -45,7 +46,7 @@ impl Contenders {
         let keys = common::keys();
         let keyed = RateLimiter::keyed(quota);
         for key in &keys {
-            let _ = ours.key(key).try_acquire_local();
+            let _ = ours.key(key).try_acquire().now_or_never();
             let _ = keyed.check_key(key);
         }
         Contenders {
@@ -66,7 +67,7 @@ impl Contenders {
         match workload {
             Workload::OneKey if ratesync => {
                 for _ in 0..CALLS_PER_TURN {
-                    black_box(self.ours.key("").try_acquire_local());
+                    black_box(self.ours.key("").try_acquire().now_or_never());
                 }
             }
             Workload::OneKey => {
@@ -80,7 +81,7 @@ impl Contenders {
                         for i in 0..CALLS_PER_TURN {
                             let key = self.key(t, i);
                             if ratesync {
-                                black_box(self.ours.key(key).try_acquire_local());
+                                black_box(self.ours.key(key).try_acquire().now_or_never());
                             } else {
                                 let _ = black_box(self.keyed.check_key(key));
                             }

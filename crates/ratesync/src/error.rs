@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::algorithm::CostError;
 use crate::config::ConfigError;
 use crate::decision::Decision;
-use crate::engine::StoreError;
+use crate::store::StoreError;
 
 /// Errors of building a registry or finding a limiter.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ pub enum AcquireError {
         #[source]
         source: CostError,
     },
+    /// A group names the same key of a limiter with `max_concurrent` twice.
+    #[error("limiter `{limiter}` appears twice with the same key in one group; a group takes at most one concurrency slot per limiter and key")]
+    SlotTwice { limiter: Arc<str> },
 }
 
 impl AcquireError {
@@ -87,18 +90,19 @@ impl AcquireError {
     }
 }
 
-/// Why [`crate::try_acquire_all`] admitted nothing: the first call (in order) that
-/// refused or failed, and what is known of every call.
+/// Why [`crate::try_acquire_all`] or [`crate::acquire_all`] admitted nothing: the
+/// first call (in order) that refused or failed, and what is known of every call.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 pub struct AcquireAllError {
     /// Position of that call in the slice given.
     pub index: usize,
-    /// Its error: `Denied` for a refusal (from its peek or, after a race, its take),
-    /// `StoreUnavailable` (a `fail_closed` limiter's store is down) or `InvalidCost`.
+    /// Its error: `Denied` for a refusal, `TimedOut` when `acquire_all` waited in
+    /// vain, `StoreUnavailable` (a `fail_closed` limiter's store is down),
+    /// `InvalidCost` or `SlotTwice`.
     #[source]
     pub error: AcquireError,
-    /// One entry per call: its peek, or for the calls taken before a lost race their
-    /// permit's decision. `None` where the store could not say.
+    /// One entry per call: the refusal for the refusing call, a peek for the others
+    /// (`None` where the store could not say, or was not asked).
     pub decisions: Vec<Option<Decision>>,
 }

@@ -20,10 +20,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The tree follows the architecture: [`algorithm`] is the pure math every engine is
-//! tested against; [`engine`] holds the contract and one module per store; [`config`]
-//! reads `rate-sync.toml`; [`Registry`] and [`Limiter`] are the API; `http` (feature
-//! `http`, and `axum` for the extractor) is the tower layer and axum extractor.
+//! The tree follows the layers of `docs/design.md#layers`, each using only those
+//! before it: [`algorithm`] is the pure math every engine is tested against;
+//! [`config`] reads `rate-sync.toml` into validated rules; [`store`] is the engine
+//! contract and what every store gets around it (deadlines, circuit breaker, lease
+//! renewal, release signalling); [`engine`] holds one module per store; the limiter
+//! (`Limiter`, `Permit`, groups) decides through a store; [`Registry`] builds it
+//! all from a configuration; `http` (feature `http`, and `axum` for the extractor)
+//! is the tower layer and axum extractor.
 
 pub mod algorithm;
 mod background;
@@ -38,7 +42,9 @@ pub mod http;
 mod limiter;
 mod metrics;
 mod registry;
-mod store;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use algorithm::{LeaseId, Policy, Rule, SlidingWindow, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
@@ -48,5 +54,5 @@ pub use error::{AcquireAllError, AcquireError, Error};
 pub use global::{
     acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
 };
-pub use limiter::{try_acquire_all, Call, Limiter, Permit, ReleaseSignal};
+pub use limiter::{acquire_all, try_acquire_all, Call, Limiter, Permit, TryAcquire};
 pub use registry::{Registry, RegistryBuilder};

@@ -3,7 +3,9 @@
 //! its registry, since handles are resolved once per limiter to keep the hot path to a
 //! pointer check. Keys are never labels, so cardinality stays bounded.
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Once, OnceLock};
+use std::time::{Duration, Instant};
 
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
@@ -71,5 +73,62 @@ impl StoreMetrics {
             call_seconds: histogram!("ratesync_store_call_seconds", &labels),
             circuit_open: gauge!("ratesync_circuit_open", &labels),
         }
+    }
+}
+
+/// Lets a repeated warning through at most once per [`LogThrottle::INTERVAL`]
+/// (a store outage would otherwise log once per call).
+#[derive(Default)]
+pub(crate) struct LogThrottle {
+    /// Milliseconds since [`process_start`] when the next message may go out.
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    pub const INTERVAL: Duration = Duration::from_secs(10);
+
+    /// `Some(n)` when a message may be logged now (`n` were suppressed since the
+    /// last one); `None` when this one is suppressed.
+    pub fn allow(&self) -> Option<u64> {
+        let now = process_start().elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        let due = now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + Self::INTERVAL.as_millis() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if due {
+            Some(self.suppressed.swap(0, Ordering::AcqRel))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn process_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_message_through_per_interval() {
+        let throttle = LogThrottle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        // Pretend the interval has passed.
+        throttle.next_ms.store(0, Ordering::Relaxed);
+        assert_eq!(throttle.allow(), Some(2), "two were suppressed");
     }
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::config::{Config, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
-use crate::engine::{self, Engine};
+use crate::engine;
 use crate::error::Error;
 use crate::limiter::Limiter;
-use crate::store::StoreRuntime;
+use crate::store::{Engine, StoreRuntime};
 
 /// The limiters of one configuration and the stores they share (one client per
 /// store, never one per limiter or key). Cheap to clone.
@@ -133,8 +133,7 @@ fn build_store(
             source,
         })?,
     };
-    let timeout = engine::call_timeout(&store.engine);
-    Ok(StoreRuntime::new(id, engine, timeout))
+    Ok(StoreRuntime::new(id, engine))
 }
 
 fn build_limiter(
@@ -174,7 +173,8 @@ impl RegistryBuilder {
         }
     }
 
-    /// Uses `engine` for store `store_id` instead of building one from its configuration.
+    /// Uses `engine` for store `store_id` instead of building one from its
+    /// configuration. Its calls are bounded by the engine's own deadline.
     pub fn engine(mut self, store_id: &str, engine: Arc<dyn Engine>) -> Self {
         self.engines.insert(store_id.to_owned(), engine);
         self

@@ -494,7 +494,7 @@ fn run_sliding_window(sw: &SlidingWindow, start: u64, steps: &[RawStep]) -> Vec<
         let before = log.clone();
         let peeked = sw.peek(&log, now, cost);
         assert_eq!(log, before);
-        let decision = sw.decide(&mut log, now, cost);
+        let (decision, _) = sw.decide(&mut log, now, cost);
         assert_peek_like_decide(&peeked, &decision, cost);
         // Exactness both ways: admitted iff it fits in the window ending now.
         assert_matches(&decision, &model.attempt(now, cost), u64::from(sw.limit()));
@@ -506,9 +506,9 @@ fn run_sliding_window(sw: &SlidingWindow, start: u64, steps: &[RawStep]) -> Vec<
             // Property 5: retry-after is exact, with no other call in between.
             let r = nanos(decision.retry_after);
             assert!(r > 0, "a refusal always has something to wait for");
-            let early = sw.decide(&mut log.clone(), now + r - 1, cost);
+            let (early, _) = sw.decide(&mut log.clone(), now + r - 1, cost);
             assert!(!early.allowed, "admitted 1ns early: {early:?}");
-            let on_time = sw.decide(&mut log.clone(), now + r, cost);
+            let (on_time, _) = sw.decide(&mut log.clone(), now + r, cost);
             assert!(on_time.allowed, "refused at its retry-after: {on_time:?}");
             last_retry = Some(r);
         }
@@ -605,7 +605,15 @@ fn combined_policy() -> impl Strategy<Value = Policy> {
         4 => (1u32..6, prop_oneof![1u64..1000, 1u64..=30 * SEC])
             .prop_map(|(max, lease_ttl)| Some(Concurrency { max, lease_ttl })),
     ];
-    (rule, concurrency).prop_map(|(rule, concurrency)| Policy { rule, concurrency })
+    (rule, concurrency).prop_map(|(rule, concurrency)| Policy {
+        rule: Some(rule),
+        concurrency,
+    })
+}
+
+/// The rule of a policy from [`combined_policy`] (always one).
+fn rule_of(policy: &Policy) -> &Rule {
+    policy.rule.as_ref().expect("combined policies have a rule")
 }
 
 /// The rate model of a policy's rule.
@@ -633,7 +641,7 @@ impl RateModel {
 
 /// The natural time unit of a policy, to scale gaps.
 fn unit_of(policy: &Policy) -> u64 {
-    let rate_unit = match &policy.rule {
+    let rate_unit = match rule_of(policy) {
         Rule::TokenBucket(tb) => tb.interval_nanos(),
         Rule::SlidingWindow(sw) => sw.window_nanos(),
     };
@@ -645,7 +653,7 @@ fn unit_of(policy: &Policy) -> u64 {
 }
 
 fn big_gap_of(policy: &Policy) -> u64 {
-    let rate_span = match &policy.rule {
+    let rate_span = match rule_of(policy) {
         Rule::TokenBucket(tb) => tb
             .interval_nanos()
             .saturating_mul(2 * u64::from(tb.burst()) + 2),
@@ -680,7 +688,7 @@ fn probe_times(policy: &Policy, state: &KeyState, now: u64, retry: u64) -> Vec<u
 }
 
 fn assert_same_future(policy: &Policy, a: &KeyState, b: &KeyState, now: u64, retry: u64) {
-    let capacity = policy.rule.capacity();
+    let capacity = rule_of(policy).capacity();
     for t in probe_times(policy, a, now, retry) {
         for cost in [1, capacity.min(2), capacity] {
             assert_eq!(
@@ -696,16 +704,16 @@ fn assert_same_future(policy: &Policy, a: &KeyState, b: &KeyState, now: u64, ret
 fn rate_units_recorded(state: &KeyState) -> Option<u64> {
     match &state.rate {
         RateState::Log(log) => Some(log.total()),
-        RateState::Tat(_) => None,
+        RateState::Tat(_) | RateState::Unlimited => None,
     }
 }
 
 /// Runs a sequence of operations on one key, checking §4.3/§4.4 after each one, and
 /// `peek` against `decide` before each acquisition.
 fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
-    let capacity = policy.rule.capacity();
-    let mut state = KeyState::fresh(&policy.rule);
-    let mut rate_model = RateModel::new(&policy.rule);
+    let capacity = rule_of(policy).capacity();
+    let mut state = KeyState::fresh(policy);
+    let mut rate_model = RateModel::new(rule_of(policy));
     // (id, expiry) of every lease handed out and not released; expired ones stay.
     let mut leases: Vec<(LeaseId, u64)> = Vec::new();
     let mut released: Vec<LeaseId> = Vec::new();
@@ -731,7 +739,7 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
                 assert_eq!(state, before, "peek changed the state");
 
                 let live_before = leases.iter().filter(|(_, e)| *e > now).count();
-                let decision = algorithm::decide(policy, &mut state, now, cost, lease);
+                let (decision, _) = algorithm::decide(policy, &mut state, now, cost, lease);
 
                 if lease.is_some() || policy.concurrency.is_none() {
                     assert_peek_like_decide(&peeked, &decision, cost);
@@ -756,18 +764,9 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
 
                 if full {
                     assert_eq!(decision.denied_by, Some(DeniedBy::Concurrency));
-                    // Waiting for the rate and for the earliest lease expiry, whichever
-                    // is later (a release may come sooner).
-                    let earliest = leases
-                        .iter()
-                        .map(|(_, e)| *e)
-                        .filter(|e| *e > now)
-                        .min()
-                        .unwrap();
-                    assert_eq!(
-                        nanos(decision.retry_after),
-                        rate.retry_after.max(earliest - now)
-                    );
+                    // Only the rate's wait is promised: a slot comes back when its
+                    // holder lets go, which no clock can tell.
+                    assert_eq!(nanos(decision.retry_after), rate.retry_after);
                     // Nothing taken: what the rate has available now.
                     let available = if rate.allowed {
                         rate.remaining + u64::from(cost)
@@ -900,7 +899,7 @@ proptest! {
         probes in prop::collection::vec(raw_step(), 1..20),
     ) {
         // Build an arbitrary state with the same operations as above.
-        let mut state = KeyState::fresh(&policy.rule);
+        let mut state = KeyState::fresh(&policy);
         let mut now = start;
         let mut id = 1_000_000u64;
         for op in &ops {
@@ -908,16 +907,17 @@ proptest! {
                 now += gap(step, unit_of(&policy), big_gap_of(&policy), None);
                 id += 1;
                 let lease = with_lease.then_some(LeaseId(id));
-                algorithm::decide(&policy, &mut state, now, cost(step, policy.rule.capacity()), lease);
+                algorithm::decide(&policy, &mut state, now, cost(step, rule_of(&policy).capacity()), lease);
             }
         }
         for step in &probes {
             let at = now + gap(step, unit_of(&policy), big_gap_of(&policy), None);
-            let cost = cost(step, policy.rule.capacity());
+            let cost = cost(step, rule_of(&policy).capacity());
             let before = state.clone();
             let peeked = algorithm::peek(&policy, &state, at, cost);
             prop_assert_eq!(&state, &before);
-            let decided = algorithm::decide(&policy, &mut state.clone(), at, cost, Some(LeaseId(1)));
+            let (decided, _) =
+                algorithm::decide(&policy, &mut state.clone(), at, cost, Some(LeaseId(1)));
             assert_peek_like_decide(&peeked, &decided, cost);
         }
     }

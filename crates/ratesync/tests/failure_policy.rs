@@ -11,7 +11,7 @@ use std::time::Duration;
 use conformance::flaky::{Faults, FlakyEngine};
 use ratesync::config::MemoryConfig;
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::engine::StoreError;
+use ratesync::store::StoreError;
 use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder, TokioClock};
 use tokio::time::Instant;
 

@@ -254,11 +254,15 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(refused.headers().get("retry-after").is_some());
-    assert!(
-        refused.headers().get("ratelimit").is_none(),
-        "a concurrency-only limiter has no quota to show"
+    // The cap is the draft's concurrent-requests quota; a slot comes back when its
+    // holder lets go, so Retry-After is a short hint, not a lease's lifetime.
+    let headers = refused.headers();
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(
+        headers["ratelimit-policy"],
+        "\"slots\";q=1;qu=\"concurrent-requests\""
     );
+    assert_eq!(headers["ratelimit"], "\"slots\";r=0");
 
     finish_tx.send(()).unwrap();
     let response = running.await.unwrap().unwrap();

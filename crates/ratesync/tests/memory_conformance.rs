@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use ratesync::config::MemoryConfig;
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::engine::Engine;
+use ratesync::store::Engine;
 use ratesync::TokioClock;
 
 fn memory_engine() -> MemoryEngine {

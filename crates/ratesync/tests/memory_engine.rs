@@ -1,6 +1,10 @@
-//! What is specific to the memory engine (SPEC §5 memory): exactness under real
-//! thread contention, idle-key expiry and the `max_keys` bound.
+//! What is specific to the memory engine (`docs/design.md#memory`): exactness under
+//! real thread contention (single calls and groups), idle-key expiry and the
+//! store-wide `max_keys` bound.
 
+mod support;
+
+use futures::FutureExt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,7 +43,7 @@ fn hammer(limiter: &Limiter, key: &'static str, attempts_per_thread: usize) -> u
             let (limiter, admitted) = (limiter.clone(), admitted.clone());
             scope.spawn(move || {
                 for _ in 0..attempts_per_thread {
-                    if let Some(Ok(_)) = limiter.key(key).try_acquire_local() {
+                    if let Some(Ok(_)) = limiter.key(key).try_acquire().now_or_never() {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -65,29 +69,34 @@ fn threads_racing_on_a_window_get_exactly_the_limit() {
 #[test]
 fn idle_keys_expire_without_changing_any_decision() {
     let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), None);
-    l.key("busy").try_acquire_local().unwrap().unwrap();
+    l.key("busy").try_acquire().now_or_never().unwrap().unwrap();
     for i in 0..5_000 {
         l.key(&format!("k{i}"))
-            .try_acquire_local()
+            .try_acquire()
+            .now_or_never()
             .unwrap()
             .unwrap();
     }
     assert_eq!(engine.tracked_keys(), 5_001);
     // After half a second, "busy" and all k* are still limited: nothing may be dropped.
     clock.advance(Duration::from_millis(500));
-    l.key("busy-2").try_acquire_local().unwrap().unwrap();
+    l.key("busy-2")
+        .try_acquire()
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     for i in 0..6_000 {
-        let _ = l.key(&format!("j{i}")).try_acquire_local();
+        let _ = l.key(&format!("j{i}")).try_acquire().now_or_never();
     }
     assert!(
-        l.key("busy").try_acquire_local().unwrap().is_err(),
+        l.key("busy").try_acquire().now_or_never().unwrap().is_err(),
         "still limited"
     );
     // Once the first batch's buckets have been full again for the sweep's grace
     // period (1 s), a sweep forgets them.
     clock.advance(Duration::from_millis(2_600));
     for i in 0..12_000 {
-        let _ = l.key(&format!("m{i}")).try_acquire_local();
+        let _ = l.key(&format!("m{i}")).try_acquire().now_or_never();
     }
     assert!(
         engine.tracked_keys() < 5_001 + 6_000 + 12_000,
@@ -100,20 +109,26 @@ fn idle_keys_expire_without_changing_any_decision() {
 fn max_keys_bounds_the_store_evicting_idle_keys_first() {
     let (l, engine, clock) = setup(LimiterBuilder::token_bucket("m", 1.0), Some(1_000));
     // An old, limited key; then many keys that go idle.
-    l.key("old").try_acquire_local().unwrap().unwrap();
+    l.key("old").try_acquire().now_or_never().unwrap().unwrap();
     for i in 0..900 {
         l.key(&format!("idle{i}"))
-            .try_acquire_local()
+            .try_acquire()
+            .now_or_never()
             .unwrap()
             .unwrap();
     }
     clock.advance(Duration::from_millis(999));
-    l.key("recent").try_acquire_local().unwrap().unwrap();
+    l.key("recent")
+        .try_acquire()
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     clock.advance(Duration::from_millis(2));
     // "old" and idle* are idle now; "recent" is not. Fill past the bound.
     for i in 0..500 {
         l.key(&format!("new{i}"))
-            .try_acquire_local()
+            .try_acquire()
+            .now_or_never()
             .unwrap()
             .unwrap();
     }
@@ -123,18 +138,93 @@ fn max_keys_bounds_the_store_evicting_idle_keys_first() {
         engine.tracked_keys()
     );
     assert!(
-        l.key("recent").try_acquire_local().unwrap().is_err(),
+        l.key("recent")
+            .try_acquire()
+            .now_or_never()
+            .unwrap()
+            .is_err(),
         "a limited key survives while idle keys can be evicted"
     );
     // With no idle key left, the bound still holds.
     for i in 0..5_000 {
-        let _ = l.key(&format!("more{i}")).try_acquire_local();
+        let _ = l.key(&format!("more{i}")).try_acquire().now_or_never();
     }
     assert!(
         engine.tracked_keys() <= 1_000,
         "{} tracked",
         engine.tracked_keys()
     );
+}
+
+/// `max_keys` bounds the store, not each limiter: a limiter that adds keys evicts
+/// the store's idlest keys whichever limiter holds them, and one limiter whose keys
+/// are all busy cannot push the store past the bound.
+#[test]
+fn max_keys_bounds_the_whole_store_whatever_limiter_adds_keys() {
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_secs(1));
+    let engine = MemoryEngine::with_clock(
+        &MemoryConfig {
+            max_keys: NonZeroUsize::new(100),
+        },
+        Arc::new(clock.clone()),
+    );
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        // Slow buckets: a key used once stays busy (not idle) for 1000 s.
+        .limiter("first", LimiterBuilder::token_bucket("m", 0.001))
+        .limiter("second", LimiterBuilder::token_bucket("m", 0.001))
+        .build()
+        .unwrap();
+    let registry = Registry::builder(config)
+        .engine("m", Arc::new(engine.clone()))
+        .build()
+        .unwrap();
+    let (first, second) = (
+        registry.limiter("first").unwrap(),
+        registry.limiter("second").unwrap(),
+    );
+    let take =
+        |limiter: &Limiter, key: &str| limiter.key(key).try_acquire().now_or_never().unwrap();
+    // The first limiter fills the store with busy keys.
+    for i in 0..100 {
+        take(&first, &format!("f{i}")).unwrap();
+    }
+    assert_eq!(engine.tracked_keys(), 100);
+    // The second adds keys: the store stays bounded, room is made from the first
+    // limiter's keys (the second has none to give).
+    for i in 0..300 {
+        take(&second, &format!("s{i}")).unwrap();
+        assert!(
+            engine.tracked_keys() <= 100,
+            "{} tracked",
+            engine.tracked_keys()
+        );
+    }
+    let first_kept = (0..100)
+        .filter(|i| take(&first, &format!("f{i}")).is_err())
+        .count();
+    assert!(
+        first_kept < 100,
+        "the first limiter gave up keys: {first_kept} kept"
+    );
+    // Idle keys go first, wherever they are: let the second's keys be the oldest.
+    clock.advance(Duration::from_secs(2_000));
+    for i in 0..10 {
+        take(&first, &format!("g{i}")).unwrap();
+    }
+    assert!(engine.tracked_keys() <= 100);
+}
+
+/// 4 threads × 32 tasks take two limiters of one memory store as one group: the
+/// group locks its slots in a fixed order, so exactly the tight limiter's 100
+/// groups are admitted and the loose one holds exactly those units.
+#[test]
+fn a_group_is_all_or_nothing_across_threads() {
+    let config =
+        Config::from_toml_str(&support::groups::config("engine = \"memory\""), "test").unwrap();
+    let registry = Registry::from_config(config).unwrap();
+    support::groups::check_across_threads(&registry);
 }
 
 /// A permit taken outside any tokio runtime (plain threads, a sync API) is renewed
@@ -155,11 +245,11 @@ fn permits_taken_outside_a_runtime_are_renewed() {
         .build()
         .unwrap();
     let l = Registry::from_config(config).unwrap().limiter("l").unwrap();
-    let held = l.key("k").try_acquire_local().unwrap().unwrap();
+    let held = l.key("k").try_acquire().now_or_never().unwrap().unwrap();
     std::thread::sleep(Duration::from_millis(2_500));
-    let refused = l.key("k").try_acquire_local().unwrap();
+    let refused = l.key("k").try_acquire().now_or_never().unwrap();
     assert!(refused.is_err(), "the held lease was renewed: {refused:?}");
     drop(held);
-    let again = l.key("k").try_acquire_local().unwrap();
+    let again = l.key("k").try_acquire().now_or_never().unwrap();
     assert!(again.is_ok(), "released on drop: {again:?}");
 }

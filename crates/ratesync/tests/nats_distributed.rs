@@ -188,9 +188,7 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let run = run_workers(
         &server,
         Load {
@@ -214,9 +212,7 @@ fn a_token_bucket_stays_within_its_bound_across_processes() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let duration = Duration::from_secs(3);
     let run = run_workers(
         &server,
@@ -247,9 +243,7 @@ fn decisions_resume_after_a_server_restart_mid_load() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let run = run_workers(
         &server,
         Load {
@@ -287,9 +281,7 @@ fn a_hot_key_keeps_conflicts_per_decision_bounded() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let run = run_workers(
         &server,
         Load {
@@ -315,5 +307,24 @@ fn a_hot_key_keeps_conflicts_per_decision_bounded() {
     assert!(
         per_decision < 3.0,
         "{per_decision:.3} conflicts per decision"
+    );
+}
+
+/// 4 processes × 32 tasks take two limiters as one group: exactly the tight
+/// limiter's 100 groups are admitted, and the loose limiter holds exactly those 100
+/// units. NATS has no multi-key transaction: the group is reserved member by member
+/// and refunded when the tight limiter refuses (`docs/design.md#groups`).
+#[test]
+fn a_group_is_all_or_nothing_across_processes() {
+    if child::role().is_some() {
+        return support::groups::worker();
+    }
+    let server = NatsServer::start();
+    support::groups::check_across_processes(
+        "a_group_is_all_or_nothing_across_processes",
+        &format!(
+            "engine = \"nats\"\nurl = \"{}\"\nauto_create = true",
+            server.url()
+        ),
     );
 }

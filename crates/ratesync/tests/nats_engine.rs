@@ -35,9 +35,7 @@ fn window(limit: u32) -> LimiterBuilder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_create_the_bucket_at_once_and_share_it() {
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let store = StoreBuilder::nats(&server.url())
         .option("auto_create", true)
         .option("bucket_name", "raced");
@@ -62,9 +60,7 @@ async fn many_clients_create_the_bucket_at_once_and_share_it() {
 
 #[tokio::test]
 async fn a_missing_bucket_without_auto_create_names_the_bucket_and_the_fix() {
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let store = StoreBuilder::nats(&server.url()).option("bucket_name", "absent_bucket");
     let reg = registry(&engine(store), &[("l", window(5))]);
     let error = reg.limiter("l").unwrap().try_acquire().await.unwrap_err();
@@ -81,9 +77,7 @@ async fn a_missing_bucket_without_auto_create_names_the_bucket_and_the_fix() {
 
 #[tokio::test]
 async fn token_auth_is_used_and_never_printed() {
-    let Some(_) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let _ = NatsServer::start();
     let server = NatsServer::start_with_token("s3cret-token");
     let good = StoreBuilder::nats(&server.url())
         .option("auto_create", true)
@@ -110,9 +104,7 @@ async fn token_auth_is_used_and_never_printed() {
 
 #[tokio::test]
 async fn a_server_list_skips_a_dead_server() {
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let dead = format!("nats://127.0.0.1:{}", support::free_port());
     let list = format!("{dead}, {}", server.url());
     let store = StoreBuilder::nats(&list).option("auto_create", true);
@@ -125,9 +117,7 @@ async fn a_server_list_skips_a_dead_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_identifiers_stay_apart_and_releases_reach_other_clients() {
-    let Some(server) = NatsServer::start_or_skip() else {
-        return;
-    };
+    let server = NatsServer::start();
     let store = StoreBuilder::nats(&server.url()).option("auto_create", true);
     let hostile_limiter = "a.b>*=2E /\u{0}é";
     let slot = LimiterBuilder::token_bucket("s", 1000.0)

@@ -214,9 +214,7 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if play_role() {
         return;
     }
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let run = run_workers(
         "a_sliding_window_admits_exactly_its_limit_across_processes",
         &server,
@@ -240,9 +238,7 @@ fn a_token_bucket_stays_within_its_bound_across_processes() {
     if play_role() {
         return;
     }
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let duration = Duration::from_secs(3);
     let run = run_workers(
         "a_token_bucket_stays_within_its_bound_across_processes",
@@ -267,9 +263,7 @@ fn many_processes_create_the_schema_at_once() {
     if play_role() {
         return;
     }
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let mut env = rule("window:100:3600");
     env.push(("TABLE", "created_at_once".to_owned()));
     env.push(("CREATE_AT_GO", "1".to_owned()));
@@ -301,9 +295,7 @@ fn every_process_recovers_from_a_database_restart() {
     if play_role() {
         return;
     }
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let mut env = rule("bucket:1000:100");
     env.push(("LATE_MS", "2500".to_owned()));
     let run = run_workers(
@@ -338,9 +330,7 @@ fn a_killed_holders_slot_returns_within_the_lease_ttl() {
     if play_role() {
         return;
     }
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let lease_rule = "lease:1:1.5";
     let mut holder = ChildProcess::spawn(Spawn {
         test: "a_killed_holders_slot_returns_within_the_lease_ttl",
@@ -388,4 +378,22 @@ fn a_killed_holders_slot_returns_within_the_lease_ttl() {
         }
         eprintln!("slot back {:?} after the kill", killed.elapsed());
     });
+}
+
+/// 4 processes × 32 tasks take two limiters as one group: exactly the tight
+/// limiter's 100 groups are admitted, and the loose limiter holds exactly those 100
+/// units (the group is one function call, one transaction, `docs/design.md#groups`).
+#[test]
+fn a_group_is_all_or_nothing_across_processes() {
+    if child::role().is_some() {
+        return support::groups::worker();
+    }
+    let server = PostgresServer::start();
+    support::groups::check_across_processes(
+        "a_group_is_all_or_nothing_across_processes",
+        &format!(
+            "engine = \"postgres\"\nurl = \"{}\"\nauto_create = true",
+            server.url()
+        ),
+    );
 }

@@ -1,13 +1,14 @@
 //! The PostgreSQL engine's SQL functions against the reference math of
 //! `ratesync::algorithm`: for the same rule, history and times, both give the same
-//! decisions (allowed, remaining, retry-after, reset-after, denied-by), lease answers
-//! included. Also: the server's clock, cleanup, reset, release notifications across
-//! engines, a missing table's error, and hostile schema, table and key names.
+//! decisions (allowed, remaining, retry-after, reset-after, denied-by), receipts,
+//! lease answers, refunds and group outcomes. Also: the server's clock, cleanup,
+//! reset, release notifications across engines, a missing table's error, and hostile
+//! schema, table and key names.
 //!
 //! The functions decide in microseconds and the reference in nanoseconds, so each rule
 //! is built from whole microseconds (`interval_us * 1000`) and the reference decides
-//! at `t_us * 1000` while the function's clock is pinned to `t_us` (a parameter only
-//! tests pass). Runs against a PostgreSQL server this file starts on a free port.
+//! at `t_us * 1000` while the engine's clock is pinned to `t_us` (a test hook, feature
+//! `testing`). Runs against a PostgreSQL server this file starts on a free port.
 
 #![cfg(feature = "postgres")]
 
@@ -17,19 +18,19 @@ mod support;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use ratesync::algorithm::{LeaseId, Policy};
 use ratesync::config::PostgresConfig;
-use ratesync::engine::postgres::{PostgresEngine, PostgresLimiter};
-use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
-use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
-use reference::{concurrency, sliding_window, token_bucket, PinnedLimiter};
+use ratesync::engine::postgres::PostgresEngine;
+use ratesync::store::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
+use ratesync::testing::PinnedClock;
+use ratesync::{Config, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
+use reference::{concurrency, sliding_window, token_bucket, PinnedStore};
 use support::PostgresServer;
 
-/// The server this test process shares, or `None` after a loud skip.
-fn server() -> Option<&'static PostgresServer> {
-    static SHARED: OnceLock<Option<PostgresServer>> = OnceLock::new();
-    SHARED.get_or_init(PostgresServer::start_or_skip).as_ref()
+/// The server this test process shares.
+fn server() -> &'static PostgresServer {
+    static SHARED: OnceLock<PostgresServer> = OnceLock::new();
+    SHARED.get_or_init(PostgresServer::start)
 }
 
 fn config(server: &PostgresServer, options: &[(&str, &str)]) -> PostgresConfig {
@@ -40,10 +41,22 @@ fn config(server: &PostgresServer, options: &[(&str, &str)]) -> PostgresConfig {
     support::postgres_config(store)
 }
 
-/// An engine with `auto_create` and no background cleanup (pinned clocks make rows
-/// look expired on the real one).
+/// An engine with `auto_create`.
 fn engine(server: &PostgresServer) -> PostgresEngine {
-    PostgresEngine::without_cleanup(&config(server, &[])).unwrap()
+    PostgresEngine::new(&config(server, &[])).unwrap()
+}
+
+/// An engine whose functions read the time the test pins (on a table of its own:
+/// its functions take the pinned time as an extra parameter).
+fn pinned(server: &PostgresServer) -> PinnedStore {
+    let clock = PinnedClock::new();
+    let config = config(server, &[("table_name", "ratesync_pinned")]);
+    let engine = PostgresEngine::with_pinned_clock(&config, clock.clone()).unwrap();
+    PinnedStore {
+        engine: Arc::new(engine),
+        set_now: Box::new(move |t_us| clock.set_micros(t_us)),
+        unit_ns: 1000,
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -54,10 +67,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn limiter(engine: &PostgresEngine, policy: Policy) -> Arc<PostgresLimiter> {
+fn limiter(engine: &PostgresEngine, policy: Policy) -> Arc<dyn EngineLimiter> {
     let id = format!("eq-{}", fastrand::u64(..));
     engine
-        .postgres_limiter(LimiterSpec {
+        .limiter(LimiterSpec {
             id: id.into(),
             policy,
             releases: ReleaseSignal::detached(),
@@ -67,87 +80,38 @@ fn limiter(engine: &PostgresEngine, policy: Policy) -> Arc<PostgresLimiter> {
 
 #[test]
 fn sql_decisions_equal_the_reference() {
-    let Some(server) = server() else {
-        return;
-    };
-    let engine = engine(server);
-    reference::check_random_histories(&runtime(), |policy| limiter(&engine, policy));
-}
-
-impl PinnedLimiter for PostgresLimiter {
-    fn acquire_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        lease: Option<LeaseId>,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        Box::pin(PostgresLimiter::acquire_at(
-            self,
-            key,
-            cost,
-            lease,
-            Some(t_us),
-        ))
-    }
-
-    fn peek_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        Box::pin(PostgresLimiter::peek_at(self, key, cost, Some(t_us)))
-    }
-
-    fn release_lease<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        EngineLimiter::release(self, key, lease)
-    }
-
-    fn renew_at<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(PostgresLimiter::renew_at(self, key, lease, Some(t_us)))
-    }
+    reference::check_random_histories(&runtime(), &pinned(server()));
 }
 
 #[test]
 fn hand_written_histories_match() {
-    let Some(server) = server() else {
-        return;
-    };
-    let engine = engine(server);
-    reference::check_hand_written_histories(&runtime(), |policy| limiter(&engine, policy));
+    reference::check_hand_written_histories(&runtime(), &pinned(server()));
+}
+
+#[test]
+fn sql_groups_equal_the_reference() {
+    reference::check_random_groups(&runtime(), &pinned(server()));
 }
 
 #[test]
 fn server_clock_cleanup_and_reset() {
-    let Some(server) = server() else {
-        return;
-    };
+    let server = server();
     let rt = runtime();
     rt.block_on(async {
         let engine = engine(server);
         engine.ping().await.unwrap();
         let policy = Policy {
-            rule: sliding_window(2, 60_000_000),
+            rule: Some(sliding_window(2, 60_000_000)),
             concurrency: concurrency(5, 10_000_000),
         };
         let lim = limiter(&engine, policy);
         for key in ["a", "b", "weird key:{x}*'\"\0"] {
-            let d = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
+            let (d, _) = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
             assert!(d.allowed, "{key}");
         }
-        let d = lim.acquire("a", 1, None).await.unwrap();
+        let (d, _) = lim.acquire("a", 1, None).await.unwrap();
         assert!(d.allowed);
-        let d = lim.acquire("a", 1, None).await.unwrap();
+        let (d, _) = lim.acquire("a", 1, None).await.unwrap();
         assert_eq!(d.denied_by, Some(DeniedBy::Rate));
         assert!(d.retry_after > Duration::from_secs(59));
         assert!(lim.renew("a", LeaseId(7)).await.unwrap());
@@ -165,25 +129,21 @@ fn server_clock_cleanup_and_reset() {
         let short = limiter(
             &engine,
             Policy {
-                rule: token_bucket(1_000, 1),
+                rule: Some(token_bucket(1_000, 1)),
                 concurrency: None,
             },
         );
         for key in 0..50 {
-            assert!(short.acquire(&key.to_string(), 1, None).await.unwrap().allowed);
+            assert!(short.acquire(&key.to_string(), 1, None).await.unwrap().0.allowed);
         }
-        assert!(lim.acquire("kept", 1, None).await.unwrap().allowed);
+        assert!(lim.acquire("kept", 1, None).await.unwrap().0.allowed);
         // Expiry is kept to the next whole second.
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        let mut deleted = 0;
-        loop {
-            let n = engine.cleanup(20).await.unwrap();
-            deleted += n;
-            if n < 20 {
-                break;
-            }
-        }
-        assert!(deleted >= 50, "deleted {deleted}");
+        while engine.cleanup(20).await.unwrap() == 20 {}
+        let expired = "SELECT count(*) FROM public.rate_limiter_state \
+                       WHERE convert_from(limiter, 'UTF8') LIKE 'eq-%' \
+                         AND convert_from(key, 'UTF8') ~ '^[0-9]+$'";
+        assert_eq!(server.psql(expired), "0", "cleanup left expired rows");
         let count = server.psql("SELECT count(*) FROM public.rate_limiter_state WHERE expires_at < (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - 1000000");
         assert_eq!(count, "0");
         assert!(!lim.peek("kept", 2).await.unwrap().allowed, "live state survives");
@@ -192,9 +152,7 @@ fn server_clock_cleanup_and_reset() {
 
 #[test]
 fn a_release_in_another_process_wakes_waiters() {
-    let Some(server) = server() else {
-        return;
-    };
+    let server = server();
     let rt = runtime();
     rt.block_on(async {
         // Two registries, each with its own engine: two "processes".
@@ -245,9 +203,7 @@ fn a_release_in_another_process_wakes_waiters() {
 
 #[test]
 fn a_missing_table_names_the_fix() {
-    let Some(server) = server() else {
-        return;
-    };
+    let server = server();
     let rt = runtime();
     rt.block_on(async {
         let config_of = config;
@@ -295,9 +251,7 @@ fn a_missing_table_names_the_fix() {
 /// (the configuration file only accepts plain identifiers); keys with any bytes.
 #[test]
 fn hostile_identifiers_and_keys() {
-    let Some(server) = server() else {
-        return;
-    };
+    let server = server();
     let rt = runtime();
     rt.block_on(async {
         let long_table = format!("{}{}", "ü".repeat(30), "t\"x"); // 63 bytes
@@ -310,11 +264,11 @@ fn hostile_identifiers_and_keys() {
             let mut config = config(server, &[]);
             config.schema_name = schema.to_owned();
             config.table_name = table.to_owned();
-            let engine = PostgresEngine::without_cleanup(&config).unwrap();
+            let engine = PostgresEngine::new(&config).unwrap();
             let lim = limiter(
                 &engine,
                 Policy {
-                    rule: sliding_window(2, 60_000_000),
+                    rule: Some(sliding_window(2, 60_000_000)),
                     concurrency: concurrency(1, 10_000_000),
                 },
             );
@@ -326,11 +280,23 @@ fn hostile_identifiers_and_keys() {
                 "🦀 ключ",
                 &long_key,
             ] {
-                assert!(lim.acquire(key, 1, Some(LeaseId(1))).await.unwrap().allowed);
-                let d = lim.acquire(key, 1, Some(LeaseId(2))).await.unwrap();
+                assert!(
+                    lim.acquire(key, 1, Some(LeaseId(1)))
+                        .await
+                        .unwrap()
+                        .0
+                        .allowed
+                );
+                let (d, _) = lim.acquire(key, 1, Some(LeaseId(2))).await.unwrap();
                 assert_eq!(d.denied_by, Some(DeniedBy::Concurrency), "{schema}.{table}");
                 lim.release(key, LeaseId(1)).await.unwrap();
-                assert!(lim.acquire(key, 1, Some(LeaseId(2))).await.unwrap().allowed);
+                assert!(
+                    lim.acquire(key, 1, Some(LeaseId(2)))
+                        .await
+                        .unwrap()
+                        .0
+                        .allowed
+                );
                 assert!(!lim.peek(key, 1).await.unwrap().allowed);
             }
             lim.reset(None).await.unwrap();

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ratesync::engine::postgres::PostgresEngine;
-use ratesync::engine::Engine;
+use ratesync::store::Engine;
 use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
 use support::{PostgresServer, TestCertificates};
 
@@ -43,29 +43,26 @@ impl TlsServer {
     }
 }
 
-/// The TLS server this test process shares, or `None` after a loud skip.
-fn tls_server() -> Option<&'static TlsServer> {
-    static SHARED: OnceLock<Option<TlsServer>> = OnceLock::new();
-    SHARED
-        .get_or_init(|| {
-            if !support::require_postgres() || !support::require_binaries(&["openssl"]) {
-                return None;
-            }
-            let certificates = TestCertificates::make();
-            let server = PostgresServer::start_with_tls(
-                &certificates.server_cert(),
-                &certificates.server_key(),
-                HBA,
-            );
-            // Over TLS (psql prefers it, and `postgres` has only `hostssl`).
-            let created = server.psql("CREATE ROLE plain LOGIN SUPERUSER");
-            assert_eq!(created, "CREATE ROLE", "{}", server.log());
-            Some(TlsServer {
-                server,
-                certificates,
-            })
-        })
-        .as_ref()
+/// The TLS server this test process shares.
+fn tls_server() -> &'static TlsServer {
+    static SHARED: OnceLock<TlsServer> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        support::require_postgres();
+        support::require_binaries(&["openssl"]);
+        let certificates = TestCertificates::make();
+        let server = PostgresServer::start_with_tls(
+            &certificates.server_cert(),
+            &certificates.server_key(),
+            HBA,
+        );
+        // Over TLS (psql prefers it, and `postgres` has only `hostssl`).
+        let created = server.psql("CREATE ROLE plain LOGIN SUPERUSER");
+        assert_eq!(created, "CREATE ROLE", "{}", server.log());
+        TlsServer {
+            server,
+            certificates,
+        }
+    })
 }
 
 fn store(url: &str) -> StoreBuilder {
@@ -80,7 +77,7 @@ async fn ping(url: &str) -> Result<(), String> {
 
 #[tokio::test]
 async fn verify_full_with_the_ca_decides_over_tls() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     let ca = tls.ca().display().to_string();
     let url = tls.url(
         "postgres",
@@ -118,7 +115,7 @@ async fn verify_full_with_the_ca_decides_over_tls() {
 
 #[tokio::test]
 async fn require_and_prefer_encrypt_without_the_ca() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     // `postgres` may only come in over TLS: connecting proves encryption.
     for query in ["sslmode=require", "sslmode=prefer", ""] {
         let url = tls.url("postgres", "127.0.0.1", query);
@@ -130,7 +127,7 @@ async fn require_and_prefer_encrypt_without_the_ca() {
 
 #[tokio::test]
 async fn verify_full_without_the_ca_is_refused_naming_the_certificate() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     // The system trust store does not hold the test's private CA.
     let url = tls.url("postgres", "127.0.0.1", "sslmode=verify-full");
     let error = ping(&url).await.unwrap_err();
@@ -143,7 +140,7 @@ async fn verify_full_without_the_ca_is_refused_naming_the_certificate() {
 
 #[tokio::test]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     let ca = tls.ca().display().to_string();
     // The socket goes to 127.0.0.1; the name checked is one the certificate lacks.
     let query = |mode: &str| format!("hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={ca}");
@@ -162,7 +159,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
 
 #[tokio::test]
 async fn disable_connects_in_plain_where_the_server_allows_it() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     ping(&tls.url("plain", "127.0.0.1", "sslmode=disable"))
         .await
         .expect("`plain` may connect without TLS");
@@ -172,9 +169,11 @@ async fn disable_connects_in_plain_where_the_server_allows_it() {
     assert!(error.contains("no encryption"), "{error}");
 }
 
-#[tokio::test]
+// Multi-threaded: the release listener connects in the background while the test
+// thread blocks in `wait_until`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_and_the_release_listener_use_tls() {
-    let Some(tls) = tls_server() else { return };
+    let tls = tls_server();
     let ca = tls.ca().display().to_string();
     let url = tls.url(
         "postgres",
@@ -219,9 +218,7 @@ async fn migrate_and_the_release_listener_use_tls() {
 
 #[tokio::test]
 async fn require_against_a_server_without_tls_is_a_clear_error() {
-    let Some(server) = PostgresServer::start_or_skip() else {
-        return;
-    };
+    let server = PostgresServer::start();
     let error = ping(&format!("{}?sslmode=require", server.url()))
         .await
         .unwrap_err();

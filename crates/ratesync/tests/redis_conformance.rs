@@ -19,7 +19,7 @@ use conformance::{Backend, Outage};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use ratesync::engine::redis::RedisEngine;
-use ratesync::engine::Engine;
+use ratesync::store::Engine;
 use ratesync::StoreBuilder;
 use support::{RedisCluster, RedisServer};
 
@@ -43,10 +43,10 @@ struct Standalone {
 }
 
 impl Standalone {
-    fn new() -> Option<Self> {
-        support::require_binaries(support::REDIS_BINARIES).then(|| Standalone {
+    fn new() -> Self {
+        Standalone {
             own: OnceLock::new(),
-        })
+        }
     }
 
     fn server(&self) -> &RedisServer {
@@ -90,10 +90,9 @@ impl Outage for Standalone {
 struct Cluster(&'static RedisCluster);
 
 impl Cluster {
-    fn new() -> Option<Self> {
+    fn new() -> Self {
         static SHARED: OnceLock<RedisCluster> = OnceLock::new();
-        support::require_binaries(support::REDIS_BINARIES)
-            .then(|| Cluster(SHARED.get_or_init(|| RedisCluster::start(3))))
+        Cluster(SHARED.get_or_init(|| RedisCluster::start(3)))
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratesync::{AcquireError, Config, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Results, Run, Spawn};
-use support::RedisServer;
+use support::{groups, RedisCluster, RedisServer};
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
@@ -210,9 +210,7 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let run = run_workers(
         "a_sliding_window_admits_exactly_its_limit_across_processes",
         &server,
@@ -234,9 +232,7 @@ fn a_token_bucket_stays_within_its_bound_across_processes() {
     if child::role().is_some() {
         return worker();
     }
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let duration = Duration::from_secs(3);
     let run = run_workers(
         "a_token_bucket_stays_within_its_bound_across_processes",
@@ -251,8 +247,9 @@ fn a_token_bucket_stays_within_its_bound_across_processes() {
 
 /// Whether `faketime` can run the skewed workers; skips loudly when it is not
 /// installed (a failure under `CI=true`).
-fn skew_available() -> bool {
-    support::require_binaries(&["redis-server", "redis-cli", "faketime"])
+/// The skewed workers run under `faketime`.
+fn require_faketime() {
+    support::require_binaries(&["redis-server", "redis-cli", "faketime"]);
 }
 
 /// A process on the real clock, one an hour ahead and one an hour behind.
@@ -295,16 +292,14 @@ fn assert_clocks_were_skewed(run: &Run) {
 /// exactly its limit, and no refusal asks for a wait longer than the window (a
 /// client-clock engine would make the clock-behind process wait hours).
 #[test]
-fn a_sliding_window_ignores_client_clock_skew() {
+fn a_sliding_window_ignores_a_skewed_clock() {
     if child::role().is_some() {
         return worker();
     }
-    if !skew_available() {
-        return;
-    }
+    require_faketime();
     let server = RedisServer::start();
     let run = run_workers(
-        "a_sliding_window_ignores_client_clock_skew",
+        "a_sliding_window_ignores_a_skewed_clock",
         &server,
         WINDOW_RULE,
         Duration::from_secs(2),
@@ -323,17 +318,15 @@ fn a_sliding_window_ignores_client_clock_skew() {
 /// whose clock is behind out for hours), and no refusal asks for more than one
 /// emission interval (1/rate = 5 ms; 100 ms allowed).
 #[test]
-fn a_token_bucket_ignores_client_clock_skew() {
+fn a_token_bucket_ignores_a_skewed_clock() {
     if child::role().is_some() {
         return worker();
     }
-    if !skew_available() {
-        return;
-    }
+    require_faketime();
     let server = RedisServer::start();
     let duration = Duration::from_secs(3);
     let run = run_workers(
-        "a_token_bucket_ignores_client_clock_skew",
+        "a_token_bucket_ignores_a_skewed_clock",
         &server,
         BUCKET_RULE,
         duration,
@@ -346,4 +339,36 @@ fn a_token_bucket_ignores_client_clock_skew() {
         assert!(result.number("admitted") > 0, "{result:?}");
         assert!(result.number("max_retry_ms") <= 100, "{result:?}");
     }
+}
+
+/// 4 processes × 32 tasks take two limiters as one group: exactly the tight
+/// limiter's 100 groups are admitted, and the loose limiter holds exactly those 100
+/// units (the group is one script, `docs/design.md#groups`).
+#[test]
+fn a_group_is_all_or_nothing_across_processes() {
+    if child::role().is_some() {
+        return groups::worker();
+    }
+    let server = RedisServer::start();
+    groups::check_across_processes(
+        "a_group_is_all_or_nothing_across_processes",
+        &format!("engine = \"redis\"\nurl = \"{}\"", server.url()),
+    );
+}
+
+/// The same on a Cluster, where the two limiters' keys live in different slots: the
+/// group is reserved member by member and refunded, and still exact.
+#[test]
+fn a_group_across_cluster_slots_is_all_or_nothing_across_processes() {
+    if child::role().is_some() {
+        return groups::worker();
+    }
+    let cluster = RedisCluster::start(3);
+    groups::check_across_processes(
+        "a_group_across_cluster_slots_is_all_or_nothing_across_processes",
+        &format!(
+            "engine = \"redis\"\nurl = \"{}\"\ncluster = true",
+            cluster.url()
+        ),
+    );
 }

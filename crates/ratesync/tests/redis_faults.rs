@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ratesync::engine::StoreError;
+use ratesync::store::StoreError;
 use ratesync::{AcquireError, Config, DeniedBy, Limiter, LimiterBuilder, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Spawn};
 use support::{Failover, RedisSentinel, RedisServer};
@@ -98,9 +98,7 @@ async fn timed<T>(call: impl std::future::Future<Output = T>) -> (T, Duration) {
 /// the deadline; once the server starts, the same registry decides again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_absent_at_start_is_survived_and_used_once_it_starts() {
-    if !support::require_binaries(support::REDIS_BINARIES) {
-        return;
-    }
+    support::require_binaries(support::REDIS_BINARIES);
     let server = RedisServer::not_started();
     let reg = registry(
         &server.url(),
@@ -179,9 +177,7 @@ struct Outcomes {
 /// deadline, and both decide again soon after the server is restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_is_survived() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let reg = registry(
         &server.url(),
         vec![
@@ -275,9 +271,7 @@ async fn a_server_killed_under_load_is_survived() {
 /// after a restart (state and scripts gone) decisions start afresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_script_cache_is_refilled_transparently() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let reg = registry(
         &server.url(),
         vec![
@@ -334,9 +328,7 @@ async fn an_empty_script_cache_is_refilled_transparently() {
 /// reply to a timed-out call is never taken for the answer to a new one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_server_is_bounded_by_the_socket_timeout() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let reg = registry(
         &server.url(),
         vec![
@@ -428,9 +420,7 @@ async fn a_killed_holders_slot_returns_within_lease_ttl() {
     if child::role().is_some() {
         return hold_a_slot().await;
     }
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let mut holder = ChildProcess::spawn(Spawn {
         test: "a_killed_holders_slot_returns_within_lease_ttl",
         role: "holder",
@@ -472,9 +462,7 @@ async fn a_killed_holders_slot_returns_within_lease_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_is_followed() {
     for (how, sentinels) in [(Failover::Command, 1), (Failover::KillMaster, 3)] {
-        let Some(ha) = RedisSentinel::start_or_skip(true, sentinels) else {
-            return;
-        };
+        let ha = RedisSentinel::start(true, sentinels);
         let store = match how {
             Failover::Command => StoreBuilder::redis(&ha.url())
                 .option("sentinels", ha.sentinel_addresses())

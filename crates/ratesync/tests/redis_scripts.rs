@@ -1,11 +1,12 @@
 //! The Redis engine's Lua scripts against the reference math of `ratesync::algorithm`:
 //! for the same rule, history and times, both give the same decisions (allowed,
-//! remaining, retry-after, reset-after, denied-by), lease answers included.
+//! remaining, retry-after, reset-after, denied-by), receipts, lease answers, refunds
+//! and group outcomes.
 //!
 //! The scripts decide in microseconds and the reference in nanoseconds, so each rule
 //! is built from whole microseconds (`interval_us * 1000`) and the reference decides
-//! at `t_us * 1000` while the script's clock is pinned to `t_us` (an argument only
-//! tests pass). Runs against a `redis-server` this file starts on a free port.
+//! at `t_us * 1000` while the engine's clock is pinned to `t_us` (a test hook, feature
+//! `testing`). Runs against a `redis-server` this file starts on a free port.
 
 #![cfg(feature = "redis")]
 
@@ -15,12 +16,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use ratesync::algorithm::{LeaseId, Policy};
-use ratesync::engine::redis::{RedisEngine, RedisLimiter};
-use ratesync::engine::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
-use ratesync::{Config, Decision, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
-use reference::{concurrency, sliding_window, PinnedLimiter};
+use ratesync::engine::redis::RedisEngine;
+use ratesync::store::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal};
+use ratesync::testing::PinnedClock;
+use ratesync::{Config, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
+use reference::{concurrency, sliding_window, PinnedStore};
 use support::{RedisCluster, RedisServer};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -31,10 +32,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn limiter(engine: &RedisEngine, policy: Policy) -> Arc<RedisLimiter> {
+fn engine(server: &RedisServer) -> RedisEngine {
+    RedisEngine::new(&support::redis_config(StoreBuilder::redis(&server.url()))).unwrap()
+}
+
+/// An engine on `server` whose scripts read the time the test pins.
+fn pinned(server: &RedisServer) -> PinnedStore {
+    let clock = PinnedClock::new();
+    let config = support::redis_config(StoreBuilder::redis(&server.url()));
+    let engine = RedisEngine::with_pinned_clock(&config, clock.clone()).unwrap();
+    PinnedStore {
+        engine: Arc::new(engine),
+        set_now: Box::new(move |t_us| clock.set_micros(t_us)),
+        unit_ns: 1000,
+    }
+}
+
+fn limiter(engine: &RedisEngine, policy: Policy) -> Arc<dyn EngineLimiter> {
     let id = format!("eq-{}", fastrand::u64(..));
     engine
-        .redis_limiter(LimiterSpec {
+        .limiter(LimiterSpec {
             id: id.into(),
             policy,
             releases: ReleaseSignal::detached(),
@@ -44,77 +61,36 @@ fn limiter(engine: &RedisEngine, policy: Policy) -> Arc<RedisLimiter> {
 
 #[test]
 fn lua_decisions_equal_the_reference() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
-    let engine = RedisEngine::from_url(&server.url()).unwrap();
-    reference::check_random_histories(&runtime(), |policy| limiter(&engine, policy));
-}
-
-impl PinnedLimiter for RedisLimiter {
-    fn acquire_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        lease: Option<LeaseId>,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        Box::pin(RedisLimiter::acquire_at(self, key, cost, lease, Some(t_us)))
-    }
-
-    fn peek_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        Box::pin(RedisLimiter::peek_at(self, key, cost, Some(t_us)))
-    }
-
-    fn release_lease<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        EngineLimiter::release(self, key, lease)
-    }
-
-    fn renew_at<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(RedisLimiter::renew_at(self, key, lease, Some(t_us)))
-    }
+    let server = RedisServer::start();
+    reference::check_random_histories(&runtime(), &pinned(&server));
 }
 
 #[test]
 fn hand_written_histories_match() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
-    let engine = RedisEngine::from_url(&server.url()).unwrap();
-    reference::check_hand_written_histories(&runtime(), |policy| limiter(&engine, policy));
+    let server = RedisServer::start();
+    reference::check_hand_written_histories(&runtime(), &pinned(&server));
+}
+
+#[test]
+fn lua_groups_equal_the_reference() {
+    let server = RedisServer::start();
+    reference::check_random_groups(&runtime(), &pinned(&server));
 }
 
 #[test]
 fn server_clock_leases_ttls_scans_and_script_reloads() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     let rt = runtime();
     rt.block_on(async {
-        use ratesync::engine::EngineLimiter;
-        let engine = RedisEngine::from_url(&server.url()).unwrap();
+        let engine = engine(&server);
         engine.ping().await.unwrap();
         let policy = Policy {
-            rule: sliding_window(2, 60_000_000),
+            rule: Some(sliding_window(2, 60_000_000)),
             concurrency: concurrency(5, 10_000_000),
         };
         let lim = limiter(&engine, policy);
         for key in ["a", "b", "weird key:{x}*"] {
-            let d = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
+            let (d, _) = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
             assert!(d.allowed, "{key}");
         }
         // Every key written has a TTL.
@@ -126,9 +102,9 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
         }
         // A lost script cache costs a retry, not an error.
         assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
-        let d = lim.acquire("a", 1, None).await.unwrap();
+        let (d, _) = lim.acquire("a", 1, None).await.unwrap();
         assert!(d.allowed);
-        let d = lim.acquire("a", 1, None).await.unwrap();
+        let (d, _) = lim.acquire("a", 1, None).await.unwrap();
         assert_eq!(d.denied_by, Some(DeniedBy::Rate));
         assert!(d.retry_after > Duration::from_secs(59));
         assert!(lim.renew("a", LeaseId(7)).await.unwrap());
@@ -147,9 +123,7 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
 
 #[test]
 fn a_release_in_another_process_wakes_waiters() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     release_wakes_another_engine(|| StoreBuilder::redis(&server.url()), Free::Release);
 }
 
@@ -157,9 +131,7 @@ fn a_release_in_another_process_wakes_waiters() {
 /// told, as for a release.
 #[test]
 fn a_whole_limiter_reset_wakes_waiters_in_another_process() {
-    let Some(server) = RedisServer::start_or_skip() else {
-        return;
-    };
+    let server = RedisServer::start();
     release_wakes_another_engine(|| StoreBuilder::redis(&server.url()), Free::ResetAll);
 }
 
@@ -167,9 +139,7 @@ fn a_whole_limiter_reset_wakes_waiters_in_another_process() {
 /// configured node that is down must not keep it away: it moves on to the next.
 #[test]
 fn a_release_wakes_waiters_on_a_cluster_whose_first_node_is_down() {
-    if !support::require_binaries(support::REDIS_BINARIES) {
-        return;
-    }
+    support::require_binaries(support::REDIS_BINARIES);
     let cluster = RedisCluster::start(3);
     let dead = format!("redis://127.0.0.1:{}", support::free_port());
     let urls = std::iter::once(dead)

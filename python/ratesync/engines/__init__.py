@@ -78,7 +78,6 @@ class _EngineRateLimiter(RateLimiter):
         self._target = _native.private_limiter(
             self._id, self._engine, self._store_options, self._limiter_options
         )
-        self._local = _native.is_local(self._target)
 
     def _rebuild_in_child(self) -> None:
         self._held.clear()

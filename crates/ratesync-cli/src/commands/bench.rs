@@ -43,7 +43,8 @@ pub enum Mode {
 /// Keys are "k0" .. "k{K-1}", taken round-robin by each task. With --json, prints one
 /// object with `admitted`, `denied`, `errors`, `elapsed_s`, `ops_per_s`,
 /// `admitted_per_s`, `latency_us` {`p50`, `p90`, `p99`, `max`}, `admitted_bound` (the
-/// most the rule allows in `elapsed_s`), `limiter`, `tasks`, `keys`, `mode`, `cost`.
+/// most the rule allows in `elapsed_s`; null without a rate), `limiter`, `tasks`,
+/// `keys`, `mode`, `cost`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The limiter to drive (its id in the configuration).
@@ -83,7 +84,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     let config = load::require(explicit)?;
     let registry = load::registry_for(&config, [name])?;
     let limiter = registry.limiter(name)?;
-    check_cost(&limiter.config().rule, args.cost)
+    check_cost(limiter.policy(), args.cost)
         .map_err(|err| Failure::config(format!("--cost: {err}")))?;
 
     let keys: Arc<[String]> = (0..args.keys).map(|i| format!("k{i}")).collect();

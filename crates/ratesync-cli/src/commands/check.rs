@@ -72,8 +72,8 @@ fn limiters(config: &Config) -> comfy_table::Table {
         table.add_row([
             id.clone(),
             limiter.store.clone(),
-            limiter.rule.algorithm_name().to_owned(),
-            output::rule(&limiter.rule),
+            output::algorithm(limiter).to_owned(),
+            output::limit(limiter),
             output::optional(limiter.max_concurrent),
             output::timeout(limiter),
             if limiter.fail_closed {

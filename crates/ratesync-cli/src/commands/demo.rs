@@ -61,7 +61,10 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     let mut rows = Vec::new();
     for (name, drive) in drives {
         let limiter = registry.limiter(&name)?;
-        let keep_log = matches!(limiter.config().rule, ratesync::Rule::SlidingWindow(_));
+        let keep_log = matches!(
+            limiter.config().rule,
+            Some(ratesync::Rule::SlidingWindow(_))
+        );
         let stats = Arc::new(Stats::new(base, keep_log));
         for _ in 0..drive.workers {
             workers.spawn(worker::work(limiter.clone(), drive, stats.clone()));

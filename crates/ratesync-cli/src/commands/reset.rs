@@ -27,7 +27,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
         None => "all keys".to_owned(),
     };
     println!("reset `{}` ({scope})", limiter.name());
-    if limiter.is_local() {
+    if limiter.engine_name() == "memory" {
         eprintln!(
             "note: store `{}` is process memory: its state lives only inside one process",
             limiter.store_id()

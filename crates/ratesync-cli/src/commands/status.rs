@@ -95,13 +95,13 @@ fn print_table(states: &[(&Limiter, Decision)], key: &str) {
     for (limiter, d) in states {
         table.add_row([
             limiter.name().to_owned(),
-            output::rule(&limiter.config().rule),
+            output::limit(limiter.config()),
             match d.denied_by {
                 None if d.allowed => "yes".to_owned(),
                 Some(by) => format!("no ({})", denied_by(by)),
                 None => "no".to_owned(),
             },
-            format!("{} of {}", d.remaining, d.limit),
+            output::remaining(limiter.config(), d),
             format!("{:.3} s", d.retry_after.as_secs_f64()),
             format!("{:.3} s", d.reset_after.as_secs_f64()),
         ]);
@@ -110,7 +110,7 @@ fn print_table(states: &[(&Limiter, Decision)], key: &str) {
         println!("key `{key}`");
     }
     println!("{table}");
-    if states.iter().any(|(l, _)| l.is_local()) {
+    if states.iter().any(|(l, _)| l.engine_name() == "memory") {
         eprintln!("note: memory stores keep state inside one process: this shows a fresh state");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{nanos_to_duration, RuleError};
+use super::{nanos_to_duration, Receipt, RuleError};
 use crate::decision::{Decision, DeniedBy};
 
 /// Largest rate accepted: one unit per nanosecond.
@@ -135,6 +135,22 @@ impl TokenBucket {
         decision
     }
 
+    /// The TAT after giving back the `cost` units of the admission that issued
+    /// `receipt` (`docs/design.md#refunds`). Exact when nothing was admitted since
+    /// (the TAT is still the one it stored): the TAT it found comes back. Otherwise
+    /// only what is certainly still owed: the cost less the time since the admission,
+    /// since a bucket that would have been full meanwhile refilled that much anyway.
+    /// Never more than the admission took.
+    #[inline]
+    pub fn refund(&self, tat: u64, now: u64, cost: u32, receipt: Receipt) -> u64 {
+        let taken = u64::from(cost) * self.interval;
+        if tat == receipt.recorded {
+            return tat.saturating_sub(taken);
+        }
+        let owed = taken.saturating_sub(now.saturating_sub(receipt.now));
+        tat.saturating_sub(owed)
+    }
+
     /// When a key whose TAT is `tat` becomes indistinguishable from a fresh key (its
     /// bucket is full again): the TAT itself.
     #[inline]
@@ -194,6 +210,28 @@ mod tests {
         assert_eq!(tb.interval_nanos(), 5 * SEC);
         let tb = TokenBucket::new(3.0, 1).unwrap();
         assert_eq!(tb.interval_nanos(), 333_333_334);
+    }
+
+    #[test]
+    fn a_refund_is_exact_when_last_and_never_more_than_owed() {
+        let tb = TokenBucket::new(10.0, 2).unwrap(); // 100 ms per unit
+        let (_, a) = tb.decide(0, SEC, 1);
+        let a = a.unwrap();
+        let receipt = Receipt {
+            now: SEC,
+            recorded: a,
+        };
+        assert_eq!(tb.refund(a, SEC, 1, receipt), SEC, "the TAT it found");
+        // Another admission followed 50 ms later: half of the unit may have refilled
+        // into a bucket that was full, so only the other half is certainly owed.
+        let (_, b) = tb.decide(a, SEC + 50_000_000, 1);
+        let b = b.unwrap();
+        assert_eq!(tb.refund(b, SEC + 50_000_000, 1, receipt), b - 50_000_000);
+        assert_eq!(
+            tb.refund(b, SEC + 200_000_000, 1, receipt),
+            b,
+            "all refilled"
+        );
     }
 
     #[test]

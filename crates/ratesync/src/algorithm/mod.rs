@@ -1,20 +1,23 @@
 //! The math of rate limiting, as pure functions over (state, now, rule, cost).
 //!
 //! Nothing here reads a clock, takes a lock or talks to a store. Every engine either
-//! calls these functions (memory) or re-implements them in its store's language
+//! calls these functions (memory, NATS) or re-implements them in its store's language
 //! (Lua for Redis, SQL for PostgreSQL) and is tested against them: this module is
-//! the reference that defines what a correct decision is.
+//! the reference that defines what a correct decision is
+//! (`docs/design.md#algorithms`).
 //!
 //! Time is `u64` nanoseconds since an origin chosen by the caller; only differences
 //! matter.
 
 mod gcra;
+mod group;
 mod leases;
 mod sliding_window;
 
 use std::time::Duration;
 
 pub use gcra::{TokenBucket, MAX_RATE_PER_SECOND};
+pub use group::{decide_all, GroupDecision, Member};
 pub use leases::{Concurrency, LeaseId, LeaseSet};
 pub use sliding_window::{SlidingWindow, WindowLog, MAX_WINDOW_SECONDS};
 
@@ -56,13 +59,43 @@ impl Rule {
             Rule::SlidingWindow(_) => "sliding_window",
         }
     }
+
+    /// How long the rule's state can matter after the last admission (ns): the time
+    /// to refill an empty bucket, or the window.
+    pub fn span_nanos(&self) -> u64 {
+        match self {
+            Rule::TokenBucket(tb) => tb.interval_nanos().saturating_mul(u64::from(tb.burst())),
+            Rule::SlidingWindow(sw) => sw.window_nanos(),
+        }
+    }
 }
 
-/// Everything that decides one limiter: its rule and optional concurrency cap.
+/// Everything that decides one limiter: a rate rule, a concurrency cap, or both.
+/// Configuration guarantees at least one of the two
+/// (`docs/design.md#a-limiter-without-a-rate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Policy {
-    pub rule: Rule,
+    /// `None`: the limiter has no rate limit, only its concurrency cap.
+    pub rule: Option<Rule>,
     pub concurrency: Option<Concurrency>,
+}
+
+impl Policy {
+    /// What [`Decision::limit`] reports: the rule's capacity, or for a limiter without
+    /// a rate, its concurrency cap.
+    pub fn limit(&self) -> u64 {
+        match (&self.rule, &self.concurrency) {
+            (Some(rule), _) => u64::from(rule.capacity()),
+            (None, Some(cc)) => u64::from(cc.max),
+            (None, None) => 0,
+        }
+    }
+
+    /// How long any state of this policy can matter after its last write (ns).
+    pub fn span_nanos(&self) -> u64 {
+        let rate = self.rule.as_ref().map_or(0, Rule::span_nanos);
+        rate.max(self.concurrency.map_or(0, |cc| cc.lease_ttl))
+    }
 }
 
 /// The rate state of one key; which variant is fixed by the limiter's rule.
@@ -72,6 +105,27 @@ pub enum RateState {
     Tat(u64),
     /// Sliding-window admission log.
     Log(WindowLog),
+    /// No rate rule: nothing to remember.
+    Unlimited,
+}
+
+impl RateState {
+    fn fresh(rule: Option<&Rule>) -> Self {
+        match rule {
+            Some(Rule::TokenBucket(_)) => RateState::Tat(0),
+            Some(Rule::SlidingWindow(_)) => RateState::Log(WindowLog::default()),
+            None => RateState::Unlimited,
+        }
+    }
+
+    fn fits(&self, rule: Option<&Rule>) -> bool {
+        matches!(
+            (rule, self),
+            (Some(Rule::TokenBucket(_)), RateState::Tat(_))
+                | (Some(Rule::SlidingWindow(_)), RateState::Log(_))
+                | (None, RateState::Unlimited)
+        )
+    }
 }
 
 /// The whole state of one (limiter, key): what a store keeps for it.
@@ -82,14 +136,10 @@ pub struct KeyState {
 }
 
 impl KeyState {
-    /// The state of a key never seen, for `rule`.
-    pub fn fresh(rule: &Rule) -> Self {
-        let rate = match rule {
-            Rule::TokenBucket(_) => RateState::Tat(0),
-            Rule::SlidingWindow(_) => RateState::Log(WindowLog::default()),
-        };
+    /// The state of a key never seen, for `policy`.
+    pub fn fresh(policy: &Policy) -> Self {
         KeyState {
-            rate,
+            rate: RateState::fresh(policy.rule.as_ref()),
             leases: LeaseSet::default(),
         }
     }
@@ -98,8 +148,8 @@ impl KeyState {
     /// can be forgotten without changing any future decision.
     pub fn idle_at(&self, policy: &Policy) -> u64 {
         let rate = match (&policy.rule, &self.rate) {
-            (Rule::TokenBucket(tb), RateState::Tat(tat)) => tb.idle_at(*tat),
-            (Rule::SlidingWindow(sw), RateState::Log(log)) => sw.idle_at(log),
+            (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => tb.idle_at(*tat),
+            (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.idle_at(log),
             _ => 0,
         };
         rate.max(self.leases.idle_at())
@@ -109,6 +159,28 @@ impl KeyState {
     pub fn is_idle(&self, policy: &Policy, now: u64) -> bool {
         self.idle_at(policy) <= now
     }
+
+    /// This state, or a fresh one when it belongs to another rule (the limiter was
+    /// reconfigured to another algorithm): a rate state of the wrong kind means nothing.
+    fn for_policy(&mut self, policy: &Policy) -> &mut Self {
+        if !self.rate.fits(policy.rule.as_ref()) {
+            self.rate = RateState::fresh(policy.rule.as_ref());
+        }
+        self
+    }
+}
+
+/// Where an admission left its mark in the state, so that it can be given back
+/// ([`refund`]): the store time of the decision, and the new TAT of a token bucket or
+/// the time of the log run a sliding window recorded it in. Engines that decide in
+/// another unit (microseconds) fill it in theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The store's time when the admission was decided.
+    pub now: u64,
+    /// Token bucket: the TAT the admission stored. Sliding window: the time of the
+    /// run it was recorded in. 0 without a rate rule.
+    pub recorded: u64,
 }
 
 /// A call that can never be admitted, whatever the state.
@@ -120,80 +192,131 @@ pub enum CostError {
     ExceedsCapacity { cost: u32, capacity: u32 },
 }
 
-/// Checks that `cost` can ever be admitted under `rule`.
-pub fn check_cost(rule: &Rule, cost: u32) -> Result<(), CostError> {
+/// Checks that `cost` can ever be admitted under `policy`. Without a rate rule any
+/// positive cost is admitted (cost is a rate notion; a slot is a slot).
+pub fn check_cost(policy: &Policy, cost: u32) -> Result<(), CostError> {
     if cost == 0 {
         return Err(CostError::Zero);
     }
-    let capacity = rule.capacity();
-    if cost > capacity {
-        return Err(CostError::ExceedsCapacity { cost, capacity });
+    match &policy.rule {
+        Some(rule) if cost > rule.capacity() => Err(CostError::ExceedsCapacity {
+            cost,
+            capacity: rule.capacity(),
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Decides an attempt and, when `lease` is given and the policy caps concurrency,
-/// takes a slot under that id: both or neither (SPEC §4.4). A refusal leaves `state`
-/// as it was, up to dropping expired entries. The caller has checked the cost.
+/// takes a slot under that id: both or neither (`docs/design.md#decisions`). A
+/// refusal leaves `state` as it was, up to dropping expired entries. The caller has
+/// checked the cost.
 pub fn decide(
     policy: &Policy,
     state: &mut KeyState,
     now: u64,
     cost: u32,
     lease: Option<LeaseId>,
-) -> Decision {
+) -> (Decision, Receipt) {
+    let state = state.for_policy(policy);
     if let (Some(cc), Some(_)) = (policy.concurrency, lease) {
         if state.leases.live(now) >= cc.max as usize {
-            let mut decision = peek(policy, state, now, cost);
-            decision.allowed = false;
-            decision.denied_by = Some(DeniedBy::Concurrency);
-            decision.retry_after = decision.retry_after.max(state.leases.earliest_expiry(now));
-            return decision;
+            return (
+                concurrency_refusal(policy, state, now, cost),
+                Receipt::default(),
+            );
         }
     }
-    let decision = match (&policy.rule, &mut state.rate) {
-        (Rule::TokenBucket(tb), RateState::Tat(tat)) => {
+    let (decision, recorded) = match (&policy.rule, &mut state.rate) {
+        (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => {
             let (decision, new_tat) = tb.decide(*tat, now, cost);
             if let Some(new_tat) = new_tat {
                 *tat = new_tat;
             }
-            decision
+            (decision, new_tat.unwrap_or(0))
         }
-        (Rule::SlidingWindow(sw), RateState::Log(log)) => sw.decide(log, now, cost),
-        (rule, _) => {
-            // The state belongs to another rule (the limiter was reconfigured): start over.
-            *state = KeyState::fresh(rule);
-            return decide(policy, state, now, cost, lease);
-        }
+        (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.decide(log, now, cost),
+        _ => (slots_decision(policy, state, now, lease.is_some()), 0),
     };
     if decision.allowed {
         if let (Some(cc), Some(id)) = (policy.concurrency, lease) {
             state.leases.insert(id, now, cc.lease_ttl);
         }
     }
-    decision
+    (decision, Receipt { now, recorded })
 }
 
 /// The decision an attempt of `cost` would get at `now`, consuming nothing.
 /// `remaining` is what is available now (an admission's decision says what is left
 /// after it).
 pub fn peek(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision {
-    let decision = match (&policy.rule, &state.rate) {
-        (Rule::TokenBucket(tb), RateState::Tat(tat)) => tb.peek(*tat, now, cost),
-        (Rule::SlidingWindow(sw), RateState::Log(log)) => sw.peek(log, now, cost),
-        (rule, _) => return peek(policy, &KeyState::fresh(rule), now, cost),
-    };
-    match policy.concurrency {
-        // As in `decide`: a full cap refuses whatever the rate says, and the wait
-        // covers both.
-        Some(cc) if state.leases.count_live(now) >= cc.max as usize => Decision {
-            allowed: false,
-            denied_by: Some(DeniedBy::Concurrency),
-            retry_after: decision.retry_after.max(state.leases.earliest_expiry(now)),
-            ..decision
-        },
-        _ => decision,
+    if !state.rate.fits(policy.rule.as_ref()) {
+        return peek(policy, &KeyState::fresh(policy), now, cost);
     }
+    match policy.concurrency {
+        // As in `decide`: a full cap refuses whatever the rate says.
+        Some(cc) if state.leases.count_live(now) >= cc.max as usize => {
+            concurrency_refusal(policy, state, now, cost)
+        }
+        _ => rate_peek(policy, state, now, cost),
+    }
+}
+
+/// The rate part of a peek (for a limiter without a rate: its free slots).
+fn rate_peek(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision {
+    match (&policy.rule, &state.rate) {
+        (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => tb.peek(*tat, now, cost),
+        (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.peek(log, now, cost),
+        _ => slots_decision(policy, state, now, false),
+    }
+}
+
+/// A refusal because every slot is held. The rate numbers are those of a peek, and
+/// `retry_after` is the rate's alone: a slot comes back when its holder releases it,
+/// which no clock can tell (`docs/design.md#concurrency`).
+fn concurrency_refusal(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision {
+    Decision {
+        allowed: false,
+        denied_by: Some(DeniedBy::Concurrency),
+        ..rate_peek(policy, state, now, cost)
+    }
+}
+
+/// The admission of a limiter without a rate (the caller has checked the cap): its
+/// limit is the cap, and `remaining` the slots left after this one (`taking`) or now.
+fn slots_decision(policy: &Policy, state: &KeyState, now: u64, taking: bool) -> Decision {
+    let max = policy.concurrency.map_or(0, |cc| u64::from(cc.max));
+    let live = state.leases.count_live(now) as u64 + u64::from(taking);
+    Decision {
+        allowed: true,
+        denied_by: None,
+        limit: max,
+        remaining: max.saturating_sub(live),
+        retry_after: Duration::ZERO,
+        reset_after: Duration::ZERO,
+    }
+}
+
+/// Gives back the `cost` units an admission took (its [`Receipt`]) and its lease,
+/// never more than it took (`docs/design.md#refunds`). What has already left the
+/// window or refilled is not given back twice. True when a lease was given back.
+pub fn refund(
+    policy: &Policy,
+    state: &mut KeyState,
+    now: u64,
+    cost: u32,
+    receipt: Receipt,
+    lease: Option<LeaseId>,
+) -> bool {
+    let state = state.for_policy(policy);
+    match (&policy.rule, &mut state.rate) {
+        (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => {
+            *tat = tb.refund(*tat, now, cost, receipt);
+        }
+        (Some(Rule::SlidingWindow(_)), RateState::Log(log)) => log.remove(receipt.recorded, cost),
+        _ => {}
+    }
+    lease.is_some_and(|id| state.leases.release(id))
 }
 
 pub(crate) fn nanos_to_duration(nanos: u64) -> Duration {
@@ -208,7 +331,7 @@ mod tests {
 
     fn policy(max: u32) -> Policy {
         Policy {
-            rule: Rule::TokenBucket(TokenBucket::new(1.0, 2).unwrap()),
+            rule: Some(Rule::TokenBucket(TokenBucket::new(1.0, 2).unwrap())),
             concurrency: Some(Concurrency {
                 max,
                 lease_ttl: 10 * SEC,
@@ -219,20 +342,22 @@ mod tests {
     #[test]
     fn concurrency_refusal_consumes_no_rate() {
         let p = policy(1);
-        let mut s = KeyState::fresh(&p.rule);
-        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).allowed);
+        let mut s = KeyState::fresh(&p);
+        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed);
         let before = s.clone();
-        let d = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
+        let (d, _) = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
         assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
+        // The rate has room: nothing a clock can promise, so no wait is invented.
+        assert_eq!(d.retry_after, Duration::ZERO);
         assert_eq!(s, before);
     }
 
     #[test]
     fn rate_refusal_takes_no_slot() {
         let p = policy(5);
-        let mut s = KeyState::fresh(&p.rule);
-        assert!(decide(&p, &mut s, SEC, 2, Some(LeaseId(1))).allowed);
-        let d = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
+        let mut s = KeyState::fresh(&p);
+        assert!(decide(&p, &mut s, SEC, 2, Some(LeaseId(1))).0.allowed);
+        let (d, _) = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
         assert_eq!(d.denied_by, Some(DeniedBy::Rate));
         assert_eq!(s.leases.count_live(SEC), 1);
     }
@@ -240,19 +365,57 @@ mod tests {
     #[test]
     fn expired_leases_free_their_slot() {
         let p = policy(1);
-        let mut s = KeyState::fresh(&p.rule);
-        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).allowed);
-        assert!(!decide(&p, &mut s, 2 * SEC, 1, Some(LeaseId(2))).allowed);
-        assert!(decide(&p, &mut s, 11 * SEC, 1, Some(LeaseId(2))).allowed);
+        let mut s = KeyState::fresh(&p);
+        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed);
+        assert!(!decide(&p, &mut s, 2 * SEC, 1, Some(LeaseId(2))).0.allowed);
+        assert!(decide(&p, &mut s, 11 * SEC, 1, Some(LeaseId(2))).0.allowed);
+    }
+
+    #[test]
+    fn a_limiter_without_a_rate_counts_slots() {
+        let p = Policy {
+            rule: None,
+            concurrency: Some(Concurrency {
+                max: 2,
+                lease_ttl: 10 * SEC,
+            }),
+        };
+        let mut s = KeyState::fresh(&p);
+        assert_eq!(peek(&p, &s, 0, 1).remaining, 2);
+        let (d, _) = decide(&p, &mut s, 0, 7, Some(LeaseId(1)));
+        assert!(d.allowed && d.limit == 2 && d.remaining == 1);
+        assert!(decide(&p, &mut s, 0, 1, Some(LeaseId(2))).0.allowed);
+        let (d, _) = decide(&p, &mut s, 0, 1, Some(LeaseId(3)));
+        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
+        assert_eq!(
+            (d.limit, d.remaining, d.retry_after),
+            (2, 0, Duration::ZERO)
+        );
+        assert_eq!(check_cost(&p, 1_000_000), Ok(()));
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_the_admission_took() {
+        let p = policy(3);
+        let mut s = KeyState::fresh(&p);
+        let fresh = s.clone();
+        let (d, receipt) = decide(&p, &mut s, SEC, 2, Some(LeaseId(1)));
+        assert!(d.allowed);
+        refund(&p, &mut s, SEC, 2, receipt, Some(LeaseId(1)));
+        assert_eq!(peek(&p, &s, SEC, 1), peek(&p, &fresh, SEC, 1));
+        assert_eq!(s.leases.count_live(SEC), 0);
     }
 
     #[test]
     fn cost_is_checked_against_capacity() {
-        let rule = Rule::SlidingWindow(SlidingWindow::new(3, 1.0).unwrap());
-        assert_eq!(check_cost(&rule, 0), Err(CostError::Zero));
-        assert!(check_cost(&rule, 3).is_ok());
+        let p = Policy {
+            rule: Some(Rule::SlidingWindow(SlidingWindow::new(3, 1.0).unwrap())),
+            concurrency: None,
+        };
+        assert_eq!(check_cost(&p, 0), Err(CostError::Zero));
+        assert!(check_cost(&p, 3).is_ok());
         assert_eq!(
-            check_cost(&rule, 4),
+            check_cost(&p, 4),
             Err(CostError::ExceedsCapacity {
                 cost: 4,
                 capacity: 3

@@ -77,25 +77,26 @@ impl SlidingWindow {
     }
 
     /// Decides an attempt of `cost` units at `now`, appending to `log` when admitted.
-    /// Expired entries are dropped first (that changes no decision). The caller has
-    /// checked `1 <= cost <= limit`.
-    pub fn decide(&self, log: &mut WindowLog, now: u64, cost: u32) -> Decision {
+    /// Expired entries are dropped first (that changes no decision). Returns the
+    /// decision and the time of the run the admission was recorded in (for a
+    /// refund). The caller has checked `1 <= cost <= limit`.
+    pub fn decide(&self, log: &mut WindowLog, now: u64, cost: u32) -> (Decision, u64) {
         log.expire(now, self.window);
         let used = log.total;
         let limit = u64::from(self.limit);
         if used + u64::from(cost) <= limit {
-            log.push(now, cost);
-            let newest = log.newest().unwrap_or(now);
-            return Decision {
+            let recorded = log.push(now, cost);
+            let decision = Decision {
                 allowed: true,
                 limit,
                 remaining: limit - log.total,
                 retry_after: Duration::ZERO,
-                reset_after: nanos_to_duration((newest + self.window).saturating_sub(now)),
+                reset_after: nanos_to_duration((recorded + self.window).saturating_sub(now)),
                 denied_by: None,
             };
+            return (decision, recorded);
         }
-        self.refusal(log, now, cost)
+        (self.refusal(log, now, cost), 0)
     }
 
     /// The decision an attempt of `cost` would get at `now`, without recording it.
@@ -188,13 +189,35 @@ impl WindowLog {
         }
     }
 
-    fn push(&mut self, now: u64, cost: u32) {
+    /// Records `cost` units at `now`; returns the time of the run they went into.
+    fn push(&mut self, now: u64, cost: u32) -> u64 {
         self.total += u64::from(cost);
         match self.runs.back_mut() {
             // Time that stands still (or a store clock that stepped back) merges into
             // the newest run: the log stays sorted and never admits earlier than it did.
-            Some((t, n)) if *t >= now => *n += cost,
-            _ => self.runs.push_back((now, cost)),
+            Some((t, n)) if *t >= now => {
+                *n += cost;
+                *t
+            }
+            _ => {
+                self.runs.push_back((now, cost));
+                now
+            }
+        }
+    }
+
+    /// Takes back up to `cost` units recorded in the run at `at` (a refund). Units
+    /// that have left the window (their run is gone) are not taken back twice.
+    pub(crate) fn remove(&mut self, at: u64, cost: u32) {
+        let Ok(index) = self.runs.binary_search_by_key(&at, |(t, _)| *t) else {
+            return;
+        };
+        let (_, n) = &mut self.runs[index];
+        let taken = (*n).min(cost);
+        *n -= taken;
+        self.total -= u64::from(taken);
+        if *n == 0 {
+            self.runs.remove(index);
         }
     }
 
@@ -222,27 +245,40 @@ mod tests {
         let sw = SlidingWindow::new(3, 1.0).unwrap();
         let mut log = WindowLog::default();
         for (i, at) in [0, 100 * MS, 200 * MS].into_iter().enumerate() {
-            let d = sw.decide(&mut log, at, 1);
+            let (d, _) = sw.decide(&mut log, at, 1);
             assert!(d.allowed);
             assert_eq!(d.remaining, 2 - i as u64);
         }
-        let d = sw.decide(&mut log, 300 * MS, 1);
+        let (d, _) = sw.decide(&mut log, 300 * MS, 1);
         assert!(!d.allowed);
         assert_eq!(d.retry_after, Duration::from_millis(700));
-        assert!(!sw.decide(&mut log, 1000 * MS - 1, 1).allowed);
-        assert!(sw.decide(&mut log, 1000 * MS, 1).allowed);
+        assert!(!sw.decide(&mut log, 1000 * MS - 1, 1).0.allowed);
+        assert!(sw.decide(&mut log, 1000 * MS, 1).0.allowed);
     }
 
     #[test]
     fn cost_needs_that_many_units_to_leave() {
         let sw = SlidingWindow::new(4, 1.0).unwrap();
         let mut log = WindowLog::default();
-        assert!(sw.decide(&mut log, 0, 2).allowed);
-        assert!(sw.decide(&mut log, 500 * MS, 2).allowed);
-        let d = sw.decide(&mut log, 600 * MS, 3);
+        assert!(sw.decide(&mut log, 0, 2).0.allowed);
+        assert!(sw.decide(&mut log, 500 * MS, 2).0.allowed);
+        let (d, _) = sw.decide(&mut log, 600 * MS, 3);
         assert!(!d.allowed);
         // Needs 3 units gone: the first run (2) leaves at 1000ms, the second at 1500ms.
         assert_eq!(d.retry_after, Duration::from_millis(900));
+    }
+
+    #[test]
+    fn a_refund_takes_back_its_own_units_only() {
+        let sw = SlidingWindow::new(3, 1.0).unwrap();
+        let mut log = WindowLog::default();
+        let (_, first) = sw.decide(&mut log, 0, 1);
+        let (_, second) = sw.decide(&mut log, 100 * MS, 2);
+        assert_eq!((first, second), (0, 100 * MS));
+        log.remove(second, 2);
+        assert_eq!(log.runs().collect::<Vec<_>>(), vec![(0, 1)]);
+        log.remove(second, 2);
+        assert_eq!(log.total(), 1, "a second refund finds nothing to take");
     }
 
     #[test]

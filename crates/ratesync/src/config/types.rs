@@ -8,7 +8,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::secret::{SecretString, SecretUrl};
-use crate::algorithm::{Concurrency, Policy, Rule, TokenBucket, MAX_RATE_PER_SECOND};
+use crate::algorithm::{Concurrency, Policy, Rule};
 
 /// Default `lease_ttl`: how long a concurrency lease lives without renewal.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
@@ -117,7 +117,10 @@ pub struct NatsConfig {
 pub struct LimiterConfig {
     /// Id of the store the limiter uses.
     pub store: String,
-    pub rule: Rule,
+    /// The rate rule; `None` for a limiter that only caps concurrency (rate-sync
+    /// allows `max_concurrent` without `rate_per_second`). Validation guarantees a
+    /// rule, a cap, or both.
+    pub rule: Option<Rule>,
     pub max_concurrent: Option<NonZeroU32>,
     pub lease_ttl: Duration,
     /// Default wait bound for `acquire`; `None` = wait forever, zero = never wait.
@@ -139,23 +142,10 @@ impl LimiterConfig {
     }
 }
 
-/// The rule of a limiter that only caps concurrency (rate-sync allows `max_concurrent`
-/// without `rate_per_second`): a token bucket that never refuses in practice, the
-/// fastest rate the algorithm represents (10^9 units/s) with the largest burst
-/// (`u32::MAX`, so any cost fits). Its span is about 4.3 s, far from overflowing.
-pub fn concurrency_only_rule() -> Rule {
-    match TokenBucket::new(MAX_RATE_PER_SECOND, u32::MAX) {
-        Ok(bucket) => Rule::TokenBucket(bucket),
-        // Unreachable: 1 ns interval times u32::MAX fits (tested below).
-        Err(error) => unreachable!("concurrency-only rule rejected: {error}"),
-    }
-}
-
 impl LimiterConfig {
-    /// Whether this limiter only caps concurrency (no rate was configured), so that
-    /// surfaces can show "unlimited" rather than the placeholder rule's numbers.
+    /// Whether this limiter only caps concurrency (no rate was configured).
     pub fn is_concurrency_only(&self) -> bool {
-        self.rule == concurrency_only_rule()
+        self.rule.is_none()
     }
 }
 
@@ -164,24 +154,4 @@ impl LimiterConfig {
 pub struct FastApiConfig {
     /// Proxy networks whose forwarding headers are trusted, as CIDR strings.
     pub trusted_proxy_networks: Vec<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concurrency_only_rule_is_valid_and_recognised() {
-        let rule = concurrency_only_rule();
-        assert_eq!(rule.capacity(), u32::MAX);
-        let limiter = LimiterConfig {
-            store: "local".into(),
-            rule,
-            max_concurrent: NonZeroU32::new(3),
-            lease_ttl: DEFAULT_LEASE_TTL,
-            timeout: None,
-            fail_closed: false,
-        };
-        assert!(limiter.is_concurrency_only());
-    }
 }

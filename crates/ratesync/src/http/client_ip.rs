@@ -1,7 +1,8 @@
 //! The client IP of a request, believing forwarding headers only from trusted proxies.
 //!
-//! The same rules as the Python `ratesync.contrib.fastapi.ip_utils.get_client_ip`, so
-//! that both surfaces key a request identically:
+//! The one implementation of these rules: the Python
+//! `ratesync.contrib.fastapi.ip_utils.get_client_ip` calls [`client_ip_from_lines`]
+//! through the extension, so both surfaces key a request identically:
 //!
 //! - The direct peer is the client unless it is in a trusted network.
 //! - From a trusted peer, `X-Forwarded-For` (else `Forwarded`, RFC 7239, else
@@ -11,8 +12,9 @@
 //!   at the last address known.
 //! - A header forged by an untrusted peer changes nothing.
 //!
-//! Header bytes are read as Latin-1 and trimmed of Python's whitespace, as Starlette
-//! hands them to the Python code: the two parsers agree on every byte string.
+//! Header bytes are read as Latin-1 and trimmed of Python's whitespace (what
+//! `str.strip()` removes), as the Python integration always read them: Python passes
+//! Starlette's raw header bytes, so a header means the same on both surfaces.
 
 use std::net::IpAddr;
 
@@ -86,7 +88,7 @@ struct Network {
 
 impl Network {
     fn parse(raw: &str) -> Option<Self> {
-        let raw = raw.trim();
+        let raw = py_strip(raw);
         let (addr, prefix) = match raw.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (raw, None),
@@ -125,16 +127,97 @@ fn same_prefix(a: u128, b: u128, width: u32, prefix: u8) -> bool {
 ///
 /// An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, how a dual-stack socket sees an
 /// IPv4 client) comes back as its IPv4 address, so one client has one key whichever
-/// socket it came through (the Python `get_client_ip` does the same).
+/// socket it came through.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
-    believed_hop(peer, headers, trusted).to_canonical()
+    let lines = [XFF, FORWARDED, REAL_IP].into_iter().flat_map(|name| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(move |value| (name.as_bytes(), value.as_bytes()))
+    });
+    client_ip_from_lines(peer, lines, trusted)
 }
 
-fn believed_hop(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+/// [`client_ip`] over raw header lines, `(name, value)` in the order received (the
+/// ASGI `scope["headers"]` of the Python integration). Names match without regard
+/// to ASCII case, as in a `HeaderMap`; values may hold any bytes.
+pub fn client_ip_from_lines<'a, I>(peer: IpAddr, lines: I, trusted: &TrustedProxies) -> IpAddr
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
     if !trusted.contains(peer) {
-        return peer;
+        // The lines are not even read.
+        return peer.to_canonical();
     }
-    let hops = header_hops(headers);
+    let mut forwarding = ForwardingHeaders::default();
+    for (name, value) in lines {
+        forwarding.add(name, value);
+    }
+    believed_hop(peer, &forwarding, trusted).to_canonical()
+}
+
+/// `text` as an IP address, read as a forwarding-header node's address is: Python's
+/// whitespace around it ignored, an IPv4-mapped IPv6 address given as its IPv4
+/// address (the Python `validate_ip`). `None` for anything else.
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    py_strip(text)
+        .parse()
+        .ok()
+        .map(|ip: IpAddr| ip.to_canonical())
+}
+
+const XFF: &str = "x-forwarded-for";
+const FORWARDED: &str = "forwarded";
+const REAL_IP: &str = "x-real-ip";
+
+/// The values of the three forwarding headers, each in the order received.
+#[derive(Default)]
+struct ForwardingHeaders<'a> {
+    xff: Vec<&'a [u8]>,
+    forwarded: Vec<&'a [u8]>,
+    real_ip: Vec<&'a [u8]>,
+}
+
+impl<'a> ForwardingHeaders<'a> {
+    fn add(&mut self, name: &[u8], value: &'a [u8]) {
+        let list = if name.eq_ignore_ascii_case(XFF.as_bytes()) {
+            &mut self.xff
+        } else if name.eq_ignore_ascii_case(FORWARDED.as_bytes()) {
+            &mut self.forwarded
+        } else if name.eq_ignore_ascii_case(REAL_IP.as_bytes()) {
+            &mut self.real_ip
+        } else {
+            return;
+        };
+        list.push(value);
+    }
+
+    /// The hops of the first forwarding header present, left to right; `None` for a
+    /// hop that is not an address.
+    fn hops(&self) -> Vec<Option<IpAddr>> {
+        if !self.xff.is_empty() {
+            return self
+                .xff
+                .iter()
+                .flat_map(|value| latin1(value).split(',').map(node_ip).collect::<Vec<_>>())
+                .collect();
+        }
+        if !self.forwarded.is_empty() {
+            return self
+                .forwarded
+                .iter()
+                .flat_map(|value| forwarded_for(&latin1(value)))
+                .collect();
+        }
+        match self.real_ip.first() {
+            Some(value) if !value.is_empty() => vec![node_ip(&latin1(value))],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn believed_hop(peer: IpAddr, headers: &ForwardingHeaders<'_>, trusted: &TrustedProxies) -> IpAddr {
+    let hops = headers.hops();
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Some(hop) = *hop else {
@@ -148,34 +231,6 @@ fn believed_hop(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> 
         }
     }
     client
-}
-
-/// The hops of the first forwarding header present, left to right; `None` for a
-/// hop that is not an address.
-fn header_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let xff = headers.get_all("x-forwarded-for");
-    if xff.iter().next().is_some() {
-        return xff
-            .iter()
-            .flat_map(|value| {
-                latin1(value.as_bytes())
-                    .split(',')
-                    .map(node_ip)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-    }
-    let forwarded = headers.get_all("forwarded");
-    if forwarded.iter().next().is_some() {
-        return forwarded
-            .iter()
-            .flat_map(|value| forwarded_for(&latin1(value.as_bytes())))
-            .collect();
-    }
-    match headers.get("x-real-ip") {
-        Some(value) if !value.is_empty() => vec![node_ip(&latin1(value.as_bytes()))],
-        _ => Vec::new(),
-    }
 }
 
 /// The `for=` node of each element of a `Forwarded` header, left to right.
@@ -210,23 +265,15 @@ fn node_ip(node: &str) -> Option<IpAddr> {
     parse_ip(host)
 }
 
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    py_strip(text).parse().ok()
-}
-
 /// Bytes as Latin-1 characters: every byte string is a string, as in Starlette.
 fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&byte| char::from(byte)).collect()
 }
 
-/// `str.strip()` of Python over Latin-1 text.
+/// Python's `str.strip()`: what `str.isspace()` calls whitespace is Unicode's
+/// `White_Space` and the four separators `\x1c`..`\x1f`.
 fn py_strip(text: &str) -> &str {
-    text.trim_matches(|c: char| {
-        matches!(
-            c,
-            '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}'
-        )
-    })
+    text.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
 }
 
 #[cfg(test)]
@@ -262,6 +309,52 @@ mod tests {
         assert_eq!(node_ip("unknown"), None);
         assert_eq!(node_ip("_hidden"), None);
         assert_eq!(node_ip("\u{a0}1.2.3.4\u{a0}"), Some(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn addresses_parse_like_the_python_validate_ip() {
+        assert_eq!(parse_ip("\u{3000} 1.2.3.4\x1c"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip("::ffff:1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip("2001:DB8::1"), Some(ip("2001:db8::1")));
+        for bad in [
+            "",
+            "1.2.3",
+            "01.2.3.4",
+            "1.2.3.4:80",
+            "fe80::1%eth0",
+            "unknown",
+        ] {
+            assert_eq!(parse_ip(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn raw_lines_read_as_a_header_map() {
+        let trusted = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+        let peer = ip("10.0.0.1");
+        let lines: [(&[u8], &[u8]); 4] = [
+            (b"X-Real-IP", b"7.7.7.7"),
+            (b"x-forwarded-for", b"6.6.6.6, 1.2.3.4"),
+            (b"content-type", b"text/plain"),
+            (b"X-Forwarded-For", b"10.0.0.2"),
+        ];
+        let mut map = HeaderMap::new();
+        for (name, value) in lines {
+            map.append(
+                http::HeaderName::from_bytes(name).unwrap(),
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        assert_eq!(client_ip_from_lines(peer, lines, &trusted), ip("1.2.3.4"));
+        assert_eq!(client_ip(peer, &map, &trusted), ip("1.2.3.4"));
+        // Bytes a HeaderMap refuses (a NUL) are read too: an unusable hop.
+        let lines: [(&[u8], &[u8]); 1] = [(b"x-forwarded-for", b"1.2.3.4, \0, 10.0.0.2")];
+        assert_eq!(client_ip_from_lines(peer, lines, &trusted), ip("10.0.0.2"));
+        // An untrusted peer: its lines are not even read.
+        assert_eq!(
+            client_ip_from_lines(ip("::ffff:8.8.8.8"), lines, &trusted),
+            ip("8.8.8.8")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The rate-limit headers of a response, from the limiters' real decisions.
 //!
-//! Byte for byte the headers of the Python `ratesync.contrib.fastapi.headers`, so a
-//! client sees the same answer from either surface:
+//! The one implementation of these headers: the tower layer calls
+//! [`rate_limit_headers`], and so does the Python `ratesync.contrib.fastapi.headers`
+//! (through the extension), so a client sees the same bytes from either surface:
 //!
 //! - `RateLimit-Policy: "<policy>";q=<quota>;w=<window s>` and
 //!   `RateLimit: "<policy>";r=<remaining>;t=<s>`, the structured-field lists of
@@ -9,13 +10,21 @@
 //!   `w` is the window of a sliding window, or `burst / rate` (the time to refill an
 //!   empty bucket) for a token bucket. `t` is the time until the quota is available
 //!   again (refused) or fully reset (admitted).
+//! - A limiter that only caps concurrency is the draft's concurrent-requests quota:
+//!   `"<policy>";q=<max_concurrent>;qu="concurrent-requests"` and
+//!   `"<policy>";r=<free slots>`, without a window or a reset time (a slot comes
+//!   back when its holder lets go, which no clock can tell).
+//! - A limit whose quota is not known ([`Quota::Unknown`]: a Python result built by
+//!   hand without one) appears in none of the quota headers; when it is the one that
+//!   refused, it gives `Retry-After`.
 //! - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (a Unix time),
-//!   of the first limit listed; optional.
-//! - `Retry-After` on a refusal: whole seconds, at least 1.
+//!   of the first limit on a rate; optional.
+//! - `Retry-After` on a refusal: whole seconds, at least 1. For a refusal because
+//!   every slot is held it is a hint, 1 s unless the rate asks for longer
+//!   (`docs/design.md#concurrency`).
 //!
 //! Seconds are rounded up as Python's `ceil(x - 1e-9)`: the same float arithmetic
-//! on the same numbers gives the same digits. A limiter that only caps concurrency
-//! has no quota over time and appears in none of the quota headers.
+//! on the same numbers gives the same digits.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,17 +32,49 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::Decision;
 
+/// What a limit's quota counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Quota {
+    /// Requests (units) per window: the IETF policy window in seconds (`w`; left out
+    /// when not above zero, for a rate whose window is not known).
+    Rate { window: f64 },
+    /// Requests in flight at once (`qu="concurrent-requests"`).
+    Concurrency,
+    /// Not known: the limit is left out of the quota headers (only its
+    /// `Retry-After` shows, when it refuses). [`Quota::of`] never gives it.
+    Unknown,
+}
+
+impl Quota {
+    /// The quota of `limiter`: its rate, or for a limiter without one its cap.
+    pub fn of(limiter: &crate::Limiter) -> Self {
+        use crate::algorithm::Rule;
+        match limiter.policy().rule {
+            // The time to refill an empty bucket, computed as the Python headers do.
+            Some(Rule::TokenBucket(tb)) => Quota::Rate {
+                window: f64::from(tb.burst()) / tb.rate_per_second(),
+            },
+            Some(Rule::SlidingWindow(sw)) => Quota::Rate {
+                window: sw.window_nanos() as f64 / 1e9,
+            },
+            None => Quota::Concurrency,
+        }
+    }
+}
+
 /// One limit, as the headers show it.
 #[derive(Debug, Clone)]
-pub(crate) struct LimitState<'a> {
+pub struct LimitState<'a> {
     /// The policy name: the limiter's.
     pub policy: &'a str,
+    /// Whether this limit admitted the request.
     pub allowed: bool,
+    /// Its decision: `limit` is the quota (`q`), `remaining` the `r` of an admitted
+    /// request (a refused one shows 0), `reset_after` the `t` of an admitted one and
+    /// `retry_after` that of a refused one.
     pub decision: Decision,
-    /// The IETF policy window in seconds; `None` for concurrency only.
-    pub window: Option<f64>,
-    /// Whether the limit is on a rate (not only concurrency).
-    pub quota: bool,
+    /// What the quota counts.
+    pub quota: Quota,
 }
 
 impl LimitState<'_> {
@@ -59,8 +100,14 @@ impl LimitState<'_> {
         ceil_seconds(self.reset_in()).max(1)
     }
 
-    /// The `t` of `RateLimit`.
-    fn reset_seconds(&self) -> u64 {
+    /// `X-RateLimit-Reset`: the Unix time, rounded up, of [`Self::reset_seconds`]'s
+    /// moment (unrounded).
+    pub fn reset_at(&self) -> u64 {
+        reset_at(self.reset_in())
+    }
+
+    /// The `t` of `RateLimit`: whole seconds, rounded up (at least 1 when refused).
+    pub fn reset_seconds(&self) -> u64 {
         if self.allowed {
             ceil_seconds(self.reset_in())
         } else {
@@ -70,38 +117,48 @@ impl LimitState<'_> {
 
     fn policy_item(&self) -> String {
         let mut item = format!("{};q={}", sf_string(self.policy), self.decision.limit);
-        if let Some(window) = self.window.filter(|window| *window > 0.0) {
-            item.push_str(&format!(";w={}", ceil_seconds(window).max(1)));
+        match self.quota {
+            Quota::Rate { window } if window > 0.0 => {
+                item.push_str(&format!(";w={}", ceil_seconds(window).max(1)));
+            }
+            Quota::Rate { .. } | Quota::Unknown => {}
+            Quota::Concurrency => item.push_str(";qu=\"concurrent-requests\""),
         }
         item
     }
 
     fn state_item(&self) -> String {
-        format!(
-            "{};r={};t={}",
-            sf_string(self.policy),
-            self.remaining(),
-            self.reset_seconds()
-        )
+        let item = format!("{};r={}", sf_string(self.policy), self.remaining());
+        match self.quota {
+            Quota::Rate { .. } => format!("{item};t={}", self.reset_seconds()),
+            Quota::Concurrency | Quota::Unknown => item,
+        }
     }
 }
 
-/// The headers of `main` (the refusing or tightest limit) and `others`.
-pub(crate) fn rate_limit_headers(
+/// The headers of `main` (the refusing or tightest limit) and `others`, in that
+/// order in the lists; `legacy` adds `X-RateLimit-*`. `Retry-After` is `main`'s,
+/// when it refused.
+pub fn rate_limit_headers(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
     legacy: bool,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let quotas: Vec<&LimitState<'_>> = std::iter::once(main)
+    let limits: Vec<&LimitState<'_>> = std::iter::once(main)
         .chain(others)
-        .filter(|limit| limit.quota)
+        .filter(|limit| limit.quota != Quota::Unknown)
         .collect();
-    if let Some(first) = quotas.first() {
-        let policies = quotas.iter().map(|l| l.policy_item()).collect::<Vec<_>>();
-        let states = quotas.iter().map(|l| l.state_item()).collect::<Vec<_>>();
+    if !limits.is_empty() {
+        let policies = limits.iter().map(|l| l.policy_item()).collect::<Vec<_>>();
+        let states = limits.iter().map(|l| l.state_item()).collect::<Vec<_>>();
         insert(&mut headers, "ratelimit-policy", policies.join(", "));
         insert(&mut headers, "ratelimit", states.join(", "));
+    }
+    let first_rate = limits
+        .iter()
+        .find(|limit| matches!(limit.quota, Quota::Rate { .. }));
+    if let Some(first) = first_rate {
         if legacy {
             insert(
                 &mut headers,
@@ -179,30 +236,24 @@ mod tests {
         }
     }
 
-    fn state(policy: &str, allowed: bool, d: Decision, window: Option<f64>) -> LimitState<'_> {
+    fn state(policy: &str, allowed: bool, d: Decision, window: f64) -> LimitState<'_> {
         LimitState {
             policy,
             allowed,
             decision: d,
-            window,
-            quota: true,
+            quota: Quota::Rate { window },
         }
     }
 
     #[test]
     fn admitted_and_refused_values_match_the_python_helper() {
-        let admitted = state(
-            "api",
-            true,
-            decision(true, 10, 7, 0.0, 2.5),
-            Some(10.0 / 3.0),
-        );
+        let admitted = state("api", true, decision(true, 10, 7, 0.0, 2.5), 10.0 / 3.0);
         let h = rate_limit_headers(&admitted, &[], false);
         assert_eq!(h["ratelimit-policy"], "\"api\";q=10;w=4");
         assert_eq!(h["ratelimit"], "\"api\";r=7;t=3");
         assert!(h.get("retry-after").is_none() && h.get("x-ratelimit-limit").is_none());
 
-        let refused = state("login", false, decision(false, 5, 2, 0.2, 9.0), Some(60.0));
+        let refused = state("login", false, decision(false, 5, 2, 0.2, 9.0), 60.0);
         let h = rate_limit_headers(&refused, &[admitted], true);
         assert_eq!(h["retry-after"], "1", "at least one second");
         assert_eq!(h["ratelimit"], "\"login\";r=0;t=1, \"api\";r=7;t=3");
@@ -215,12 +266,64 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_only_limits_show_only_retry_after() {
-        let mut only = state("slots", false, decision(false, 3, 0, 4.2, 0.0), None);
-        only.quota = false;
-        let h = rate_limit_headers(&only, &[], true);
+    fn a_concurrency_cap_is_a_concurrent_requests_quota() {
+        let slots = LimitState {
+            policy: "uploads",
+            allowed: false,
+            decision: decision(false, 3, 0, 0.0, 0.0),
+            quota: Quota::Concurrency,
+        };
+        let h = rate_limit_headers(&slots, &[], true);
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"uploads\";q=3;qu=\"concurrent-requests\""
+        );
+        assert_eq!(h["ratelimit"], "\"uploads\";r=0");
+        assert_eq!(
+            h["retry-after"], "1",
+            "a short hint, not a lease's lifetime"
+        );
+        assert!(h.get("x-ratelimit-limit").is_none(), "no rate to describe");
+    }
+
+    #[test]
+    fn a_limit_of_unknown_quota_shows_only_its_retry_after() {
+        let unknown = LimitState {
+            policy: "hand-made",
+            allowed: false,
+            decision: decision(false, 3, 0, 4.2, 0.0),
+            quota: Quota::Unknown,
+        };
+        let h = rate_limit_headers(&unknown, &[], true);
         assert_eq!(h.len(), 1);
         assert_eq!(h["retry-after"], "5");
+        let api = state("api", true, decision(true, 10, 7, 0.0, 2.5), 0.0);
+        let h = rate_limit_headers(&unknown, std::slice::from_ref(&api), true);
+        assert_eq!(
+            h["ratelimit-policy"], "\"api\";q=10",
+            "no window known: no w"
+        );
+        assert_eq!(h["ratelimit"], "\"api\";r=7;t=3");
+        assert_eq!(h["x-ratelimit-remaining"], "7");
+        assert_eq!(h["retry-after"], "5", "the refusing limit's");
+    }
+
+    #[test]
+    fn seconds_round_up_and_reset_at_is_a_unix_time() {
+        let refused = state(
+            "w",
+            false,
+            decision(false, 5, 0, 2.000_000_000_5, 9.0),
+            60.0,
+        );
+        assert_eq!((refused.retry_after(), refused.reset_seconds()), (2, 2));
+        let admitted = state("w", true, decision(true, 5, 4, 0.0, 0.0), 60.0);
+        assert_eq!((admitted.retry_after(), admitted.reset_seconds()), (1, 0));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!((now + 2..=now + 4).contains(&refused.reset_at()));
     }
 
     #[test]

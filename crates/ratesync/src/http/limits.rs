@@ -7,11 +7,10 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderMap;
 
-use super::headers::{rate_limit_headers, LimitState};
+use super::headers::{rate_limit_headers, LimitState, Quota};
 use super::key::KeyExtractor;
 use super::layer::RateLimitLayer;
 use super::rejection::Rejection;
-use crate::algorithm::Rule;
 use crate::{try_acquire_all, AcquireAllError, AcquireError, Call, Decision, Limiter, Permit};
 
 /// One limit of a route: a limiter, the key a request counts against, and the cost
@@ -20,25 +19,17 @@ pub struct Limit {
     limiter: Limiter,
     key: Box<dyn KeyExtractor>,
     cost: u32,
-    /// The IETF policy window in seconds; `None` for a concurrency-only limiter.
-    window: Option<f64>,
+    quota: Quota,
 }
 
 impl Limit {
     /// `limiter`, keyed by `key`.
     pub fn new(limiter: Limiter, key: impl KeyExtractor) -> Self {
-        let config = limiter.config();
-        let window = match config.rule {
-            _ if config.is_concurrency_only() => None,
-            // The time to refill an empty bucket, computed as the Python headers do.
-            Rule::TokenBucket(tb) => Some(f64::from(tb.burst()) / tb.rate_per_second()),
-            Rule::SlidingWindow(sw) => Some(sw.window_nanos() as f64 / 1e9),
-        };
         Limit {
+            quota: Quota::of(&limiter),
             limiter,
             key: Box::new(key),
             cost: 1,
-            window,
         }
     }
 
@@ -55,8 +46,7 @@ impl Limit {
             policy: self.limiter.name(),
             allowed,
             decision,
-            window: self.window,
-            quota: self.window.is_some(),
+            quota: self.quota,
         }
     }
 }
@@ -170,7 +160,9 @@ impl RouteLimits {
                 }
             }
             error @ AcquireError::StoreUnavailable { .. } => Rejection::StoreUnavailable(error),
-            error @ AcquireError::InvalidCost { .. } => Rejection::InvalidCost(error),
+            error @ (AcquireError::InvalidCost { .. } | AcquireError::SlotTwice { .. }) => {
+                Rejection::InvalidCost(error)
+            }
         }
     }
 

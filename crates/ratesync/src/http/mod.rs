@@ -73,10 +73,13 @@ mod rejection;
 mod service;
 
 pub use self::body::RateLimitBody;
-pub use self::client_ip::{client_ip, InvalidNetwork, TrustedProxies};
+pub use self::client_ip::{
+    client_ip, client_ip_from_lines, parse_ip, InvalidNetwork, TrustedProxies,
+};
 #[cfg(feature = "axum")]
 pub use self::extractor::RateLimited;
 pub use self::future::ResponseFuture;
+pub use self::headers::{rate_limit_headers, LimitState, Quota};
 #[cfg(feature = "axum")]
 pub use self::key::PathParam;
 pub use self::key::{ClientIp, Header, KeyError, KeyExtractor, LimiterWide};

@@ -1,106 +1,257 @@
-//! `try_acquire_all`: several calls admitted together or not at all (SPEC §6.1,
-//! "several limits per route checked atomically"). The HTTP layer and the axum
-//! extractor both go through here.
+//! Several calls admitted together or not at all (`docs/design.md#groups`): the HTTP
+//! layer's route limits, Python's `check_multi_limiters` and composite limiters all
+//! go through here.
+//!
+//! The calls of one store are one group, decided by the store in one step (memory:
+//! ordered locks; Redis: one script; PostgreSQL: one transaction; NATS: reserve and
+//! refund). Calls on several stores are decided store by store, in order of first
+//! appearance; when a later store refuses, what the earlier stores admitted is
+//! refunded. A refused group consumes nothing from any limiter.
 
-use futures::future::join_all;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Call, Permit};
+use super::wait::{until_admitted, Refused};
+use super::{Call, LimiterInner, Permit};
+use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::error::{AcquireAllError, AcquireError};
+use crate::store::{GroupMember, StoreError, StoreRuntime};
 
-/// One attempt at every call; admitted only if every call admits.
+/// One attempt at every call; admitted only if every call admits. Never waits.
 ///
-/// Each limiter is atomic on its own (SPEC §4.4), but no store can take units from
-/// several limiters (possibly in several stores) in one step. So this peeks every
-/// call first, consuming nothing, and refuses if any peek refuses; only then does it
-/// take each call in order.
-///
-/// Residual race: another client may consume between the peeks and the takes. If a
-/// take is then refused, the permits already taken are dropped (their concurrency
-/// slots come back), but rate units already consumed from the earlier limiters cannot
-/// be given back (engines have no refund), and the error names the call that
-/// refused. The window is one round trip per limiter wide; a single call has no such
-/// window and skips the peek.
-///
-/// A store that cannot answer a peek fails the whole attempt only for a
-/// `fail_closed` limiter; a fail-open limiter's take then applies its policy (a peek
-/// alone reports any store failure, whatever the policy).
+/// The permits come back in call order. Calls on the same limiter and key are decided
+/// as one, their costs added; they may not both take a concurrency slot.
 pub async fn try_acquire_all(calls: &[Call<'_>]) -> Result<Vec<Permit>, AcquireAllError> {
     if let [call] = calls {
-        // One limiter decides atomically by itself: the peek would only add a round trip.
-        return match call.try_acquire().await {
-            Ok(permit) => Ok(vec![permit]),
-            Err(error) => Err(AcquireAllError {
+        // One call is a group of one: no bookkeeping needed.
+        return call
+            .try_acquire()
+            .await
+            .map(|permit| vec![permit])
+            .map_err(|error| AcquireAllError {
                 index: 0,
                 decisions: vec![error.decision().copied()],
                 error,
-            }),
-        };
+            });
     }
-    let peeks = peek_all(calls).await?;
-    let mut permits = Vec::with_capacity(calls.len());
-    for (index, call) in calls.iter().enumerate() {
-        match call.try_acquire().await {
-            Ok(permit) => permits.push(permit),
-            Err(error) => {
-                // Lost the race: dropping `permits` gives their slots back.
-                let decisions = permits
-                    .iter()
-                    .map(|permit| Some(*permit.decision()))
-                    .chain([error.decision().copied()])
-                    .chain(peeks[index + 1..].iter().copied())
-                    .collect();
-                return Err(AcquireAllError {
-                    index,
-                    error,
-                    decisions,
-                });
+    let members = members(calls)?;
+    let mut decided: Vec<Option<Decision>> = vec![None; members.len()];
+    let mut taken: Vec<(usize, Receipt)> = Vec::new();
+    for store in stores(&members) {
+        let part: Vec<usize> = (0..members.len())
+            .filter(|&i| Arc::ptr_eq(&members[i].limiter.store, store))
+            .collect();
+        let group: Vec<GroupMember<'_>> = part.iter().map(|&i| members[i].as_group()).collect();
+        let failure = match store.ask(store.engine.acquire_all(&group)).await {
+            Ok(GroupDecision::Admitted(admitted)) => {
+                for (&i, (decision, receipt)) in part.iter().zip(admitted) {
+                    decided[i] = Some(decision);
+                    taken.push((i, receipt));
+                }
+                continue;
             }
+            Ok(GroupDecision::Refused {
+                index,
+                refusal,
+                peeks,
+            }) => {
+                for (&i, peek) in part.iter().zip(peeks) {
+                    decided[i] = peek;
+                }
+                decided[part[index]] = Some(refusal);
+                (part[index], members[part[index]].limiter.denied(refusal))
+            }
+            Err(error) => match fail_closed(&members, &part, error) {
+                Some(failure) => failure,
+                None => {
+                    // Every member fails open: admitted without a decision.
+                    for &i in &part {
+                        decided[i] = Some(Decision::fail_open(members[i].limiter.policy.limit()));
+                    }
+                    continue;
+                }
+            },
+        };
+        refund(&members, &taken).await;
+        let (member, error) = failure;
+        return Err(AcquireAllError {
+            index: members[member].calls[0],
+            error,
+            decisions: per_call(calls.len(), &members, &decided),
+        });
+    }
+    let mut permits: Vec<Option<Permit>> = (0..calls.len()).map(|_| None).collect();
+    for (member, decision) in members.iter().zip(decided) {
+        // Every member was decided (admitted, or fail-open) to get here.
+        let Some(decision) = decision else { continue };
+        for (n, &call) in member.calls.iter().enumerate() {
+            // The slot, if any, goes with the first call of the member.
+            let permit = match n {
+                0 => member.limiter.admitted(member.key, member.lease, decision),
+                _ => member.limiter.admitted(member.key, None, decision),
+            };
+            permits[call] = Some(permit);
         }
     }
-    Ok(permits)
+    Ok(permits.into_iter().flatten().collect())
 }
 
-/// Every call's current decision (concurrently: remote stores answer in one round
-/// trip), or the first refusal or hard failure in call order. `None` marks a
-/// fail-open limiter whose store could not say.
-async fn peek_all(calls: &[Call<'_>]) -> Result<Vec<Option<Decision>>, AcquireAllError> {
-    let answers = join_all(calls.iter().map(|call| call.state())).await;
-    let mut decisions = Vec::with_capacity(calls.len());
-    let mut failure = None;
-    for (index, (call, answer)) in calls.iter().zip(answers).enumerate() {
-        let inner = &call.limiter.inner;
-        match answer {
-            Ok(decision) => {
-                if !decision.allowed && failure.is_none() {
-                    // Counted as the refusal it is, like one from `try_acquire`.
-                    inner.metrics.denied.increment(1);
-                    let error = AcquireError::Denied {
-                        limiter: inner.name.clone(),
-                        decision,
-                    };
-                    failure = Some((index, error));
-                }
-                decisions.push(Some(decision));
+/// Attempts every call together until all are admitted or `timeout` has passed
+/// (`None`: wait as long as it takes). Waits as one call does: exactly the refusing
+/// limiter's retry-after, or for a release of the slot that was missing.
+pub async fn acquire_all(
+    calls: &[Call<'_>],
+    timeout: Option<Duration>,
+) -> Result<Vec<Permit>, AcquireAllError> {
+    let members: Vec<(&Arc<LimiterInner>, &str)> = calls
+        .iter()
+        .map(|call| (&call.limiter.inner, call.key))
+        .collect();
+    until_admitted(
+        &members,
+        timeout,
+        || try_acquire_all(calls),
+        |failure| match &failure.error {
+            AcquireError::Denied { decision, .. } => Some(Refused {
+                index: failure.index,
+                decision: *decision,
+            }),
+            _ => None,
+        },
+        |failure, waited| AcquireAllError {
+            error: match failure.error {
+                AcquireError::Denied { limiter, decision } => AcquireError::TimedOut {
+                    limiter,
+                    waited,
+                    decision,
+                },
+                other => other,
+            },
+            ..failure
+        },
+    )
+    .await
+}
+
+/// One (limiter, key) of a group, with the calls that name it.
+struct Member<'a> {
+    limiter: &'a Arc<LimiterInner>,
+    key: &'a str,
+    cost: u32,
+    lease: Option<LeaseId>,
+    calls: Vec<usize>,
+}
+
+impl Member<'_> {
+    fn as_group(&self) -> GroupMember<'_> {
+        GroupMember {
+            limiter: &*self.limiter.engine,
+            key: self.key,
+            cost: self.cost,
+            lease: self.lease,
+        }
+    }
+}
+
+/// The distinct (limiter, key) pairs of `calls`, costs checked and added up.
+fn members<'a>(calls: &[Call<'a>]) -> Result<Vec<Member<'a>>, AcquireAllError> {
+    let mut members: Vec<Member<'a>> = Vec::with_capacity(calls.len());
+    let refuse = |index: usize, error: AcquireError| AcquireAllError {
+        index,
+        error,
+        decisions: vec![None; calls.len()],
+    };
+    for (index, call) in calls.iter().enumerate() {
+        let limiter = &call.limiter.inner;
+        limiter
+            .check_cost(call.cost)
+            .map_err(|e| refuse(index, e))?;
+        let same = members
+            .iter_mut()
+            .find(|m| Arc::ptr_eq(m.limiter, limiter) && m.key == call.key);
+        match same {
+            None => members.push(Member {
+                limiter,
+                key: call.key,
+                cost: call.cost,
+                lease: limiter.new_lease_id(),
+                calls: vec![index],
+            }),
+            Some(member) if member.lease.is_some() => {
+                return Err(refuse(
+                    index,
+                    AcquireError::SlotTwice {
+                        limiter: limiter.name.clone(),
+                    },
+                ));
             }
-            Err(AcquireError::StoreUnavailable { .. }) if !inner.config.fail_closed => {
-                decisions.push(None);
-            }
-            Err(error) => {
-                let decision = error.decision().copied();
-                if failure.is_none() {
-                    failure = Some((index, error));
-                }
-                decisions.push(decision);
+            Some(member) => {
+                member.cost = member.cost.saturating_add(call.cost);
+                limiter
+                    .check_cost(member.cost)
+                    .map_err(|e| refuse(index, e))?;
+                member.calls.push(index);
             }
         }
     }
-    match failure {
-        None => Ok(decisions),
-        Some((index, error)) => Err(AcquireAllError {
-            index,
-            error,
-            decisions,
-        }),
+    Ok(members)
+}
+
+/// The stores of `members`, in order of first appearance.
+fn stores<'m>(members: &'m [Member<'_>]) -> Vec<&'m Arc<StoreRuntime>> {
+    let mut stores: Vec<&Arc<StoreRuntime>> = Vec::new();
+    for member in members {
+        if !stores.iter().any(|s| Arc::ptr_eq(s, &member.limiter.store)) {
+            stores.push(&member.limiter.store);
+        }
     }
+    stores
+}
+
+/// A store that could not decide `part`: the failure of its first `fail_closed`
+/// member, or `None` when all of them fail open.
+fn fail_closed(
+    members: &[Member<'_>],
+    part: &[usize],
+    error: StoreError,
+) -> Option<(usize, AcquireError)> {
+    let mut failure = None;
+    for &i in part {
+        match members[i].limiter.on_store_error(error.clone()) {
+            Err(closed) if failure.is_none() => failure = Some((i, closed)),
+            _ => {}
+        }
+    }
+    failure
+}
+
+/// Gives back what earlier stores admitted, through each store's runtime.
+async fn refund(members: &[Member<'_>], taken: &[(usize, Receipt)]) {
+    for &(i, receipt) in taken.iter().rev() {
+        let member = &members[i];
+        let limiter = member.limiter;
+        let asked = limiter
+            .engine
+            .refund(member.key, member.cost, receipt, member.lease);
+        if let Err(error) = limiter.store.ask(asked).await {
+            limiter.metrics.store_errors.increment(1);
+            tracing::warn!(limiter = %limiter.name, %error, "could not refund a refused group's admission; its units return when they refill");
+        }
+    }
+}
+
+/// The members' decisions, one per call.
+fn per_call(
+    calls: usize,
+    members: &[Member<'_>],
+    decided: &[Option<Decision>],
+) -> Vec<Option<Decision>> {
+    let mut out = vec![None; calls];
+    for (member, decision) in members.iter().zip(decided) {
+        for &call in &member.calls {
+            out[call] = *decision;
+        }
+    }
+    out
 }

@@ -1,38 +1,39 @@
-//! `Limiter`: the API of one configured limiter (SPEC §4.3–§4.5).
+//! `Limiter`: the API of one configured limiter (`docs/design.md#calls`).
 //!
-//! - `try_acquire`: one attempt, never waits.
+//! - `try_acquire`: one attempt, never waits. Its future is decided on its first
+//!   poll when the store answers at once (the memory engine), so
+//!   `try_acquire().now_or_never()` is a synchronous attempt.
 //! - `acquire`: waits until admitted or until the timeout (explicit, else the
 //!   limiter's `timeout`, else forever). A rate refusal sleeps exactly its
 //!   retry-after; a concurrency refusal waits for a release (or a bounded poll).
 //!   Dropping a waiting `acquire` consumes nothing: only an admission writes state.
 //! - `state`: the current decision, consuming nothing. `reset`: forget state.
+//! - [`try_acquire_all`] / [`acquire_all`]: several calls, all or nothing.
 //!
 //! Every call takes an optional key (`limiter.key("user-1")`) and cost
 //! (`.cost(3)`); the empty key is the limiter-wide key.
 
 mod all;
+mod attempt;
 mod permit;
-mod renewal;
 mod wait;
 mod waiters;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::all::try_acquire_all;
+pub use self::all::{acquire_all, try_acquire_all};
+pub use self::attempt::TryAcquire;
 pub use self::permit::Permit;
-pub(crate) use self::renewal::LeaseKeeper;
-pub use self::waiters::ReleaseSignal;
-pub(crate) use self::waiters::Waiters;
 
 use self::permit::HeldSlot;
+use self::waiters::Waiters;
 use crate::algorithm::{check_cost, LeaseId, Policy};
 use crate::config::LimiterConfig;
 use crate::decision::Decision;
-use crate::engine::{EngineLimiter, StoreError};
 use crate::error::AcquireError;
-use crate::metrics::LimiterMetrics;
-use crate::store::StoreRuntime;
+use crate::metrics::{LimiterMetrics, LogThrottle};
+use crate::store::{EngineLimiter, LimiterSpec, ReleaseSignal, StoreError, StoreRuntime};
 
 /// A handle on one configured limiter. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -44,10 +45,12 @@ pub(crate) struct LimiterInner {
     name: Arc<str>,
     config: LimiterConfig,
     policy: Policy,
-    pub(crate) engine: Arc<dyn EngineLimiter>,
-    pub(crate) store: Arc<StoreRuntime>,
+    engine: Arc<dyn EngineLimiter>,
+    store: Arc<StoreRuntime>,
     waiters: Arc<Waiters>,
     metrics: LimiterMetrics,
+    /// Fail-open admissions are logged, at most once per interval.
+    fail_open_log: LogThrottle,
 }
 
 impl Limiter {
@@ -59,14 +62,16 @@ impl Limiter {
         let name: Arc<str> = name.into();
         let policy = config.policy();
         let waiters = Arc::new(Waiters::default());
-        let engine = store.engine.limiter(crate::engine::LimiterSpec {
+        let woken = waiters.clone();
+        let engine = store.engine.limiter(LimiterSpec {
             id: name.clone(),
             policy,
-            releases: ReleaseSignal(waiters.clone()),
+            releases: ReleaseSignal::new(move |key| woken.released(key)),
         })?;
         Ok(Limiter {
             inner: Arc::new(LimiterInner {
                 metrics: LimiterMetrics::new(&name, &store.id),
+                fail_open_log: LogThrottle::default(),
                 name,
                 config,
                 policy,
@@ -97,9 +102,9 @@ impl Limiter {
         &self.inner.config
     }
 
-    /// Whether decisions are made in this process, without I/O (memory engine).
-    pub fn is_local(&self) -> bool {
-        self.inner.engine.local().is_some()
+    /// The rule and concurrency cap the store enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
     }
 
     /// A call on one key.
@@ -129,8 +134,8 @@ impl Limiter {
     }
 
     /// One attempt, never waits.
-    pub async fn try_acquire(&self) -> Result<Permit, AcquireError> {
-        self.call().try_acquire().await
+    pub fn try_acquire(&self) -> TryAcquire<'_> {
+        self.call().try_acquire()
     }
 
     /// The current decision for a cost of 1, consuming nothing. A store that cannot
@@ -168,6 +173,7 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     /// The key whose state is used (default: the limiter-wide key).
+    #[inline]
     pub fn key(mut self, key: &'a str) -> Self {
         self.key = key;
         self
@@ -186,33 +192,20 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// The limiter this call is on.
+    pub fn limiter(&self) -> &'a Limiter {
+        self.limiter
+    }
+
     /// Waits until admitted or the timeout passes.
     pub async fn acquire(self) -> Result<Permit, AcquireError> {
-        self.limiter
-            .inner
-            .acquire(self.key, self.cost, self.timeout)
-            .await
+        wait::acquire(self).await
     }
 
     /// One attempt, never waits.
-    pub async fn try_acquire(self) -> Result<Permit, AcquireError> {
-        self.limiter.inner.attempt(self.key, self.cost).await
-    }
-
     #[inline]
-    /// One attempt, made synchronously, when the engine decides in process memory;
-    /// `None` for remote engines (use [`Call::try_acquire`]).
-    pub fn try_acquire_local(self) -> Option<Result<Permit, AcquireError>> {
-        let inner = &self.limiter.inner;
-        let local = inner.engine.local()?;
-        Some(inner.check_cost(self.cost).and_then(|()| {
-            let lease = inner.new_lease_id();
-            inner.settle(
-                self.key,
-                lease,
-                Ok(local.acquire_now(self.key, self.cost, lease)),
-            )
-        }))
+    pub fn try_acquire(self) -> TryAcquire<'a> {
+        TryAcquire::new(self)
     }
 
     /// The decision this call would get now, consuming nothing.
@@ -229,7 +222,7 @@ impl<'a> Call<'a> {
 impl LimiterInner {
     #[inline]
     fn check_cost(&self, cost: u32) -> Result<(), AcquireError> {
-        check_cost(&self.policy.rule, cost).map_err(|source| AcquireError::InvalidCost {
+        check_cost(&self.policy, cost).map_err(|source| AcquireError::InvalidCost {
             limiter: self.name.clone(),
             source,
         })
@@ -240,18 +233,7 @@ impl LimiterInner {
         self.policy.concurrency.map(|_| LeaseId::random())
     }
 
-    /// One attempt.
-    async fn attempt(self: &Arc<Self>, key: &str, cost: u32) -> Result<Permit, AcquireError> {
-        self.check_cost(cost)?;
-        let lease = self.new_lease_id();
-        let result = match self.engine.local() {
-            Some(local) => Ok(local.acquire_now(key, cost, lease)),
-            None => self.store.call(self.engine.acquire(key, cost, lease)).await,
-        };
-        self.settle(key, lease, result)
-    }
-
-    /// Turns an engine answer into a permit or a refusal, applying the failure policy.
+    /// Turns a store's answer into a permit or a refusal, applying the failure policy.
     #[inline]
     fn settle(
         self: &Arc<Self>,
@@ -260,35 +242,51 @@ impl LimiterInner {
         result: Result<Decision, StoreError>,
     ) -> Result<Permit, AcquireError> {
         match result {
-            Ok(decision) if decision.allowed => {
-                self.metrics.admitted.increment(1);
-                let slot = lease.map(|id| {
-                    self.hold_slot(key, id);
-                    Box::new(HeldSlot::new(self.clone(), key, id))
-                });
-                Ok(Permit::new(decision, slot))
-            }
-            Ok(decision) => {
-                self.metrics.denied.increment(1);
-                Err(AcquireError::Denied {
-                    limiter: self.name.clone(),
-                    decision,
-                })
-            }
+            Ok(decision) if decision.allowed => Ok(self.admitted(key, lease, decision)),
+            Ok(decision) => Err(self.denied(decision)),
             Err(error) => self
                 .on_store_error(error)
                 .map(|decision| Permit::new(decision, None)),
         }
     }
 
+    /// The permit of an admission: it holds the slot when a lease was taken.
+    #[inline]
+    fn admitted(self: &Arc<Self>, key: &str, lease: Option<LeaseId>, decision: Decision) -> Permit {
+        self.metrics.admitted.increment(1);
+        let slot = lease.map(|id| {
+            self.hold_slot(key, id);
+            Box::new(HeldSlot::new(self.clone(), key, id))
+        });
+        Permit::new(decision, slot)
+    }
+
+    fn denied(&self, decision: Decision) -> AcquireError {
+        self.metrics.denied.increment(1);
+        AcquireError::Denied {
+            limiter: self.name.clone(),
+            decision,
+        }
+    }
+
+    /// The failure policy (`docs/design.md#failure-policy`): `fail_closed` limiters
+    /// report the outage; the others admit, counted and logged.
     fn on_store_error(&self, source: StoreError) -> Result<Decision, AcquireError> {
         if self.config.fail_closed {
             return Err(self.store_unavailable(source));
         }
         self.metrics.store_errors.increment(1);
-        tracing::debug!(limiter = %self.name, error = %source, "store failed; admitting (fail-open)");
         self.metrics.fail_open.increment(1);
-        Ok(Decision::fail_open(u64::from(self.policy.rule.capacity())))
+        if let Some(suppressed) = self.fail_open_log.allow() {
+            tracing::warn!(
+                limiter = %self.name,
+                store = %self.store.id,
+                error = %source,
+                suppressed,
+                "store failed; admitting without a decision (fail-open)"
+            );
+        }
+        Ok(Decision::fail_open(self.policy.limit()))
     }
 
     fn hold_slot(self: &Arc<Self>, key: &str, id: LeaseId) {
@@ -307,13 +305,7 @@ impl LimiterInner {
     pub(crate) async fn release_slot(&self, key: &str, id: LeaseId) {
         self.store.leases.forget(id);
         self.metrics.permits_in_use.decrement(1.0);
-        let released = match self.engine.local() {
-            Some(local) => {
-                local.release_now(key, id);
-                Ok(())
-            }
-            None => self.store.call(self.engine.release(key, id)).await,
-        };
+        let released = self.store.ask(self.engine.release(key, id)).await;
         if let Err(error) = released {
             // The lease expires after `lease_ttl` by itself; nothing is lost for long.
             self.metrics.store_errors.increment(1);
@@ -327,21 +319,12 @@ impl LimiterInner {
     /// invent state).
     async fn peek(&self, key: &str, cost: u32) -> Result<Decision, AcquireError> {
         self.check_cost(cost)?;
-        let result = match self.engine.local() {
-            Some(local) => Ok(local.peek_now(key, cost)),
-            None => self.store.call(self.engine.peek(key, cost)).await,
-        };
+        let result = self.store.ask(self.engine.peek(key, cost)).await;
         result.map_err(|source| self.store_unavailable(source))
     }
 
     async fn reset(&self, key: Option<&str>) -> Result<(), AcquireError> {
-        let result = match self.engine.local() {
-            Some(local) => {
-                local.reset_now(key);
-                Ok(())
-            }
-            None => self.store.call(self.engine.reset(key)).await,
-        };
+        let result = self.store.ask(self.engine.reset(key)).await;
         result.map_err(|source| self.store_unavailable(source))
     }
 

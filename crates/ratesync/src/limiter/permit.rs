@@ -79,13 +79,9 @@ impl Drop for HeldSlot {
         if self.released {
             return;
         }
-        let limiter = &self.limiter;
-        if limiter.engine.local().is_some() {
-            // Local engines release synchronously: nothing to wait for.
-            futures::FutureExt::now_or_never(limiter.release_slot(&self.key, self.id));
-            return;
-        }
-        let (limiter, key, id) = (limiter.clone(), self.key.clone(), self.id);
-        crate::background::handle().spawn(async move { limiter.release_slot(&key, id).await });
+        // Nobody waits for this release: it completes here when the store answers
+        // at once, else in the background.
+        let (limiter, key, id) = (self.limiter.clone(), std::mem::take(&mut self.key), self.id);
+        crate::background::finish(async move { limiter.release_slot(&key, id).await });
     }
 }

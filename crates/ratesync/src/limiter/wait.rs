@@ -1,88 +1,137 @@
-//! `acquire`: waiting until admitted (SPEC §4.5).
+//! Waiting until admitted (`docs/design.md#calls`), for one call and for groups.
 //!
 //! A rate refusal knows when the next unit comes: sleep exactly that long. A
 //! concurrency refusal does not: join the key's queue and sleep until a release
 //! wakes us (or a bounded poll, in case a release signal from another process was
-//! lost). Only an admission writes state, so dropping a waiting `acquire` consumes
+//! lost). Only an admission writes state, so dropping a waiting call consumes
 //! nothing.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{LimiterInner, Permit};
-use crate::decision::DeniedBy;
+use super::waiters::WaitTicket;
+use super::{Call, LimiterInner, Permit};
+use crate::decision::{Decision, DeniedBy};
 use crate::error::AcquireError;
 
 /// Longest a waiter for a concurrency slot sleeps without re-checking, in case a
 /// release signal from another process was lost.
 const FALLBACK_POLL: Duration = Duration::from_millis(500);
 
-impl LimiterInner {
-    pub(super) async fn acquire(
-        self: &Arc<Self>,
-        key: &str,
-        cost: u32,
-        timeout: Option<Duration>,
-    ) -> Result<Permit, AcquireError> {
-        let started = Instant::now();
-        let deadline = timeout.map(|t| started + t);
-        let mut woken_by_release = false;
-        loop {
-            // Join the queue before trying, so a release between a refusal and the
-            // wait below still wakes us.
-            let ticket = self
-                .policy
-                .concurrency
-                .is_some()
-                .then(|| self.waiters.join(key));
-            let notified = ticket.as_ref().map(|t| t.notify.notified());
-            let decision = match self.attempt(key, cost).await {
-                Ok(permit) => {
-                    self.metrics.wait_seconds.record(started.elapsed());
-                    return Ok(permit);
+/// What a refused attempt says: which of the waited-on calls refused, and how.
+pub(super) struct Refused {
+    pub index: usize,
+    pub decision: Decision,
+}
+
+/// Attempts until admitted or until `timeout` has passed.
+///
+/// `members` are the (limiter, key) pairs the attempts decide on; `refused` tells a
+/// refusal (to wait on) from any other error (returned at once), and `timed_out`
+/// turns the last refusal into the caller's timeout error.
+pub(super) async fn until_admitted<T, E, F, Fut>(
+    members: &[(&Arc<LimiterInner>, &str)],
+    timeout: Option<Duration>,
+    mut attempt: F,
+    refused: impl Fn(&E) -> Option<Refused>,
+    timed_out: impl FnOnce(E, Duration) -> E,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    // The member whose queue woke us, when it did.
+    let mut woken_by: Option<usize> = None;
+    loop {
+        // Join the queues before trying, so that a release between a refusal and the
+        // wait below still wakes us.
+        let tickets: Vec<(usize, WaitTicket)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, (limiter, _))| limiter.policy.concurrency.is_some())
+            .map(|(index, (limiter, key))| (index, limiter.waiters.join(key)))
+            .collect();
+        let mut notified: Vec<_> = tickets
+            .iter()
+            .map(|(index, ticket)| (*index, Box::pin(ticket.notify.notified())))
+            .collect();
+        let error = match attempt().await {
+            Ok(admitted) => {
+                for (limiter, _) in members {
+                    limiter.metrics.wait_seconds.record(started.elapsed());
                 }
-                Err(AcquireError::Denied { decision, .. }) => decision,
-                Err(error) => return Err(error),
-            };
-            let by_concurrency = decision.denied_by == Some(DeniedBy::Concurrency);
-            if woken_by_release && !by_concurrency {
+                return Ok(admitted);
+            }
+            Err(error) => error,
+        };
+        let Some(Refused { index, decision }) = refused(&error) else {
+            return Err(error);
+        };
+        let by_concurrency = decision.denied_by == Some(DeniedBy::Concurrency);
+        if let Some(woken) = woken_by.take() {
+            if !(by_concurrency && woken == index) {
                 // We were handed a free slot but cannot use it now: pass it on.
-                self.waiters.released(key);
-            }
-            let now = Instant::now();
-            let wait = if by_concurrency {
-                decision
-                    .retry_after
-                    .min(FALLBACK_POLL)
-                    .max(Duration::from_millis(1))
-            } else {
-                decision.retry_after
-            };
-            if let Some(deadline) = deadline {
-                // A rate refusal knows its earliest admission: if that is past the
-                // deadline, waiting is pointless.
-                if now >= deadline || (!by_concurrency && now + wait > deadline) {
-                    self.metrics.timed_out.increment(1);
-                    return Err(AcquireError::TimedOut {
-                        limiter: self.name.clone(),
-                        waited: now - started,
-                        decision,
-                    });
-                }
-            }
-            let wake_at = deadline.map_or(now + wait, |d| d.min(now + wait));
-            woken_by_release = false;
-            match notified {
-                Some(notified) if by_concurrency => {
-                    tokio::select! {
-                        _ = notified => woken_by_release = true,
-                        _ = tokio::time::sleep_until(wake_at) => {}
-                    }
-                }
-                _ => tokio::time::sleep_until(wake_at).await,
+                let (limiter, key) = members[woken];
+                limiter.waiters.released(key);
             }
         }
+        let now = Instant::now();
+        if let Some(deadline) = deadline {
+            // `retry_after` is the earliest the refusing limiter can admit (for a
+            // full cap, what its rate says): past the deadline, waiting is pointless.
+            if now >= deadline || now + decision.retry_after > deadline {
+                members[index].0.metrics.timed_out.increment(1);
+                return Err(timed_out(error, now - started));
+            }
+        }
+        let wait = if by_concurrency {
+            decision.retry_after.max(FALLBACK_POLL)
+        } else {
+            decision.retry_after
+        };
+        let wake_at = deadline.map_or(now + wait, |d| d.min(now + wait));
+        let release = notified
+            .iter_mut()
+            .find(|(i, _)| by_concurrency && *i == index)
+            .map(|(_, notified)| notified);
+        match release {
+            Some(notified) => {
+                tokio::select! {
+                    _ = notified => woken_by = Some(index),
+                    _ = tokio::time::sleep_until(wake_at) => {}
+                }
+            }
+            None => tokio::time::sleep_until(wake_at).await,
+        }
     }
+}
+
+/// [`Call::acquire`]: attempts until admitted or timed out.
+pub(super) async fn acquire(call: Call<'_>) -> Result<Permit, AcquireError> {
+    until_admitted(
+        &[(&call.limiter.inner, call.key)],
+        call.timeout,
+        || call.try_acquire(),
+        |error| match error {
+            AcquireError::Denied { decision, .. } => Some(Refused {
+                index: 0,
+                decision: *decision,
+            }),
+            _ => None,
+        },
+        |error, waited| match error {
+            AcquireError::Denied { limiter, decision } => AcquireError::TimedOut {
+                limiter,
+                waited,
+                decision,
+            },
+            other => other,
+        },
+    )
+    .await
 }

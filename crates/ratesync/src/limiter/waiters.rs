@@ -53,25 +53,3 @@ impl Drop for WaitTicket {
         }
     }
 }
-
-/// Handed to engines so that releases seen in other processes wake local waiters.
-#[derive(Clone)]
-pub struct ReleaseSignal(pub(crate) Arc<Waiters>);
-
-impl ReleaseSignal {
-    /// A signal that wakes nobody, for engine limiters used outside a [`crate::Limiter`].
-    pub fn detached() -> Self {
-        ReleaseSignal(Arc::default())
-    }
-
-    /// Reports that a slot of `key` was released somewhere.
-    pub fn released(&self, key: &str) {
-        self.0.released(key);
-    }
-}
-
-impl std::fmt::Debug for ReleaseSignal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReleaseSignal")
-    }
-}

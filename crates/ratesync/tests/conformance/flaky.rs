@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratesync::algorithm::LeaseId;
+use ratesync::algorithm::{LeaseId, Receipt};
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::engine::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
+use ratesync::store::{Engine, EngineLimiter, LimiterSpec, StoreCall, StoreError};
 use ratesync::Decision;
 
 #[derive(Default)]
@@ -20,6 +20,8 @@ pub struct Faults {
 }
 
 /// The memory engine behind a switch that makes it fail or hang like a remote store.
+/// Its answers all come later ([`StoreCall::Pending`]), as a network store's do, and
+/// its groups are reserved member by member (the contract's default).
 pub struct FlakyEngine {
     pub inner: MemoryEngine,
     pub faults: Arc<Faults>,
@@ -41,14 +43,23 @@ impl Faults {
         }
         Ok(())
     }
+
+    /// The inner engine's `call`, made only once the switch lets it through (a
+    /// memory call decides as soon as it is made), answered later.
+    fn later<'a, T: Send + 'a>(
+        &'a self,
+        call: impl FnOnce() -> StoreCall<'a, T> + Send + 'a,
+    ) -> StoreCall<'a, T> {
+        StoreCall::pending(async move {
+            self.gate().await?;
+            call().await
+        })
+    }
 }
 
 impl Engine for FlakyEngine {
     fn name(&self) -> &'static str {
         "flaky"
-    }
-    fn is_remote(&self) -> bool {
-        true
     }
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
         Ok(Arc::new(FlakyLimiter {
@@ -56,8 +67,8 @@ impl Engine for FlakyEngine {
             faults: self.faults.clone(),
         }))
     }
-    fn ping(&self) -> EngineFuture<'_, ()> {
-        Box::pin(self.faults.gate())
+    fn ping(&self) -> StoreCall<'_, ()> {
+        StoreCall::pending(self.faults.gate())
     }
 }
 
@@ -67,34 +78,30 @@ impl EngineLimiter for FlakyLimiter {
         key: &'a str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.acquire(key, cost, lease).await
-        })
+    ) -> StoreCall<'a, (Decision, Receipt)> {
+        self.faults
+            .later(move || self.inner.acquire(key, cost, lease))
     }
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.peek(key, cost).await
-        })
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
+        self.faults.later(move || self.inner.peek(key, cost))
     }
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.release(key, lease).await
-        })
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> StoreCall<'a, ()> {
+        self.faults
+            .later(move || self.inner.refund(key, cost, receipt, lease))
     }
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.renew(key, lease).await
-        })
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, ()> {
+        self.faults.later(move || self.inner.release(key, lease))
     }
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            self.faults.gate().await?;
-            self.inner.reset(key).await
-        })
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, bool> {
+        self.faults.later(move || self.inner.renew(key, lease))
+    }
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> StoreCall<'a, ()> {
+        self.faults.later(move || self.inner.reset(key))
     }
 }

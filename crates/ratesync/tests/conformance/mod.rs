@@ -4,8 +4,7 @@
 //! ```ignore
 //! mod conformance;
 //! conformance::suite!(|| async { MemoryBackend::new() }, paused: true);
-//! // A factory may return `Option<Backend>` (`None`: skipped, its server is not
-//! // installed), and a backend that cannot take its store down runs the rest:
+//! // A backend that cannot take its store down runs the rest:
 //! conformance::suite!(|| async { Cluster::new() }, paused: false, cases: without_outage);
 //! ```
 //!
@@ -25,7 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratesync::engine::Engine;
+use ratesync::store::Engine;
 use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};
 
 /// What the suite needs from an engine under test.
@@ -52,29 +51,8 @@ pub trait Outage: Send + Sync {
     fn end(&self) -> BoxFuture<'_, ()>;
 }
 
-/// What a backend factory returns: a backend, or `None` when the test must be
-/// skipped (its server is not installed; the factory has said so loudly).
-pub trait Ready {
-    type Backend: Backend;
-    fn ready(self) -> Option<Self::Backend>;
-}
-
-impl<B: Backend> Ready for B {
-    type Backend = B;
-    fn ready(self) -> Option<B> {
-        Some(self)
-    }
-}
-
-impl<B: Backend> Ready for Option<B> {
-    type Backend = B;
-    fn ready(self) -> Option<B> {
-        self
-    }
-}
-
 /// Generates one `#[tokio::test]` per conformance case for a backend factory (an
-/// async closure returning a [`Backend`], or an `Option` of one to skip).
+/// async closure returning a [`Backend`]).
 /// `cases: without_outage` leaves out the case that takes the store down, for
 /// backends that cannot (a Redis Cluster).
 #[macro_export]
@@ -112,9 +90,7 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "current_thread", start_paused = $paused)]
             async fn $case() {
-                let Some(backend) = $crate::conformance::Ready::ready(($factory)().await) else {
-                    return;
-                };
+                let backend = ($factory)().await;
                 $crate::conformance::cases::$case(&backend).await;
             }
         )*

@@ -1,53 +1,55 @@
-//! The reference model for the engines that port the algorithm to their store's
-//! language (Redis Lua, PostgreSQL plpgsql): one key driven through the same
-//! operations at the same pinned times by `ratesync::algorithm` and by the store,
+//! The reference model for every engine: one key (or a group of keys) driven through
+//! the same operations at the same times by `ratesync::algorithm` and by the store,
 //! every answer compared, over proptest-generated rules and histories.
 //!
-//! The stores decide in microseconds and the reference in nanoseconds, so each rule
-//! is built from whole microseconds (`interval_us * 1000`) and the reference decides
-//! at `t_us * 1000` while the store's clock is pinned to `t_us`.
+//! The store's clock is pinned by the test (a `PinnedClock` for Redis and PostgreSQL,
+//! the memory engine's own `ManualClock`). The stores that decide in microseconds get
+//! rules built from whole microseconds (`interval_us * 1000`) and the reference
+//! decides at `t_us * 1000` while the store's clock reads `t_us`.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use ratesync::algorithm::{self, Concurrency, KeyState, LeaseId, Policy, Rule};
-use ratesync::engine::StoreError;
-use ratesync::{Decision, SlidingWindow, TokenBucket};
+use ratesync::algorithm::{
+    self, Concurrency, GroupDecision, KeyState, LeaseId, Policy, Receipt, Rule,
+};
+use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal};
+use ratesync::{SlidingWindow, TokenBucket};
 
 /// A plausible epoch time in µs: the stores must stay exact at real magnitudes.
 pub const EPOCH_US: u64 = 1_750_000_000_000_000;
 
-/// A store limiter whose clock a test can pin (`Some(t_us)`), as the Redis and
-/// PostgreSQL limiters allow.
-pub trait PinnedLimiter: Send + Sync {
-    fn acquire_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        lease: Option<LeaseId>,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>>;
-    fn peek_at<'a>(
-        &'a self,
-        key: &'a str,
-        cost: u32,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>>;
-    fn release_lease<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn renew_at<'a>(
-        &'a self,
-        key: &'a str,
-        lease: LeaseId,
-        t_us: u64,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+/// A store under test, with a clock the test sets.
+pub struct PinnedStore {
+    pub engine: Arc<dyn Engine>,
+    /// Sets the store's clock to `t_us` microseconds.
+    pub set_now: Box<dyn Fn(u64) + Send + Sync>,
+    /// Nanoseconds per unit of the store's receipts: 1000 for the stores that decide
+    /// in microseconds, 1 for memory.
+    pub unit_ns: u64,
+}
+
+impl PinnedStore {
+    fn limiter(&self, policy: Policy) -> Arc<dyn EngineLimiter> {
+        self.engine
+            .limiter(LimiterSpec {
+                id: format!("eq-{:016x}", fastrand::u64(..)).into(),
+                policy,
+                releases: ReleaseSignal::detached(),
+            })
+            .expect("the engine takes the rule")
+    }
+
+    /// The store's receipt in the reference's nanoseconds.
+    fn in_ns(&self, receipt: Receipt) -> Receipt {
+        Receipt {
+            now: receipt.now * self.unit_ns,
+            recorded: receipt.recorded * self.unit_ns,
+        }
+    }
 }
 
 pub fn token_bucket(interval_us: u64, burst: u32) -> Rule {
@@ -77,65 +79,111 @@ pub enum Op {
     /// Releases / renews the n-th lease taken so far (modulo their number).
     Release(usize),
     Renew(usize),
+    /// Gives back the n-th admission not refunded yet (modulo their number).
+    Refund(usize),
+}
+
+/// An admission that may be refunded: what the reference and the store each said.
+struct Taken {
+    cost: u32,
+    lease: Option<LeaseId>,
+    expected: Receipt,
+    actual: Receipt,
 }
 
 /// The reference and the store side by side, on one key.
-pub struct Pair<L> {
+pub struct Pair<'s> {
+    store: &'s PinnedStore,
     policy: Policy,
     state: KeyState,
-    store: Arc<L>,
+    limiter: Arc<dyn EngineLimiter>,
     key: String,
     leases: Vec<LeaseId>,
+    taken: Vec<Taken>,
 }
 
-impl<L: PinnedLimiter> Pair<L> {
-    pub fn new(store: Arc<L>, policy: Policy) -> Self {
+impl<'s> Pair<'s> {
+    pub fn new(store: &'s PinnedStore, policy: Policy) -> Self {
         Pair {
-            policy,
-            state: KeyState::fresh(&policy.rule),
             store,
+            policy,
+            state: KeyState::fresh(&policy),
+            limiter: store.limiter(policy),
             key: format!("user:{{{}}}", fastrand::u32(..)),
             leases: Vec::new(),
+            taken: Vec::new(),
         }
+    }
+
+    fn cost(&self, cost: u32) -> u32 {
+        self.policy
+            .rule
+            .map_or(cost, |rule| cost.min(rule.capacity()))
     }
 
     /// Applies `op` at `t_us` to both; fails with the step on any difference.
     pub async fn step(&mut self, t_us: u64, op: &Op) -> Result<(), TestCaseError> {
         let now = t_us * 1000;
+        (self.store.set_now)(t_us);
+        let (key, limiter) = (&self.key, &self.limiter);
         match *op {
             Op::Acquire { cost, lease } => {
-                let cost = cost.min(self.policy.rule.capacity());
+                let cost = self.cost(cost);
                 let id = (lease && self.policy.concurrency.is_some()).then(LeaseId::random);
-                let expected = algorithm::decide(&self.policy, &mut self.state, now, cost, id);
-                let actual = self
-                    .store
-                    .acquire_at(&self.key, cost, id, t_us)
-                    .await
-                    .unwrap();
+                let (expected, receipt) =
+                    algorithm::decide(&self.policy, &mut self.state, now, cost, id);
+                let (actual, actual_receipt) = limiter.acquire(key, cost, id).await.unwrap();
                 prop_assert_eq!(actual, expected, "acquire cost {} at {}", cost, t_us);
-                if let (Some(id), true) = (id, expected.allowed) {
-                    self.leases.push(id);
+                if expected.allowed {
+                    prop_assert_eq!(
+                        self.store.in_ns(actual_receipt),
+                        receipt,
+                        "receipt at {}",
+                        t_us
+                    );
+                    self.leases.extend(id);
+                    self.taken.push(Taken {
+                        cost,
+                        lease: id,
+                        expected: receipt,
+                        actual: actual_receipt,
+                    });
                 }
             }
             Op::Peek { cost } => {
-                let cost = cost.min(self.policy.rule.capacity());
+                let cost = self.cost(cost);
                 let expected = algorithm::peek(&self.policy, &self.state, now, cost);
-                let actual = self.store.peek_at(&self.key, cost, t_us).await.unwrap();
+                let actual = limiter.peek(key, cost).await.unwrap();
                 prop_assert_eq!(actual, expected, "peek cost {} at {}", cost, t_us);
             }
             Op::Release(n) if !self.leases.is_empty() => {
                 let id = self.leases[n % self.leases.len()];
                 self.state.leases.release(id);
-                self.store.release_lease(&self.key, id).await.unwrap();
+                limiter.release(key, id).await.unwrap();
             }
             Op::Renew(n) if !self.leases.is_empty() => {
                 let id = self.leases[n % self.leases.len()];
                 let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
                 let expected = self.state.leases.renew(id, now, ttl);
-                let actual = self.store.renew_at(&self.key, id, t_us).await.unwrap();
+                let actual = limiter.renew(key, id).await.unwrap();
                 prop_assert_eq!(actual, expected, "renew at {}", t_us);
             }
-            Op::Release(_) | Op::Renew(_) => {}
+            Op::Refund(n) if !self.taken.is_empty() => {
+                let taken = self.taken.remove(n % self.taken.len());
+                algorithm::refund(
+                    &self.policy,
+                    &mut self.state,
+                    now,
+                    taken.cost,
+                    taken.expected,
+                    taken.lease,
+                );
+                limiter
+                    .refund(key, taken.cost, taken.actual, taken.lease)
+                    .await
+                    .unwrap();
+            }
+            Op::Release(_) | Op::Renew(_) | Op::Refund(_) => {}
         }
         Ok(())
     }
@@ -143,24 +191,43 @@ impl<L: PinnedLimiter> Pair<L> {
 
 pub fn policies() -> impl Strategy<Value = Policy> {
     let rule = prop_oneof![
-        (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| token_bucket(i, b)),
-        (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| sliding_window(l, w)),
+        3 => (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| Some(token_bucket(i, b))),
+        3 => (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| Some(sliding_window(l, w))),
+        1 => Just(None),
     ];
     let cap = prop_oneof![
         Just(None),
         (1u32..=3, 1u64..=4_000_000).prop_map(|(m, t)| concurrency(m, t)),
     ];
-    (rule, cap).prop_map(|(rule, concurrency)| Policy { rule, concurrency })
+    (rule, cap)
+        .prop_map(|(rule, concurrency)| Policy { rule, concurrency })
+        // A limiter has a rate, a cap, or both.
+        .prop_filter("a rule or a cap", |p| {
+            p.rule.is_some() || p.concurrency.is_some()
+        })
 }
 
 /// The spans of `policy` in µs: the instants where decisions change.
 fn spans(policy: &Policy) -> Vec<u64> {
-    let mut spans = vec![match policy.rule {
-        Rule::TokenBucket(tb) => tb.interval_nanos() / 1000,
-        Rule::SlidingWindow(sw) => sw.window_nanos() / 1000,
-    }];
+    let mut spans: Vec<u64> = policy
+        .rule
+        .iter()
+        .map(|rule| match rule {
+            Rule::TokenBucket(tb) => tb.interval_nanos() / 1000,
+            Rule::SlidingWindow(sw) => sw.window_nanos() / 1000,
+        })
+        .collect();
     spans.extend(policy.concurrency.map(|c| c.lease_ttl / 1000));
     spans
+}
+
+fn steps() -> impl Strategy<Value = u64> + Clone {
+    prop_oneof![
+        Just(0u64).boxed(),
+        (0u64..2_000).boxed(),
+        (0u64..1_500_000).boxed(),
+        (0u64..6_000_000).boxed(),
+    ]
 }
 
 pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
@@ -169,31 +236,21 @@ pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
         2 => (1u32..=8).prop_map(|cost| Op::Peek { cost }),
         1 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::Renew),
+        1 => any::<usize>().prop_map(Op::Refund),
     ];
     // Steps of zero (same microsecond), small, long enough to refill or expire, and
     // exactly one span of the rule or lease (±1 µs), where off-by-one errors show.
     let spans = spans(policy);
     let edge = (prop::sample::select(spans), -1i64..=1)
         .prop_map(|(span, off)| span.saturating_add_signed(off));
-    let dt = prop_oneof![
-        Just(0u64).boxed(),
-        (0u64..2_000).boxed(),
-        (0u64..1_500_000).boxed(),
-        (0u64..6_000_000).boxed(),
-        edge.boxed(),
-    ];
+    let dt = prop_oneof![4 => steps(), 1 => edge];
     prop::collection::vec((dt, op), 1..40)
 }
 
 /// Runs `ops` (µs after [`EPOCH_US`], op) on one fresh key, comparing every step.
-fn compare<L: PinnedLimiter>(
-    rt: &tokio::runtime::Runtime,
-    limiter: &impl Fn(Policy) -> Arc<L>,
-    policy: Policy,
-    ops: &[(u64, Op)],
-) {
+fn compare(rt: &tokio::runtime::Runtime, store: &PinnedStore, policy: Policy, ops: &[(u64, Op)]) {
     rt.block_on(async {
-        let mut pair = Pair::new(limiter(policy), policy);
+        let mut pair = Pair::new(store, policy);
         for (t, op) in ops {
             pair.step(EPOCH_US + t, op).await.unwrap();
         }
@@ -201,18 +258,16 @@ fn compare<L: PinnedLimiter>(
 }
 
 /// Hand-written histories at the exact edges of each rule (refill instants, window
-/// ends, lease expiry), each on a fresh key from `limiter`.
-pub fn check_hand_written_histories<L: PinnedLimiter>(
-    rt: &tokio::runtime::Runtime,
-    limiter: impl Fn(Policy) -> Arc<L>,
-) {
-    let compare = |policy, ops: &[(u64, Op)]| compare(rt, &limiter, policy, ops);
+/// ends, lease expiry, refunds), each on a fresh key.
+pub fn check_hand_written_histories(rt: &tokio::runtime::Runtime, store: &PinnedStore) {
+    let compare = |policy, ops: &[(u64, Op)]| compare(rt, store, policy, ops);
     let acquire = |cost| Op::Acquire { cost, lease: true };
     let peek = |cost| Op::Peek { cost };
     // Token bucket, 3/s (interval rounded up to 333_334 µs), burst 3, at the exact
-    // edges of refill.
+    // edges of refill; a refund of the last admission is exact, one of an earlier
+    // admission gives back only what has not refilled.
     let tb = Policy {
-        rule: token_bucket(333_334, 3),
+        rule: Some(token_bucket(333_334, 3)),
         concurrency: None,
     };
     compare(
@@ -225,13 +280,18 @@ pub fn check_hand_written_histories<L: PinnedLimiter>(
             (333_333, acquire(1)),
             (333_334, acquire(1)),
             (333_334, peek(1)),
+            (333_334, Op::Refund(3)),
+            (333_334, peek(3)),
+            (400_000, Op::Refund(0)),
+            (400_000, peek(3)),
             (10_000_000, peek(3)),
             (10_000_000, acquire(3)),
         ],
     );
-    // Sliding window 4 per 1 s with costs: retry waits for enough units to leave.
+    // Sliding window 4 per 1 s with costs: retry waits for enough units to leave; a
+    // refund takes back its own units, not others'.
     let sw = Policy {
-        rule: sliding_window(4, 1_000_000),
+        rule: Some(sliding_window(4, 1_000_000)),
         concurrency: None,
     };
     compare(
@@ -241,18 +301,21 @@ pub fn check_hand_written_histories<L: PinnedLimiter>(
             (500_000, acquire(2)),
             (600_000, acquire(3)),
             (600_000, peek(3)),
+            (600_000, Op::Refund(1)),
+            (600_000, peek(3)),
             (999_999, acquire(1)),
             (1_000_000, acquire(1)),
             (1_000_000, acquire(2)),
+            (1_000_000, Op::Refund(0)),
             (1_500_000, peek(1)),
             (1_500_000, acquire(2)),
             (9_000_000, peek(4)),
         ],
     );
     // Concurrency and rate together: a full cap consumes no rate, a rate refusal
-    // takes no slot, leases expire, renew and release.
+    // takes no slot, leases expire, renew and release, a refund frees its slot.
     let both = Policy {
-        rule: token_bucket(1_000_000, 2),
+        rule: Some(token_bucket(1_000_000, 2)),
         concurrency: concurrency(1, 3_000_000),
     };
     compare(
@@ -269,11 +332,13 @@ pub fn check_hand_written_histories<L: PinnedLimiter>(
             (4_000_000, acquire(2)),
             (4_000_001, acquire(1)),
             (4_000_001, Op::Renew(0)),
+            (4_000_001, Op::Refund(0)),
+            (4_000_001, peek(1)),
             (9_000_000, Op::Renew(2)),
         ],
     );
     let window_cap = Policy {
-        rule: sliding_window(2, 2_000_000),
+        rule: Some(sliding_window(2, 2_000_000)),
         concurrency: concurrency(2, 500_000),
     };
     compare(
@@ -288,13 +353,29 @@ pub fn check_hand_written_histories<L: PinnedLimiter>(
             (2_100_000, acquire(1)),
         ],
     );
+    // No rate, only a cap: any cost, slots counted, the cap is the limit.
+    let slots = Policy {
+        rule: None,
+        concurrency: concurrency(2, 1_000_000),
+    };
+    compare(
+        slots,
+        &[
+            (0, peek(1)),
+            (0, acquire(5)),
+            (0, acquire(1)),
+            (0, acquire(1)),
+            (0, peek(1)),
+            (10, Op::Release(0)),
+            (10, peek(1)),
+            (1_000_000, acquire(1)),
+            (1_000_001, acquire(1)),
+        ],
+    );
 }
 
 /// Random rules and histories (proptest, 300 cases), each on a fresh key.
-pub fn check_random_histories<L: PinnedLimiter>(
-    rt: &tokio::runtime::Runtime,
-    limiter: impl Fn(Policy) -> Arc<L>,
-) {
+pub fn check_random_histories(rt: &tokio::runtime::Runtime, store: &PinnedStore) {
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 300,
         ..ProptestConfig::default()
@@ -305,7 +386,7 @@ pub fn check_random_histories<L: PinnedLimiter>(
             &policies().prop_flat_map(|policy| (Just(policy), ops(&policy))),
             |(policy, ops)| {
                 rt.block_on(async {
-                    let mut pair = Pair::new(limiter(policy), policy);
+                    let mut pair = Pair::new(store, policy);
                     let mut t = start;
                     for (dt, op) in &ops {
                         t += dt;
@@ -315,5 +396,88 @@ pub fn check_random_histories<L: PinnedLimiter>(
                 })
             },
         )
+        .unwrap();
+}
+
+/// One group call: a cost per member (and whether it takes a lease).
+#[derive(Debug, Clone)]
+struct GroupCall {
+    members: Vec<(u32, bool)>,
+}
+
+/// Random groups of 2 or 3 members (each its own limiter and policy; the same key
+/// name on each), decided all or nothing by the engine and by
+/// `algorithm::decide_all`, every outcome compared (proptest, 100 cases).
+pub fn check_random_groups(rt: &tokio::runtime::Runtime, store: &PinnedStore) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 100,
+        ..ProptestConfig::default()
+    });
+    let start = EPOCH_US + fastrand::u64(..1_000_000_000);
+    let strategy = prop::collection::vec(policies(), 2..=3).prop_flat_map(|policies| {
+        let n = policies.len();
+        let call = prop::collection::vec((1u32..=4, any::<bool>()), n..=n)
+            .prop_map(|members| GroupCall { members });
+        let calls = prop::collection::vec((steps(), call), 1..30);
+        (Just(policies), calls)
+    });
+    runner
+        .run(&strategy, |(policies, calls)| {
+            rt.block_on(async {
+                let limiters: Vec<_> = policies.iter().map(|p| store.limiter(*p)).collect();
+                let mut states: Vec<KeyState> = policies.iter().map(KeyState::fresh).collect();
+                let key = format!("user:{{{}}}", fastrand::u32(..));
+                let mut t = start;
+                for (dt, call) in &calls {
+                    t += dt;
+                    (store.set_now)(t);
+                    let members: Vec<(u32, Option<LeaseId>)> = call
+                        .members
+                        .iter()
+                        .zip(&policies)
+                        .map(|(&(cost, lease), policy)| {
+                            let cost = policy.rule.map_or(cost, |r| cost.min(r.capacity()));
+                            let lease =
+                                (lease && policy.concurrency.is_some()).then(LeaseId::random);
+                            (cost, lease)
+                        })
+                        .collect();
+                    let mut reference: Vec<algorithm::Member<'_>> = states
+                        .iter_mut()
+                        .zip(&policies)
+                        .zip(&members)
+                        .map(|((state, policy), &(cost, lease))| algorithm::Member {
+                            policy,
+                            state,
+                            cost,
+                            lease,
+                        })
+                        .collect();
+                    let expected = algorithm::decide_all(&mut reference, t * 1000);
+                    let group: Vec<GroupMember<'_>> = limiters
+                        .iter()
+                        .zip(&members)
+                        .map(|(limiter, &(cost, lease))| GroupMember {
+                            limiter: &**limiter,
+                            key: &key,
+                            cost,
+                            lease,
+                        })
+                        .collect();
+                    let actual = store.engine.acquire_all(&group).await.unwrap();
+                    let actual = match actual {
+                        GroupDecision::Admitted(decided) => GroupDecision::Admitted(
+                            decided
+                                .into_iter()
+                                .map(|(d, receipt)| (d, store.in_ns(receipt)))
+                                .collect(),
+                        ),
+                        refused => refused,
+                    };
+                    prop_assert_eq!(actual, expected, "group at {}", t);
+                }
+                Ok(())
+            })
+        })
         .unwrap();
 }

@@ -1,12 +1,16 @@
-//! Real servers for the tests that need them (SPEC §8.3): each test starts its own
-//! `redis-server` (standalone, a Cluster, or a master with Sentinels) on free
-//! loopback ports, so it can kill, slow down and restart it without touching any
-//! other test or the machine's own services.
+//! Real servers for the tests that need them: each test starts its own
+//! `redis-server` (standalone, a Cluster, or a master with Sentinels), PostgreSQL or
+//! `nats-server` on free loopback ports, so it can kill, slow down and restart it
+//! without touching any other test or the machine's own services.
 //!
 //! ```ignore
 //! mod support;
-//! let Some(server) = support::RedisServer::start_or_skip() else { return };
+//! let server = support::RedisServer::start();
 //! ```
+//!
+//! A test whose server binary is missing fails, naming it: it never passes without
+//! running. `./scripts/test.sh` installs them, and reports the tests of a service it
+//! could not install as skipped.
 //!
 //! Every server process dies with its owner: on drop (also while a test panics)
 //! and, for servers held in a `static` that is never dropped, through a watchdog
@@ -16,6 +20,7 @@
 
 mod certificates;
 pub mod child;
+pub mod groups;
 mod nats_server;
 mod postgres_server;
 mod process;

@@ -27,17 +27,6 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// A server (see [`Self::start`]), or `None` after a loud skip when no
-    /// nats-server ≥ 2.10 is installed (a failure under `CI=true`).
-    pub fn start_or_skip() -> Option<Self> {
-        binary().is_some().then(Self::start)
-    }
-
-    /// Whether a usable nats-server exists; skips loudly (or fails under CI) if not.
-    pub fn available() -> bool {
-        binary().is_some()
-    }
-
     /// Starts `nats-server -js` in a fresh temporary directory and waits until it
     /// greets clients.
     pub fn start() -> Self {
@@ -117,7 +106,7 @@ impl NatsServer {
     }
 
     fn spawn(&self) -> Result<(), Launch> {
-        let binary = binary().expect("checked by the caller");
+        let binary = binary();
         let mut command = Command::new(binary);
         command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
@@ -161,9 +150,10 @@ fn greets(port: u16) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO")
 }
 
-/// The nats-server to run, found once (see the module docs).
-pub fn binary() -> Option<&'static Path> {
-    static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The nats-server to run, found once (see the module docs); a test fails without
+/// one, saying how to install it.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = BINARY.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let candidates = std::env::var_os("RATESYNC_NATS_SERVER")
@@ -181,22 +171,23 @@ pub fn binary() -> Option<&'static Path> {
                 continue;
             }
             match version(&candidate) {
-                Some(v) if v >= (2, 10) => return Some(candidate),
+                Some(v) if v >= (2, 10) => return Ok(candidate),
                 v => seen.push(format!("{} ({v:?})", candidate.display())),
             }
         }
-        missing_service(&format!(
-            "no nats-server ≥ 2.10 (found: {}); run scripts/install-nats-server.sh or set \
-             RATESYNC_NATS_SERVER",
-            if seen.is_empty() {
-                "none".to_owned()
-            } else {
-                seen.join(", ")
-            }
-        ));
-        None
+        Err(if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        })
     });
-    found.as_deref()
+    match found {
+        Ok(binary) => binary,
+        Err(seen) => missing_service(&format!(
+            "nats-server ≥ 2.10 (found: {seen}; run scripts/install-nats-server.sh, or set \
+             RATESYNC_NATS_SERVER)"
+        )),
+    }
 }
 
 /// `nats-server --version` → "nats-server: v2.10.26" → (2, 10).

@@ -7,58 +7,28 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether every binary in `names` is on `PATH`. A missing one skips the test with
-/// a loud message, except under `CI=true`, where a missing service is a failure
-/// (CI must install what its tests need, so a skip there would hide a gap).
-pub fn require_binaries(names: &[&str]) -> bool {
+/// Makes sure every binary in `names` is on `PATH`: a test that needs a missing one
+/// fails, naming it (never passes without running). `./scripts/test.sh` installs
+/// them, and reports the tests of a service it could not install as skipped.
+pub fn require_binaries(names: &[&str]) {
     let missing: Vec<&str> = names
         .iter()
         .copied()
         .filter(|name| !on_path(name))
         .collect();
-    if missing.is_empty() {
-        return true;
+    if !missing.is_empty() {
+        missing_service(&format!(
+            "{} not found on PATH (Debian: apt-get install redis-server redis-tools faketime \
+             openssl postgresql)",
+            missing.join(", ")
+        ));
     }
-    let message = format!(
-        "{} not found on PATH (Debian: apt-get install redis-server faketime postgresql)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: a missing service is a failure: {message}");
-    }
-    shout(&format!(
-        "SKIPPED {}: {message}",
-        std::thread::current().name().unwrap_or("test")
-    ));
-    false
 }
 
-/// Reports a service a test needs that is not installed: a loud skip, or a
-/// failure under `CI=true` (see [`require_binaries`]).
-pub fn missing_service(message: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: a missing service is a failure: {message}");
-    }
-    shout(&format!(
-        "SKIPPED {}: {message}",
-        std::thread::current().name().unwrap_or("test")
-    ));
-}
-
-/// Prints past the test harness's output capture, so that a skipped test that
-/// "passes" still shows: straight to stderr (libtest only captures `eprintln!`),
-/// and, when stderr is a pipe (nextest shows a passing test's output to no one),
-/// to the terminal too, if there is one.
-fn shout(message: &str) {
-    use std::io::IsTerminal;
-    let banner = format!("\n!!!!!!!! {message} !!!!!!!!\n");
-    let mut stderr = std::io::stderr();
-    let _ = stderr.write_all(banner.as_bytes());
-    if !stderr.is_terminal() {
-        if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
-            let _ = tty.write_all(banner.as_bytes());
-        }
-    }
+/// Fails the test that needs a service which is not installed, saying which one
+/// and how to get it.
+pub fn missing_service(message: &str) -> ! {
+    panic!("this test needs {message}; ./scripts/test.sh installs what the tests need");
 }
 
 fn on_path(name: &str) -> bool {

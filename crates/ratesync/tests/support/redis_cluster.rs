@@ -12,11 +12,6 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// [`Self::start`], or `None` after a loud skip when Redis is not installed.
-    pub fn start_or_skip(masters: usize) -> Option<Self> {
-        require_binaries(REDIS_BINARIES).then(|| Self::start(masters))
-    }
-
     /// Starts `masters` cluster-enabled servers, splits the 16384 slots evenly
     /// between them and joins them, then waits until every node reports
     /// `cluster_state:ok`.

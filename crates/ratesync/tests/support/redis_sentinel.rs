@@ -27,11 +27,6 @@ pub enum Failover {
 }
 
 impl RedisSentinel {
-    /// [`Self::start`], or `None` after a loud skip when Redis is not installed.
-    pub fn start_or_skip(with_replica: bool, sentinels: usize) -> Option<Self> {
-        require_binaries(REDIS_BINARIES).then(|| Self::start(with_replica, sentinels))
-    }
-
     /// Starts the master, the replica (once it is in sync), then `sentinels`
     /// Sentinels (1 or 3; quorum 1 or 2), and waits until they know the replica
     /// and each other, so a failover can start at once.

@@ -21,12 +21,6 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// A standalone server (see [`Self::start`]), or `None` after a loud skip when
-    /// the Redis binaries are not installed (a failure under `CI=true`).
-    pub fn start_or_skip() -> Option<Self> {
-        require_binaries(REDIS_BINARIES).then(Self::start)
-    }
-
     /// Starts `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no`
     /// in a fresh temporary directory and waits until it answers PING.
     pub fn start() -> Self {
@@ -35,6 +29,7 @@ impl RedisServer {
 
     /// Like [`Self::start`], with extra arguments (`--replicaof`, cluster options).
     pub fn start_with(extra: Vec<String>) -> Self {
+        require_binaries(REDIS_BINARIES);
         Self::launch(Box::new(move |port, dir| {
             let mut args = standalone_arguments(port, dir);
             args.extend(extra.iter().cloned());

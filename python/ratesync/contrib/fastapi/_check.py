@@ -32,13 +32,19 @@ def to_result(
         retry_after_seconds=None if allowed else max(decision.retry_after, 0.0),
         policy=policy,
         window=policy_window(config, decision.limit),
-        quota=has_quota(config),
+        quota_unit=quota_unit(config),
     )
 
 
 def has_quota(config: dict[str, Any]) -> bool:
     """Whether the limiter limits a rate (not only concurrency)."""
     return config.get("rate_per_second") is not None or config.get("limit") is not None
+
+
+def quota_unit(config: dict[str, Any]) -> str:
+    """What the limiter's quota counts: ``"requests"`` over time for a limiter with a
+    rate, else (concurrency only) ``"concurrent-requests"``."""
+    return "requests" if has_quota(config) else "concurrent-requests"
 
 
 async def check(

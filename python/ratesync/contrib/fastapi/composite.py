@@ -107,7 +107,7 @@ class CompositeRateLimitDependency:
             retry_after_seconds=None if r.allowed else r.reset_in,
             policy=name,
             window=_check.policy_window(config, r.limit),
-            quota=_check.has_quota(config),
+            quota_unit=_check.quota_unit(config),
         )
 
     async def _get_identifiers(self, request: Request) -> dict[str, str]:

@@ -87,7 +87,7 @@ class RateLimitStoreUnavailableError(HTTPException):  # type: ignore[misc, valid
 
 def _body(message: str, result: RateLimitResult, limiter_id: str | None) -> dict[str, Any]:
     context: dict[str, Any] = {"retry_after_seconds": result.retry_after}
-    if result.quota:
+    if result.quota_unit == "requests":
         context["limit"] = result.limit
     if limiter_id:
         context["limiter"] = limiter_id

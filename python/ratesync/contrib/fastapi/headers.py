@@ -1,28 +1,29 @@
 """Rate limit headers, with values taken from the limiter's real decision.
 
-Headers set (see ``docs`` of the package README):
+The headers are made by the Rust core (``ratesync::http::rate_limit_headers``,
+through the extension), the same bytes as the Rust tower layer:
 
 * ``RateLimit-Policy: "<policy>";q=<quota>;w=<window seconds>`` and
   ``RateLimit: "<policy>";r=<remaining>;t=<seconds>`` in the form of
-  draft-ietf-httpapi-ratelimit-headers-09/-10 (structured-field lists whose items
-  are the quoted policy name with the ``q``/``w`` and ``r``/``t`` parameters).
-  ``w`` is the window of a window limiter, or ``ceil(burst / rate)`` (the time to
-  refill an empty bucket) for a token bucket; omitted when the limiter has no
-  window (concurrency only). ``t`` is the time until the quota is available again
-  (denied) or fully reset (allowed), in whole seconds rounded up.
+  draft-ietf-httpapi-ratelimit-headers (structured-field lists whose items are the
+  quoted policy name with the ``q``/``w`` and ``r``/``t`` parameters). ``w`` is the
+  window of a window limiter, or ``ceil(burst / rate)`` (the time to refill an empty
+  bucket) for a token bucket; omitted when the window is not known. ``t`` is the time
+  until the quota is available again (denied) or fully reset (allowed), in whole
+  seconds rounded up.
+* A limiter that only caps concurrency is the draft's concurrent-requests quota:
+  ``"<policy>";q=<max_concurrent>;qu="concurrent-requests"`` and
+  ``"<policy>";r=<free slots>``, without ``w`` or ``t``.
 * ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (Unix
-  timestamp, rounded up), as rate-sync.
+  timestamp, rounded up), as rate-sync, of the first limit on a rate.
 * ``Retry-After`` (whole seconds, rounded up, at least 1) on a refusal.
-
-A limiter that only caps concurrency has no quota over time: it sets none of the
-quota headers, only ``Retry-After`` when it refuses.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
+
+from ratesync import _native
 
 try:
     from starlette.responses import Response
@@ -33,13 +34,17 @@ except ImportError:  # pragma: no cover - FastAPI is optional
     FASTAPI_AVAILABLE = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RateLimitResult:
     """Result of a rate limit check (rate-sync's shape, plus the decision's details).
 
     ``reset_in``: seconds until the limit resets (allowed) or until a retry can
     succeed (denied). ``retry_after_seconds``: the decision's exact retry delay, when
-    known. ``policy`` / ``window``: the name and window (seconds) of the IETF policy."""
+    known. ``policy`` / ``window``: the name and window (seconds) of the IETF policy.
+    ``quota_unit``: what the quota counts: ``"requests"`` (a rate; the default),
+    ``"concurrent-requests"`` (a limiter that only caps concurrency: ``limit`` is
+    its cap, ``remaining`` its free slots) or ``None`` (no quota known: the result
+    gets no ``RateLimit``/``X-RateLimit-*`` headers, only ``Retry-After``)."""
 
     allowed: bool
     limit: int
@@ -48,66 +53,74 @@ class RateLimitResult:
     retry_after_seconds: float | None = None
     policy: str | None = None
     window: float | None = None
-    #: False for a limiter that only caps concurrency: it has no quota over time,
-    #: so it gets no ``RateLimit``/``X-RateLimit-*`` headers (only ``Retry-After``).
-    quota: bool = True
+    quota_unit: str | None = "requests"
+
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_in: float,
+        retry_after_seconds: float | None = None,
+        policy: str | None = None,
+        window: float | None = None,
+        quota_unit: str | None = "requests",
+    ) -> None:
+        for field, value in (
+            ("allowed", allowed),
+            ("limit", limit),
+            ("remaining", remaining),
+            ("reset_in", reset_in),
+            ("retry_after_seconds", retry_after_seconds),
+            ("policy", policy),
+            ("window", window),
+            ("quota_unit", quota_unit),
+        ):
+            object.__setattr__(self, field, value)
+        self._times()  # checked by the core: a ValueError for an unknown quota_unit
 
     @property
     def reset_at(self) -> int:
-        """Unix timestamp (rounded up) when the limit resets."""
-        return math.ceil(time.time() + max(self.reset_in, 0.0))
+        """Unix timestamp (rounded up) when the limit resets (denied: when a retry
+        can succeed): ``X-RateLimit-Reset``."""
+        return self._times()[2]
 
     @property
     def retry_after(self) -> int:
         """Whole seconds for ``Retry-After``: rounded up, at least 1."""
-        delay = self.retry_after_seconds if self.retry_after_seconds is not None else self.reset_in
-        return max(1, math.ceil(delay - 1e-9))
+        return self._times()[0]
 
     @property
     def reset_seconds(self) -> int:
         """The ``t`` of the ``RateLimit`` header (whole seconds, rounded up)."""
-        if not self.allowed:
-            return self.retry_after
-        return max(0, math.ceil(self.reset_in - 1e-9))
+        return self._times()[1]
 
+    def _limit(self) -> tuple:
+        """This result as the extension takes a limit."""
+        retry = self.retry_after_seconds if self.retry_after_seconds is not None else self.reset_in
+        return (
+            self.policy or "default",
+            bool(self.allowed),
+            self.limit,
+            self.remaining,
+            retry,
+            self.reset_in,
+            self.quota_unit,
+            self.window,
+        )
 
-def _sf_string(value: str) -> str:
-    """A structured-field string (RFC 8941): quoted, ``\\`` and ``"`` escaped."""
-    cleaned = "".join(c for c in value if 0x20 <= ord(c) < 0x7F)
-    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _policy_item(result: RateLimitResult) -> str:
-    item = f"{_sf_string(result.policy or 'default')};q={result.limit}"
-    if result.window is not None and result.window > 0:
-        item += f";w={max(1, math.ceil(result.window - 1e-9))}"
-    return item
-
-
-def _state_item(result: RateLimitResult) -> str:
-    remaining = 0 if not result.allowed else max(result.remaining, 0)
-    return f"{_sf_string(result.policy or 'default')};r={remaining};t={result.reset_seconds}"
+    def _times(self) -> tuple[int, int, int]:
+        return _native.rate_limit_times(self._limit())
 
 
 def get_rate_limit_headers(
     result: RateLimitResult, *others: RateLimitResult
 ) -> dict[str, str]:
     """The headers of ``result`` (and, for several limits, each of ``others`` in the
-    IETF lists; the ``X-RateLimit-*`` values are those of the first limit with a
-    quota, ``Retry-After`` is ``result``'s). Limits without a quota (concurrency
-    only) appear in none of the quota headers."""
-    quotas = [r for r in (result, *others) if r.quota]
-    headers: dict[str, str] = {}
-    if quotas:
-        first = quotas[0]
-        headers["RateLimit-Policy"] = ", ".join(_policy_item(r) for r in quotas)
-        headers["RateLimit"] = ", ".join(_state_item(r) for r in quotas)
-        headers["X-RateLimit-Limit"] = str(first.limit)
-        headers["X-RateLimit-Remaining"] = str(0 if not first.allowed else max(first.remaining, 0))
-        headers["X-RateLimit-Reset"] = str(first.reset_at)
-    if not result.allowed:
-        headers["Retry-After"] = str(result.retry_after)
-    return headers
+    IETF lists; the ``X-RateLimit-*`` values are those of the first limit on a rate,
+    ``Retry-After`` is ``result``'s). Limits whose ``quota_unit`` is ``None`` appear
+    in none of the quota headers."""
+    return _native.rate_limit_headers([r._limit() for r in (result, *others)], True)
 
 
 def set_rate_limit_headers(

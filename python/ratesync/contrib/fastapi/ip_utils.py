@@ -6,6 +6,10 @@ each hop is believed only while the hop that reported it is trusted, so the clie
 IP is the first hop (from the right) outside the trusted networks. A header forged
 by an untrusted peer changes nothing: the peer's address is used.
 
+The decision is the Rust core's (``ratesync::http::client_ip``, through the
+extension), made on the request's raw header bytes: the FastAPI integration and the
+Rust tower layer key a request identically.
+
 Trusted networks, in order: the ``trusted_proxies`` argument,
 ``configure_fastapi(trusted_proxy_networks=...)``, ``[fastapi]
 trusted_proxy_networks`` of the configuration file, else none (rate-sync trusted
@@ -18,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from functools import lru_cache
-from typing import Sequence, Union
 
 from ratesync import _native
 from ratesync.identifiers import combine_identifiers, hash_identifier
@@ -32,8 +35,6 @@ except ImportError:  # pragma: no cover - FastAPI is optional
     FASTAPI_AVAILABLE = False
 
 logger = logging.getLogger(__name__)
-
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # rate-sync's default list (private networks); not applied unless passed.
 DEFAULT_TRUSTED_PROXY_NETWORKS: list[str] = [
@@ -49,10 +50,12 @@ _configured: list[str] | None = None
 
 
 def configure_fastapi(trusted_proxy_networks: list[str] | None = None) -> None:
-    """Sets the trusted proxy networks in code (``None``: back to the file's)."""
+    """Sets the trusted proxy networks in code (``None``: back to the file's).
+
+    Raises ``ValueError`` naming the first entry that is not a network."""
     global _configured
     if trusted_proxy_networks is not None:
-        _parse_networks(tuple(trusted_proxy_networks), strict=True)
+        _trusted_proxies(tuple(trusted_proxy_networks), strict=True)
     _configured = None if trusted_proxy_networks is None else list(trusted_proxy_networks)
 
 
@@ -64,23 +67,13 @@ def get_trusted_proxy_networks() -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def _parse_networks(networks: tuple[str, ...], strict: bool = False) -> tuple[Network, ...]:
-    parsed: list[Network] = []
-    for net in networks:
-        try:
-            parsed.append(ipaddress.ip_network(net.strip(), strict=False))
-        except ValueError:
-            if strict:
-                raise ValueError(f"invalid trusted proxy network {net!r}") from None
-            logger.warning("Invalid trusted proxy network: %s", net)
-    return tuple(parsed)
-
-
-def _trusted(ip: str, networks: Sequence[Network]) -> bool:
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in networks)
+def _trusted_proxies(networks: tuple[str, ...], strict: bool = False) -> _native.TrustedProxies:
+    """The networks parsed by the core; without ``strict``, entries that are not
+    networks are left out with a warning (as for a ``trusted_proxies`` argument)."""
+    parsed = _native.TrustedProxies(list(networks), strict=strict)
+    for net in parsed.skipped:
+        logger.warning("Invalid trusted proxy network: %s", net)
+    return parsed
 
 
 def validate_ip(ip: str) -> str | None:
@@ -88,13 +81,7 @@ def validate_ip(ip: str) -> str | None:
     IPv4-mapped IPv6 address (``::ffff:1.2.3.4``, an IPv4 client seen by a
     dual-stack socket) is given as its IPv4 address, so one client has one key
     (the Rust layer's ``client_ip`` does the same)."""
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return str(addr)
+    return _native.validate_ip(ip)
 
 
 def is_private_ip(ip: str) -> bool:
@@ -106,71 +93,20 @@ def is_private_ip(ip: str) -> bool:
     return addr.is_private or addr.is_loopback or addr.is_reserved
 
 
-def _node_ip(node: str) -> str | None:
-    """An address of a forwarding header (``1.2.3.4``, ``1.2.3.4:80``,
-    ``[::1]:80``, ``"[::1]"``), or ``None`` (``unknown``, obfuscated, garbage)."""
-    node = node.strip().strip('"').strip()
-    if node.startswith("["):
-        end = node.find("]")
-        return validate_ip(node[1:end]) if end > 0 else None
-    if node.count(":") == 1:
-        node = node.split(":", 1)[0]
-    return validate_ip(node)
-
-
-def _forwarded_for(value: str) -> list[str | None]:
-    """The ``for=`` nodes of a ``Forwarded`` header, left to right."""
-    hops: list[str | None] = []
-    for element in value.split(","):
-        node = None
-        for pair in element.split(";"):
-            name, _, val = pair.partition("=")
-            if name.strip().lower() == "for":
-                node = val
-        hops.append(_node_ip(node) if node is not None else None)
-    return hops
-
-
-def _header_hops(request: Request) -> list[str | None] | None:
-    xff = request.headers.getlist("x-forwarded-for")
-    if xff:
-        return [_node_ip(part) for part in ",".join(xff).split(",")]
-    forwarded = request.headers.getlist("forwarded")
-    if forwarded:
-        return _forwarded_for(",".join(forwarded))
-    real_ip = request.headers.get("x-real-ip")
-    if real_ip:
-        return [_node_ip(real_ip)]
-    return None
-
-
 def get_client_ip(request: Request, trusted_proxies: list[str] | None = None) -> str:
     """The client's IP address (``"unknown"`` without a usable peer address)."""
     if not FASTAPI_AVAILABLE:
         raise RuntimeError(
             "FastAPI/Starlette not installed. Install with: pip install ratesync[fastapi]"
         )
-    networks = _parse_networks(
+    if request.client is None or not request.client.host:
+        return "unknown"
+    trusted = _trusted_proxies(
         tuple(trusted_proxies if trusted_proxies is not None else get_trusted_proxy_networks())
     )
-    peer = validate_ip(request.client.host) if request.client else None
-    if peer is None:
-        return "unknown"
-    if not networks or not _trusted(peer, networks):
-        return peer
-    hops = _header_hops(request)
-    if not hops:
-        return peer
-    client = peer
-    for hop in reversed(hops):
-        if hop is None:
-            # An unusable hop: nothing to its left can be attributed; the last
-            # trusted proxy is the best known address.
-            return client
-        client = hop
-        if not _trusted(hop, networks):
-            return hop
-    return client
+    # The raw header lines (bytes) of the ASGI scope: read as the Rust layer reads them.
+    ip = _native.client_ip(request.client.host, request.scope.get("headers") or (), trusted)
+    return "unknown" if ip is None else ip
 
 
 __all__ = [

@@ -19,7 +19,8 @@ pub struct Report {
     denied: u64,
     errors: u64,
     elapsed_s: f64,
-    admitted_bound: u64,
+    /// The most the rule admits in the run; `None` without a rate.
+    admitted_bound: Option<u64>,
     /// p50, p90, p99, max in microseconds.
     latency_us: [f64; 4],
 }
@@ -30,7 +31,7 @@ impl Report {
         let us = |ns: u64| ns as f64 / 1e3;
         Report {
             limiter: limiter.name().to_owned(),
-            rule: output::rule(&limiter.config().rule),
+            rule: output::limit(limiter.config()),
             mode: args.mode,
             tasks: args.tasks,
             keys: args.keys,
@@ -39,7 +40,7 @@ impl Report {
             denied: total.denied,
             errors: total.errors,
             elapsed_s: elapsed.as_secs_f64(),
-            admitted_bound: admitted_bound(&limiter.config().rule, elapsed, args),
+            admitted_bound: admitted_bound(limiter.config().rule.as_ref(), elapsed, args),
             latency_us: [
                 us(h.value_at_quantile(0.50)),
                 us(h.value_at_quantile(0.90)),
@@ -97,7 +98,11 @@ impl Report {
             ),
             ("elapsed", format!("{:.3} s", self.elapsed_s)),
             ("admitted", self.admitted.to_string()),
-            ("  most the rule allows", self.admitted_bound.to_string()),
+            (
+                "  most the rule allows",
+                self.admitted_bound
+                    .map_or_else(|| "no rate limit".to_owned(), |n| n.to_string()),
+            ),
             ("denied", self.denied.to_string()),
             ("errors", self.errors.to_string()),
             (
@@ -131,14 +136,14 @@ fn mode_name(mode: Mode) -> &'static str {
 /// admits at most `burst + rate·t` units in any interval of length t; a sliding
 /// window at most `limit` per window, and a closed interval of length t meets
 /// `floor(t / window) + 1` disjoint windows.
-fn admitted_bound(rule: &Rule, elapsed: Duration, args: &Args) -> u64 {
+fn admitted_bound(rule: Option<&Rule>, elapsed: Duration, args: &Args) -> Option<u64> {
     let t = elapsed.as_secs_f64();
-    let units_per_key = match rule {
+    let units_per_key = match rule? {
         Rule::TokenBucket(tb) => f64::from(tb.burst()) + tb.rate_per_second() * t,
         Rule::SlidingWindow(sw) => {
             let windows = (elapsed.as_nanos() / u128::from(sw.window_nanos())) as f64 + 1.0;
             f64::from(sw.limit()) * windows
         }
     };
-    (units_per_key / f64::from(args.cost)).floor() as u64 * u64::from(args.keys)
+    Some((units_per_key / f64::from(args.cost)).floor() as u64 * u64::from(args.keys))
 }

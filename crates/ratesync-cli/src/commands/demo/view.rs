@@ -39,11 +39,11 @@ impl Row {
         let admitted = s.admitted.load(Relaxed);
         let config = self.limiter.config();
         let achieved = match (config.max_concurrent, &config.rule) {
-            (Some(_), _) => self.average_rate(admitted),
-            (None, Rule::TokenBucket(tb)) => self.steady_rate(admitted, tb.burst()),
-            (None, Rule::SlidingWindow(_)) => self.window_rate(),
+            (None, Some(Rule::TokenBucket(tb))) => self.steady_rate(admitted, tb.burst()),
+            (None, Some(Rule::SlidingWindow(_))) => self.window_rate(),
+            _ => self.average_rate(admitted),
         };
-        let configured = output::configured_rate(&config.rule);
+        let configured = output::configured_rate(config.rule.as_ref());
         Figures {
             admitted,
             refused: s.refused.load(Relaxed),
@@ -52,8 +52,9 @@ impl Row {
             peak_in_flight: s.peak_in_flight.load(Relaxed),
             achieved,
             deviation: achieved
+                .zip(configured)
                 .filter(|_| config.max_concurrent.is_none())
-                .map(|a| a / configured - 1.0),
+                .map(|(a, configured)| a / configured - 1.0),
         }
     }
 
@@ -70,7 +71,7 @@ impl Row {
     /// Counting over whole windows that end mid-way between two such batches (never
     /// on a batch) gives `limit / window` exactly when the limiter holds.
     fn window_rate(&self) -> Option<f64> {
-        let Rule::SlidingWindow(sw) = self.limiter.config().rule else {
+        let Some(Rule::SlidingWindow(sw)) = self.limiter.config().rule else {
             return None;
         };
         let (first, _) = self.stats.span()?;
@@ -90,11 +91,7 @@ impl Row {
     }
 
     fn configured(&self) -> String {
-        let config = self.limiter.config();
-        match config.max_concurrent {
-            Some(max) => format!("{}; ≤ {max} in flight", output::rule(&config.rule)),
-            None => output::rule(&config.rule),
-        }
+        output::limit(self.limiter.config())
     }
 
     fn in_flight(&self, f: &Figures) -> String {

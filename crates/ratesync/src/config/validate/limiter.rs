@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 
 use super::super::error::Issues;
-use super::super::types::{concurrency_only_rule, LimiterConfig, DEFAULT_LEASE_TTL};
+use super::super::types::{LimiterConfig, DEFAULT_LEASE_TTL};
 use super::fields::{Field, Fields};
 use super::suggest::did_you_mean;
 use crate::algorithm::{Rule, RuleError, SlidingWindow, TokenBucket};
@@ -34,10 +34,11 @@ pub(crate) fn limiter(
     let before = issues.len();
     f.check_keys(issues, "a limiter", KEYS, |_| None);
     let store = store_id(f, stores, issues);
-    let rule = match f.string(issues, "algorithm") {
+    // `Some(None)`: valid, without a rate (concurrency only); `None`: invalid.
+    let rule: Option<Option<Rule>> = match f.string(issues, "algorithm") {
         Field::Absent => token_bucket(f, "token_bucket (the default)", issues),
         Field::Valid("token_bucket") => token_bucket(f, "token_bucket", issues),
-        Field::Valid("sliding_window") => sliding_window(f, issues),
+        Field::Valid("sliding_window") => sliding_window(f, issues).map(Some),
         Field::Valid(other) => {
             let hint = did_you_mean(other, ALGORITHMS.iter().copied())
                 .map(|close| format!("; did you mean `{close}`?"))
@@ -119,7 +120,8 @@ fn reject_keys(f: &Fields<'_>, issues: &mut Issues, keys: &[&str], theirs: &str,
     }
 }
 
-fn token_bucket(f: &Fields<'_>, algorithm: &str, issues: &mut Issues) -> Option<Rule> {
+/// The token-bucket rule: `Some(None)` for a limiter that only caps concurrency.
+fn token_bucket(f: &Fields<'_>, algorithm: &str, issues: &mut Issues) -> Option<Option<Rule>> {
     reject_keys(f, issues, SLIDING_WINDOW_KEYS, "sliding_window", algorithm);
     let rate = f.positive(issues, "rate_per_second", false);
     let burst = f.u32(issues, "burst", 1);
@@ -136,7 +138,7 @@ fn token_bucket(f: &Fields<'_>, algorithm: &str, issues: &mut Issues) -> Option<
                 };
                 f.report(issues, key, error.to_string());
             });
-            rule.ok().map(Rule::TokenBucket)
+            rule.ok().map(|tb| Some(Rule::TokenBucket(tb)))
         }
         Field::Invalid => None,
         Field::Absent if burst.is_present() => {
@@ -144,7 +146,7 @@ fn token_bucket(f: &Fields<'_>, algorithm: &str, issues: &mut Issues) -> Option<
             None
         }
         // rate-sync allows a limiter that only caps concurrency.
-        Field::Absent if f.table.contains("max_concurrent") => Some(concurrency_only_rule()),
+        Field::Absent if f.table.contains("max_concurrent") => Some(None),
         Field::Absent => {
             f.report_table(
                 issues,

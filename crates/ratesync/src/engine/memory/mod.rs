@@ -1,34 +1,41 @@
-//! The memory engine: the embedded default, for development and single-process use.
+//! The memory engine: the embedded default, for development and single-process use
+//! (`docs/design.md#memory`).
 //!
 //! State lives in one sharded concurrent map per limiter, keyed by the user's key;
 //! the limiter-wide key (`""`) has a slot of its own so unkeyed limiters never hash.
 //! A key costs its map entry and nothing else: no task, timer or lock object per key.
+//! Every call is decided in this process, without I/O: the engine answers at once
+//! ([`StoreCall::Ready`]).
 //!
 //! Token buckets without a concurrency cap (the common case) are one `AtomicU64`
 //! (the GCRA theoretical arrival time) updated by compare-and-swap: lock-free.
 //! Sliding windows and concurrency leases keep a [`KeyState`] under a short
-//! `parking_lot` mutex; the critical section is the pure decision function.
+//! `parking_lot` mutex; the critical section is the pure decision function. A group
+//! takes its slots in a fixed order (`group`).
 //!
 //! Idle keys (state equal to a fresh key's) are dropped by sweeps that run as keys are
-//! added, amortised O(1) per new key; `max_keys` bounds the total across the store.
+//! added, amortised O(1) per new key; `max_keys` bounds the total across the store,
+//! evicting the store's idlest keys whichever limiter they belong to (`eviction`).
 
 mod eviction;
+mod group;
 mod slot;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use compact_str::CompactString;
 use dashmap::mapref::one::{Ref, RefMut};
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
-use self::eviction::{Sweeper, IDLE_GRACE_NANOS};
+use self::eviction::Sweeper;
 use self::slot::Slot;
-use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
-use crate::algorithm::{LeaseId, Policy};
+use crate::algorithm::{GroupDecision, LeaseId, Policy, Receipt};
 use crate::clock::{Clock, MonotonicClock};
 use crate::config::MemoryConfig;
 use crate::decision::Decision;
+use crate::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// Keys up to 24 bytes (user ids, IP addresses, API-key hashes) are stored inline in
 /// the map's bucket: a lookup compares them without another cache miss.
@@ -70,6 +77,10 @@ struct Shared {
     max_keys: Option<usize>,
     /// Keys tracked across all limiters of this store.
     keys: AtomicUsize,
+    /// The store's limiters, for store-wide eviction. This lock also keeps keys in
+    /// place: whatever removes keys (sweeps, evictions, resets) takes it, and so does
+    /// a group decision while it holds its slots.
+    limiters: Mutex<Vec<Weak<MemoryLimiter>>>,
 }
 
 impl MemoryEngine {
@@ -89,6 +100,7 @@ impl MemoryEngine {
                 clock,
                 max_keys: config.max_keys.map(|n| n.get()),
                 keys: AtomicUsize::new(0),
+                limiters: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -121,18 +133,22 @@ impl Engine for MemoryEngine {
         "memory"
     }
 
-    fn is_remote(&self) -> bool {
-        false
-    }
-
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(Arc::new(MemoryLimiter {
+        let limiter = Arc::new(MemoryLimiter {
             policy: spec.policy,
             shared: self.shared.clone(),
             limiter_wide: Slot::fresh(&spec.policy),
             keys: KeyMap::with_hasher_and_shard_amount(Default::default(), KEY_MAP_SHARDS),
             sweeper: Sweeper::default(),
-        }))
+        });
+        let mut limiters = self.shared.limiters.lock();
+        limiters.retain(|l| l.strong_count() > 0);
+        limiters.push(Arc::downgrade(&limiter));
+        Ok(limiter)
+    }
+
+    fn acquire_all<'a>(&'a self, members: &'a [GroupMember<'a>]) -> StoreCall<'a, GroupDecision> {
+        StoreCall::Ready(group::decide(&self.shared, members))
     }
 }
 
@@ -163,11 +179,24 @@ impl MemoryLimiter {
         }
     }
 
+    /// The slot of `key` if it exists.
+    fn existing_slot<'a>(&'a self, key: &str) -> Option<SlotRef<'a>> {
+        if key.is_empty() {
+            return Some(SlotRef::LimiterWide(&self.limiter_wide));
+        }
+        self.keys.get(key).map(SlotRef::Found)
+    }
+
     /// The first sighting of a key: kept out of line so the lookup path stays small.
     #[cold]
     #[inline(never)]
     fn add_slot<'a>(&'a self, key: &str, now: u64) -> RefMut<'a, CompactString, Slot> {
-        self.make_room(now);
+        eviction::make_room(self, now);
+        self.insert(key)
+    }
+
+    /// Inserts `key` with a fresh slot unless it is there.
+    fn insert<'a>(&'a self, key: &str) -> RefMut<'a, CompactString, Slot> {
         self.keys
             .entry(CompactString::from(key))
             .or_insert_with(|| {
@@ -176,120 +205,107 @@ impl MemoryLimiter {
             })
     }
 
-    /// Before adding a key: drop idle keys now and then, and enforce `max_keys`.
-    fn make_room(&self, now: u64) {
-        let full = self
-            .shared
-            .max_keys
-            .is_some_and(|max| self.shared.keys.load(Ordering::Relaxed) >= max);
-        if full || self.sweeper.due(self.keys.len()) {
-            let grace = if full { 0 } else { IDLE_GRACE_NANOS };
-            let removed = self.sweeper.drop_idle(&self.keys, &self.policy, now, grace);
-            self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
-        }
-        if let Some(max) = self.shared.max_keys {
-            if self.shared.keys.load(Ordering::Relaxed) >= max {
-                let removed = self.sweeper.evict_nearest_idle(&self.keys, &self.policy);
-                self.shared.keys.fetch_sub(removed, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-impl MemoryLimiter {
     /// Decides and, when admitted, consumes (see [`EngineLimiter::acquire`]).
     #[inline]
-    pub fn acquire_now(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Decision {
+    fn decide(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> (Decision, Receipt) {
         let now = self.now();
         self.slot(key, now).acquire(&self.policy, now, cost, lease)
     }
 
-    /// See [`EngineLimiter::peek`].
-    pub fn peek_now(&self, key: &str, cost: u32) -> Decision {
+    fn peek_now(&self, key: &str, cost: u32) -> Decision {
         let now = self.now();
-        if key.is_empty() {
-            return self.limiter_wide.peek(&self.policy, now, cost);
-        }
-        match self.keys.get(key) {
+        match self.existing_slot(key) {
             Some(slot) => slot.peek(&self.policy, now, cost),
             None => Slot::fresh(&self.policy).peek(&self.policy, now, cost),
         }
     }
 
-    /// See [`EngineLimiter::release`].
-    pub fn release_now(&self, key: &str, lease: LeaseId) {
-        if key.is_empty() {
-            return self.limiter_wide.release(lease);
+    fn refund_now(&self, key: &str, cost: u32, receipt: Receipt, lease: Option<LeaseId>) {
+        // A key that is gone (idle, evicted, reset) is fresh: nothing to give back.
+        if let Some(slot) = self.existing_slot(key) {
+            slot.refund(&self.policy, self.now(), cost, receipt, lease);
         }
-        if let Some(slot) = self.keys.get(key) {
+    }
+
+    fn release_now(&self, key: &str, lease: LeaseId) {
+        if let Some(slot) = self.existing_slot(key) {
             slot.release(lease);
         }
     }
 
-    /// See [`EngineLimiter::renew`].
-    pub fn renew_now(&self, key: &str, lease: LeaseId) -> bool {
+    fn renew_now(&self, key: &str, lease: LeaseId) -> bool {
         let now = self.now();
         let ttl = self.policy.concurrency.map_or(0, |c| c.lease_ttl);
-        if key.is_empty() {
-            return self.limiter_wide.renew(lease, now, ttl);
-        }
-        self.keys
-            .get(key)
+        self.existing_slot(key)
             .is_some_and(|slot| slot.renew(lease, now, ttl))
     }
 
-    /// See [`EngineLimiter::reset`].
-    pub fn reset_now(&self, key: Option<&str>) {
+    fn reset_now(&self, key: Option<&str>) {
         match key {
-            None => {
-                self.limiter_wide.reset(&self.policy);
-                let before = self.keys.len();
-                self.keys.clear();
-                self.shared.keys.fetch_sub(before, Ordering::Relaxed);
-            }
             Some("") => self.limiter_wide.reset(&self.policy),
             Some(key) => {
+                let _keys_in_place = self.shared.limiters.lock();
                 if self.keys.remove(key).is_some() {
                     self.shared.keys.fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            None => {
+                self.limiter_wide.reset(&self.policy);
+                let _keys_in_place = self.shared.limiters.lock();
+                let before = self.keys.len();
+                self.keys.clear();
+                self.shared.keys.fetch_sub(before, Ordering::Relaxed);
+            }
         }
     }
 }
 
-fn ready<T: Send + 'static>(value: T) -> EngineFuture<'static, T> {
-    Box::pin(std::future::ready(Ok(value)))
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        // A limiter replaced by a reconfiguration takes its keys with it.
+        self.shared
+            .keys
+            .fetch_sub(self.keys.len(), Ordering::Relaxed);
+    }
 }
 
 impl EngineLimiter for MemoryLimiter {
+    #[inline]
     fn acquire<'a>(
         &'a self,
         key: &'a str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        ready(self.acquire_now(key, cost, lease))
+    ) -> StoreCall<'a, (Decision, Receipt)> {
+        StoreCall::ready(self.decide(key, cost, lease))
     }
 
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        ready(self.peek_now(key, cost))
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
+        StoreCall::ready(self.peek_now(key, cost))
     }
 
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> StoreCall<'a, ()> {
+        self.refund_now(key, cost, receipt, lease);
+        StoreCall::ready(())
+    }
+
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, ()> {
         self.release_now(key, lease);
-        ready(())
+        StoreCall::ready(())
     }
 
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        ready(self.renew_now(key, lease))
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, bool> {
+        StoreCall::ready(self.renew_now(key, lease))
     }
 
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> StoreCall<'a, ()> {
         self.reset_now(key);
-        ready(())
-    }
-
-    fn local(&self) -> Option<&MemoryLimiter> {
-        Some(self)
+        StoreCall::ready(())
     }
 }

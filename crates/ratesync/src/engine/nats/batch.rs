@@ -19,9 +19,9 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::limiter::{LimiterCore, Snapshot};
-use crate::algorithm::LeaseId;
+use crate::algorithm::{LeaseId, Receipt};
 use crate::decision::Decision;
-use crate::engine::StoreError;
+use crate::store::StoreError;
 
 /// Idle keys whose queue (and last state) is kept per limiter.
 pub(super) const KEEP_IDLE: usize = 1024;
@@ -29,16 +29,24 @@ pub(super) const KEEP_IDLE: usize = 1024;
 /// One call on a key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Call {
-    Acquire { cost: u32, lease: Option<LeaseId> },
+    Acquire {
+        cost: u32,
+        lease: Option<LeaseId>,
+    },
+    Refund {
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    },
     Release(LeaseId),
     Renew(LeaseId),
 }
 
 /// The answer to a [`Call`]: a decision (acquire), or whether it changed anything
-/// (release, renew).
+/// (refund, release, renew).
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    Decision(Decision),
+    Decision(Decision, Receipt),
     Done(bool),
 }
 

@@ -32,7 +32,8 @@ use async_nats::jetstream::kv::Store;
 
 use super::keys::clock_probe;
 use crate::clock::{Clock, MonotonicClock};
-use crate::engine::StoreError;
+use crate::store::listener::Origin;
+use crate::store::StoreError;
 
 /// How often the offset is measured again.
 pub(crate) const RECALIBRATE: Duration = Duration::from_secs(10);
@@ -57,7 +58,7 @@ pub(crate) struct ServerClock {
 }
 
 impl ServerClock {
-    pub fn new(origin: u64) -> Self {
+    pub fn new(origin: Origin) -> Self {
         ServerClock {
             local: MonotonicClock::default(),
             offset: AtomicI64::new(0),

@@ -5,9 +5,9 @@
 //! them in turn and, once connected, reconnects by itself forever, following the
 //! server list), finds the bucket, creates it when `auto_create` is set, and
 //! calibrates the clock (see `clock`). Every request the client sends is bounded
-//! by its request timeout, set a little under the core's deadline, so a call to a
-//! server that vanished fails rather than hangs; the core cancels it at the deadline
-//! anyway. One task opens at a time; the others wait for it.
+//! by its request timeout, set a little under the store's deadline, so a call to a
+//! server that vanished fails rather than hangs; the store runtime cancels it at the
+//! deadline anyway. One task opens at a time; the others wait for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use parking_lot::RwLock;
 
 use super::clock::ServerClock;
 use crate::config::NatsConfig;
-use crate::engine::StoreError;
+use crate::store::listener::Origin;
+use crate::store::{client_timeout, StoreError};
 
 /// The shortest life an entry gets, whatever the limiters need: idle keys vanish
 /// after a day, and the bucket never churns entries of keys in use.
@@ -37,7 +38,7 @@ pub(crate) struct Connection {
     token: Option<String>,
     pub bucket: String,
     auto_create: bool,
-    /// The core's deadline on every call; the client's own timeouts fit under it.
+    /// The store's deadline on every call; the client's own timeouts fit under it.
     pub timeout: Duration,
     current: RwLock<Option<Arc<Bound>>>,
     generation: AtomicU64,
@@ -49,11 +50,11 @@ pub(crate) struct Connection {
     /// Secrets that must not leak into error messages.
     secrets: Vec<String>,
     /// This engine instance's id, in its inbox subjects.
-    origin: u64,
+    origin: Origin,
 }
 
 impl Connection {
-    pub fn new(config: &NatsConfig, timeout: Duration, origin: u64) -> Result<Self, StoreError> {
+    pub fn new(config: &NatsConfig, timeout: Duration, origin: Origin) -> Result<Self, StoreError> {
         let mut servers = Vec::new();
         let mut secrets: Vec<String> = config.token.iter().map(|t| t.expose().to_owned()).collect();
         for part in config.url.expose().split(',') {
@@ -136,9 +137,9 @@ impl Connection {
             // then receive each other's replies (another process's CAS
             // acknowledgement taken for ours). The engine's own id, unique per
             // process, keeps every client's inboxes apart.
-            .custom_inbox_prefix(format!("_INBOX.rs{:016x}", self.origin))
+            .custom_inbox_prefix(format!("_INBOX.rs{}", self.origin.hex()))
             .connection_timeout(self.timeout.mul_f64(0.5))
-            .request_timeout(Some(self.timeout.mul_f64(0.9)))
+            .request_timeout(Some(client_timeout(self.timeout)))
             .max_reconnects(None)
             .event_callback(move |event| {
                 let clock = clock.clone();
@@ -159,7 +160,7 @@ impl Connection {
             .await
             .map_err(|e| StoreError::Connection(self.mask(e.to_string())))?;
         let mut jetstream = async_nats::jetstream::new(client);
-        jetstream.set_timeout(self.timeout.mul_f64(0.9));
+        jetstream.set_timeout(client_timeout(self.timeout));
         match jetstream.get_key_value(&self.bucket).await {
             Ok(kv) => {
                 self.check_max_age(&jetstream, &kv).await?;

@@ -8,8 +8,9 @@
 //! =clock.<origin>        this engine instance's clock probe (see `clock`)
 //! ```
 //!
-//! `<limiter>` and `<key>` are escaped by [`encode`]: `A-Z a-z 0-9 - _` stay as they
-//! are, every other byte becomes `=XX` (two upper-case hex digits). The encoding never
+//! `<limiter>` and `<key>` are escaped by [`encode`] (through
+//! [`crate::engine::encoding`]): `A-Z a-z 0-9 - _` stay as they are, every other byte
+//! becomes `=XX` (two upper-case hex digits). The encoding never
 //! produces `.`, so the separator is unambiguous; it is injective, so two identifiers
 //! never share an entry. Two forms the escaping can never produce mark the special
 //! cases: the limiter-wide key (`""`) is `=`, and an identifier whose escaped form
@@ -19,36 +20,25 @@
 
 use std::fmt::Write as _;
 
+use crate::engine::encoding::{decode_nats_token, nats_token};
+
 /// Longest escaped identifier kept readable; longer ones are hashed.
 pub(crate) const MAX_ENCODED: usize = 256;
-
-#[inline]
-fn is_plain(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
-}
 
 /// `raw` in the KV key charset (see the module docs).
 pub(crate) fn encode(raw: &str) -> String {
     if raw.is_empty() {
         return "=".to_owned();
     }
-    let escaped_len: usize = raw.bytes().map(|b| if is_plain(b) { 1 } else { 3 }).sum();
-    if escaped_len > MAX_ENCODED {
-        let digest = ring::digest::digest(&ring::digest::SHA256, raw.as_bytes());
-        let mut out = String::with_capacity(66);
-        out.push_str("=H");
-        for byte in digest.as_ref() {
-            let _ = write!(out, "{byte:02x}");
-        }
-        return out;
+    let token = nats_token(raw);
+    if token.len() <= MAX_ENCODED {
+        return token;
     }
-    let mut out = String::with_capacity(escaped_len);
-    for byte in raw.bytes() {
-        if is_plain(byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "={byte:02X}");
-        }
+    let digest = ring::digest::digest(&ring::digest::SHA256, raw.as_bytes());
+    let mut out = String::with_capacity(66);
+    out.push_str("=H");
+    for byte in digest.as_ref() {
+        let _ = write!(out, "{byte:02x}");
     }
     out
 }
@@ -56,29 +46,11 @@ pub(crate) fn encode(raw: &str) -> String {
 /// The inverse of [`encode`] for escaped identifiers; `None` for hashed ones and for
 /// text `encode` cannot have produced.
 pub(crate) fn decode(encoded: &str) -> Option<String> {
-    if encoded == "=" {
-        return Some(String::new());
+    match encoded {
+        "=" => Some(String::new()),
+        hashed if hashed.starts_with("=H") => None,
+        escaped => decode_nats_token(escaped),
     }
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            let hex = encoded.get(i + 1..i + 3)?;
-            if !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-            {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The KV keys of one limiter, its name encoded once.
@@ -127,8 +99,8 @@ pub(crate) fn split_entry(name: &str) -> Option<(&str, Option<String>)> {
 }
 
 /// The clock-probe entry of the engine instance `origin`.
-pub(crate) fn clock_probe(origin: u64) -> String {
-    format!("=clock.{origin:016x}")
+pub(crate) fn clock_probe(origin: crate::store::listener::Origin) -> String {
+    format!("=clock.{}", origin.hex())
 }
 
 #[cfg(test)]
@@ -197,7 +169,8 @@ mod tests {
 
     #[test]
     fn clock_probes_are_not_limiter_entries() {
-        assert!(split_entry(&clock_probe(7)).is_none());
-        assert!(valid(&clock_probe(u64::MAX)));
+        use crate::store::listener::Origin;
+        assert!(split_entry(&clock_probe(Origin(7))).is_none());
+        assert!(valid(&clock_probe(Origin(u64::MAX))));
     }
 }

@@ -28,9 +28,9 @@ use super::connection::Bound;
 use super::keys::LimiterKeys;
 use super::state::{self, FREED};
 use super::Shared;
-use crate::algorithm::{self, KeyState, LeaseId, Policy};
+use crate::algorithm::{self, KeyState, LeaseId, Policy, Receipt};
 use crate::decision::Decision;
-use crate::engine::{EngineFuture, EngineLimiter, LimiterSpec, StoreError};
+use crate::store::{EngineLimiter, LimiterSpec, StoreCall, StoreError};
 
 /// The longest pause between two attempts, in multiples of `retry_interval`.
 const MAX_BACKOFF_FACTOR: u32 = 32;
@@ -92,11 +92,26 @@ impl NatsLimiter {
         key: &str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<(Decision, Receipt), StoreError> {
         match self.call(key, Call::Acquire { cost, lease }).await? {
-            Outcome::Decision(decision) => Ok(decision),
-            Outcome::Done(_) => unreachable!("an acquire is answered with a decision"),
+            Outcome::Decision(decision, receipt) => Ok((decision, receipt)),
+            Outcome::Done(_) => Err(StoreError::Backend("an acquire got no decision".into())),
         }
+    }
+
+    async fn refund_inner(
+        &self,
+        key: &str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> Result<(), StoreError> {
+        let refund = Call::Refund {
+            cost,
+            receipt,
+            lease,
+        };
+        self.call(key, refund).await.map(drop)
     }
 
     async fn peek_inner(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
@@ -114,7 +129,7 @@ impl NatsLimiter {
     async fn renew_inner(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
         match self.call(key, Call::Renew(lease)).await? {
             Outcome::Done(renewed) => Ok(renewed),
-            Outcome::Decision(_) => unreachable!("a renewal is answered with a flag"),
+            Outcome::Decision(..) => Err(StoreError::Backend("a renewal got a decision".into())),
         }
     }
 
@@ -178,7 +193,7 @@ impl LimiterCore {
         Ok(match entry {
             None => Snapshot {
                 revision: 0,
-                state: KeyState::fresh(&self.policy.rule),
+                state: KeyState::fresh(&self.policy),
                 stamp: 0,
                 reuse: 0,
                 shared: false,
@@ -187,11 +202,11 @@ impl LimiterCore {
                 revision: entry.revision,
                 reuse: 0,
                 shared: entry.operation == Operation::Put
-                    && state::origin(&entry.value).is_some_and(|o| o != self.shared.origin),
+                    && state::origin(&entry.value).is_some_and(|o| o != self.shared.origin()),
                 state: match entry.operation {
-                    Operation::Put => state::decode(&entry.value, &self.policy.rule),
+                    Operation::Put => state::decode(&entry.value, &self.policy),
                     // A reset (purge) or delete marker: a fresh key.
-                    Operation::Delete | Operation::Purge => KeyState::fresh(&self.policy.rule),
+                    Operation::Delete | Operation::Purge => KeyState::fresh(&self.policy),
                 },
                 stamp: super::stamp_nanos(&entry.created),
             },
@@ -241,7 +256,7 @@ impl LimiterCore {
             };
             let now = self.shared.connection.clock.now(snapshot.stamp);
             let mut state = snapshot.state.clone();
-            let (outcomes, flags) = self.decide_all(calls, &mut state, now);
+            let (outcomes, flags) = self.decide_batch(calls, &mut state, now);
             let Some(flags) = flags else {
                 // Nothing to store. A refusal must hold for the store's state, not
                 // for what this process wrote last: check it against a fresh read.
@@ -251,7 +266,7 @@ impl LimiterCore {
                 self.shared.stats.record(calls.len());
                 return (Ok(outcomes), Some(snapshot));
             };
-            let value = state::encode(&state, flags, self.shared.origin, key);
+            let value = state::encode(&state, flags, self.shared.origin(), key);
             match self.write(&bound, &name, snapshot.revision, value).await {
                 Ok(Some(revision)) => {
                     self.shared.stats.record(calls.len());
@@ -288,7 +303,7 @@ impl LimiterCore {
 
     /// Every call of a batch decided on `state` at `now`; the flags to write with
     /// when the state changed (`None`: nothing to store).
-    fn decide_all(
+    fn decide_batch(
         &self,
         calls: &[Call],
         state: &mut KeyState,
@@ -299,11 +314,22 @@ impl LimiterCore {
         for call in calls {
             let outcome = match *call {
                 Call::Acquire { cost, lease } => {
-                    let decision = algorithm::decide(&self.policy, state, now, cost, lease);
+                    let (decision, receipt) =
+                        algorithm::decide(&self.policy, state, now, cost, lease);
                     if decision.allowed {
                         write = Some(write.unwrap_or(0));
                     }
-                    Outcome::Decision(decision)
+                    Outcome::Decision(decision, receipt)
+                }
+                Call::Refund {
+                    cost,
+                    receipt,
+                    lease,
+                } => {
+                    // A lease given back frees its slot: announced like a release.
+                    let freed = algorithm::refund(&self.policy, state, now, cost, receipt, lease);
+                    write = Some(write.unwrap_or(0) | if freed { FREED } else { 0 });
+                    Outcome::Done(freed)
                 }
                 Call::Release(lease) => {
                     let released = state.leases.release(lease);
@@ -379,24 +405,34 @@ impl EngineLimiter for NatsLimiter {
         key: &'a str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        Box::pin(self.acquire_inner(key, cost, lease))
+    ) -> StoreCall<'a, (Decision, Receipt)> {
+        StoreCall::pending(self.acquire_inner(key, cost, lease))
     }
 
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        Box::pin(self.peek_inner(key, cost))
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
+        StoreCall::pending(self.peek_inner(key, cost))
     }
 
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        Box::pin(self.release_inner(key, lease))
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.refund_inner(key, cost, receipt, lease))
     }
 
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        Box::pin(self.renew_inner(key, lease))
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.release_inner(key, lease))
     }
 
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, bool> {
+        StoreCall::pending(self.renew_inner(key, lease))
+    }
+
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> StoreCall<'a, ()> {
+        StoreCall::pending(async move {
             match key {
                 Some(key) => self.reset_key(key).await,
                 None => self.reset_all().await,

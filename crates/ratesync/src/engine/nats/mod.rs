@@ -1,4 +1,4 @@
-//! The NATS engine (SPEC §5 nats): a JetStream KV bucket with one entry per
+//! The NATS engine (`docs/design.md#nats`): a JetStream KV bucket with one entry per
 //! (limiter, key) holding its whole state, updated by compare-and-set on the
 //! entry's revision.
 //!
@@ -11,12 +11,13 @@
 //! - [`limiter`]: read, decide with [`crate::algorithm`], write by CAS; bounded,
 //!   jittered retries. [`batch`]: callers of one key in a process queue, and one
 //!   task decides each queue's calls together and writes them in one CAS.
-//! - [`releases`]: one KV watch per store that wakes waiters for a concurrency slot
-//!   when another process releases one.
+//! - [`releases`]: the store's KV watch as a release feed.
 //!
 //! KV has no server-side scripting, so unlike Redis and PostgreSQL the decision runs
 //! in the client, on the same pure functions the memory engine uses; the CAS on the
-//! revision makes read-decide-write one atomic step. `timing_margin_ms` is accepted
+//! revision makes read-decide-write one atomic step. Nor has it multi-key
+//! transactions: a group is reserved member by member and refunded when one refuses
+//! (the contract's default, `docs/design.md#groups`). `timing_margin_ms` is accepted
 //! for compatibility and ignored: a margin could only loosen limits.
 
 mod batch;
@@ -32,10 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::connection::Connection;
-use self::releases::Releases;
-use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
-use crate::algorithm::Rule;
 use crate::config::NatsConfig;
+use crate::store::listener::{Origin, ReleaseListener};
+use crate::store::{Engine, EngineLimiter, LimiterSpec, StoreCall, StoreError, DEFAULT_DEADLINE};
 
 pub use self::limiter::NatsLimiter;
 
@@ -44,8 +44,6 @@ pub const DEFAULT_MAX_RETRIES: u32 = 50;
 /// Base pause after a lost compare-and-set (`retry_interval`); each further loss
 /// doubles it (up to 32x), and the pause is drawn uniformly below it (full jitter).
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(1);
-/// Bound on each call: NATS stores have no `socket_timeout` key.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A NATS store: one client and bucket shared by all its limiters and keys. Cheap
 /// to clone; clones share the client.
@@ -56,9 +54,9 @@ pub struct NatsEngine {
 
 pub(crate) struct Shared {
     connection: Arc<Connection>,
-    /// Random id of this engine instance, written into every entry it stores.
-    origin: u64,
-    releases: Arc<Releases>,
+    /// The release listener; its origin (this engine instance's id) is written into
+    /// every entry the engine stores.
+    listener: Arc<ReleaseListener>,
     max_retries: u32,
     retry_interval: Duration,
     stats: CasStats,
@@ -69,47 +67,18 @@ impl NatsEngine {
     /// (and the bucket is bound or created then), so a registry builds while NATS is
     /// down. Fails only on a `url` the client cannot use.
     pub fn new(config: &NatsConfig) -> Result<Self, StoreError> {
-        let origin = unique_origin();
+        // NATS stores have no `socket_timeout` key: calls get the default deadline.
+        let listener = ReleaseListener::new();
+        let connection = Connection::new(config, DEFAULT_DEADLINE, listener.origin())?;
         Ok(NatsEngine {
             shared: Arc::new(Shared {
-                connection: Arc::new(Connection::new(config, CALL_TIMEOUT, origin)?),
-                origin,
-                releases: Arc::new(Releases::new(origin)),
+                connection: Arc::new(connection),
+                listener,
                 max_retries: config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
                 retry_interval: config.retry_interval.unwrap_or(DEFAULT_RETRY_INTERVAL),
                 stats: CasStats::new(&config.bucket_name),
             }),
         })
-    }
-
-    /// An engine for the NATS at `url` with every other setting at its default
-    /// except `auto_create = true` (tests, tools).
-    pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        let config = crate::Config::builder()
-            .store(
-                "nats",
-                crate::StoreBuilder::nats(url).option("auto_create", true),
-            )
-            .build()
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
-        match config.stores.get("nats").map(|store| &store.engine) {
-            Some(crate::config::EngineConfig::Nats(nats)) => Self::new(nats),
-            _ => Err(StoreError::Backend("not a NATS store".to_owned())),
-        }
-    }
-
-    /// The concrete limiter handle (what [`Engine::limiter`] returns, unboxed).
-    pub fn nats_limiter(&self, spec: LimiterSpec) -> Result<Arc<NatsLimiter>, StoreError> {
-        self.shared.connection.need_span(longest_span(&spec));
-        let limiter = NatsLimiter::new(self.shared.clone(), &spec);
-        if spec.policy.concurrency.is_some() {
-            self.shared.releases.watch(
-                &self.shared.connection,
-                limiter.keys().encoded_limiter(),
-                spec.releases,
-            );
-        }
-        Ok(Arc::new(limiter))
     }
 
     /// Decisions and lost compare-and-sets so far, across this engine's limiters.
@@ -124,33 +93,16 @@ impl NatsEngine {
     }
 }
 
-/// A random id for this engine instance, distinct across processes even when they
-/// were forked from one parent after its random generator was seeded (forked
-/// children inherit the parent's generator state and would draw the same numbers):
-/// the process id and the time are mixed in.
-fn unique_origin() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut rng = fastrand::Rng::with_seed(
-        fastrand::u64(..) ^ nanos.rotate_left(17) ^ (u64::from(std::process::id()) << 32),
-    );
-    rng.u64(..)
-}
-
-/// How long a limiter's state stays meaningful after its last write (ns).
-fn longest_span(spec: &LimiterSpec) -> u64 {
-    let rate = match spec.policy.rule {
-        Rule::TokenBucket(tb) => tb.interval_nanos().saturating_mul(u64::from(tb.burst())),
-        Rule::SlidingWindow(sw) => sw.window_nanos(),
-    };
-    let lease = spec.policy.concurrency.map_or(0, |cc| cc.lease_ttl);
-    rate.max(lease)
-}
-
 /// Server time of a stored message, in ns since the epoch.
 pub(crate) fn stamp_nanos(time: &async_nats::datetime::DateTime) -> u64 {
     u64::try_from(time.unix_timestamp_nanos()).unwrap_or(0)
+}
+
+impl Shared {
+    /// This engine instance's id, as the entries it writes carry it.
+    fn origin(&self) -> u64 {
+        self.listener.origin().0
+    }
 }
 
 impl Engine for NatsEngine {
@@ -158,22 +110,27 @@ impl Engine for NatsEngine {
         "nats"
     }
 
-    fn is_remote(&self) -> bool {
-        true
-    }
-
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(self.nats_limiter(spec)?)
+        let shared = &self.shared;
+        shared.connection.need_span(spec.policy.span_nanos());
+        let limiter = NatsLimiter::new(shared.clone(), &spec);
+        if spec.policy.concurrency.is_some() {
+            let limiter_token = limiter.keys().encoded_limiter().as_bytes();
+            shared.listener.watch(limiter_token, spec.releases, || {
+                releases::NatsFeed::new(&shared.connection, shared.origin())
+            });
+        }
+        Ok(Arc::new(limiter))
     }
 
-    fn ping(&self) -> EngineFuture<'_, ()> {
-        Box::pin(async move {
+    fn ping(&self) -> StoreCall<'_, ()> {
+        StoreCall::pending(async move {
             let connection = &self.shared.connection;
             let bound = connection.get().await?;
             // One round trip that needs the bucket: a read of this instance's probe.
             bound
                 .kv
-                .entry(keys::clock_probe(self.shared.origin))
+                .entry(keys::clock_probe(Origin(self.shared.origin())))
                 .await
                 .map(drop)
                 .map_err(|e| StoreError::Connection(connection.mask(e.to_string())))

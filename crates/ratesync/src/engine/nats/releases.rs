@@ -1,158 +1,93 @@
-//! Release notifications across processes: one KV watch per store, filtered to the
-//! store's concurrency limiters.
+//! The release feed of a NATS store: a KV watch of its concurrency limiters' entries.
 //!
-//! A release writes its entry with the `FREED` flag, the writer's origin and the
-//! key; a reset purges the entry. The watch sees both: a freed slot from another engine
-//! instance, or a purge from anyone, wakes the local waiters of that (limiter, key)
-//! through its [`ReleaseSignal`]. A release's own instance ignores its write: the
-//! limiter already woke its local waiters, in order, and a second wake-up would let
-//! a later waiter overtake an earlier one. The watch starts with the store's first
-//! concurrency limiter, is re-created when another one is added (its filter
-//! changes) and after any failure (with a growing pause), and only delivers new
-//! writes. Writes missed while it is down only delay waiters until the core's
-//! bounded fallback poll.
+//! A release (or a refund that gives back a lease) writes its entry with the `FREED`
+//! flag, the writer's origin and the key; a reset purges the entry. The watch sees
+//! both: a freed slot names its origin, a purge names none (every instance acts on
+//! it). The watch only covers the limiters it was opened for, so the store's release
+//! listener ([`crate::store::listener`]) reopens it when a limiter is added; it only
+//! delivers new writes.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::watch;
 
 use super::connection::Connection;
 use super::keys::split_entry;
 use super::state::released_key;
-use crate::engine::release_routes::ReleaseRoutes;
-use crate::engine::ReleaseSignal;
+use crate::store::listener::{Origin, ReleaseFeed, Released};
 
-const FIRST_PAUSE: Duration = Duration::from_millis(100);
-const MAX_PAUSE: Duration = Duration::from_secs(5);
-
-/// Whom the store's release writes wake (by encoded limiter).
-pub(crate) struct Releases {
-    origin: u64,
-    routes: ReleaseRoutes,
-    /// Bumped when a limiter is added: the watch restarts with the new filter.
-    limiters_changed: watch::Sender<u64>,
-}
-
-impl Releases {
-    pub fn new(origin: u64) -> Self {
-        Releases {
-            origin,
-            routes: ReleaseRoutes::default(),
-            limiters_changed: watch::channel(0).0,
-        }
-    }
-
-    /// Routes releases of `limiter` (encoded) to `signal`, and makes sure the
-    /// store's watch runs and covers it.
-    pub fn watch(
-        self: &Arc<Self>,
-        connection: &Arc<Connection>,
-        limiter: &str,
-        signal: ReleaseSignal,
-    ) {
-        let first = self.routes.add(limiter.as_bytes(), signal);
-        self.limiters_changed.send_modify(|n| *n += 1);
-        if first {
-            let changed = self.limiters_changed.subscribe();
-            crate::background::handle().spawn(run(
-                Arc::downgrade(self),
-                Arc::downgrade(connection),
-                changed,
-            ));
-        }
-    }
-
-    fn filters(&self) -> Vec<String> {
-        self.routes
-            .limiters()
-            .iter()
-            .map(|limiter| format!("{}.>", String::from_utf8_lossy(limiter)))
-            .collect()
-    }
-
-    fn dispatch(&self, entry: &Entry) {
-        let Some((limiter, name_key)) = split_entry(&entry.key) else {
-            return;
-        };
-        let key = match entry.operation {
-            // A release by another instance names its key in the value.
-            Operation::Put => match released_key(&entry.value) {
-                Some((origin, key)) if origin != self.origin => key,
-                _ => return,
-            },
-            // A reset: any origin. A hashed key cannot be named; its waiters
-            // are left to the fallback poll.
-            Operation::Delete | Operation::Purge => match name_key {
-                Some(key) => key,
-                None => return,
-            },
-        };
-        self.routes.wake(limiter.as_bytes(), &key);
-    }
-}
-
-/// The watch loop: bind, watch, dispatch until the watch ends or the limiters
-/// change, pause after failures, start over; until the engine is dropped.
-async fn run(
-    releases: Weak<Releases>,
+pub(super) struct NatsFeed {
     connection: Weak<Connection>,
-    mut changed: watch::Receiver<u64>,
-) {
-    let mut pause = FIRST_PAUSE;
-    loop {
-        let session = async {
-            let (Some(strong), Some(connection)) = (releases.upgrade(), connection.upgrade())
-            else {
-                return Session::EngineGone;
-            };
-            changed.borrow_and_update();
-            let filters = strong.filters();
-            drop(strong);
-            let timeout = connection.timeout;
-            let opened = async {
-                let bound = connection.get().await.ok()?;
-                bound.kv.watch_many(filters).await.ok()
-            };
-            let Ok(Some(mut entries)) = tokio::time::timeout(timeout, opened).await else {
-                return Session::Failed;
-            };
-            drop(connection);
-            pause = FIRST_PAUSE;
-            loop {
-                tokio::select! {
-                    entry = entries.next() => match entry {
-                        Some(Ok(entry)) => {
-                            let Some(releases) = releases.upgrade() else {
-                                return Session::EngineGone;
-                            };
-                            releases.dispatch(&entry);
-                        }
-                        _ => return Session::Failed,
-                    },
-                    result = changed.changed() => {
-                        return if result.is_ok() { Session::Changed } else { Session::EngineGone };
-                    }
-                }
-            }
-        };
-        match session.await {
-            Session::EngineGone => return,
-            Session::Changed => continue,
-            Session::Failed => {}
+    /// This engine instance, as the entries it writes name it.
+    origin: u64,
+}
+
+impl NatsFeed {
+    pub fn new(connection: &Arc<Connection>, origin: u64) -> Self {
+        NatsFeed {
+            connection: Arc::downgrade(connection),
+            origin,
         }
-        if releases.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
-enum Session {
-    EngineGone,
-    Changed,
-    Failed,
+impl ReleaseFeed for NatsFeed {
+    fn open(
+        &self,
+        limiters: Vec<Box<[u8]>>,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Released>, String>> {
+        Box::pin(async move {
+            let connection = self.connection.upgrade().ok_or("engine dropped")?;
+            let filters: Vec<String> = limiters
+                .iter()
+                .map(|limiter| format!("{}.>", String::from_utf8_lossy(limiter)))
+                .collect();
+            let opened = async {
+                let bound = connection.get().await.map_err(|e| e.to_string())?;
+                bound
+                    .kv
+                    .watch_many(filters)
+                    .await
+                    .map_err(|e| connection.mask(e.to_string()))
+            };
+            let entries = tokio::time::timeout(connection.timeout, opened)
+                .await
+                .map_err(|_| "the watch did not open in time".to_owned())??;
+            let own = self.origin;
+            let released = entries
+                .take_while(|entry| std::future::ready(entry.is_ok()))
+                .filter_map(move |entry| {
+                    std::future::ready(entry.ok().and_then(|e| released(&e, own)))
+                });
+            Ok(released.boxed())
+        })
+    }
+
+    fn filters_by_limiter(&self) -> bool {
+        true
+    }
+}
+
+/// What a watched write says: a slot of a key freed by another instance, or a reset.
+fn released(entry: &Entry, own: u64) -> Option<Released> {
+    let (limiter, name_key) = split_entry(&entry.key)?;
+    let (origin, key) = match entry.operation {
+        // A release by another instance names its key in the value (a hashed entry
+        // name cannot be turned back into the key).
+        Operation::Put => match released_key(&entry.value) {
+            Some((origin, key)) if origin != own => (Some(Origin(origin)), key),
+            _ => return None,
+        },
+        // A reset: any origin. A hashed key cannot be named; its waiters are left to
+        // the fallback poll.
+        Operation::Delete | Operation::Purge => (None, name_key?),
+    };
+    Some(Released {
+        origin,
+        limiter: limiter.as_bytes().into(),
+        key,
+    })
 }

@@ -7,7 +7,7 @@
 //! u64  origin: the engine instance that wrote it (release watchers skip their own)
 //!      with FREED only: u32 length, then the key's bytes (a hashed entry name
 //!      cannot be turned back into the key the release watcher must wake)
-//! u8   rate kind: 0 = token bucket, 1 = sliding window
+//! u8   rate kind: 0 = token bucket, 1 = sliding window, 2 = no rate
 //!      0: u64 TAT (ns, server clock)
 //!      1: u32 run count, then per run: u64 time (ns), u32 units
 //! u32  lease count, then per lease: u64 id, u64 expiry (ns)
@@ -18,7 +18,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::algorithm::{KeyState, LeaseId, LeaseSet, RateState, Rule, WindowLog};
+use crate::algorithm::{KeyState, LeaseId, LeaseSet, Policy, RateState, WindowLog};
 
 const VERSION: u8 = 1;
 /// Flag: the write that stored this value freed a concurrency slot.
@@ -49,6 +49,7 @@ pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64, key: &str) -> Byt
                 out.put_u32_le(units);
             }
         }
+        RateState::Unlimited => out.put_u8(2),
     }
     out.put_u32_le(leases.len() as u32);
     for (id, expiry) in leases {
@@ -81,9 +82,9 @@ pub(crate) fn released_key(value: &[u8]) -> Option<(u64, String)> {
     Some((origin, String::from_utf8(key.to_vec()).ok()?))
 }
 
-/// Decodes a value for a limiter with `rule`; a fresh state when it does not decode.
-pub(crate) fn decode(value: &[u8], rule: &Rule) -> KeyState {
-    decode_exact(value).unwrap_or_else(|| KeyState::fresh(rule))
+/// Decodes a value for a limiter with `policy`; a fresh state when it does not decode.
+pub(crate) fn decode(value: &[u8], policy: &Policy) -> KeyState {
+    decode_exact(value).unwrap_or_else(|| KeyState::fresh(policy))
 }
 
 fn decode_exact(value: &[u8]) -> Option<KeyState> {
@@ -106,6 +107,7 @@ fn decode_exact(value: &[u8]) -> Option<KeyState> {
             }
             RateState::Log(WindowLog::from_runs(runs))
         }
+        2 => RateState::Unlimited,
         _ => return None,
     };
     let count = reader.count(16)?;
@@ -159,12 +161,19 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithm::{SlidingWindow, TokenBucket};
+    use crate::algorithm::{Rule, SlidingWindow, TokenBucket};
+
+    fn policy(rule: Rule) -> Policy {
+        Policy {
+            rule: Some(rule),
+            concurrency: None,
+        }
+    }
 
     #[test]
     fn states_round_trip() {
-        let tb = Rule::TokenBucket(TokenBucket::new(10.0, 3).unwrap());
-        let sw = Rule::SlidingWindow(SlidingWindow::new(5, 1.0).unwrap());
+        let tb = policy(Rule::TokenBucket(TokenBucket::new(10.0, 3).unwrap()));
+        let sw = policy(Rule::SlidingWindow(SlidingWindow::new(5, 1.0).unwrap()));
         let mut state = KeyState::fresh(&tb);
         state.rate = RateState::Tat(123_456_789);
         state.leases.insert(LeaseId(7), 10, 50);
@@ -181,11 +190,18 @@ mod tests {
             leases: LeaseSet::default(),
         };
         assert_eq!(decode(&encode(&state, 0, 1, ""), &sw), state);
+
+        let slots = Policy {
+            rule: None,
+            concurrency: None,
+        };
+        let state = KeyState::fresh(&slots);
+        assert_eq!(decode(&encode(&state, 0, 1, ""), &slots), state);
     }
 
     #[test]
     fn damaged_values_read_as_a_fresh_key() {
-        let tb = Rule::TokenBucket(TokenBucket::new(10.0, 3).unwrap());
+        let tb = policy(Rule::TokenBucket(TokenBucket::new(10.0, 3).unwrap()));
         let fresh = KeyState::fresh(&tb);
         let good = encode(&KeyState::fresh(&tb), 0, 1, "k");
         for bad in [

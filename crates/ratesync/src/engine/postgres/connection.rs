@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio::sync::OnceCell;
@@ -24,21 +23,19 @@ use tokio_postgres::{Client, Row, Statement};
 use super::database::{chain, Database, CONNECT_TIMEOUT};
 use super::schema::Names;
 use crate::config::PostgresConfig;
-use crate::engine::StoreError;
+use crate::store::{client_timeout, StoreError, DEFAULT_DEADLINE};
 
 const DEFAULT_CLIENTS: u32 = 4;
 const MAX_CLIENTS: u32 = 64;
-/// The core bounds every call by 5 s (engine::call_timeout) and cancels it then; this
-/// layer gives up a little earlier, so it sees the timeout and replaces a client whose
-/// server vanished without closing the socket (a cancelled call would leave it).
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_millis(4_500);
 
 /// The engine's statements, prepared once per client.
 pub(crate) struct Statements {
-    pub decide: Statement,
+    pub acquire: Statement,
+    pub refund: Statement,
     pub renew: Statement,
     pub release: Statement,
     pub reset: Statement,
+    pub notify: Statement,
     pub cleanup: Statement,
 }
 
@@ -101,7 +98,11 @@ impl Pool {
         let call = session
             .client
             .query_one(statement(&session.statements), params);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        // The store runtime cuts the call at the engine's deadline; giving up a little
+        // earlier here lets this layer replace a client whose server vanished without
+        // closing the socket (a cancelled call would leave it in place).
+        let timeout = client_timeout(DEFAULT_DEADLINE);
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(row)) => Ok(row),
             Ok(Err(error)) => {
                 if must_reconnect(&error) {
@@ -111,7 +112,7 @@ impl Pool {
             }
             Err(_) => {
                 discard(slot, generation);
-                Err(StoreError::Timeout(CALL_TIMEOUT))
+                Err(StoreError::Timeout(timeout))
             }
         }
     }
@@ -191,24 +192,33 @@ impl Pool {
             let client = &client;
             async move { client.prepare(&sql).await }
         };
-        let (decide, renew, release, reset, cleanup) = futures::try_join!(
-            prepare(format!(
-                "SELECT {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                names.decide
-            )),
-            prepare(format!("SELECT {}($1, $2, $3, $4, $5)", names.renew)),
-            prepare(format!("SELECT {}($1, $2, $3, $4, $5)", names.release)),
-            prepare(format!("SELECT {}($1, $2, $3)", names.reset)),
-            prepare(format!("SELECT {}($1)", names.cleanup)),
+        // A function that reads "now" takes the pinned time as its last parameter
+        // when the clock is pinned (tests).
+        let pinned = names.clock.pinned_micros().is_some();
+        let call = |function: &str, params: usize, reads_clock: bool| {
+            let params = params + usize::from(reads_clock && pinned);
+            let list: Vec<String> = (1..=params).map(|n| format!("${n}")).collect();
+            format!("SELECT {function}({})", list.join(", "))
+        };
+        let (acquire, refund, renew, release, reset, notify, cleanup) = futures::try_join!(
+            prepare(call(&names.acquire, 10, true)),
+            prepare(call(&names.refund, 10, true)),
+            prepare(call(&names.renew, 4, true)),
+            prepare(call(&names.release, 5, false)),
+            prepare(call(&names.reset, 2, false)),
+            prepare("SELECT pg_notify($1, $2)".to_owned()),
+            prepare(call(&names.cleanup, 1, false)),
         )
         .map_err(|e| map_error(&e, names))?;
         Ok(Session {
             client,
             statements: Statements {
-                decide,
+                acquire,
+                refund,
                 renew,
                 release,
                 reset,
+                notify,
                 cleanup,
             },
         })
@@ -240,7 +250,7 @@ pub(crate) async fn apply_migration(
             )
             .await
             .map_err(map)?;
-        let version = super::schema::version();
+        let version = names.version();
         Ok::<_, StoreError>(rows.iter().any(|row| {
             row.try_get::<_, &str>(0)
                 .is_ok_and(|description| description == version)

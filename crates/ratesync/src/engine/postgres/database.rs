@@ -12,7 +12,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::tls;
 use crate::config::postgres_url::{split_tls, PostgresTls};
 use crate::config::PostgresConfig;
-use crate::engine::StoreError;
+use crate::store::StoreError;
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,84 +1,77 @@
-//! One limiter on a PostgreSQL store: binds each function call's parameters and turns
-//! the answer into a [`Decision`]. One round trip per call.
+//! One limiter on a PostgreSQL store: binds each function call's parameters and reads
+//! the answer. One round trip per call; a group is one call too.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
+
+use super::connection::Statements;
 use super::Shared;
-use crate::algorithm::{LeaseId, Rule};
-use crate::decision::{Decision, DeniedBy};
-use crate::engine::{EngineFuture, EngineLimiter, LimiterSpec, StoreError};
+use crate::algorithm::{GroupDecision, LeaseId, Receipt};
+use crate::decision::Decision;
+use crate::engine::encoding::release_message;
+use crate::engine::micros::{self, MicrosPolicy, DECISION_LEN};
+use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
-/// Largest microsecond span a rule may cover, as in the Redis engine: far inside
-/// bigint with the epoch added, and the same limit for every engine.
-const MAX_SPAN_US: u64 = 1 << 52;
-
-/// The rule in the functions' unit, microseconds, rounded up (never looser).
-#[derive(Debug, Clone, Copy)]
-struct Ticks {
-    sliding: bool,
-    /// interval_us (token bucket) or window_us (sliding window).
-    param: i64,
-    /// burst or limit.
-    capacity: i64,
-}
+/// PostgreSQL's NOTIFY payload limit is 8000 bytes: a release message that does not
+/// fit is not sent (waiters then find the slot by their bounded fallback poll).
+const MAX_NOTIFY: usize = 7_999;
 
 /// The rows of one limiter in a PostgreSQL store.
 pub struct PostgresLimiter {
     shared: Arc<Shared>,
     id: Arc<str>,
-    ticks: Ticks,
-    limit: u64,
-    /// 0 when the limiter has no concurrency cap.
-    max_concurrent: i64,
-    lease_ttl_us: i64,
+    policy: MicrosPolicy,
+}
+
+/// One call's members as the acquire function takes them: one array per parameter.
+#[derive(Default)]
+struct Members<'a> {
+    limiters: Vec<&'a [u8]>,
+    keys: Vec<&'a [u8]>,
+    kinds: Vec<&'static str>,
+    params: Vec<i64>,
+    caps: Vec<i64>,
+    costs: Vec<i64>,
+    max: Vec<i64>,
+    leases: Vec<Option<i64>>,
+    ttls: Vec<i64>,
+}
+
+impl<'a> Members<'a> {
+    fn push(
+        &mut self,
+        limiter: &'a PostgresLimiter,
+        key: &'a str,
+        cost: u32,
+        lease: Option<LeaseId>,
+    ) {
+        let p = &limiter.policy;
+        self.limiters.push(limiter.id.as_bytes());
+        self.keys.push(key.as_bytes());
+        self.kinds.push(p.kind.code());
+        self.params.push(p.param as i64);
+        self.caps.push(i64::from(p.capacity));
+        self.costs.push(i64::from(cost));
+        self.max.push(i64::from(p.max_concurrent));
+        // Lease ids are random u64; bigint holds the same 64 bits.
+        self.leases.push(lease.map(|id| id.0 as i64));
+        self.ttls.push(p.lease_ttl_us as i64);
+    }
 }
 
 impl PostgresLimiter {
     pub(super) fn new(shared: Arc<Shared>, spec: &LimiterSpec) -> Result<Self, StoreError> {
-        let (sliding, param_us, capacity) = match spec.policy.rule {
-            Rule::TokenBucket(tb) => (false, tb.interval_nanos().div_ceil(1000), tb.burst()),
-            Rule::SlidingWindow(sw) => (true, sw.window_nanos().div_ceil(1000), sw.limit()),
-        };
-        let span = if sliding {
-            param_us
-        } else {
-            param_us.saturating_mul(u64::from(capacity))
-        };
-        let too_large = |what: &str| {
-            StoreError::Backend(format!(
-                "limiter `{}`: its {what} is larger than the PostgreSQL engine can count",
-                spec.id
-            ))
-        };
-        if span > MAX_SPAN_US {
-            return Err(too_large(
-                "rule spans more time (lower `burst` or the window) and",
-            ));
-        }
-        let (max_concurrent, lease_ttl_us) = match spec.policy.concurrency {
-            Some(cc) => (
-                i64::from(cc.max),
-                cc.lease_ttl.div_ceil(1000).min(MAX_SPAN_US) as i64,
-            ),
-            None => (0, 0),
-        };
         Ok(PostgresLimiter {
-            shared,
+            policy: MicrosPolicy::new(&spec.id, &spec.policy, "PostgreSQL")?,
             id: spec.id.clone(),
-            ticks: Ticks {
-                sliding,
-                param: param_us as i64,
-                capacity: i64::from(capacity),
-            },
-            limit: u64::from(spec.policy.rule.capacity()),
-            max_concurrent,
-            lease_ttl_us,
+            shared,
         })
     }
 
-    pub(super) fn id(&self) -> &str {
-        &self.id
+    /// Whether this limiter belongs to the engine whose state is `shared`.
+    pub(super) fn is_of(&self, shared: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.shared, shared)
     }
 
     /// Which client carries the calls of `key` (see `Pool::query_one`).
@@ -94,154 +87,210 @@ impl PostgresLimiter {
         )
     }
 
-    /// Calls the decide function; `consume` false is a peek.
-    async fn decide(
+    /// A release message for `key`, unless it is too long for NOTIFY.
+    fn message(&self, origin: bool, key: &str) -> Option<String> {
+        let origin = origin.then(|| self.shared.listener.origin());
+        Some(release_message(origin, &self.id, key)).filter(|m| m.len() <= MAX_NOTIFY)
+    }
+
+    async fn decide_one(
         &self,
         key: &str,
         cost: u32,
         lease: Option<LeaseId>,
         consume: bool,
-        now_us: Option<u64>,
-    ) -> Result<Decision, StoreError> {
-        let cost = i64::from(cost);
-        // Lease ids are random u64; bigint holds the same 64 bits.
-        let lease = lease.map(|id| id.0 as i64);
-        let now = now_us.map(|now| now as i64);
-        let row = self
-            .shared
-            .pool
-            .query_one(
-                Some(self.route(key)),
-                |s| &s.decide,
-                &[
-                    &self.id.as_bytes(),
-                    &key.as_bytes(),
-                    &self.ticks.sliding,
-                    &self.ticks.param,
-                    &self.ticks.capacity,
-                    &cost,
-                    &self.max_concurrent,
-                    &lease,
-                    &self.lease_ttl_us,
-                    &consume,
-                    &now,
-                ],
-            )
-            .await?;
-        let values: Vec<i64> = row
-            .try_get(0)
-            .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))?;
-        into_decision(&values, self.limit)
+    ) -> Result<(Decision, Receipt), StoreError> {
+        let mut members = Members::default();
+        members.push(self, key, cost, lease);
+        let answer = call_acquire(&self.shared, self.route(key), &members, consume).await?;
+        match answer.as_slice() {
+            [now, _, decision @ ..] => micros::decision(decision, self.policy.limit, *now),
+            _ => Err(unexpected(&answer)),
+        }
     }
 
-    /// [`EngineLimiter::acquire`], with the function's clock pinned to `now_us` when
-    /// given. Only tests pin the clock; the engine always decides on the server's.
-    #[doc(hidden)]
-    pub async fn acquire_at(
+    async fn refund_one(
         &self,
         key: &str,
         cost: u32,
+        receipt: Receipt,
         lease: Option<LeaseId>,
-        now_us: Option<u64>,
-    ) -> Result<Decision, StoreError> {
-        self.decide(key, cost, lease, true, now_us).await
-    }
-
-    /// [`EngineLimiter::peek`], with the clock optionally pinned (tests only).
-    #[doc(hidden)]
-    pub async fn peek_at(
-        &self,
-        key: &str,
-        cost: u32,
-        now_us: Option<u64>,
-    ) -> Result<Decision, StoreError> {
-        self.decide(key, cost, None, false, now_us).await
-    }
-
-    /// [`EngineLimiter::renew`], with the clock optionally pinned (tests only).
-    #[doc(hidden)]
-    pub async fn renew_at(
-        &self,
-        key: &str,
-        lease: LeaseId,
-        now_us: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        let lease = lease.0 as i64;
-        let now = now_us.map(|now| now as i64);
-        let row = self
-            .shared
+    ) -> Result<(), StoreError> {
+        let p = &self.policy;
+        let (param, cost) = (p.param as i64, i64::from(cost));
+        let lease = lease.map(|id| id.0 as i64);
+        let (admitted, recorded) = (receipt.now as i64, receipt.recorded as i64);
+        let message = self.message(true, key);
+        let shared = &self.shared;
+        let (id, key_bytes, kind) = (self.id.as_bytes(), key.as_bytes(), p.kind.code());
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &id,
+            &key_bytes,
+            &kind,
+            &param,
+            &cost,
+            &lease,
+            &admitted,
+            &recorded,
+            &shared.pool.names.channel,
+            &message,
+        ];
+        let now = shared.pool.names.clock.pinned_micros();
+        if now.is_some() {
+            params.push(&now);
+        }
+        shared
             .pool
-            .query_one(
-                Some(self.route(key)),
-                |s| &s.renew,
-                &[
-                    &self.id.as_bytes(),
-                    &key.as_bytes(),
-                    &lease,
-                    &self.lease_ttl_us,
-                    &now,
-                ],
-            )
+            .query_one(Some(self.route(key)), |s| &s.refund, &params)
+            .await
+            .map(drop)
+    }
+
+    async fn renew_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
+        let lease = lease.0 as i64;
+        let ttl = self.policy.lease_ttl_us as i64;
+        let pool = &self.shared.pool;
+        let (id, key_bytes) = (self.id.as_bytes(), key.as_bytes());
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &key_bytes, &lease, &ttl];
+        let now = pool.names.clock.pinned_micros();
+        if now.is_some() {
+            params.push(&now);
+        }
+        let row = pool
+            .query_one(Some(self.route(key)), |s| &s.renew, &params)
             .await?;
         Ok(row.try_get::<_, bool>(0).unwrap_or(false))
     }
 
     async fn release_lease(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
         let lease = lease.0 as i64;
-        let releases = &self.shared.releases;
-        self.shared
-            .pool
-            .query_one(
-                Some(self.route(key)),
-                |s| &s.release,
-                &[
-                    &self.id.as_bytes(),
-                    &key.as_bytes(),
-                    &lease,
-                    &releases.channel(),
-                    &releases.origin(),
-                ],
-            )
-            .await
-            .map(drop)
+        let message = self.message(true, key);
+        let pool = &self.shared.pool;
+        pool.query_one(
+            Some(self.route(key)),
+            |s| &s.release,
+            &[
+                &self.id.as_bytes(),
+                &key.as_bytes(),
+                &lease,
+                &pool.names.channel,
+                &message,
+            ],
+        )
+        .await
+        .map(drop)
     }
 
+    /// Deletes the rows of `key` (or of every key), then announces the keys whose
+    /// leases went with them: waiters in every process (this one included) retry.
     async fn reset_keys(&self, key: Option<&str>) -> Result<(), StoreError> {
+        let pool = &self.shared.pool;
         let route = key.map(|key| self.route(key));
-        let key = key.map(str::as_bytes);
-        self.shared
-            .pool
+        let row = pool
             .query_one(
                 route,
                 |s| &s.reset,
-                &[&self.id.as_bytes(), &key, &self.shared.releases.channel()],
+                &[&self.id.as_bytes(), &key.map(str::as_bytes)],
             )
-            .await
-            .map(drop)
+            .await?;
+        let freed: Vec<Vec<u8>> = row
+            .try_get(0)
+            .map_err(|e| StoreError::Backend(format!("unexpected reset answer: {e}")))?;
+        let notifies = freed
+            .iter()
+            .filter_map(|key| std::str::from_utf8(key).ok())
+            .filter_map(|key| self.message(false, key))
+            .map(|message| async move {
+                pool.query_one(
+                    None,
+                    |s: &Statements| &s.notify,
+                    &[&pool.names.channel, &message],
+                )
+                .await
+            });
+        futures::future::try_join_all(notifies).await.map(drop)
     }
 }
 
-/// The function's bigint[5] as a decision, for a rule whose capacity is `limit`.
-fn into_decision(values: &[i64], limit: u64) -> Result<Decision, StoreError> {
-    let &[allowed, remaining, retry, reset, denied] = values else {
-        return Err(StoreError::Backend(format!(
-            "unexpected decision of {} values",
-            values.len()
-        )));
+/// Calls the acquire function with `members` (a peek when `consume` is false).
+async fn call_acquire(
+    shared: &Shared,
+    route: u64,
+    m: &Members<'_>,
+    consume: bool,
+) -> Result<Vec<i64>, StoreError> {
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &m.limiters,
+        &m.keys,
+        &m.kinds,
+        &m.params,
+        &m.caps,
+        &m.costs,
+        &m.max,
+        &m.leases,
+        &m.ttls,
+        &consume,
+    ];
+    let now = shared.pool.names.clock.pinned_micros();
+    if now.is_some() {
+        params.push(&now);
+    }
+    let row = shared
+        .pool
+        .query_one(Some(route), |s| &s.acquire, &params)
+        .await?;
+    row.try_get(0)
+        .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))
+}
+
+/// Decides a group in one function call: one transaction, rows locked in key order.
+pub(super) async fn acquire_group(
+    shared: &Shared,
+    limiters: Vec<&PostgresLimiter>,
+    members: &[GroupMember<'_>],
+) -> Result<GroupDecision, StoreError> {
+    let mut call = Members::default();
+    for (limiter, member) in limiters.iter().zip(members) {
+        call.push(limiter, member.key, member.cost, member.lease);
+    }
+    // The first member's client: calls on one key keep queueing on one client.
+    let route = limiters
+        .first()
+        .zip(members.first())
+        .map_or(0, |(limiter, member)| limiter.route(member.key));
+    let answer = call_acquire(shared, route, &call, true).await?;
+    let [now, refused, decisions @ ..] = answer.as_slice() else {
+        return Err(unexpected(&answer));
     };
-    let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
-    Ok(Decision {
-        allowed: allowed == 1,
-        denied_by: match denied {
-            1 => Some(DeniedBy::Rate),
-            2 => Some(DeniedBy::Concurrency),
-            _ => None,
-        },
-        limit,
-        remaining: u64::try_from(remaining).unwrap_or(0),
-        retry_after: micros(retry),
-        reset_after: micros(reset),
+    if decisions.len() != DECISION_LEN * members.len() {
+        return Err(unexpected(&answer));
+    }
+    let decided = decisions
+        .chunks(DECISION_LEN)
+        .zip(&limiters)
+        .map(|(values, limiter)| micros::decision(values, limiter.policy.limit, *now));
+    if *refused == 0 {
+        return decided
+            .collect::<Result<_, _>>()
+            .map(GroupDecision::Admitted);
+    }
+    let index = usize::try_from(*refused - 1).map_err(|_| unexpected(&answer))?;
+    let mut peeks = decided
+        .map(|decision| decision.map(|(d, _)| Some(d)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refusal = peeks
+        .get_mut(index)
+        .and_then(Option::take)
+        .ok_or_else(|| unexpected(&answer))?;
+    Ok(GroupDecision::Refused {
+        index,
+        refusal,
+        peeks,
     })
+}
+
+fn unexpected(answer: &[i64]) -> StoreError {
+    StoreError::Backend(format!("unexpected decision of {} values", answer.len()))
 }
 
 impl EngineLimiter for PostgresLimiter {
@@ -250,40 +299,33 @@ impl EngineLimiter for PostgresLimiter {
         key: &'a str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        Box::pin(self.acquire_at(key, cost, lease, None))
+    ) -> StoreCall<'a, (Decision, Receipt)> {
+        StoreCall::pending(self.decide_one(key, cost, lease, true))
     }
 
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        Box::pin(self.peek_at(key, cost, None))
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
+        StoreCall::pending(async move { Ok(self.decide_one(key, cost, None, false).await?.0) })
     }
 
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        Box::pin(self.release_lease(key, lease))
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.refund_one(key, cost, receipt, lease))
     }
 
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        Box::pin(self.renew_at(key, lease, None))
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.release_lease(key, lease))
     }
 
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        Box::pin(self.reset_keys(key))
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, bool> {
+        StoreCall::pending(self.renew_lease(key, lease))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decisions_convert_microseconds_and_clamp_garbage() {
-        let d = into_decision(&[0, 3, 1_500, 2_000_000, 2], 10).unwrap();
-        assert!(!d.allowed);
-        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
-        assert_eq!(d.retry_after, Duration::from_micros(1_500));
-        assert_eq!(d.reset_after, Duration::from_secs(2));
-        let d = into_decision(&[1, -1, -5, -5, 0], 10).unwrap();
-        assert!(d.allowed && d.remaining == 0 && d.retry_after.is_zero());
-        assert!(into_decision(&[1, 2], 10).is_err());
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.reset_keys(key))
     }
 }

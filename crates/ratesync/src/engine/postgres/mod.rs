@@ -1,6 +1,7 @@
-//! The PostgreSQL engine (SPEC §5 postgres): every decision is one call of a plpgsql
-//! function that locks the key's row, decides on the server's clock and writes the
-//! new state, in one round trip.
+//! The PostgreSQL engine (`docs/design.md#postgresql`): every decision is one call of
+//! a plpgsql function that locks the rows of its keys, decides on the server's clock
+//! and writes the new state, in one round trip and one transaction. A group is one
+//! such call over all its keys.
 //!
 //! - [`schema`] and `sql/migrate.sql`: the table, its expiry index and the functions,
 //!   named from `schema_name` / `table_name`; the SQL `ratesync migrate` prints.
@@ -9,14 +10,12 @@
 //! - [`database`] and [`tls`]: the URL's settings and libpq's `sslmode` over rustls,
 //!   one way to connect for the clients, the listener and `ratesync migrate`.
 //! - [`limiter`]: the [`EngineLimiter`] that binds each call's parameters.
-//! - [`releases`]: one LISTEN connection per store that wakes waiters for a
-//!   concurrency slot when another process releases one.
+//! - [`releases`]: the store's LISTEN channel as a release feed.
 //! - Cleanup: a background task deletes expired rows in small batches through the
 //!   expiry index (`<table>_cleanup`), so idle keys vanish without a scan on the hot
 //!   path.
 //!
-//! The functions decide in whole microseconds: a token bucket's interval and a
-//! window's length are rounded *up*, so rounding can only make a limit stricter.
+//! The functions decide in whole microseconds ([`crate::engine::micros`]).
 //! `timing_margin_ms` is accepted for compatibility and ignored: a margin could only
 //! loosen limits.
 
@@ -32,10 +31,11 @@ use std::time::Duration;
 
 use self::connection::Pool;
 use self::database::Database;
-use self::releases::Releases;
-use self::schema::Names;
-use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
+use self::schema::{Names, SqlClock};
+use crate::algorithm::GroupDecision;
 use crate::config::PostgresConfig;
+use crate::store::listener::ReleaseListener;
+use crate::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 pub use self::limiter::PostgresLimiter;
 pub use self::schema::migration_sql;
@@ -55,7 +55,7 @@ pub struct PostgresEngine {
 
 pub(crate) struct Shared {
     pool: Arc<Pool>,
-    releases: Arc<Releases>,
+    listener: Arc<ReleaseListener>,
     cleanup_started: std::sync::atomic::AtomicBool,
     cleanup: bool,
 }
@@ -65,40 +65,31 @@ impl PostgresEngine {
     /// after failures), so a registry builds while the database is down. Fails only
     /// on a configuration that cannot work (URL, names too long).
     pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
-        Self::build(config, true)
+        Self::build(config, SqlClock::Server)
     }
 
-    /// As [`Self::new`], without the background cleanup: for tests that pin the
-    /// clock, whose rows would look expired on the real one.
-    #[doc(hidden)]
-    pub fn without_cleanup(config: &PostgresConfig) -> Result<Self, StoreError> {
-        Self::build(config, false)
+    /// As [`Self::new`], deciding at the time `clock` says instead of the server's,
+    /// and without the background cleanup (its rows would look expired on the real
+    /// clock): a test hook.
+    #[cfg(feature = "testing")]
+    pub fn with_pinned_clock(
+        config: &PostgresConfig,
+        clock: crate::testing::PinnedClock,
+    ) -> Result<Self, StoreError> {
+        Self::build(config, SqlClock::Pinned(clock))
     }
 
-    fn build(config: &PostgresConfig, cleanup: bool) -> Result<Self, StoreError> {
-        let names = Names::new(config)?;
-        let releases = Arc::new(Releases::new(names.channel.clone()));
+    fn build(config: &PostgresConfig, clock: SqlClock) -> Result<Self, StoreError> {
+        let cleanup = clock.pinned_micros().is_none();
+        let names = Names::new(config, clock)?;
         Ok(PostgresEngine {
             shared: Arc::new(Shared {
                 pool: Arc::new(Pool::new(config, names)?),
-                releases,
+                listener: ReleaseListener::new(),
                 cleanup_started: false.into(),
                 cleanup,
             }),
         })
-    }
-
-    /// The concrete limiter handle (what [`Engine::limiter`] returns, unboxed), for
-    /// tests that drive the functions directly.
-    pub fn postgres_limiter(&self, spec: LimiterSpec) -> Result<Arc<PostgresLimiter>, StoreError> {
-        let limiter = PostgresLimiter::new(self.shared.clone(), &spec)?;
-        if spec.policy.concurrency.is_some() {
-            self.shared
-                .releases
-                .watch(self.shared.pool.database(), limiter.id(), spec.releases);
-        }
-        self.start_cleanup();
-        Ok(Arc::new(limiter))
     }
 
     /// Deletes up to `batch` expired rows now; how many it deleted. The background
@@ -147,7 +138,7 @@ async fn clean(shared: Weak<Shared>) {
 /// Applies the migration SQL for `config` (what `ratesync migrate` does): connects
 /// once, runs the idempotent transaction, disconnects.
 pub async fn migrate(config: &PostgresConfig, unlogged: bool) -> Result<(), StoreError> {
-    let names = Names::new(config)?;
+    let names = Names::new(config, SqlClock::Server)?;
     let client = Database::new(config)?.connect().await?;
     connection::apply_migration(&client, &names, unlogged).await
 }
@@ -157,17 +148,40 @@ impl Engine for PostgresEngine {
         "postgres"
     }
 
-    fn is_remote(&self) -> bool {
-        true
-    }
-
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(self.postgres_limiter(spec)?)
+        let limiter = PostgresLimiter::new(self.shared.clone(), &spec)?;
+        if spec.policy.concurrency.is_some() {
+            let shared = &self.shared;
+            shared
+                .listener
+                .watch(spec.id.as_bytes(), spec.releases, || {
+                    releases::PostgresFeed::new(shared.pool.database(), &shared.pool.names.channel)
+                });
+        }
+        self.start_cleanup();
+        Ok(Arc::new(limiter))
     }
 
     /// A cleanup of zero rows: answers only when the store is reachable and its
     /// functions exist.
-    fn ping(&self) -> EngineFuture<'_, ()> {
-        Box::pin(async move { self.cleanup(0).await.map(drop) })
+    fn ping(&self) -> StoreCall<'_, ()> {
+        StoreCall::pending(async move { self.cleanup(0).await.map(drop) })
+    }
+
+    fn acquire_all<'a>(&'a self, members: &'a [GroupMember<'a>]) -> StoreCall<'a, GroupDecision> {
+        let limiters: Option<Vec<&PostgresLimiter>> = members
+            .iter()
+            .map(|m| {
+                m.limiter
+                    .downcast::<PostgresLimiter>()
+                    .filter(|l| l.is_of(&self.shared))
+            })
+            .collect();
+        match limiters {
+            Some(limiters) => {
+                StoreCall::pending(limiter::acquire_group(&self.shared, limiters, members))
+            }
+            None => StoreCall::Ready(Err(StoreError::ForeignLimiter)),
+        }
     }
 }

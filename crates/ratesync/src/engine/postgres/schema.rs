@@ -2,15 +2,15 @@
 //!
 //! Everything lives in `schema_name` and is named from `table_name`: the table itself,
 //! its expiry index (`<table>_expiry`) and one function per operation
-//! (`<table>_decide`, `_renew`, `_release`, `_reset`, `_cleanup`). Identifiers are
+//! (`<table>_acquire`, `_refund`, `_renew`, `_release`, `_reset`, `_cleanup`). Identifiers are
 //! always double-quoted (quotes doubled), so any name PostgreSQL accepts works, unicode
 //! and quotes included. PostgreSQL silently truncates identifiers to 63 bytes: a
 //! `schema_name` or `table_name` longer than that is refused with a clear error, and
 //! a derived name that would not fit is shortened to a prefix of the table name plus a
 //! hash of the whole, so two long table names never share their functions.
 
-use super::super::StoreError;
 use crate::config::PostgresConfig;
+use crate::store::StoreError;
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes.
 const MAX_IDENTIFIER: usize = 63;
@@ -25,7 +25,8 @@ pub(crate) struct Names {
     pub table_name: String,
     pub schema: String,
     pub table: String,
-    pub decide: String,
+    pub acquire: String,
+    pub refund: String,
     pub renew: String,
     pub release: String,
     pub reset: String,
@@ -38,10 +39,33 @@ pub(crate) struct Names {
     lock: i64,
     /// Whether the schema must be created (anything but `public`).
     create_schema: bool,
+    /// Where the functions read "now".
+    pub clock: SqlClock,
+}
+
+/// Where the functions read "now": the server's `clock_timestamp()`, or (tests only)
+/// a clock the test sets, passed to each call as its last parameter.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum SqlClock {
+    #[default]
+    Server,
+    #[cfg(feature = "testing")]
+    Pinned(crate::testing::PinnedClock),
+}
+
+impl SqlClock {
+    /// The pinned time as the extra last parameter of a call, if the clock is pinned.
+    pub fn pinned_micros(&self) -> Option<i64> {
+        match self {
+            SqlClock::Server => None,
+            #[cfg(feature = "testing")]
+            SqlClock::Pinned(clock) => Some(clock.micros() as i64),
+        }
+    }
 }
 
 impl Names {
-    pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
+    pub fn new(config: &PostgresConfig, clock: SqlClock) -> Result<Self, StoreError> {
         let schema = &config.schema_name;
         let table = &config.table_name;
         for (key, name) in [("schema_name", schema), ("table_name", table)] {
@@ -64,7 +88,8 @@ impl Names {
             table_name: table.clone(),
             schema: quote_ident(schema),
             table: qualified(table),
-            decide: qualified(&derived(table, "_decide")),
+            acquire: qualified(&derived(table, "_acquire")),
+            refund: qualified(&derived(table, "_refund")),
             renew: qualified(&derived(table, "_renew")),
             release: qualified(&derived(table, "_release")),
             reset: qualified(&derived(table, "_reset")),
@@ -73,6 +98,7 @@ impl Names {
             channel: format!("ratesync_{hash:016x}"),
             lock: hash as i64,
             create_schema: schema != "public",
+            clock,
         })
     }
 
@@ -98,6 +124,11 @@ impl Names {
         } else {
             "-- (schema public exists already)".to_owned()
         };
+        let (now_param, now) = match self.clock {
+            SqlClock::Server => ("", "v_real"),
+            #[cfg(feature = "testing")]
+            SqlClock::Pinned(_) => (", p_now bigint", "p_now"),
+        };
         let sql = MIGRATION
             .replace("@lock@", &self.lock.to_string())
             .replace("@create_schema@", &create_schema)
@@ -105,12 +136,15 @@ impl Names {
             .replace("@table_literal@", &quote_literal(&self.table))
             .replace("@table@", &self.table)
             .replace("@expiry_index@", &self.expiry_index)
-            .replace("@decide@", &self.decide)
+            .replace("@acquire@", &self.acquire)
+            .replace("@refund@", &self.refund)
             .replace("@renew@", &self.renew)
             .replace("@release@", &self.release)
             .replace("@reset@", &self.reset)
             .replace("@cleanup@", &self.cleanup)
-            .replace("@version@", &format!("'{}'", version()));
+            .replace("@now_param@", now_param)
+            .replace("@now@", now)
+            .replace("@version@", &format!("'{}'", self.version()));
         // Function bodies are dollar-quoted; the tag must not occur in the text, which
         // holds the (user-chosen) names.
         let tag = (0u32..)
@@ -121,10 +155,21 @@ impl Names {
     }
 }
 
-/// The schema version the migration writes as the table's comment: a hash of the
-/// migration's text, so any change to it is applied again.
-pub(crate) fn version() -> String {
-    format!("ratesync schema {:016x}", fnv1a(MIGRATION.as_bytes()))
+impl Names {
+    /// The schema version the migration writes as the table's comment: a hash of the
+    /// migration's text (and of the clock it reads), so any change to it is applied
+    /// again.
+    pub fn version(&self) -> String {
+        let pinned = if self.clock.pinned_micros().is_some() {
+            " pinned"
+        } else {
+            ""
+        };
+        format!(
+            "ratesync schema {:016x}{pinned}",
+            fnv1a(MIGRATION.as_bytes())
+        )
+    }
 }
 
 /// `text` as an escape string literal (`E'...'`, quotes and backslashes doubled):
@@ -166,7 +211,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// idempotent transaction creating the schema (unless `public`), the table, its index
 /// and its functions. `unlogged` makes the table UNLOGGED (see the README).
 pub fn migration_sql(config: &PostgresConfig, unlogged: bool) -> Result<String, StoreError> {
-    Ok(Names::new(config)?.migration(unlogged))
+    Ok(Names::new(config, SqlClock::Server)?.migration(unlogged))
 }
 
 #[cfg(test)]
@@ -180,7 +225,7 @@ mod tests {
         let name = derived(&long, "_release");
         assert!(name.len() <= MAX_IDENTIFIER && name.ends_with("_release"));
         assert_ne!(derived(&long, "_reset"), derived(&"é".repeat(30), "_reset"));
-        assert_eq!(derived("t", "_decide"), "t_decide");
+        assert_eq!(derived("t", "_acquire"), "t_acquire");
     }
 
     #[test]
@@ -195,7 +240,10 @@ mod tests {
             timing_margin_ms: None,
         };
         let sql = migration_sql(&config, true).unwrap();
-        assert!(!sql.contains("@table@") && !sql.contains("@body@"));
+        let placeholder = sql.split('@').skip(1).step_by(2).find(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        assert_eq!(placeholder, None, "a placeholder is left");
         assert!(sql.contains("CREATE UNLOGGED TABLE IF NOT EXISTS \"s$rs0$\".\"t\"\"x\""));
         assert!(sql.contains("AS $rs1$"));
     }

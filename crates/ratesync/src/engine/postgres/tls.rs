@@ -27,7 +27,7 @@ use rustls::{
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::postgres_url::{PostgresTls, RootCerts, SslMode};
-use crate::engine::StoreError;
+use crate::store::StoreError;
 
 /// What tokio-postgres itself must do: the verifying modes are `Require` to it (TLS
 /// or nothing); the checks are the verifier's.

@@ -21,7 +21,7 @@ use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ServerErrorK
 
 use super::target::Target;
 use crate::config::RedisConfig;
-use crate::engine::StoreError;
+use crate::store::{client_timeout, StoreError};
 
 #[derive(Clone)]
 pub(crate) enum Conn {
@@ -72,11 +72,11 @@ impl Connection {
             }
         }
         secrets.retain(|s| !s.is_empty());
-        // The core bounds every call by `socket_timeout` and cancels it then; the
-        // client's own response timeout fires a little earlier so that this layer
-        // sees the timeout and replaces a connection whose server vanished without
+        // The store runtime cuts every call at `socket_timeout` (the engine's
+        // deadline); the client's own timeout fires a little earlier so that this
+        // layer sees it and replaces a connection whose server vanished without
         // closing it (a cancelled call would leave it in place).
-        let response_timeout = config.socket_timeout.mul_f64(0.9);
+        let response_timeout = client_timeout(config.socket_timeout);
         Ok(Connection {
             target,
             current: RwLock::new(None),

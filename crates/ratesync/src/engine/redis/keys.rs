@@ -11,76 +11,22 @@
 //! <prefix>:releases                  pub/sub channel; messages are `<origin>:<limiter>:<key>`
 //! ```
 //!
-//! `<prefix>` (the store's `key_prefix`), `<limiter>` and `<key>` are percent-encoded
-//! ([`encode`]): `%`, `{`, `}`, `:`, the glob characters `* ? [ ] \`, space and every
-//! byte outside printable ASCII become `%XX`. So no identifier contains the separator
-//! or a brace (no collisions, no escaping the namespace, no broken hash tag), and
+//! `<prefix>` (the store's `key_prefix`), `<limiter>` and `<key>` are encoded by
+//! [`crate::engine::encoding`]: no identifier contains the separator or a brace (no
+//! collisions, no escaping the namespace, no broken hash tag), and
 //! `{<prefix>:<limiter>:*` is a SCAN pattern that matches exactly one limiter's keys.
 //! The rate keys are named per algorithm so that a limiter reconfigured from one
 //! algorithm to the other never finds a value of the wrong type.
 
-use std::fmt::Write as _;
-
 use redis::{RedisWrite, ToRedisArgs};
 
-/// Whether `byte` is kept as is by [`encode`].
-#[inline]
-fn is_plain(byte: u8) -> bool {
-    matches!(byte, b'!'..=b'~')
-        && !matches!(
-            byte,
-            b'%' | b'{' | b'}' | b':' | b'*' | b'?' | b'[' | b']' | b'\\'
-        )
-}
-
-/// Appends `raw` to `out`, percent-encoded (see the module docs). Injective: `%`
-/// itself is encoded, so distinct inputs give distinct outputs.
-pub(crate) fn encode_into(out: &mut String, raw: &str) {
-    if raw.bytes().all(is_plain) {
-        out.push_str(raw);
-        return;
-    }
-    for byte in raw.bytes() {
-        if is_plain(byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-}
-
-/// `raw`, percent-encoded.
-pub(crate) fn encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    encode_into(&mut out, raw);
-    out
-}
-
-/// The inverse of [`encode`]; `None` for text that `encode` cannot have produced.
-pub(crate) fn decode(encoded: &str) -> Option<String> {
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = encoded.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+use crate::engine::encoding::{decode, encode, encode_into};
 
 /// The key names of one limiter, encoded once when the limiter is created.
 #[derive(Debug, Clone)]
 pub(crate) struct LimiterKeys {
     /// `{<prefix>:<limiter>:`: every key of the limiter starts with it.
     tag_start: Box<str>,
-    /// `<limiter>`, encoded: the first part of a release message.
-    limiter: Box<str>,
 }
 
 impl LimiterKeys {
@@ -93,7 +39,6 @@ impl LimiterKeys {
         tag_start.push(':');
         LimiterKeys {
             tag_start: tag_start.into(),
-            limiter: encode(limiter).into(),
         }
     }
 
@@ -112,18 +57,6 @@ impl LimiterKeys {
         format!("{}*", self.tag_start)
     }
 
-    /// The release message naming this limiter and `key`, sent by the engine
-    /// instance `origin` (hex digits; `-` for messages every instance must act on).
-    pub fn release_message(&self, origin: &str, key: &str) -> String {
-        let mut message = String::with_capacity(origin.len() + self.limiter.len() + key.len() + 2);
-        message.push_str(origin);
-        message.push(':');
-        message.push_str(&self.limiter);
-        message.push(':');
-        encode_into(&mut message, key);
-        message
-    }
-
     /// The key whose leases are stored under `name` (a key name a SCAN of this
     /// limiter found), or `None` for its other keys.
     pub fn leases_owner(&self, name: &[u8]) -> Option<String> {
@@ -134,11 +67,6 @@ impl LimiterKeys {
             .strip_suffix('}')?;
         decode(encoded)
     }
-
-    /// The encoded limiter id, as release messages name it.
-    pub fn encoded_limiter(&self) -> &str {
-        &self.limiter
-    }
 }
 
 /// The release channel of a store whose `key_prefix` is `prefix`.
@@ -146,24 +74,6 @@ pub(crate) fn release_channel(prefix: &str) -> String {
     let mut channel = encode(prefix);
     channel.push_str(":releases");
     channel
-}
-
-/// A release message read back: who sent it, the encoded limiter, the decoded key.
-#[derive(Debug, PartialEq)]
-pub(crate) struct ReleaseMessage<'a> {
-    pub origin: &'a str,
-    pub limiter: &'a str,
-    pub key: String,
-}
-
-pub(crate) fn parse_release_message(message: &str) -> Option<ReleaseMessage<'_>> {
-    let (origin, rest) = message.split_once(':')?;
-    let (limiter, key) = rest.split_once(':')?;
-    Some(ReleaseMessage {
-        origin,
-        limiter,
-        key: decode(key)?,
-    })
 }
 
 /// The hash tag of one (limiter, key).
@@ -199,6 +109,11 @@ impl Suffix {
 }
 
 impl KeyTag {
+    /// The tag itself (`{...}`), which decides the key's Cluster slot.
+    pub fn hash_tag(&self) -> &str {
+        &self.0
+    }
+
     /// One key of this tag, written straight into the command being built (no
     /// string is allocated per key).
     #[inline]
@@ -264,9 +179,7 @@ mod tests {
             assert_eq!(tag.matches('{').count(), 1, "{tag}");
             assert_eq!(tag.matches('}').count(), 1, "{tag}");
             assert!(!tag.contains(['*', '?', '[', ']', '\\']), "{tag}");
-            assert_eq!(decode(&encode(hostile)).as_deref(), Some(hostile));
         }
-        assert_ne!(encode("%41"), encode("A"));
     }
 
     #[test]
@@ -280,18 +193,5 @@ mod tests {
         assert_eq!(keys.leases_owner(window.as_bytes()), None);
         let other = LimiterKeys::new("p", "lim").tag("1:u").full(Suffix::Leases);
         assert_eq!(keys.leases_owner(other.as_bytes()), None);
-    }
-
-    #[test]
-    fn release_messages_round_trip() {
-        let keys = LimiterKeys::new("p", "lim:1");
-        let message = keys.release_message("00ff", "user:{7}");
-        let parsed = parse_release_message(&message).unwrap();
-        assert_eq!(parsed.origin, "00ff");
-        assert_eq!(parsed.limiter, keys.encoded_limiter());
-        assert_eq!(parsed.key, "user:{7}");
-        assert_eq!(release_channel("rate_limit"), "rate_limit:releases");
-        assert!(parse_release_message("o:nocolon").is_none());
-        assert!(parse_release_message("o:a:%zz").is_none());
     }
 }

@@ -1,226 +1,181 @@
 //! One limiter on a Redis store: builds each script call (keys and arguments) and
-//! turns the reply into a [`Decision`]. One round trip per call.
+//! reads the answer. One round trip per call; a group is one call too.
 
 use std::sync::Arc;
 
+use redis::cluster_routing::Slot;
 use redis::Cmd;
 
 use super::keys::{KeyTag, LimiterKeys, Suffix};
-use super::scripts::{Now, ScriptDecision};
 use super::Shared;
-use crate::algorithm::{LeaseId, Rule};
+use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
-use crate::engine::{EngineFuture, EngineLimiter, LimiterSpec, StoreError};
-
-/// Largest microsecond value the scripts handle exactly (Lua numbers are doubles),
-/// with room for the epoch time added to it.
-const MAX_SCRIPT_SPAN_US: u64 = 1 << 52;
-
-/// The rule in the scripts' unit, microseconds, rounded up (never looser).
-#[derive(Debug, Clone, Copy)]
-enum Ticks {
-    TokenBucket { interval_us: u64, burst: u32 },
-    SlidingWindow { window_us: u64, limit: u32 },
-}
+use crate::engine::encoding::release_message;
+use crate::engine::micros::{self, Kind, MicrosPolicy, DECISION_LEN};
+use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// The keys of one limiter in a Redis store.
 pub struct RedisLimiter {
     shared: Arc<Shared>,
+    name: Arc<str>,
     keys: LimiterKeys,
-    ticks: Ticks,
-    limit: u64,
-    /// 0 when the limiter has no concurrency cap.
-    max_concurrent: u32,
-    lease_ttl_us: u64,
+    policy: MicrosPolicy,
 }
 
 impl RedisLimiter {
     pub(super) fn new(shared: Arc<Shared>, spec: &LimiterSpec) -> Result<Self, StoreError> {
-        let ticks = match spec.policy.rule {
-            Rule::TokenBucket(tb) => Ticks::TokenBucket {
-                interval_us: tb.interval_nanos().div_ceil(1000),
-                burst: tb.burst(),
-            },
-            Rule::SlidingWindow(sw) => Ticks::SlidingWindow {
-                window_us: sw.window_nanos().div_ceil(1000),
-                limit: sw.limit(),
-            },
-        };
-        let span = match ticks {
-            Ticks::TokenBucket { interval_us, burst } => {
-                interval_us.saturating_mul(u64::from(burst))
-            }
-            Ticks::SlidingWindow { window_us, .. } => window_us,
-        };
-        if span > MAX_SCRIPT_SPAN_US {
-            return Err(StoreError::Backend(format!(
-                "limiter `{}`: its rule spans more time than the Redis engine can count \
-                 in microseconds; lower `burst` or the window",
-                spec.id
-            )));
-        }
-        let (max_concurrent, lease_ttl_us) = match spec.policy.concurrency {
-            Some(cc) => (cc.max, cc.lease_ttl.div_ceil(1000).min(MAX_SCRIPT_SPAN_US)),
-            None => (0, 0),
-        };
         Ok(RedisLimiter {
+            policy: MicrosPolicy::new(&spec.id, &spec.policy, "Redis")?,
             keys: LimiterKeys::new(&shared.key_prefix, &spec.id),
+            name: spec.id.clone(),
             shared,
-            ticks,
-            limit: u64::from(spec.policy.rule.capacity()),
-            max_concurrent,
-            lease_ttl_us,
         })
     }
 
-    pub(super) fn keys(&self) -> &LimiterKeys {
-        &self.keys
+    /// Whether this limiter belongs to the engine whose state is `shared`.
+    pub(super) fn is_of(&self, shared: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.shared, shared)
     }
 
-    /// [`EngineLimiter::acquire`], with the scripts' clock pinned to `now_us` when
-    /// given. Only tests pin the clock; the engine always decides on the server's.
-    #[doc(hidden)]
-    pub async fn acquire_at(
+    /// Appends the keys of one member (see `member` in `scripts/lib.lua`).
+    fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
+        let rate = match self.policy.kind {
+            Kind::SlidingWindow => Suffix::Log,
+            Kind::TokenBucket | Kind::Slots => Suffix::TokenBucket,
+        };
+        cmd.arg(tag.key(rate))
+            .arg(tag.key(Suffix::LogSequence))
+            .arg(tag.key(Suffix::Leases));
+    }
+
+    /// Appends the arguments of one member.
+    fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+        let p = &self.policy;
+        cmd.arg(p.kind.code())
+            .arg(p.param)
+            .arg(p.capacity)
+            .arg(cost)
+            .arg(p.max_concurrent);
+        match lease {
+            Some(id) => cmd.arg(id.0),
+            None => cmd.arg(""),
+        };
+        cmd.arg(p.lease_ttl_us);
+    }
+
+    async fn acquire_one(
         &self,
         key: &str,
         cost: u32,
         lease: Option<LeaseId>,
-        now_us: Option<u64>,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<(Decision, Receipt), StoreError> {
         let tag = self.keys.tag(key);
-        let lease_args = |cmd: &mut Cmd| {
-            cmd.arg(self.max_concurrent);
-            match lease {
-                Some(id) => cmd.arg(id.0),
-                None => cmd.arg(""),
-            };
-            cmd.arg(self.lease_ttl_us).arg(Now(now_us));
-        };
-        let scripts = &self.shared.scripts;
-        let connection = &self.shared.connection;
-        let decision: ScriptDecision = match self.ticks {
-            Ticks::TokenBucket { interval_us, burst } => {
-                let args = |cmd: &mut Cmd| {
-                    cmd.arg(tag.key(Suffix::TokenBucket))
-                        .arg(tag.key(Suffix::Leases))
-                        .arg(interval_us)
-                        .arg(burst)
-                        .arg(cost);
-                    lease_args(cmd);
-                };
-                scripts.token_bucket.run(connection, 2, args).await?
-            }
-            Ticks::SlidingWindow { window_us, limit } => {
-                let args = |cmd: &mut Cmd| {
-                    cmd.arg(tag.key(Suffix::Log))
-                        .arg(tag.key(Suffix::LogSequence))
-                        .arg(tag.key(Suffix::Leases))
-                        .arg(window_us)
-                        .arg(limit)
-                        .arg(cost);
-                    lease_args(cmd);
-                };
-                scripts.sliding_window.run(connection, 3, args).await?
-            }
-        };
-        Ok(decision.into_decision(self.limit))
+        let answer: Vec<i64> = self
+            .shared
+            .scripts
+            .acquire
+            .run(&self.shared.connection, 3, |cmd| {
+                self.member_keys(cmd, &tag);
+                cmd.arg(1).arg(1);
+                self.member_args(cmd, cost, lease);
+            })
+            .await?;
+        // {now, refused, decision}
+        match answer.as_slice() {
+            [now, _, decision @ ..] => micros::decision(decision, self.policy.limit, *now),
+            _ => Err(unexpected(&answer)),
+        }
     }
 
-    /// [`EngineLimiter::peek`], with the clock optionally pinned (tests only).
-    #[doc(hidden)]
-    pub async fn peek_at(
-        &self,
-        key: &str,
-        cost: u32,
-        now_us: Option<u64>,
-    ) -> Result<Decision, StoreError> {
+    async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
         let tag = self.keys.tag(key);
-        let (algorithm, rate_key, param, capacity) = match self.ticks {
-            Ticks::TokenBucket { interval_us, burst } => {
-                ("tb", Suffix::TokenBucket, interval_us, burst)
-            }
-            Ticks::SlidingWindow { window_us, limit } => ("sw", Suffix::Log, window_us, limit),
-        };
-        let args = |cmd: &mut Cmd| {
-            cmd.arg(tag.key(rate_key))
-                .arg(tag.key(Suffix::Leases))
-                .arg(algorithm)
-                .arg(param)
-                .arg(capacity)
-                .arg(cost)
-                .arg(self.max_concurrent)
-                .arg(Now(now_us));
-        };
-        let decision: ScriptDecision = self
+        let answer: Vec<i64> = self
             .shared
             .scripts
             .peek
-            .run(&self.shared.connection, 2, args)
+            .run(&self.shared.connection, 3, |cmd| {
+                self.member_keys(cmd, &tag);
+                self.member_args(cmd, cost, None);
+            })
             .await?;
-        Ok(decision.into_decision(self.limit))
+        match answer.as_slice() {
+            [now, decision @ ..] => Ok(micros::decision(decision, self.policy.limit, *now)?.0),
+            _ => Err(unexpected(&answer)),
+        }
     }
 
-    /// [`EngineLimiter::renew`], with the clock optionally pinned (tests only).
-    #[doc(hidden)]
-    pub async fn renew_at(
+    async fn refund_one(
         &self,
         key: &str,
-        lease: LeaseId,
-        now_us: Option<u64>,
-    ) -> Result<bool, StoreError> {
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> Result<(), StoreError> {
         let tag = self.keys.tag(key);
-        let args = |cmd: &mut Cmd| {
-            cmd.arg(tag.key(Suffix::Leases))
-                .arg(lease.0)
-                .arg(self.lease_ttl_us)
-                .arg(Now(now_us));
-        };
+        let shared = &self.shared;
+        let message = release_message(Some(shared.listener.origin()), &self.name, key);
+        let _: i64 = shared
+            .scripts
+            .refund
+            .run(&shared.connection, 3, |cmd| {
+                self.member_keys(cmd, &tag);
+                self.member_args(cmd, cost, lease);
+                cmd.arg(receipt.now)
+                    .arg(receipt.recorded)
+                    .arg(shared.channel.as_str())
+                    .arg(message.as_str());
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn renew_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
+        let tag = self.keys.tag(key);
         let renewed: i64 = self
             .shared
             .scripts
             .renew
-            .run(&self.shared.connection, 1, args)
+            .run(&self.shared.connection, 1, |cmd| {
+                cmd.arg(tag.key(Suffix::Leases))
+                    .arg(lease.0)
+                    .arg(self.policy.lease_ttl_us);
+            })
             .await?;
         Ok(renewed == 1)
     }
 
     async fn release_lease(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
         let tag = self.keys.tag(key);
-        let message = self
-            .keys
-            .release_message(self.shared.releases.origin(), key);
-        let args = |cmd: &mut Cmd| {
-            cmd.arg(tag.key(Suffix::Leases))
-                .arg(lease.0)
-                .arg(self.shared.releases.channel())
-                .arg(message.as_str());
-        };
-        let _: i64 = self
-            .shared
+        let shared = &self.shared;
+        let message = release_message(Some(shared.listener.origin()), &self.name, key);
+        let _: i64 = shared
             .scripts
             .release
-            .run(&self.shared.connection, 1, args)
+            .run(&shared.connection, 1, |cmd| {
+                cmd.arg(tag.key(Suffix::Leases))
+                    .arg(lease.0)
+                    .arg(shared.channel.as_str())
+                    .arg(message.as_str());
+            })
             .await?;
         Ok(())
     }
 
     async fn reset_key(&self, key: &str) -> Result<(), StoreError> {
-        let tag: KeyTag = self.keys.tag(key);
-        // Any origin: this process's waiters must hear about freed slots too.
-        let message = self.keys.release_message("-", key);
-        let args = |cmd: &mut Cmd| {
-            // The leases go last: the script looks there for slots to announce.
-            for suffix in Suffix::ALL {
-                cmd.arg(tag.key(suffix));
-            }
-            cmd.arg(self.shared.releases.channel())
-                .arg(message.as_str());
-        };
+        let tag = self.keys.tag(key);
+        // No origin: this process's waiters must hear about freed slots too.
+        let message = release_message(None, &self.name, key);
         let _: i64 = self
             .shared
             .scripts
             .reset
-            .run(&self.shared.connection, Suffix::ALL.len(), args)
+            .run(&self.shared.connection, Suffix::ALL.len(), |cmd| {
+                // The leases go last: the script looks there for slots to announce.
+                for suffix in Suffix::ALL {
+                    cmd.arg(tag.key(suffix));
+                }
+                cmd.arg(self.shared.channel.as_str()).arg(message.as_str());
+            })
             .await?;
         Ok(())
     }
@@ -259,21 +214,93 @@ impl RedisLimiter {
         Ok(())
     }
 
-    /// Publishes a reset message (origin `-`) for each deleted lease set in `names`.
+    /// Publishes a reset message for each deleted lease set in `names`.
     async fn announce_freed_slots(&self, names: &[Vec<u8>]) -> Result<(), StoreError> {
-        let channel = self.shared.releases.channel();
         let publishes = names
             .iter()
             .filter_map(|name| self.keys.leases_owner(name))
             .map(|key| {
                 let mut publish = redis::cmd("PUBLISH");
                 publish
-                    .arg(channel)
-                    .arg(self.keys.release_message("-", &key));
+                    .arg(self.shared.channel.as_str())
+                    .arg(release_message(None, &self.name, &key));
                 async move { self.shared.connection.query::<i64>(&publish).await }
             });
         futures::future::try_join_all(publishes).await.map(drop)
     }
+}
+
+/// Whether the keys of a group's members all live in one cluster slot, so that one
+/// script can decide them.
+pub(super) fn one_slot(limiters: &[&RedisLimiter], members: &[GroupMember<'_>]) -> bool {
+    let mut slots = limiters
+        .iter()
+        .zip(members)
+        .map(|(limiter, member)| Slot::for_key(limiter.keys.tag(member.key).hash_tag()));
+    let first = slots.next();
+    slots.all(|slot| Some(slot) == first)
+}
+
+/// Decides a group in one script call (its keys in one slot, or a single server).
+pub(super) async fn acquire_group(
+    shared: &Shared,
+    limiters: Vec<&RedisLimiter>,
+    members: &[GroupMember<'_>],
+) -> Result<GroupDecision, StoreError> {
+    let tags: Vec<KeyTag> = limiters
+        .iter()
+        .zip(members)
+        .map(|(limiter, member)| limiter.keys.tag(member.key))
+        .collect();
+    let answer: Vec<i64> = shared
+        .scripts
+        .acquire
+        .run(&shared.connection, 3 * members.len(), |cmd| {
+            for (limiter, tag) in limiters.iter().zip(&tags) {
+                limiter.member_keys(cmd, tag);
+            }
+            cmd.arg(1).arg(members.len());
+            for (limiter, member) in limiters.iter().zip(members) {
+                limiter.member_args(cmd, member.cost, member.lease);
+            }
+        })
+        .await?;
+    let [now, refused, decisions @ ..] = answer.as_slice() else {
+        return Err(unexpected(&answer));
+    };
+    if decisions.len() != DECISION_LEN * members.len() {
+        return Err(unexpected(&answer));
+    }
+    let mut decided = decisions
+        .chunks(DECISION_LEN)
+        .zip(&limiters)
+        .map(|(values, limiter)| micros::decision(values, limiter.policy.limit, *now));
+    if *refused == 0 {
+        return decided
+            .collect::<Result<_, _>>()
+            .map(GroupDecision::Admitted);
+    }
+    let index = usize::try_from(*refused - 1).map_err(|_| unexpected(&answer))?;
+    let mut peeks = Vec::with_capacity(members.len());
+    for decision in decided.by_ref() {
+        peeks.push(Some(decision?.0));
+    }
+    let refusal = peeks
+        .get_mut(index)
+        .and_then(Option::take)
+        .ok_or_else(|| unexpected(&answer))?;
+    Ok(GroupDecision::Refused {
+        index,
+        refusal,
+        peeks,
+    })
+}
+
+fn unexpected(answer: &[i64]) -> StoreError {
+    StoreError::Backend(format!(
+        "unexpected script answer of {} values",
+        answer.len()
+    ))
 }
 
 /// Deletes `keys`: in one command on a single server; key by key (pipelined on the
@@ -338,24 +365,34 @@ impl EngineLimiter for RedisLimiter {
         key: &'a str,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> EngineFuture<'a, Decision> {
-        Box::pin(self.acquire_at(key, cost, lease, None))
+    ) -> StoreCall<'a, (Decision, Receipt)> {
+        StoreCall::pending(self.acquire_one(key, cost, lease))
     }
 
-    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> EngineFuture<'a, Decision> {
-        Box::pin(self.peek_at(key, cost, None))
+    fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
+        StoreCall::pending(self.peek_one(key, cost))
     }
 
-    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, ()> {
-        Box::pin(self.release_lease(key, lease))
+    fn refund<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+        receipt: Receipt,
+        lease: Option<LeaseId>,
+    ) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.refund_one(key, cost, receipt, lease))
     }
 
-    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> EngineFuture<'a, bool> {
-        Box::pin(self.renew_at(key, lease, None))
+    fn release<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, ()> {
+        StoreCall::pending(self.release_lease(key, lease))
     }
 
-    fn reset<'a>(&'a self, key: Option<&'a str>) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
+    fn renew<'a>(&'a self, key: &'a str, lease: LeaseId) -> StoreCall<'a, bool> {
+        StoreCall::pending(self.renew_lease(key, lease))
+    }
+
+    fn reset<'a>(&'a self, key: Option<&'a str>) -> StoreCall<'a, ()> {
+        StoreCall::pending(async move {
             match key {
                 Some(key) => self.reset_key(key).await,
                 None => self.reset_all().await,

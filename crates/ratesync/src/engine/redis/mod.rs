@@ -1,18 +1,22 @@
-//! The Redis engine (SPEC §5 redis): every decision is one Lua script run atomically
-//! by the server, on the server's clock.
+//! The Redis engine (`docs/design.md#redis`): every decision is one Lua script run
+//! atomically by the server, on the server's clock.
 //!
 //! - [`keys`]: key names; all keys of one (limiter, key) share a hash tag (Cluster).
-//! - [`scripts`] and `scripts/*.lua`: one script per operation, run with EVALSHA.
+//! - [`scripts`] and `scripts/*.lua`: one script per operation, run with EVALSHA; the
+//!   reference algorithm is ported once, in `scripts/lib.lua`.
 //! - [`connection`]: one lazily opened, multiplexed connection per store, replaced
 //!   after failures; [`target`]: standalone, Cluster or Sentinel from the config.
 //! - [`limiter`]: the [`EngineLimiter`] that builds each script call.
-//! - [`releases`]: one pub/sub subscription per store that wakes waiters for a
-//!   concurrency slot when another process releases one.
+//! - [`releases`]: the store's pub/sub channel as a release feed.
 //!
-//! The scripts decide in whole microseconds (TIME's resolution, and exact in Lua's
-//! doubles): a token bucket's interval and a window's length are rounded *up* to
-//! whole microseconds, so rounding can only make a limit stricter. `timing_margin_ms`
-//! is accepted for compatibility and ignored: a margin could only loosen limits.
+//! A group is one script call over all its keys. In a Cluster its keys must share a
+//! slot for that; a group whose keys do not (they belong to different limiters,
+//! each with its own hash tag) is reserved member by member and refunded instead
+//! (`docs/design.md#groups`).
+//!
+//! The scripts decide in whole microseconds ([`crate::engine::micros`]).
+//! `timing_margin_ms` is accepted for compatibility and ignored: a margin could only
+//! loosen limits.
 
 mod connection;
 mod keys;
@@ -22,12 +26,14 @@ mod scripts;
 mod target;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use self::connection::Connection;
-use self::releases::Releases;
-use self::scripts::Scripts;
-use super::{Engine, EngineFuture, EngineLimiter, LimiterSpec, StoreError};
+use self::scripts::{ScriptClock, Scripts};
+use crate::algorithm::GroupDecision;
 use crate::config::RedisConfig;
+use crate::store::listener::ReleaseListener;
+use crate::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 pub use self::limiter::RedisLimiter;
 
@@ -42,7 +48,10 @@ pub(crate) struct Shared {
     connection: Arc<Connection>,
     scripts: Scripts,
     key_prefix: String,
-    releases: Arc<Releases>,
+    /// The pub/sub channel of release messages.
+    channel: String,
+    listener: Arc<ReleaseListener>,
+    deadline: Duration,
 }
 
 impl RedisEngine {
@@ -50,41 +59,30 @@ impl RedisEngine {
     /// call (and reopened after failures), so a registry builds while Redis is down.
     /// Fails only on a configuration the Redis client cannot use.
     pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+        Self::build(config, ScriptClock::Server)
+    }
+
+    /// As [`Self::new`], deciding at the time `clock` says instead of the server's
+    /// (test hook).
+    #[cfg(feature = "testing")]
+    pub fn with_pinned_clock(
+        config: &RedisConfig,
+        clock: crate::testing::PinnedClock,
+    ) -> Result<Self, StoreError> {
+        Self::build(config, ScriptClock::Pinned(clock))
+    }
+
+    fn build(config: &RedisConfig, clock: ScriptClock) -> Result<Self, StoreError> {
         Ok(RedisEngine {
             shared: Arc::new(Shared {
                 connection: Arc::new(Connection::new(config)?),
-                scripts: Scripts::new(),
-                releases: Arc::new(Releases::new(keys::release_channel(&config.key_prefix))),
+                scripts: Scripts::new(&clock),
+                channel: keys::release_channel(&config.key_prefix),
+                listener: ReleaseListener::new(),
                 key_prefix: config.key_prefix.clone(),
+                deadline: config.socket_timeout,
             }),
         })
-    }
-
-    /// An engine for the Redis at `url` with every other setting at its default, as
-    /// a `[stores.x] engine = "redis"` table with only `url` would give (tests, tools).
-    pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        let config = crate::Config::builder()
-            .store("redis", crate::StoreBuilder::redis(url))
-            .build()
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
-        match config.stores.get("redis").map(|store| &store.engine) {
-            Some(crate::config::EngineConfig::Redis(redis)) => Self::new(redis),
-            _ => Err(StoreError::Backend("not a Redis store".to_owned())),
-        }
-    }
-
-    /// The concrete limiter handle (what [`Engine::limiter`] returns, unboxed), for
-    /// tests that drive the scripts directly.
-    pub fn redis_limiter(&self, spec: LimiterSpec) -> Result<Arc<RedisLimiter>, StoreError> {
-        let limiter = RedisLimiter::new(self.shared.clone(), &spec)?;
-        if spec.policy.concurrency.is_some() {
-            self.shared.releases.watch(
-                &self.shared.connection,
-                limiter.keys().encoded_limiter(),
-                spec.releases,
-            );
-        }
-        Ok(Arc::new(limiter))
     }
 }
 
@@ -93,16 +91,25 @@ impl Engine for RedisEngine {
         "redis"
     }
 
-    fn is_remote(&self) -> bool {
-        true
+    fn deadline(&self) -> Duration {
+        self.shared.deadline
     }
 
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        Ok(self.redis_limiter(spec)?)
+        let limiter = RedisLimiter::new(self.shared.clone(), &spec)?;
+        if spec.policy.concurrency.is_some() {
+            let shared = &self.shared;
+            shared
+                .listener
+                .watch(spec.id.as_bytes(), spec.releases, || {
+                    releases::RedisFeed::new(&shared.connection, &shared.channel)
+                });
+        }
+        Ok(Arc::new(limiter))
     }
 
-    fn ping(&self) -> EngineFuture<'_, ()> {
-        Box::pin(async move {
+    fn ping(&self) -> StoreCall<'_, ()> {
+        StoreCall::pending(async move {
             let reply: String = self.shared.connection.query(&redis::cmd("PING")).await?;
             if reply == "PONG" {
                 Ok(())
@@ -110,5 +117,23 @@ impl Engine for RedisEngine {
                 Err(StoreError::Backend("unexpected answer to PING".to_owned()))
             }
         })
+    }
+
+    fn acquire_all<'a>(&'a self, members: &'a [GroupMember<'a>]) -> StoreCall<'a, GroupDecision> {
+        let limiters: Option<Vec<&RedisLimiter>> = members
+            .iter()
+            .map(|m| {
+                m.limiter
+                    .downcast::<RedisLimiter>()
+                    .filter(|l| l.is_of(&self.shared))
+            })
+            .collect();
+        let Some(limiters) = limiters else {
+            return StoreCall::Ready(Err(StoreError::ForeignLimiter));
+        };
+        if self.shared.connection.is_cluster() && !limiter::one_slot(&limiters, members) {
+            return StoreCall::pending(crate::store::groups::reserve_in_order(members));
+        }
+        StoreCall::pending(limiter::acquire_group(&self.shared, limiters, members))
     }
 }

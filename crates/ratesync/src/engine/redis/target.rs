@@ -8,7 +8,7 @@ use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsMode}
 
 use crate::config::sentinel_url::parse_sentinel_url;
 use crate::config::RedisConfig;
-use crate::engine::StoreError;
+use crate::store::StoreError;
 
 pub(crate) enum Target {
     Standalone(Client),

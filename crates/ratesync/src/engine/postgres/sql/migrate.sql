@@ -1,4 +1,4 @@
--- ratesync: the PostgreSQL schema of one store (SPEC §5 postgres).
+-- ratesync: the PostgreSQL schema of one store (docs/design.md#postgresql).
 --
 -- Printed by `ratesync migrate --print`, applied by `ratesync migrate` or by the engine
 -- when the store sets `auto_create = true`. Idempotent, and safe when many processes
@@ -10,12 +10,13 @@
 -- parameter.
 --
 -- All times are integer microseconds since the epoch, read with clock_timestamp() at
--- decision time (the server's clock, SPEC §4.6). The math is a line-by-line port of
--- crate::algorithm (gcra.rs, sliding_window.rs, leases.rs) and of the Redis scripts,
--- checked against the Rust reference by tests/postgres_sql.rs. Decisions are returned
--- as bigint[5]:
+-- decision time (the server's clock, docs/design.md#time; the test build can pin it). The math is a line-by-line port of
+-- crate::algorithm (gcra.rs, sliding_window.rs, leases.rs, group.rs), checked against
+-- the Rust reference by tests/postgres_sql.rs. A decision is six integers:
 --   {allowed (0/1), remaining, retry_after_us, reset_after_us,
---    denied_by (0 none, 1 rate, 2 concurrency)}.
+--    denied_by (0 none, 1 rate, 2 concurrency), recorded_us}
+-- where recorded is the TAT a token-bucket admission stored, or the time of the log
+-- run a sliding-window admission went into: what a refund names (Receipt).
 
 @create_schema@
 
@@ -60,197 +61,340 @@ END
 -- a scan of the whole table.
 CREATE INDEX IF NOT EXISTS @expiry_index@ ON @table@ (expires_at);
 
--- Decides one attempt and, when p_consume, records it: rate and concurrency lease
--- taken together or not at all (SPEC §4.4).
+-- Decides calls of one group: several (limiter, key) members admitted all together or
+-- not at all (algorithm::decide_all); a single acquire is a group of one. With
+-- p_consume = false it is a peek of one member: no lock, nothing written.
+--
+-- Returns {now_us, 0 when admitted or the 1-based index of the member that refused,
+-- then six integers per member: its decision}.
 --
 -- Invariants:
--- - One statement, one row lock: the row is read FOR UPDATE (waiting, never NOWAIT,
---   so contention queues instead of failing) and written in the same transaction.
---   A key never seen gets its row by INSERT ... ON CONFLICT DO NOTHING and is read
---   again, so concurrent first attempts and a concurrent cleanup all converge on one
---   locked row.
+-- - Rows are locked in (limiter, key) order, whatever the member order, so two
+--   groups sharing rows never wait for each other in a circle; locks wait (never
+--   NOWAIT), so contention queues instead of failing. A key never seen gets its row
+--   by INSERT ... ON CONFLICT DO NOTHING, in the same order, and is read again, so
+--   concurrent first attempts and a concurrent cleanup converge on one locked row.
+-- - Every member is decided before any row is written: a refused group writes
+--   nothing; its refusing member gets its refusal, the others a peek.
 -- - Token bucket: the TAT only moves on an admission, to max(TAT, now) + cost *
 --   interval, and never beyond now + burst * interval.
--- - Sliding window: an attempt is admitted only when the units newer than
---   now - window plus its cost fit in `limit`; admissions are never recorded earlier
---   than the newest one (a clock that steps back cannot reorder the log).
--- - A refusal writes nothing; peek (p_consume = false) takes no lock and writes
---   nothing.
-CREATE OR REPLACE FUNCTION @decide@(
-    p_limiter   bytea,
-    p_key       bytea,
-    p_sliding   boolean,  -- false: token bucket (GCRA); true: sliding window
-    p_param     bigint,   -- interval_us (token bucket) or window_us (sliding window)
-    p_capacity  bigint,   -- burst or limit
-    p_cost      bigint,
-    p_max       bigint,   -- concurrency cap, 0 = none
-    p_lease     bigint,   -- lease id to take when admitted, NULL = none
-    p_lease_ttl bigint,
-    p_consume   boolean,  -- false: peek
-    p_now       bigint DEFAULT NULL  -- pinned clock: tests only
+-- - Sliding window: an admission only when the units newer than now - window plus
+--   its cost fit in `limit`; never recorded earlier than the newest run (a clock that
+--   steps back cannot reorder the log).
+-- - Rate and concurrency lease are taken together or not at all.
+CREATE OR REPLACE FUNCTION @acquire@(
+    p_limiters bytea[],
+    p_keys     bytea[],
+    p_kinds    text[],    -- 'tb' token bucket, 'sw' sliding window, 'cc' concurrency only
+    p_params   bigint[],  -- interval_us (tb) or window_us (sw)
+    p_caps     bigint[],  -- burst or limit
+    p_costs    bigint[],
+    p_max      bigint[],  -- concurrency cap, 0 = none
+    p_leases   bigint[],  -- lease id to take when admitted, NULL = none
+    p_ttls     bigint[],  -- lease_ttl_us
+    p_consume  boolean    -- false: a peek
+    @now_param@
 ) RETURNS bigint[]
 LANGUAGE plpgsql
 AS @body@
 DECLARE
     v_real     bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
-    v_now      bigint := coalesce(p_now, v_real);
+    v_now      bigint := @now@;
+    v_n        integer := cardinality(p_keys);
+    v_rows     @table@[] := '{}';  -- each member's row as read, in member order
+    v_new      @table@[] := '{}';  -- each member's row as it is to be written
     v_row      @table@%ROWTYPE;
+    v_out      bigint[];
+    v_refused  integer := 0;
     v_d        bigint[];
-    v_with     boolean := p_consume AND p_max > 0 AND p_lease IS NOT NULL;
-    v_live     integer := 0;
-    v_earliest bigint;
-    v_ids      bigint[] := '{}';
-    v_exps     bigint[] := '{}';
+    v_peek     boolean;
+    v_with     boolean;
+    v_live     integer;
+    v_ids      bigint[];
+    v_exps     bigint[];
     v_full     boolean;
-    v_read     boolean;
     v_tat      bigint;
     v_horizon  bigint;
     v_new_tat  bigint;
     v_at       bigint[];
-    v_n        bigint[];
+    v_cnt      bigint[];
     v_len      integer;
-    v_first    integer := 1;
-    v_total    bigint := 0;
-    v_seen     bigint := 0;
+    v_first    integer;
+    v_total    bigint;
+    v_seen     bigint;
     v_leaves   bigint;
     v_newest   bigint;
     v_idle     bigint;
 BEGIN
-    IF p_consume THEN
+    IF NOT p_consume THEN
+        FOR i IN 1 .. v_n LOOP
+            SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[i] AND key = p_keys[i];
+            IF NOT FOUND THEN
+                v_row := ROW(p_limiters[i], p_keys[i], 0, '{}', '{}', '{}', '{}', 0);
+            END IF;
+            v_rows := v_rows || v_row;
+        END LOOP;
+    ELSIF v_n = 1 THEN
         LOOP
             SELECT * INTO v_row FROM @table@
-             WHERE limiter = p_limiter AND key = p_key FOR UPDATE;
+             WHERE limiter = p_limiters[1] AND key = p_keys[1] FOR UPDATE;
             EXIT WHEN FOUND;
             INSERT INTO @table@ (limiter, key, expires_at)
-            VALUES (p_limiter, p_key, v_real) ON CONFLICT DO NOTHING;
+            VALUES (p_limiters[1], p_keys[1], v_real) ON CONFLICT DO NOTHING;
         END LOOP;
+        v_rows := ARRAY[v_row];
     ELSE
-        SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiter AND key = p_key;
-        IF NOT FOUND THEN
-            v_row.tat := 0;
-            v_row.log_at := '{}';
-            v_row.log_n := '{}';
-            v_row.lease_id := '{}';
-            v_row.lease_exp := '{}';
-        END IF;
+        LOOP
+            INSERT INTO @table@ (limiter, key, expires_at)
+            SELECT m.l, m.k, v_real FROM unnest(p_limiters, p_keys) AS m(l, k)
+             ORDER BY m.l, m.k
+            ON CONFLICT DO NOTHING;
+            PERFORM 1 FROM @table@ t JOIN unnest(p_limiters, p_keys) AS m(l, k)
+                ON t.limiter = m.l AND t.key = m.k
+             ORDER BY t.limiter, t.key FOR UPDATE OF t;
+            v_rows := '{}';
+            FOR i IN 1 .. v_n LOOP
+                SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[i] AND key = p_keys[i];
+                -- A cleanup took it between the insert and the lock: once more.
+                EXIT WHEN NOT FOUND;
+                v_rows := v_rows || v_row;
+            END LOOP;
+            EXIT WHEN cardinality(v_rows) = v_n;
+        END LOOP;
     END IF;
 
-    -- Live leases (LeaseSet::live): expired ones are ignored, and dropped when the
-    -- row is written.
-    FOR i IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
-        IF v_row.lease_exp[i] > v_now THEN
-            v_live := v_live + 1;
-            v_ids := v_ids || v_row.lease_id[i];
-            v_exps := v_exps || v_row.lease_exp[i];
-            v_earliest := least(v_earliest, v_row.lease_exp[i]);
-        END IF;
-    END LOOP;
-    -- A full cap refuses whatever the rate says (algorithm::decide / peek); the rate
-    -- part of that refusal is a peek.
-    v_full := p_max > 0 AND (v_with OR NOT p_consume) AND v_live >= p_max;
-    v_read := NOT p_consume OR v_full;
+    v_out := ARRAY[v_now, 0];
+    -- Pass 1 decides every member (a peek when not consuming); when one refuses,
+    -- pass 2 peeks at the others.
+    FOR v_pass IN 1 .. 2 LOOP
+        FOR i IN 1 .. v_n LOOP
+            CONTINUE WHEN v_pass = 2 AND i = v_refused;
+            v_row := v_rows[i];
+            v_peek := NOT p_consume OR v_pass = 2;
+            v_with := NOT v_peek AND p_max[i] > 0 AND p_leases[i] IS NOT NULL;
 
-    IF NOT p_sliding THEN
-        -- TokenBucket::decide / peek
-        v_tat := greatest(v_row.tat, v_now);
-        v_horizon := v_now + p_param * p_capacity;
-        v_new_tat := v_tat + p_cost * p_param;
-        IF v_new_tat <= v_horizon THEN
-            IF v_read THEN
-                v_d := ARRAY[1, (v_horizon - v_tat) / p_param, 0, v_tat - v_now, 0];
-            ELSE
-                v_d := ARRAY[1, (v_horizon - v_new_tat) / p_param, 0, v_new_tat - v_now, 0];
-                v_row.tat := v_new_tat;
-            END IF;
-        ELSE
-            v_d := ARRAY[0, greatest(v_horizon - v_tat, 0) / p_param,
-                         v_new_tat - v_horizon, v_tat - v_now, 1];
-        END IF;
-    ELSE
-        -- SlidingWindow::decide / peek: drop the runs that have left the window.
-        v_len := coalesce(array_length(v_row.log_at, 1), 0);
-        WHILE v_first <= v_len AND v_row.log_at[v_first] + p_param <= v_now LOOP
-            v_first := v_first + 1;
-        END LOOP;
-        v_at := coalesce(v_row.log_at[v_first:v_len], '{}');
-        v_n := coalesce(v_row.log_n[v_first:v_len], '{}');
-        v_len := v_len - v_first + 1;
-        FOR i IN 1 .. v_len LOOP
-            v_total := v_total + v_n[i];
-        END LOOP;
-        IF v_total + p_cost <= p_capacity THEN
-            IF NOT v_read THEN
-                -- WindowLog::push: equal (or earlier) times merge into the newest run.
-                IF v_len > 0 AND v_at[v_len] >= v_now THEN
-                    v_n[v_len] := v_n[v_len] + p_cost;
-                ELSE
-                    v_at := v_at || v_now;
-                    v_n := v_n || p_cost;
-                    v_len := v_len + 1;
-                END IF;
-                v_total := v_total + p_cost;
-                v_row.log_at := v_at;
-                v_row.log_n := v_n;
-                v_d := ARRAY[1, p_capacity - v_total, 0,
-                             greatest(v_at[v_len] + p_param - v_now, 0), 0];
-            ELSIF v_len > 0 THEN
-                v_d := ARRAY[1, p_capacity - v_total, 0,
-                             greatest(v_at[v_len] + p_param - v_now, 0), 0];
-            ELSE
-                v_d := ARRAY[1, p_capacity - v_total, 0, 0, 0];
-            END IF;
-        ELSE
-            -- SlidingWindow::refusal: wait until enough of the oldest units have left.
-            FOR i IN 1 .. v_len LOOP
-                v_seen := v_seen + v_n[i];
-                IF v_seen >= v_total + p_cost - p_capacity THEN
-                    v_leaves := v_at[i];
-                    EXIT;
+            -- Live leases (LeaseSet::live): expired ones are ignored, and dropped when
+            -- the row is written.
+            v_live := 0;
+            v_ids := '{}';
+            v_exps := '{}';
+            FOR j IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
+                IF v_row.lease_exp[j] > v_now THEN
+                    v_live := v_live + 1;
+                    v_ids := v_ids || v_row.lease_id[j];
+                    v_exps := v_exps || v_row.lease_exp[j];
                 END IF;
             END LOOP;
-            v_newest := CASE WHEN v_len > 0 THEN v_at[v_len] ELSE v_now END;
-            v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_at[v_len] ELSE 0 END)
-                        + p_param;
-            v_d := ARRAY[0, greatest(p_capacity - v_total, 0), greatest(v_leaves - v_now, 0),
-                         greatest(v_newest + p_param - v_now, 0), 1];
+            -- A full cap refuses whatever the rate says (algorithm::decide / peek); the
+            -- rate part of that refusal is a peek.
+            v_full := p_max[i] > 0 AND (v_with OR v_peek) AND v_live >= p_max[i];
+            v_peek := v_peek OR v_full;
+
+            IF p_kinds[i] = 'tb' THEN
+                -- TokenBucket::decide / peek
+                v_tat := greatest(v_row.tat, v_now);
+                v_horizon := v_now + p_params[i] * p_caps[i];
+                v_new_tat := v_tat + p_costs[i] * p_params[i];
+                IF v_new_tat <= v_horizon THEN
+                    IF v_peek THEN
+                        v_d := ARRAY[1, (v_horizon - v_tat) / p_params[i], 0, v_tat - v_now, 0, 0];
+                    ELSE
+                        v_d := ARRAY[1, (v_horizon - v_new_tat) / p_params[i], 0,
+                                     v_new_tat - v_now, 0, v_new_tat];
+                        v_row.tat := v_new_tat;
+                    END IF;
+                ELSE
+                    v_d := ARRAY[0, greatest(v_horizon - v_tat, 0) / p_params[i],
+                                 v_new_tat - v_horizon, v_tat - v_now, 1, 0];
+                END IF;
+            ELSIF p_kinds[i] = 'sw' THEN
+                -- SlidingWindow::decide / peek: skip the runs that have left the window.
+                v_len := coalesce(array_length(v_row.log_at, 1), 0);
+                v_first := 1;
+                WHILE v_first <= v_len AND v_row.log_at[v_first] + p_params[i] <= v_now LOOP
+                    v_first := v_first + 1;
+                END LOOP;
+                v_at := coalesce(v_row.log_at[v_first:v_len], '{}');
+                v_cnt := coalesce(v_row.log_n[v_first:v_len], '{}');
+                v_len := v_len - v_first + 1;
+                v_total := 0;
+                FOR j IN 1 .. v_len LOOP
+                    v_total := v_total + v_cnt[j];
+                END LOOP;
+                IF v_total + p_costs[i] <= p_caps[i] THEN
+                    IF NOT v_peek THEN
+                        -- WindowLog::push: equal (or earlier) times merge into the newest run.
+                        IF v_len > 0 AND v_at[v_len] >= v_now THEN
+                            v_cnt[v_len] := v_cnt[v_len] + p_costs[i];
+                        ELSE
+                            v_at := v_at || v_now;
+                            v_cnt := v_cnt || p_costs[i];
+                            v_len := v_len + 1;
+                        END IF;
+                        v_total := v_total + p_costs[i];
+                        v_row.log_at := v_at;
+                        v_row.log_n := v_cnt;
+                        v_d := ARRAY[1, p_caps[i] - v_total, 0,
+                                     greatest(v_at[v_len] + p_params[i] - v_now, 0), 0, v_at[v_len]];
+                    ELSIF v_len > 0 THEN
+                        v_d := ARRAY[1, p_caps[i] - v_total, 0,
+                                     greatest(v_at[v_len] + p_params[i] - v_now, 0), 0, 0];
+                    ELSE
+                        v_d := ARRAY[1, p_caps[i] - v_total, 0, 0, 0, 0];
+                    END IF;
+                ELSE
+                    -- SlidingWindow::refusal: wait until enough of the oldest units have left.
+                    v_seen := 0;
+                    v_leaves := NULL;
+                    FOR j IN 1 .. v_len LOOP
+                        v_seen := v_seen + v_cnt[j];
+                        IF v_seen >= v_total + p_costs[i] - p_caps[i] THEN
+                            v_leaves := v_at[j];
+                            EXIT;
+                        END IF;
+                    END LOOP;
+                    v_newest := CASE WHEN v_len > 0 THEN v_at[v_len] ELSE v_now END;
+                    v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_at[v_len] ELSE 0 END)
+                                + p_params[i];
+                    v_d := ARRAY[0, greatest(p_caps[i] - v_total, 0), greatest(v_leaves - v_now, 0),
+                                 greatest(v_newest + p_params[i] - v_now, 0), 1, 0];
+                END IF;
+            ELSE
+                -- No rate: the free slots, after this one when it takes one.
+                v_d := ARRAY[1, greatest(p_max[i] - v_live - CASE WHEN v_with THEN 1 ELSE 0 END, 0),
+                             0, 0, 0, 0];
+            END IF;
+
+            IF v_full THEN
+                -- A concurrency refusal: the rate's numbers; its retry-after is the
+                -- rate's alone (a slot comes back when its holder lets go).
+                v_d[1] := 0;
+                v_d[5] := 2;
+                v_d[6] := 0;
+            ELSIF v_with AND v_d[1] = 1 THEN
+                v_ids := v_ids || p_leases[i];
+                v_exps := v_exps || (v_now + p_ttls[i]);
+            END IF;
+            v_row.lease_id := v_ids;
+            v_row.lease_exp := v_exps;
+
+            FOR j IN 1 .. 6 LOOP
+                v_out[2 + (i - 1) * 6 + j] := v_d[j];
+            END LOOP;
+            IF p_consume AND v_pass = 1 THEN
+                IF v_d[1] = 0 THEN
+                    v_refused := i;
+                    EXIT;
+                END IF;
+                v_new[i] := v_row;
+            END IF;
+        END LOOP;
+        EXIT WHEN v_refused = 0;
+    END LOOP;
+    IF NOT p_consume THEN
+        RETURN v_out;
+    END IF;
+    IF v_refused > 0 THEN
+        v_out[2] := v_refused;
+        RETURN v_out;
+    END IF;
+
+    FOR i IN 1 .. v_n LOOP
+        v_row := v_new[i];
+        -- KeyState::idle_at: the latest of the TAT, the newest admission leaving the
+        -- window and the last lease expiry; kept on the real clock, rounded up to the
+        -- next whole second so that the indexed column of a busy key rarely changes.
+        v_idle := v_row.tat;
+        IF p_kinds[i] = 'sw' THEN
+            v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_params[i]);
         END IF;
-    END IF;
+        -- A loop, not `SELECT max(e) FROM unnest(...)`: a query inside the function
+        -- costs a trip through the executor on every admission.
+        FOR j IN 1 .. coalesce(array_length(v_row.lease_exp, 1), 0) LOOP
+            v_idle := greatest(v_idle, v_row.lease_exp[j]);
+        END LOOP;
+        UPDATE @table@
+           SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
+               lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
+               expires_at = greatest(expires_at,
+                                     ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
+         WHERE limiter = p_limiters[i] AND key = p_keys[i];
+    END LOOP;
+    RETURN v_out;
+END;
+@body@;
 
-    IF v_full THEN
-        -- A concurrency refusal waits for the rate and for the earliest lease to
-        -- expire (a release wakes waiters sooner).
-        v_d[1] := 0;
-        v_d[3] := greatest(v_d[3], v_earliest - v_now);
-        v_d[5] := 2;
-        RETURN v_d;
+-- Gives back what one admission took (algorithm::refund): its units and its lease.
+--
+-- Invariants: never more than the admission took. A token bucket gets its TAT back
+-- exactly when nothing was admitted since (the TAT is still the one it stored), else
+-- only the cost less the time since the admission (TokenBucket::refund). A sliding
+-- window loses up to `cost` units of the run recorded at the admission's time; units
+-- that already left the window are not taken twice. A lease given back is announced
+-- like a release (p_message, when given), at commit.
+CREATE OR REPLACE FUNCTION @refund@(
+    p_limiter  bytea,
+    p_key      bytea,
+    p_kind     text,
+    p_param    bigint,
+    p_cost     bigint,
+    p_lease    bigint,   -- NULL = none
+    p_admitted bigint,   -- the receipt: the admission's now_us
+    p_recorded bigint,   -- and its recorded_us
+    p_channel  text,
+    p_message  text      -- NULL: nothing to announce
+    @now_param@
+) RETURNS boolean
+LANGUAGE plpgsql
+AS @body@
+DECLARE
+    v_real  bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+    v_now   bigint := @now@;
+    v_row   @table@%ROWTYPE;
+    v_taken bigint;
+    v_ids   bigint[] := '{}';
+    v_exps  bigint[] := '{}';
+    v_freed boolean := false;
+BEGIN
+    SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiter AND key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
     END IF;
-    IF v_read OR v_d[1] = 0 THEN
-        RETURN v_d;
+    IF p_kind = 'tb' THEN
+        v_taken := p_cost * p_param;
+        IF v_row.tat = p_recorded THEN
+            v_row.tat := greatest(v_row.tat - v_taken, 0);
+        ELSE
+            v_row.tat := greatest(v_row.tat - greatest(v_taken - greatest(v_now - p_admitted, 0), 0), 0);
+        END IF;
+    ELSIF p_kind = 'sw' THEN
+        FOR j IN 1 .. coalesce(array_length(v_row.log_at, 1), 0) LOOP
+            IF v_row.log_at[j] = p_recorded THEN
+                v_row.log_n[j] := v_row.log_n[j] - least(v_row.log_n[j], p_cost);
+                IF v_row.log_n[j] = 0 THEN
+                    v_row.log_at := v_row.log_at[1:j - 1] || v_row.log_at[j + 1:];
+                    v_row.log_n := v_row.log_n[1:j - 1] || v_row.log_n[j + 1:];
+                END IF;
+                EXIT;
+            END IF;
+        END LOOP;
     END IF;
-
-    IF v_with THEN
-        v_ids := v_ids || p_lease;
-        v_exps := v_exps || (v_now + p_lease_ttl);
-    END IF;
-    -- KeyState::idle_at: the latest of the TAT, the newest admission leaving the
-    -- window and the last lease expiry; kept on the real clock, rounded up to the
-    -- next whole second so that the indexed column of a busy key rarely changes.
-    v_idle := v_row.tat;
-    IF p_sliding THEN
-        v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_param);
-    END IF;
-    -- A loop, not `SELECT max(e) FROM unnest(...)`: a query inside the function costs
-    -- a trip through the executor on every admission (about 10% of the decision).
-    FOR i IN 1 .. coalesce(array_length(v_exps, 1), 0) LOOP
-        v_idle := greatest(v_idle, v_exps[i]);
+    FOR j IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
+        IF v_row.lease_id[j] = p_lease THEN
+            v_freed := true;
+        ELSE
+            v_ids := v_ids || v_row.lease_id[j];
+            v_exps := v_exps || v_row.lease_exp[j];
+        END IF;
     END LOOP;
     UPDATE @table@
        SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
-           lease_id = v_ids, lease_exp = v_exps,
-           expires_at = greatest(expires_at,
-                                 ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
+           lease_id = v_ids, lease_exp = v_exps
      WHERE limiter = p_limiter AND key = p_key;
-    RETURN v_d;
+    IF v_freed AND p_message IS NOT NULL THEN
+        PERFORM pg_notify(p_channel, p_message);
+    END IF;
+    RETURN v_freed;
 END;
 @body@;
 
@@ -259,14 +403,14 @@ END;
 -- Invariant: a lease that has expired (or was released) is not brought back, since
 -- its slot may already be someone else's: the answer is false and nothing is written.
 CREATE OR REPLACE FUNCTION @renew@(
-    p_limiter bytea, p_key bytea, p_lease bigint, p_lease_ttl bigint,
-    p_now bigint DEFAULT NULL
+    p_limiter bytea, p_key bytea, p_lease bigint, p_lease_ttl bigint
+    @now_param@
 ) RETURNS boolean
 LANGUAGE plpgsql
 AS @body@
 DECLARE
     v_real bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
-    v_now  bigint := coalesce(p_now, v_real);
+    v_now  bigint := @now@;
     v_row  @table@%ROWTYPE;
 BEGIN
     SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiter AND key = p_key FOR UPDATE;
@@ -291,12 +435,11 @@ END;
 -- Gives back a concurrency slot and tells every process (LISTEN/NOTIFY).
 --
 -- Invariant: only the named lease is removed; releasing twice, or a lease never taken,
--- changes nothing and notifies nobody. The notification is sent at commit, so a woken
--- waiter finds the slot free. Its payload is `<origin>:<limiter hex>:<key hex>`; keys
--- too long for NOTIFY's 8000-byte payload are not announced (waiters then find the
--- slot by the core's bounded fallback poll).
+-- changes nothing and notifies nobody. The notification (the release message the
+-- engine wrote, NULL when too long for NOTIFY) is sent at commit, so a woken waiter
+-- finds the slot free.
 CREATE OR REPLACE FUNCTION @release@(
-    p_limiter bytea, p_key bytea, p_lease bigint, p_channel text, p_origin text
+    p_limiter bytea, p_key bytea, p_lease bigint, p_channel text, p_message text
 ) RETURNS boolean
 LANGUAGE plpgsql
 AS @body@
@@ -317,40 +460,30 @@ BEGIN
     END LOOP;
     UPDATE @table@ SET lease_id = v_ids, lease_exp = v_exps
      WHERE limiter = p_limiter AND key = p_key;
-    IF octet_length(p_limiter) + octet_length(p_key) < 3900 THEN
-        PERFORM pg_notify(p_channel, p_origin || ':' || encode(p_limiter, 'hex') || ':'
-                                     || encode(p_key, 'hex'));
+    IF p_message IS NOT NULL THEN
+        PERFORM pg_notify(p_channel, p_message);
     END IF;
     RETURN true;
 END;
 @body@;
 
--- Forgets one key of a limiter, or (p_key NULL) all of them.
+-- Forgets one key of a limiter, or (p_key NULL) all of them; returns the keys that
+-- held leases, which the engine then announces as freed (a reset frees their slots).
 --
--- Invariant: afterwards the keys are indistinguishable from keys never seen. Dropped
--- leases free their slots, so waiters are told as for a release (origin '-': every
--- process acts on it, this one included).
-CREATE OR REPLACE FUNCTION @reset@(
-    p_limiter bytea, p_key bytea, p_channel text
-) RETURNS integer
+-- Invariant: afterwards the keys are indistinguishable from keys never seen.
+CREATE OR REPLACE FUNCTION @reset@(p_limiter bytea, p_key bytea) RETURNS bytea[]
 LANGUAGE plpgsql
 AS @body@
 DECLARE
-    v_key     bytea;
-    v_deleted integer := 0;
+    v_freed bytea[];
 BEGIN
-    FOR v_key IN
+    WITH deleted AS (
         DELETE FROM @table@
          WHERE limiter = p_limiter AND (p_key IS NULL OR key = p_key)
-        RETURNING CASE WHEN cardinality(lease_id) > 0 THEN key END
-    LOOP
-        v_deleted := v_deleted + 1;
-        IF v_key IS NOT NULL AND octet_length(p_limiter) + octet_length(v_key) < 3900 THEN
-            PERFORM pg_notify(p_channel, '-:' || encode(p_limiter, 'hex') || ':'
-                                         || encode(v_key, 'hex'));
-        END IF;
-    END LOOP;
-    RETURN v_deleted;
+        RETURNING key, cardinality(lease_id) > 0 AS had_leases
+    )
+    SELECT coalesce(array_agg(key), '{}') INTO v_freed FROM deleted WHERE had_leases;
+    RETURN v_freed;
 END;
 @body@;
 

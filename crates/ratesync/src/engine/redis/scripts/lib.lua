@@ -1,21 +1,21 @@
--- Helpers shared by every script (prepended to each by scripts.rs).
+-- Helpers shared by every script (prepended to each by scripts.rs): the Rust
+-- reference (crate::algorithm) ported to Lua, once.
 --
 -- All times are integer microseconds since the epoch, read from the server with TIME:
 -- Lua numbers are doubles, exact for integers up to 2^53 us (285 years), so every
--- sum and comparison below is exact integer arithmetic, as in the Rust reference
--- (crate::algorithm). Decisions are returned as
---   {allowed (0/1), remaining, retry_after_us, reset_after_us, denied_by (0 none, 1 rate, 2 concurrency)}.
+-- sum and comparison below is exact integer arithmetic, as in the reference. A
+-- decision is six integers:
+--   {allowed (0/1), remaining, retry_after_us, reset_after_us,
+--    denied_by (0 none, 1 rate, 2 concurrency), recorded_us}
+-- where recorded is the TAT a token-bucket admission stored, or the time of the log
+-- entries a sliding-window admission went into: what a refund names (Receipt).
 
 -- Extra lifetime of every TTL: keys outlive the instant their state is fresh again,
 -- so rounding to milliseconds can never drop live state early.
 local TTL_MARGIN_MS = 1000
 
--- The store's clock. `pinned` (a script's last argument) fixes it for the tests that
--- compare this code with the Rust reference; the engine never passes it.
-local function clock(pinned)
-  if pinned and pinned ~= '' then
-    return tonumber(pinned)
-  end
+-- The store's clock.
+local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
@@ -42,26 +42,43 @@ local function ttl_ms(us)
   return int(math.max(math.ceil(us / 1000), 1) + TTL_MARGIN_MS)
 end
 
--- Token bucket (GCRA) over the stored TAT. Returns the decision and, when admitted,
--- the new TAT (TokenBucket::decide).
+-- One member of a call: the keys and settings of one (limiter, key).
+--   KEYS  rate state (TAT string or log ZSET), the log's id sequence, leases (ZSET)
+--   ARGV  kind ('tb' token bucket, 'sw' sliding window, 'cc' concurrency only),
+--         interval_us or window_us, burst or limit, cost, max_concurrent (0 = no
+--         cap), lease id ('' = none), lease_ttl_us
+local MEMBER_KEYS = 3
+local MEMBER_ARGS = 7
+
+local function member(k, a)
+  return {
+    rate = KEYS[k], seq = KEYS[k + 1], leases = KEYS[k + 2],
+    kind = ARGV[a], param = tonumber(ARGV[a + 1]), capacity = tonumber(ARGV[a + 2]),
+    cost = tonumber(ARGV[a + 3]), max = tonumber(ARGV[a + 4]), lease = ARGV[a + 5],
+    lease_ttl = tonumber(ARGV[a + 6]),
+  }
+end
+
+-- Token bucket (TokenBucket::decide): the decision and, when admitted, the new TAT.
 local function tb_decide(tat, now, interval, burst, cost)
   tat = math.max(tat, now)
   local horizon = now + interval * burst
   local new_tat = tat + cost * interval
   if new_tat <= horizon then
-    return {1, idiv(horizon - new_tat, interval), 0, new_tat - now, 0}, new_tat
+    return {1, idiv(horizon - new_tat, interval), 0, new_tat - now, 0, new_tat}
   end
-  return {0, idiv(math.max(horizon - tat, 0), interval), new_tat - horizon, tat - now, 1}, nil
+  return {0, idiv(math.max(horizon - tat, 0), interval), new_tat - horizon, tat - now, 1, 0}
 end
 
 -- The same, consuming nothing: remaining and reset describe the bucket as it is
 -- (TokenBucket::peek).
 local function tb_peek(tat, now, interval, burst, cost)
-  local d, new_tat = tb_decide(tat, now, interval, burst, cost)
-  if new_tat then
+  local d = tb_decide(tat, now, interval, burst, cost)
+  if d[1] == 1 then
     tat = math.max(tat, now)
     d[2] = idiv(now + interval * burst - tat, interval)
     d[4] = tat - now
+    d[6] = 0
   end
   return d
 end
@@ -76,56 +93,132 @@ local function newest_score(zset)
   return tonumber(newest[2])
 end
 
--- A sliding-window refusal with `used` units in the window ending at `now`
--- (SlidingWindow::refusal): it waits until enough of the oldest units have left.
-local function sw_refusal(log, now, window, limit, cost, used)
-  local must_leave = used + cost - limit
-  local oldest = redis.call('ZRANGEBYSCORE', log, '(' .. int(now - window), '+inf',
-    'WITHSCORES', 'LIMIT', must_leave - 1, 1)
-  local newest = newest_score(log) or now
-  local leaves_at = (tonumber(oldest[2]) or newest) + window
-  return {0, math.max(limit - used, 0), math.max(leaves_at - now, 0),
-    math.max(newest + window - now, 0), 1}
+-- Units in the window ending at `now`: entries at or before now - window have left
+-- it (they are skipped, not deleted).
+local function sw_used(m, now)
+  return redis.call('ZCOUNT', m.rate, '(' .. int(now - m.param), '+inf')
 end
 
--- A sliding-window decision consuming nothing (SlidingWindow::peek). Entries at or
--- before now - window have left the window: they are skipped, not deleted.
-local function sw_peek(log, now, window, limit, cost)
-  local used = redis.call('ZCOUNT', log, '(' .. int(now - window), '+inf')
-  if used + cost <= limit then
+-- A sliding-window refusal with `used` units in the window (SlidingWindow::refusal):
+-- it waits until enough of the oldest units have left.
+local function sw_refusal(m, now, used)
+  local must_leave = used + m.cost - m.capacity
+  local oldest = redis.call('ZRANGEBYSCORE', m.rate, '(' .. int(now - m.param), '+inf',
+    'WITHSCORES', 'LIMIT', must_leave - 1, 1)
+  local newest = newest_score(m.rate) or now
+  local leaves_at = (tonumber(oldest[2]) or newest) + m.param
+  return {0, math.max(m.capacity - used, 0), math.max(leaves_at - now, 0),
+    math.max(newest + m.param - now, 0), 1, 0}
+end
+
+-- SlidingWindow::decide, writing nothing: an admission goes into the entries at
+-- max(now, newest) (a server clock that steps back cannot reorder the log).
+local function sw_decide(m, now)
+  local used = sw_used(m, now)
+  if used + m.cost <= m.capacity then
+    local at = math.max(now, newest_score(m.rate) or now)
+    return {1, m.capacity - used - m.cost, 0, at + m.param - now, 0, at}
+  end
+  return sw_refusal(m, now, used)
+end
+
+-- SlidingWindow::peek.
+local function sw_peek(m, now)
+  local used = sw_used(m, now)
+  if used + m.cost <= m.capacity then
     local reset = 0
     if used > 0 then
-      reset = math.max(newest_score(log) + window - now, 0)
+      reset = math.max(newest_score(m.rate) + m.param - now, 0)
     end
-    return {1, limit - used, 0, reset, 0}
+    return {1, m.capacity - used, 0, reset, 0, 0}
   end
-  return sw_refusal(log, now, window, limit, cost, used)
+  return sw_refusal(m, now, used)
 end
 
--- Turns a rate peek into a concurrency refusal: it waits for the rate and for the
--- earliest lease to expire (a release wakes waiters sooner).
-local function concurrency_refusal(d, leases, now)
-  local earliest = redis.call('ZRANGEBYSCORE', leases, '(' .. int(now), '+inf',
-    'WITHSCORES', 'LIMIT', 0, 1)
-  local wait = 0
-  if earliest[2] then
-    wait = tonumber(earliest[2]) - now
+-- Live leases at `now` (LeaseSet::count_live).
+local function live_leases(m, now)
+  return redis.call('ZCOUNT', m.leases, '(' .. int(now), '+inf')
+end
+
+-- The rate part of a peek; for a limiter without a rate, its free slots.
+local function rate_peek(m, now)
+  if m.kind == 'tb' then
+    return tb_peek(tb_state(m.rate), now, m.param, m.capacity, m.cost)
+  elseif m.kind == 'sw' then
+    return sw_peek(m, now)
   end
+  return {1, math.max(m.max - live_leases(m, now), 0), 0, 0, 0, 0}
+end
+
+-- Every slot is held: the rate's numbers, refused by concurrency. Its retry-after is
+-- the rate's alone; a slot comes back when its holder lets go.
+local function concurrency_refusal(m, now)
+  local d = rate_peek(m, now)
   d[1] = 0
-  d[3] = math.max(d[3], wait)
   d[5] = 2
+  d[6] = 0
   return d
 end
 
--- Whether all `max` slots are held at `now`; expired leases are dropped first
--- (LeaseSet::live).
-local function slots_full(leases, now, max)
-  redis.call('ZREMRANGEBYSCORE', leases, '-inf', int(now))
-  return redis.call('ZCARD', leases) >= max
+-- algorithm::peek: what an attempt would get now.
+local function peek(m, now)
+  if m.max > 0 and live_leases(m, now) >= m.max then
+    return concurrency_refusal(m, now)
+  end
+  return rate_peek(m, now)
 end
 
--- Records lease `id` until now + ttl, and keeps the set alive until its last expiry.
+-- algorithm::decide, writing nothing: the decision an attempt gets. `admit` writes it.
+local function decide(m, now)
+  local taking = m.max > 0 and m.lease ~= ''
+  if taking and live_leases(m, now) >= m.max then
+    return concurrency_refusal(m, now)
+  end
+  if m.kind == 'tb' then
+    return tb_decide(tb_state(m.rate), now, m.param, m.capacity, m.cost)
+  elseif m.kind == 'sw' then
+    return sw_decide(m, now)
+  end
+  local taken = 0
+  if taking then
+    taken = 1
+  end
+  return {1, math.max(m.max - live_leases(m, now) - taken, 0), 0, 0, 0, 0}
+end
+
+-- Holds lease `id` until now + ttl, and keeps the set alive until its last expiry.
 local function hold_lease(leases, id, now, ttl)
   redis.call('ZADD', leases, int(now + ttl), id)
   redis.call('PEXPIRE', leases, ttl_ms(newest_score(leases) - now))
+end
+
+-- Records the admission `d` of member `m` (decided by `decide` at `now`).
+local function admit(m, now, d)
+  if m.kind == 'tb' then
+    redis.call('SET', m.rate, int(d[6]), 'PX', ttl_ms(d[6] - now))
+  elseif m.kind == 'sw' then
+    -- Entries that left the window change no decision: drop them. Then one entry per
+    -- unit, with ids from the sequence so that none overwrites another.
+    redis.call('ZREMRANGEBYSCORE', m.rate, '-inf', int(now - m.param))
+    local last = redis.call('INCRBY', m.seq, m.cost)
+    local score = int(d[6])
+    -- ZADD in chunks: unpack() of a huge cost would overflow the Lua stack.
+    local batch = {}
+    for id = last - m.cost + 1, last do
+      batch[#batch + 1] = score
+      batch[#batch + 1] = int(id)
+      if #batch >= 1000 or id == last then
+        redis.call('ZADD', m.rate, unpack(batch))
+        batch = {}
+      end
+    end
+    local ttl = ttl_ms(d[6] + m.param - now)
+    redis.call('PEXPIRE', m.rate, ttl)
+    redis.call('PEXPIRE', m.seq, ttl)
+  end
+  if m.max > 0 and m.lease ~= '' then
+    -- Expired leases free their slots (LeaseSet::live).
+    redis.call('ZREMRANGEBYSCORE', m.leases, '-inf', int(now))
+    hold_lease(m.leases, m.lease, now, m.lease_ttl)
+  end
 end

@@ -1,15 +1,22 @@
-//! A configured store at run time: its engine plus what every engine needs around
-//! it — a deadline on every call, a circuit breaker, lease renewal and metrics.
+//! A configured store at run time: its engine plus what every engine gets around it
+//! (`docs/design.md#the-store-runtime`): a deadline on every call, a circuit breaker,
+//! lease renewal and metrics.
+//!
+//! [`StoreRuntime::call`] is the one place where an engine's answer is taken. An
+//! answer the engine gave at once (the memory engine, deciding in this process) is
+//! used as it is: no future, no deadline, no task. Every other answer is awaited
+//! under the store's deadline and circuit breaker.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::engine::{Engine, StoreError};
-use crate::limiter::LeaseKeeper;
+use super::leases::LeaseKeeper;
+use super::{Engine, StoreCall, StoreError};
 use crate::metrics::StoreMetrics;
 
 /// Consecutive failures that open the circuit.
@@ -21,27 +28,55 @@ const MAX_COOL_DOWN: Duration = Duration::from_secs(10);
 pub(crate) struct StoreRuntime {
     pub id: Arc<str>,
     pub engine: Arc<dyn Engine>,
-    /// Bound on every store call (`socket_timeout`).
-    pub call_timeout: Duration,
+    /// Bound on every store call: the engine's own deadline.
+    pub deadline: Duration,
     pub leases: Arc<LeaseKeeper>,
     breaker: Breaker,
     metrics: StoreMetrics,
 }
 
+/// A store's answer as [`StoreRuntime::call`] hands it out.
+pub(crate) enum Answer<'a, T> {
+    /// Known at once.
+    Ready(Result<T, StoreError>),
+    /// To be awaited; the deadline and the circuit breaker are in the future.
+    Pending(BoxFuture<'a, Result<T, StoreError>>),
+}
+
 impl StoreRuntime {
-    pub fn new(id: &str, engine: Arc<dyn Engine>, call_timeout: Duration) -> Arc<Self> {
+    pub fn new(id: &str, engine: Arc<dyn Engine>) -> Arc<Self> {
         Arc::new(StoreRuntime {
             id: id.into(),
             metrics: StoreMetrics::new(id, engine.name()),
+            deadline: engine.deadline(),
             engine,
-            call_timeout,
             leases: Arc::default(),
             breaker: Breaker::default(),
         })
     }
 
-    /// Runs one call to a remote store under the deadline and the circuit breaker.
-    pub async fn call<T>(
+    /// Takes an engine's answer: at once when it has one, else as a future bounded
+    /// by the deadline and refused while the circuit is open.
+    #[inline]
+    pub fn call<'a, T: Send + 'a>(self: &'a Arc<Self>, call: StoreCall<'a, T>) -> Answer<'a, T> {
+        match call {
+            StoreCall::Ready(result) => Answer::Ready(result),
+            StoreCall::Pending(future) => Answer::Pending(Box::pin(self.guarded(future))),
+        }
+    }
+
+    /// [`Self::call`], awaited.
+    pub async fn ask<'a, T: Send + 'a>(
+        self: &'a Arc<Self>,
+        call: StoreCall<'a, T>,
+    ) -> Result<T, StoreError> {
+        match self.call(call) {
+            Answer::Ready(result) => result,
+            Answer::Pending(future) => future.await,
+        }
+    }
+
+    async fn guarded<T>(
         self: &Arc<Self>,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -49,9 +84,9 @@ impl StoreRuntime {
             return Err(StoreError::CircuitOpen);
         }
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.call_timeout, call).await {
+        let result = match tokio::time::timeout(self.deadline, call).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout(self.call_timeout)),
+            Err(_) => Err(StoreError::Timeout(self.deadline)),
         };
         self.metrics.call_seconds.record(started.elapsed());
         match &result {
@@ -75,7 +110,8 @@ impl StoreRuntime {
             loop {
                 tokio::time::sleep(pause).await;
                 let Some(store) = store.upgrade() else { return };
-                let ping = tokio::time::timeout(store.call_timeout, store.engine.ping()).await;
+                let ping =
+                    tokio::time::timeout(store.deadline, store.engine.ping().into_future()).await;
                 if matches!(ping, Ok(Ok(()))) {
                     store.breaker.close();
                     store.metrics.circuit_open.set(0.0);

@@ -11,9 +11,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::{EngineLimiter, StoreRuntime};
 use crate::algorithm::LeaseId;
-use crate::engine::EngineLimiter;
-use crate::store::StoreRuntime;
 
 /// Shortest renewal period, so a tiny `lease_ttl` cannot turn renewal into a spin.
 const MIN_PERIOD: Duration = Duration::from_millis(10);
@@ -96,10 +95,7 @@ async fn run(keeper: Weak<LeaseKeeper>, store: Weak<StoreRuntime>) {
             })
             .collect();
         for (id, engine, key) in due {
-            let renewed = match engine.local() {
-                Some(local) => Ok(local.renew_now(&key, id)),
-                None => store.call(engine.renew(&key, id)).await,
-            };
+            let renewed = store.ask(engine.renew(&key, id)).await;
             if let Ok(false) = renewed {
                 // The lease expired before we could renew it (a long pause, or the
                 // store lost it): stop renewing; its holder keeps running unlimited.

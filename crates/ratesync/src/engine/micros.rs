@@ -1,0 +1,176 @@
+//! The units of the engines that decide inside their store, in Lua (Redis) or SQL
+//! (PostgreSQL): whole microseconds, the resolution of Redis `TIME` and exact in Lua's
+//! doubles (`docs/design.md#time`).
+//!
+//! A rule is converted once per limiter, rounding its interval or window *up* so that
+//! rounding can only make a limit stricter. Both stores answer a decision with the
+//! same integers, read back here.
+
+use std::time::Duration;
+
+use crate::algorithm::{Policy, Receipt, Rule};
+use crate::decision::{Decision, DeniedBy};
+use crate::store::StoreError;
+
+/// Largest span of time (µs) a rule may cover: exact in a Lua double with the epoch
+/// added, and far inside PostgreSQL's bigint.
+const MAX_SPAN_US: u64 = 1 << 52;
+
+/// The algorithm of a limiter, as the scripts and functions name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    TokenBucket,
+    SlidingWindow,
+    /// No rate rule: only the concurrency cap.
+    Slots,
+}
+
+impl Kind {
+    /// The name the Lua scripts and the SQL functions use.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::TokenBucket => "tb",
+            Kind::SlidingWindow => "sw",
+            Kind::Slots => "cc",
+        }
+    }
+}
+
+/// A limiter's policy in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MicrosPolicy {
+    pub kind: Kind,
+    /// interval_us (token bucket) or window_us (sliding window); 0 without a rate.
+    pub param: u64,
+    /// burst or limit; 0 without a rate.
+    pub capacity: u32,
+    /// 0 when the limiter has no concurrency cap.
+    pub max_concurrent: u32,
+    pub lease_ttl_us: u64,
+    /// What decisions report as their limit.
+    pub limit: u64,
+}
+
+impl MicrosPolicy {
+    /// Converts `policy` for `engine`; refuses a rule whose span the store cannot count.
+    pub fn new(id: &str, policy: &Policy, engine: &str) -> Result<Self, StoreError> {
+        let (kind, param, capacity) = match policy.rule {
+            Some(Rule::TokenBucket(tb)) => (
+                Kind::TokenBucket,
+                tb.interval_nanos().div_ceil(1000),
+                tb.burst(),
+            ),
+            Some(Rule::SlidingWindow(sw)) => (
+                Kind::SlidingWindow,
+                sw.window_nanos().div_ceil(1000),
+                sw.limit(),
+            ),
+            None => (Kind::Slots, 0, 0),
+        };
+        let span = match kind {
+            Kind::TokenBucket => param.saturating_mul(u64::from(capacity)),
+            _ => param,
+        };
+        if span > MAX_SPAN_US {
+            return Err(StoreError::Backend(format!(
+                "limiter `{id}`: its rule spans more time than the {engine} engine can count \
+                 in microseconds; lower `burst` or the window"
+            )));
+        }
+        let (max_concurrent, lease_ttl_us) = match policy.concurrency {
+            Some(cc) => (cc.max, cc.lease_ttl.div_ceil(1000).min(MAX_SPAN_US)),
+            None => (0, 0),
+        };
+        Ok(MicrosPolicy {
+            kind,
+            param,
+            capacity,
+            max_concurrent,
+            lease_ttl_us,
+            limit: policy.limit(),
+        })
+    }
+}
+
+/// Integers per decision in a store's answer: allowed (0/1), remaining,
+/// retry_after_us, reset_after_us, denied_by (0 none, 1 rate, 2 concurrency), and the
+/// receipt's recorded µs.
+pub(crate) const DECISION_LEN: usize = 6;
+
+/// One decision of a store's answer, for a limiter whose limit is `limit`, with its
+/// receipt at the store time `now_us`. Negative numbers (never sent) read as zero.
+pub(crate) fn decision(
+    values: &[i64],
+    limit: u64,
+    now_us: i64,
+) -> Result<(Decision, Receipt), StoreError> {
+    let &[allowed, remaining, retry, reset, denied, recorded] = values else {
+        return Err(StoreError::Backend(format!(
+            "unexpected decision of {} values",
+            values.len()
+        )));
+    };
+    let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
+    let decision = Decision {
+        allowed: allowed == 1,
+        denied_by: match denied {
+            1 => Some(DeniedBy::Rate),
+            2 => Some(DeniedBy::Concurrency),
+            _ => None,
+        },
+        limit,
+        remaining: non_negative(remaining),
+        retry_after: Duration::from_micros(non_negative(retry)),
+        reset_after: Duration::from_micros(non_negative(reset)),
+    };
+    let receipt = Receipt {
+        now: non_negative(now_us),
+        recorded: non_negative(recorded),
+    };
+    Ok((decision, receipt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::{Concurrency, TokenBucket};
+
+    #[test]
+    fn rules_round_up_to_whole_microseconds() {
+        let policy = Policy {
+            rule: Some(Rule::TokenBucket(TokenBucket::new(3.0, 2).unwrap())),
+            concurrency: Some(Concurrency {
+                max: 4,
+                lease_ttl: 1_500,
+            }),
+        };
+        let micros = MicrosPolicy::new("api", &policy, "Redis").unwrap();
+        assert_eq!(
+            (micros.kind, micros.param, micros.capacity),
+            (Kind::TokenBucket, 333_334, 2)
+        );
+        assert_eq!(
+            (micros.max_concurrent, micros.lease_ttl_us, micros.limit),
+            (4, 2, 2)
+        );
+        // 4.55e15 µs: valid in nanoseconds, more than a Lua double counts exactly.
+        let huge = Policy {
+            rule: Some(Rule::TokenBucket(TokenBucket::new(1e-6, 4_550).unwrap())),
+            concurrency: None,
+        };
+        assert!(MicrosPolicy::new("api", &huge, "Redis").is_err());
+    }
+
+    #[test]
+    fn answers_convert_microseconds_and_clamp_garbage() {
+        let (d, receipt) = decision(&[0, 3, 1_500, 2_000_000, 2, 0], 10, 7).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
+        assert_eq!(d.retry_after, Duration::from_micros(1_500));
+        assert_eq!(d.reset_after, Duration::from_secs(2));
+        assert_eq!(receipt.now, 7);
+        let (d, _) = decision(&[1, -1, -5, -5, 0, 9], 10, 7).unwrap();
+        assert!(d.allowed && d.remaining == 0 && d.retry_after.is_zero());
+        assert!(decision(&[1, 2], 10, 7).is_err());
+    }
+}

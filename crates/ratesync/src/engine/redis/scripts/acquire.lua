@@ -1,0 +1,51 @@
+-- Decides calls, in order, on one reading of the clock. A call is a group of members
+-- (one (limiter, key) each, see `member` in lib.lua) admitted all together or not at
+-- all; a single acquire is a call of one member.
+--
+-- KEYS  MEMBER_KEYS per member, calls one after the other
+-- ARGV  number of calls; per call its number of members, then MEMBER_ARGS per member
+-- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
+--          that refused, then six integers per member: its decision}
+--
+-- Invariant: every member of a call is decided before any is written, so a refused
+-- call writes nothing (algorithm::decide_all): its refusing member gets its refusal,
+-- the others a peek. An admitted call writes each member as algorithm::decide would:
+-- rate and slot together. Members of one call are distinct (limiter, key).
+local now = clock()
+local out = {now}
+local k, a = 1, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local members, decisions, refused = {}, {}, 0
+  for i = 1, n do
+    local m = member(k, a)
+    k = k + MEMBER_KEYS
+    a = a + MEMBER_ARGS
+    members[i] = m
+    if refused == 0 then
+      decisions[i] = decide(m, now)
+      if decisions[i][1] == 0 then
+        refused = i
+      end
+    end
+  end
+  if refused == 0 then
+    for i = 1, n do
+      admit(members[i], now, decisions[i])
+    end
+  else
+    for i = 1, n do
+      if i ~= refused then
+        decisions[i] = peek(members[i], now)
+      end
+    end
+  end
+  out[#out + 1] = refused
+  for i = 1, n do
+    for j = 1, 6 do
+      out[#out + 1] = decisions[i][j]
+    end
+  end
+end
+return out
