@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # NATS engine throughput beside its anchor, all against one nats-server -js that
 # this script starts on a free port with a store in a temporary directory
-# (SPEC §7: nats acquires/s at 64 tasks over 100 keys ≥ 0.7x raw KV write throughput):
+# (target: acquires/s at 64 tasks over 100 keys ≥ 0.7x raw KV write throughput; past
+# figures in docs/benchmarks.md):
 #
 #   1. raw KV update throughput of the same server: async-nats alone, 64 tasks over
 #      100 keys, every write a compare-and-set on the key's revision (the anchor;

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # PostgreSQL engine throughput beside its anchor, against the same PostgreSQL in one run
-# (SPEC §7; ../shared/anchors/README.md):
+# (targets and past figures: docs/benchmarks.md):
 #
 #   1. `ratesync bench`: one process, 1 task and 64 tasks, one key, a rate far above
 #      reach (so the figure is the cost of one decision), --mode try.
-#   2. The Python library rate-sync 0.4.2 (the anchor script), 1 task, and 8 tasks
-#      (where it is known to fail with LockNotAvailableError).
+#   2. The Python library rate-sync 0.4.2 (benchmarks/bench_rate_sync.py), 1 task,
+#      and 8 tasks (where it is known to fail with LockNotAvailableError).
 #
 # Target: ratesync at 64 tasks >= 10x rate-sync at 1 task, with zero errors.
-# Needs PostgreSQL at postgresql://root@127.0.0.1:5432/test (where the anchor script
+# Needs PostgreSQL at postgresql://root@127.0.0.1:5432/test (where bench_rate_sync.py
 # connects) and python3. Installs rate-sync into target/anchor-venv on first use.
 # Usage: benchmarks/postgres.sh [SECONDS]
 set -euo pipefail
@@ -46,10 +46,10 @@ ours_64=$(bench 64)
 echo "$ours_64"
 
 echo "== rate-sync 0.4.2 (Python), 1 task"
-anchor_one=$(target/anchor-venv/bin/python ../shared/anchors/bench_rate_sync.py postgres 5000 1 2>&1 | tail -1)
+anchor_one=$(target/anchor-venv/bin/python benchmarks/bench_rate_sync.py postgres 5000 1 2>&1 | tail -1)
 echo "$anchor_one"
 echo "== rate-sync 0.4.2 (Python), 8 tasks"
-anchor_eight=$(target/anchor-venv/bin/python ../shared/anchors/bench_rate_sync.py postgres 8000 8 2>&1 | tail -1 || true)
+anchor_eight=$(target/anchor-venv/bin/python benchmarks/bench_rate_sync.py postgres 8000 8 2>&1 | tail -1 || true)
 echo "$anchor_eight"
 
 python3 - "$ours_one" "$ours_64" "$anchor_one" "$anchor_eight" <<'PY'

