@@ -546,3 +546,57 @@ pub async fn store_outage_follows_the_failure_policy(b: &dyn Backend) {
     );
     denied(closed.try_acquire().await);
 }
+
+/// `docs/design.md#groups`: several limiters of one store decided together: all
+/// admit or none is consumed, rate and slots alike; permits hold their slots.
+pub async fn groups_are_all_or_nothing(b: &dyn Backend) {
+    let (window, bucket, slots) = (unique("window"), unique("bucket"), unique("slots"));
+    let reg = registry(
+        b,
+        vec![
+            (window.clone(), LimiterBuilder::sliding_window("s", 3, 60.0)),
+            (bucket.clone(), LimiterBuilder::token_bucket("s", 0.01)),
+            (slots.clone(), LimiterBuilder::new("s").max_concurrent(1)),
+        ],
+    );
+    let (window, bucket, slots) = (
+        reg.limiter(&window).unwrap(),
+        reg.limiter(&bucket).unwrap(),
+        reg.limiter(&slots).unwrap(),
+    );
+    let pair = [window.key("k"), bucket.key("k")];
+    let admitted = ratesync::try_acquire_all(&pair).await.expect("both have room");
+    assert_eq!(admitted[0].decision().remaining, 2);
+    for _ in 0..3 {
+        let refusal = ratesync::try_acquire_all(&pair).await.unwrap_err();
+        assert_eq!(refusal.index, 1, "the bucket is empty");
+        assert_eq!(
+            refusal.decisions[0].map(|d| d.remaining),
+            Some(2),
+            "the window's peek"
+        );
+    }
+    assert_eq!(
+        window.key("k").state().await.unwrap().remaining,
+        2,
+        "refused groups took nothing from the window"
+    );
+
+    let held = [window.key("j"), slots.key("j")];
+    let permits = ratesync::try_acquire_all(&held).await.expect("a slot is free");
+    assert!(permits[1].holds_slot());
+    let refusal = ratesync::try_acquire_all(&held).await.unwrap_err();
+    assert_eq!(refusal.index, 1);
+    assert_eq!(
+        refusal.decisions[1].and_then(|d| d.denied_by),
+        Some(DeniedBy::Concurrency)
+    );
+    assert_eq!(window.key("j").state().await.unwrap().remaining, 2);
+    for permit in permits {
+        permit.release().await;
+    }
+    ratesync::try_acquire_all(&held)
+        .await
+        .expect("the released slot is free");
+    assert_eq!(window.key("j").state().await.unwrap().remaining, 1);
+}

@@ -84,6 +84,7 @@ macro_rules! conformance_suite {
             waiters_are_served_in_order,
             cancelled_acquire_consumes_nothing,
             concurrent_callers_never_exceed_the_limit,
+            groups_are_all_or_nothing,
         );
     };
     (@cases $factory:expr, $paused:literal; $($case:ident),* $(,)?) => {
