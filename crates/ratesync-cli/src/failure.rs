@@ -107,14 +107,8 @@ mod tests {
     use super::*;
 
     fn refusal() -> Decision {
-        Decision {
-            allowed: false,
-            limit: 1,
-            remaining: 0,
-            retry_after: Duration::from_millis(250),
-            reset_after: Duration::from_millis(250),
-            denied_by: Some(DeniedBy::Rate),
-        }
+        let quarter = Duration::from_millis(250);
+        Decision::refusing(DeniedBy::Rate, 1, 0, quarter, quarter)
     }
 
     #[test]
@@ -127,7 +121,7 @@ mod tests {
         assert!(denied.lines[0].contains("0.250"), "{:?}", denied.lines);
         let timed_out = Failure::from(AcquireError::TimedOut {
             limiter: "api".into(),
-            waited: Duration::from_secs(1),
+            waited_nanos: 1_000_000_000,
             decision: refusal(),
         });
         assert_eq!(timed_out.code, exit::TEMPFAIL);

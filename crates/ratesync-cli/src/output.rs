@@ -65,7 +65,7 @@ pub fn algorithm(limiter: &LimiterConfig) -> &'static str {
 /// (its limit is the cap) `2 of 3 slots`.
 pub fn remaining(limiter: &LimiterConfig, decision: &ratesync::Decision) -> String {
     let unit = if limiter.rule.is_none() { " slots" } else { "" };
-    format!("{} of {}{unit}", decision.remaining, decision.limit)
+    format!("{} of {}{unit}", decision.remaining(), decision.limit())
 }
 
 /// The configured rate in units per second, for comparison with an achieved rate;

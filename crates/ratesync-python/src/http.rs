@@ -17,7 +17,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use ratesync::http::{self as core, LimitState, Quota};
-use ratesync::Decision;
+use ratesync::{Decision, DeniedBy};
 
 /// Trusted proxy networks (CIDR strings), parsed by the core.
 #[pyclass(frozen, module = "ratesync._native")]
@@ -198,17 +198,31 @@ impl PyLimit {
             None => Quota::Unknown,
             Some(other) => return Err(unknown_unit(other)),
         };
+        let (limit, remaining) = (
+            u64::try_from(*limit).unwrap_or(0),
+            u64::try_from(*remaining).unwrap_or(0),
+        );
+        let decision = match (*allowed, quota) {
+            (true, _) => Decision::admitting(limit, remaining, seconds(*reset_after)),
+            (false, Quota::Concurrency) => Decision::refusing(
+                DeniedBy::Concurrency,
+                limit,
+                remaining,
+                seconds(*retry_after),
+                seconds(*reset_after),
+            ),
+            (false, _) => Decision::refusing(
+                DeniedBy::Rate,
+                limit,
+                remaining,
+                seconds(*retry_after),
+                seconds(*reset_after),
+            ),
+        };
         Ok(LimitState {
             policy,
             allowed: *allowed,
-            decision: Decision {
-                allowed: *allowed,
-                denied_by: None,
-                limit: u64::try_from(*limit).unwrap_or(0),
-                remaining: u64::try_from(*remaining).unwrap_or(0),
-                retry_after: seconds(*retry_after),
-                reset_after: seconds(*reset_after),
-            },
+            decision,
             quota,
         })
     }

@@ -28,12 +28,12 @@ pub(crate) struct Decision {
 impl From<&ratesync::Decision> for Decision {
     fn from(d: &ratesync::Decision) -> Self {
         Decision {
-            allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            retry_after: d.retry_after.as_secs_f64(),
-            reset_after: d.reset_after.as_secs_f64(),
-            denied_by: d.denied_by.map(|by| match by {
+            allowed: d.allowed(),
+            limit: d.limit(),
+            remaining: d.remaining(),
+            retry_after: d.retry_after().as_secs_f64(),
+            reset_after: d.reset_after().as_secs_f64(),
+            denied_by: d.denied_by().map(|by| match by {
                 ratesync::DeniedBy::Rate => "rate",
                 ratesync::DeniedBy::Concurrency => "concurrency",
             }),

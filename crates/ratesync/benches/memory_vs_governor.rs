@@ -1,9 +1,9 @@
 //! The memory engine's `try_acquire` beside governor 0.10, in one run
 //! (`docs/benchmarks.md`).
 //!
-//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter.
-//!   `try_acquire()` is decided on its first poll by a store that answers at once,
-//!   so `now_or_never()` on it is the synchronous attempt.
+//! - `one_key`: ratesync on the limiter-wide key vs governor's direct limiter, both
+//!   synchronous: `try_acquire_now()` is the attempt of a store that decides in
+//!   this process.
 //! - `keys_10k/{1,2}_threads`: ratesync on 10 000 `String` keys vs governor's keyed
 //!   limiter (DashMap) with the same 10 000 `String` keys.
 //!
@@ -18,7 +18,6 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use futures::FutureExt;
 use governor::RateLimiter;
 
 #[path = "common.rs"]
@@ -34,7 +33,7 @@ fn one_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("one_key");
     let ours = ratesync_limiter();
     group.bench_function("ratesync_memory", |b| {
-        b.iter(|| black_box(ours.try_acquire().now_or_never()))
+        b.iter(|| black_box(ours.try_acquire_now()))
     });
     let governor = RateLimiter::direct(quota());
     group.bench_function("governor_direct", |b| {
@@ -78,7 +77,7 @@ fn keys_10k(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("keys_10k/{threads}_threads"));
         let ours = ratesync_limiter();
         for key in keys.iter() {
-            let _ = ours.key(key).try_acquire().now_or_never();
+            let _ = ours.key(key).try_acquire_now();
         }
         let ks = keys.clone();
         group.bench_function(BenchmarkId::new("ratesync_memory", threads), |b| {
@@ -86,7 +85,7 @@ fn keys_10k(c: &mut Criterion) {
                 let (ours, ks) = (ours.clone(), ks.clone());
                 on_threads(threads, iters, move |t, i| {
                     let key = &ks[(i as usize * 7 + t * 5003) % KEYS];
-                    black_box(ours.key(key).try_acquire().now_or_never());
+                    black_box(ours.key(key).try_acquire_now());
                 })
             })
         });

@@ -1,12 +1,17 @@
 //! Where "now" comes from.
 //!
 //! The memory engine decides with a [`Clock`]; distributed engines decide with their
-//! store's clock (SPEC §4.6) and never consult this one. Tests replace the clock to
+//! store's clock (`docs/design.md#time`) and never consult this one. Tests replace the clock to
 //! make every decision exact and instant.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `duration` in nanoseconds, saturating: 584 years is beyond any limiter's reach.
+pub(crate) fn saturating_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// A monotonic source of time in nanoseconds since an arbitrary, fixed origin.
 pub trait Clock: Send + Sync + 'static {
@@ -55,8 +60,7 @@ impl ManualClock {
 
     /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.nanos
-            .fetch_add(by.as_nanos().min(u64::MAX as u128) as u64, Ordering::SeqCst);
+        self.nanos.fetch_add(saturating_nanos(by), Ordering::SeqCst);
     }
 
     /// Moves time forward by `nanos` nanoseconds.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::clock::saturating_nanos;
+
 /// What refused an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeniedBy {
@@ -17,38 +19,146 @@ pub enum DeniedBy {
 /// Every engine returns the same `Decision` for the same history: the numbers come
 /// from the pure functions in [`crate::algorithm`].
 ///
-/// `repr(C)` with the two one-byte fields first keeps them in one aligned word: the
-/// decision is copied on every call, and a layout that scatters them makes those
-/// copies slow (partial-word store forwarding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+/// Read through its methods. Inside, every field is one 64-bit word (durations in
+/// nanoseconds, the verdict a `u64`-sized enum): a decision is built and moved on
+/// every call, and a layout of whole words is one the compiler copies word by word,
+/// with no partial-word stores that later full-word loads would wait on
+/// (`docs/design.md#calls`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Decision {
-    /// Whether the attempt was (or, for a peek, would be) admitted.
-    pub allowed: bool,
-    /// Why the attempt was refused; `None` when allowed.
-    pub denied_by: Option<DeniedBy>,
-    /// Capacity of the rule: the bucket's burst or the window's limit.
-    pub limit: u64,
-    /// Units still available right after this decision (for a peek: available now).
-    pub remaining: u64,
-    /// How long until an attempt of the same cost can be admitted; zero when allowed.
-    /// For a concurrency refusal this is an upper bound (the earliest lease expiry):
-    /// a release wakes waiters sooner.
-    pub retry_after: Duration,
-    /// How long until the key is back to its fresh, fully available state.
-    pub reset_after: Duration,
+    pub(crate) verdict: Verdict,
+    pub(crate) limit: u64,
+    pub(crate) remaining: u64,
+    pub(crate) retry_after_nanos: u64,
+    pub(crate) reset_after_nanos: u64,
+}
+
+/// Admitted, or refused and by what; one word wide (see [`Decision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub(crate) enum Verdict {
+    Allowed,
+    DeniedByRate,
+    DeniedByConcurrency,
 }
 
 impl Decision {
+    /// An admission: `remaining` units left right after it, the key fresh again after
+    /// `reset_after`.
+    pub fn admitting(limit: u64, remaining: u64, reset_after: Duration) -> Self {
+        Self::admitted(limit, remaining, saturating_nanos(reset_after))
+    }
+
+    /// A refusal by `denied_by`: an attempt of the same cost fits after
+    /// `retry_after`, the key is fresh again after `reset_after`.
+    pub fn refusing(
+        denied_by: DeniedBy,
+        limit: u64,
+        remaining: u64,
+        retry_after: Duration,
+        reset_after: Duration,
+    ) -> Self {
+        Self::denied(
+            denied_by,
+            limit,
+            remaining,
+            saturating_nanos(retry_after),
+            saturating_nanos(reset_after),
+        )
+    }
+
+    /// [`Decision::admitting`] with the time in nanoseconds, as the algorithms count it.
+    #[inline(always)]
+    pub(crate) const fn admitted(limit: u64, remaining: u64, reset_after_nanos: u64) -> Self {
+        Decision {
+            verdict: Verdict::Allowed,
+            limit,
+            remaining,
+            retry_after_nanos: 0,
+            reset_after_nanos,
+        }
+    }
+
+    /// [`Decision::refusing`] with times in nanoseconds, as the algorithms count them.
+    #[inline(always)]
+    pub(crate) const fn denied(
+        denied_by: DeniedBy,
+        limit: u64,
+        remaining: u64,
+        retry_after_nanos: u64,
+        reset_after_nanos: u64,
+    ) -> Self {
+        Decision {
+            verdict: match denied_by {
+                DeniedBy::Rate => Verdict::DeniedByRate,
+                DeniedBy::Concurrency => Verdict::DeniedByConcurrency,
+            },
+            limit,
+            remaining,
+            retry_after_nanos,
+            reset_after_nanos,
+        }
+    }
+
     /// A decision that admits without consulting a store: used for fail-open admissions.
     pub(crate) fn fail_open(limit: u64) -> Self {
-        Decision {
-            allowed: true,
-            limit,
-            remaining: 0,
-            retry_after: Duration::ZERO,
-            reset_after: Duration::ZERO,
-            denied_by: None,
+        Self::admitted(limit, 0, 0)
+    }
+
+    /// Whether the attempt was (or, for a peek, would be) admitted.
+    #[inline]
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allowed
+    }
+
+    /// Why the attempt was refused; `None` when allowed.
+    #[inline]
+    pub fn denied_by(&self) -> Option<DeniedBy> {
+        match self.verdict {
+            Verdict::Allowed => None,
+            Verdict::DeniedByRate => Some(DeniedBy::Rate),
+            Verdict::DeniedByConcurrency => Some(DeniedBy::Concurrency),
         }
+    }
+
+    /// Capacity of the rule: the bucket's burst or the window's limit (for a limiter
+    /// without a rate, its `max_concurrent`).
+    #[inline]
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Units still available right after this decision (for a peek: available now).
+    #[inline]
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// How long until an attempt of the same cost can be admitted; zero when allowed.
+    /// For a concurrency refusal it is the rate's part alone (zero without a rate):
+    /// a slot comes back when its holder releases it, which no clock can tell
+    /// (`docs/design.md#concurrency`).
+    #[inline]
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_nanos(self.retry_after_nanos)
+    }
+
+    /// How long until the key is back to its fresh, fully available state.
+    #[inline]
+    pub fn reset_after(&self) -> Duration {
+        Duration::from_nanos(self.reset_after_nanos)
+    }
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("allowed", &self.allowed())
+            .field("denied_by", &self.denied_by())
+            .field("limit", &self.limit)
+            .field("remaining", &self.remaining)
+            .field("retry_after", &self.retry_after())
+            .field("reset_after", &self.reset_after())
+            .finish()
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::algorithm::CostError;
+use crate::clock::saturating_nanos;
 use crate::config::ConfigError;
 use crate::decision::Decision;
 use crate::store::StoreError;
@@ -27,16 +28,20 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
     /// `try_acquire` (or a zero timeout) found no room.
-    #[error("limiter `{limiter}` refused: retry after {:.3}s", .decision.retry_after.as_secs_f64())]
+    #[error("limiter `{limiter}` refused: retry after {:.3}s", .decision.retry_after().as_secs_f64())]
     Denied {
         limiter: Arc<str>,
         decision: Decision,
     },
     /// `acquire` could not be admitted within its timeout.
-    #[error("limiter `{limiter}` timed out after {:.3}s: retry after {:.3}s", .waited.as_secs_f64(), .decision.retry_after.as_secs_f64())]
+    #[error("limiter `{limiter}` timed out after {:.3}s: retry after {:.3}s", Duration::from_nanos(*.waited_nanos).as_secs_f64(), .decision.retry_after().as_secs_f64())]
     TimedOut {
         limiter: Arc<str>,
-        waited: Duration,
+        /// How long `acquire` waited, in nanoseconds ([`AcquireError::waited`] as a
+        /// `Duration`). A whole word, like the fields of [`Decision`], so that a
+        /// result that may hold this error moves as cheaply as a permit
+        /// (`docs/design.md#calls`).
+        waited_nanos: u64,
         decision: Decision,
     },
     /// The store failed and the limiter is `fail_closed`.
@@ -60,11 +65,33 @@ pub enum AcquireError {
 }
 
 impl AcquireError {
+    /// This error at the end of a wait of `waited`: a refusal becomes a timeout.
+    pub(crate) fn after_waiting(self, waited: Duration) -> Self {
+        match self {
+            AcquireError::Denied { limiter, decision } => AcquireError::TimedOut {
+                limiter,
+                waited_nanos: saturating_nanos(waited),
+                decision,
+            },
+            other => other,
+        }
+    }
+
+    /// How long `acquire` waited, for a timeout.
+    pub fn waited(&self) -> Option<Duration> {
+        match self {
+            AcquireError::TimedOut { waited_nanos, .. } => {
+                Some(Duration::from_nanos(*waited_nanos))
+            }
+            _ => None,
+        }
+    }
+
     /// How long to wait before trying again, when the store said so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             AcquireError::Denied { decision, .. } | AcquireError::TimedOut { decision, .. } => {
-                Some(decision.retry_after)
+                Some(decision.retry_after())
             }
             _ => None,
         }

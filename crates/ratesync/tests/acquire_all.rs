@@ -53,19 +53,19 @@ async fn all_admit_or_none_is_consumed() {
     let calls = [wide.key("k"), tight.key("k")];
     let permits = try_acquire_all(&calls).await.unwrap();
     assert_eq!(permits.len(), 2);
-    assert_eq!(permits[0].decision().remaining, 4);
+    assert_eq!(permits[0].decision().remaining(), 4);
 
     let refusal = try_acquire_all(&calls).await.unwrap_err();
     assert_eq!(refusal.index, 1, "the tight limiter refused");
     assert!(matches!(refusal.error, AcquireError::Denied { .. }));
     assert_eq!(refusal.decisions.len(), 2);
     assert_eq!(
-        refusal.decisions[0].unwrap().remaining,
+        refusal.decisions[0].unwrap().remaining(),
         4,
         "a peek of the wide limiter"
     );
     assert_eq!(
-        wide.key("k").state().await.unwrap().remaining,
+        wide.key("k").state().await.unwrap().remaining(),
         4,
         "the refused group consumed nothing from the limiter that admitted"
     );
@@ -86,9 +86,9 @@ async fn a_refused_group_takes_no_slot_and_no_window_unit() {
             .unwrap_err();
         assert_eq!(refusal.index, 2);
     }
-    assert_eq!(window.key("k").state().await.unwrap().remaining, 3);
+    assert_eq!(window.key("k").state().await.unwrap().remaining(), 3);
     assert!(
-        slots.key("k").state().await.unwrap().allowed,
+        slots.key("k").state().await.unwrap().allowed(),
         "no slot taken"
     );
     // Admitted, the permits hold the slot, and it comes back with them.
@@ -97,7 +97,7 @@ async fn a_refused_group_takes_no_slot_and_no_window_unit() {
     let refusal = try_acquire_all(&other).await.unwrap_err();
     assert_eq!(refusal.index, 1);
     assert_eq!(
-        refusal.decisions[1].unwrap().denied_by,
+        refusal.decisions[1].unwrap().denied_by(),
         Some(DeniedBy::Concurrency)
     );
     drop(permits);
@@ -113,7 +113,7 @@ async fn one_limiter_and_key_twice_is_decided_as_one_call() {
         .unwrap();
     assert_eq!(permits.len(), 2);
     assert_eq!(
-        wide.key("k").state().await.unwrap().remaining,
+        wide.key("k").state().await.unwrap().remaining(),
         0,
         "2 + 3 taken"
     );
@@ -136,7 +136,7 @@ async fn one_limiter_and_key_twice_is_decided_as_one_call() {
         "{}",
         error.error
     );
-    assert!(slots.key("a").state().await.unwrap().allowed);
+    assert!(slots.key("a").state().await.unwrap().allowed());
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn across_stores_a_later_refusal_refunds_the_earlier_store() {
         assert_eq!(refusal.index, 1);
     }
     assert_eq!(
-        window.key("k").state().await.unwrap().remaining,
+        window.key("k").state().await.unwrap().remaining(),
         3,
         "what the first store admitted was given back"
     );
@@ -168,7 +168,7 @@ async fn no_calls_admit_and_one_call_is_a_plain_attempt() {
     try_acquire_all(&[tight.key("a")]).await.unwrap();
     let refusal = try_acquire_all(&[tight.key("a")]).await.unwrap_err();
     assert_eq!(
-        refusal.decisions[0].unwrap().retry_after,
+        refusal.decisions[0].unwrap().retry_after(),
         Duration::from_secs(1)
     );
 }
@@ -185,7 +185,7 @@ async fn an_impossible_cost_is_an_error_not_a_refusal() {
         .unwrap_err();
     assert_eq!(refusal.index, 1);
     assert!(matches!(refusal.error, AcquireError::InvalidCost { .. }));
-    assert_eq!(wide.key("k").state().await.unwrap().remaining, 5);
+    assert_eq!(wide.key("k").state().await.unwrap().remaining(), 5);
 }
 
 /// On tokio's paused clock: `acquire_all` sleeps exactly the refusing limiter's
@@ -217,7 +217,7 @@ async fn acquire_all_waits_as_one_call_does() {
         "one interval of `tight`"
     );
     // `wide` refilled its unit meanwhile: one taken of five.
-    assert_eq!(wide.key("k").state().await.unwrap().remaining, 4);
+    assert_eq!(wide.key("k").state().await.unwrap().remaining(), 4);
 
     let timed_out = acquire_all(&calls, Some(Duration::from_millis(500)))
         .await

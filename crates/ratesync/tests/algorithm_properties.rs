@@ -1,5 +1,5 @@
 //! Property tests of the pure decision functions in `ratesync::algorithm`, written
-//! after SPEC §4.1–4.4.
+//! after `docs/design.md#algorithms`.
 //!
 //! Each property drives the real functions with arbitrary rules and arbitrary sorted
 //! attempt times (equal instants, gaps of a fraction of a unit, exact multiples of it,
@@ -101,31 +101,38 @@ fn start_time() -> impl Strategy<Value = u64> {
     prop_oneof![Just(0u64), 1u64..10 * SEC, 0u64..(1u64 << 50)]
 }
 
-/// §4.5 peek: the decision the attempt would get (allowed, limit, retry-after,
-/// denied-by), consuming nothing. So `remaining` is what is available now: when the
-/// attempt would be admitted, it is the decision's `remaining` plus the cost. A refused
-/// attempt consumes nothing, so then peek and decide agree in every field.
+/// `docs/design.md#decisions`, peek: the decision the attempt would get (allowed,
+/// limit, retry-after, denied-by), consuming nothing. So `remaining` is what is
+/// available now: when the attempt would be admitted, it is the decision's `remaining`
+/// plus the cost. A refused attempt consumes nothing, so then peek and decide agree in
+/// every field.
 fn assert_peek_like_decide(peeked: &Decision, decided: &Decision, cost: u32) {
-    assert_eq!(peeked.allowed, decided.allowed, "{peeked:?} vs {decided:?}");
-    assert_eq!(peeked.limit, decided.limit, "{peeked:?} vs {decided:?}");
     assert_eq!(
-        peeked.retry_after, decided.retry_after,
+        peeked.allowed(),
+        decided.allowed(),
+        "{peeked:?} vs {decided:?}"
+    );
+    assert_eq!(peeked.limit(), decided.limit(), "{peeked:?} vs {decided:?}");
+    assert_eq!(
+        peeked.retry_after(),
+        decided.retry_after(),
         "{peeked:?} vs {decided:?}"
     );
     assert_eq!(
-        peeked.denied_by, decided.denied_by,
+        peeked.denied_by(),
+        decided.denied_by(),
         "{peeked:?} vs {decided:?}"
     );
-    if decided.allowed {
+    if decided.allowed() {
         assert_eq!(
-            peeked.remaining,
-            decided.remaining + u64::from(cost),
+            peeked.remaining(),
+            decided.remaining() + u64::from(cost),
             "{peeked:?} vs {decided:?}"
         );
         // The token bucket reports the reset after the admission, the sliding window
         // the reset of the key as it is: either way no later than the admission's.
         assert!(
-            peeked.reset_after <= decided.reset_after,
+            peeked.reset_after() <= decided.reset_after(),
             "{peeked:?} vs {decided:?}"
         );
     } else {
@@ -147,16 +154,20 @@ struct Expected {
 }
 
 fn assert_matches(d: &Decision, e: &Expected, limit: u64) {
-    assert_eq!(d.allowed, e.allowed, "allowed: {d:?} vs model {e:?}");
-    assert_eq!(d.limit, limit, "limit: {d:?}");
-    assert_eq!(d.remaining, e.remaining, "remaining: {d:?} vs model {e:?}");
+    assert_eq!(d.allowed(), e.allowed, "allowed: {d:?} vs model {e:?}");
+    assert_eq!(d.limit(), limit, "limit: {d:?}");
     assert_eq!(
-        nanos(d.retry_after),
+        d.remaining(),
+        e.remaining,
+        "remaining: {d:?} vs model {e:?}"
+    );
+    assert_eq!(
+        nanos(d.retry_after()),
         e.retry_after,
         "retry_after: {d:?} vs model {e:?}"
     );
     assert_eq!(
-        nanos(d.reset_after),
+        nanos(d.reset_after()),
         e.reset_after,
         "reset_after: {d:?} vs model {e:?}"
     );
@@ -165,7 +176,7 @@ fn assert_matches(d: &Decision, e: &Expected, limit: u64) {
     } else {
         Some(DeniedBy::Rate)
     };
-    assert_eq!(d.denied_by, expected_denial, "denied_by: {d:?}");
+    assert_eq!(d.denied_by(), expected_denial, "denied_by: {d:?}");
 }
 
 /// A token bucket as everyone draws it: a level that refills continuously, one unit
@@ -218,9 +229,9 @@ impl RefillBucket {
     }
 }
 
-/// A sliding window as the spec states it: the list of admissions, and an attempt of
-/// `cost` at `now` is admitted iff the units admitted in `(now − window, now]` plus
-/// `cost` stay within `limit`.
+/// A sliding window as `docs/design.md#sliding-window` states it: the list of
+/// admissions, and an attempt of `cost` at `now` is admitted iff the units admitted in
+/// `(now − window, now]` plus `cost` stay within `limit`.
 #[derive(Debug, Clone)]
 struct NaiveWindow {
     limit: u64,
@@ -321,7 +332,7 @@ fn sliding_window() -> impl Strategy<Value = SlidingWindow> {
 }
 
 // ---------------------------------------------------------------------------------
-// Token bucket (SPEC §4.1)
+// Token bucket (`docs/design.md#token-bucket`)
 // ---------------------------------------------------------------------------------
 
 /// One attempt of a run against a rule: when, how much, and what was decided.
@@ -349,22 +360,22 @@ fn run_token_bucket(tb: &TokenBucket, start: u64, steps: &[RawStep]) -> Vec<Atte
         let (decision, new_tat) = tb.decide(tat, now, cost);
         assert_peek_like_decide(&peeked, &decision, cost);
         assert_matches(&decision, &model.attempt(now, cost), u64::from(tb.burst()));
-        assert_eq!(new_tat.is_some(), decision.allowed);
-        if decision.allowed {
+        assert_eq!(new_tat.is_some(), decision.allowed());
+        if decision.allowed() {
             tat = new_tat.unwrap();
             last_retry = None;
         } else {
             // Property 2: retry-after is exact. The state is one number and deciding
             // is pure, so "no other call in between" is deciding against the same TAT.
-            let r = nanos(decision.retry_after);
+            let r = nanos(decision.retry_after());
             assert!(r > 0, "a refusal always has something to wait for");
             let (early, none) = tb.decide(tat, now + r - 1, cost);
             assert!(
-                !early.allowed && none.is_none(),
+                !early.allowed() && none.is_none(),
                 "admitted 1ns early: {early:?}"
             );
             let (on_time, _) = tb.decide(tat, now + r, cost);
-            assert!(on_time.allowed, "refused at its retry-after: {on_time:?}");
+            assert!(on_time.allowed(), "refused at its retry-after: {on_time:?}");
             last_retry = Some(r);
         }
         out.push(Attempt {
@@ -379,7 +390,7 @@ fn run_token_bucket(tb: &TokenBucket, start: u64, steps: &[RawStep]) -> Vec<Atte
 /// The most units admitted in any closed interval `[a, a + t]` is reached with `a` and
 /// `a + t` at admission times; checks `check(units, t)` for every such interval.
 fn for_every_interval(attempts: &[Attempt], mut check: impl FnMut(u64, u64)) {
-    let admitted: Vec<&Attempt> = attempts.iter().filter(|a| a.decision.allowed).collect();
+    let admitted: Vec<&Attempt> = attempts.iter().filter(|a| a.decision.allowed()).collect();
     for (i, first) in admitted.iter().enumerate() {
         let mut units = 0u64;
         for (j, last) in admitted.iter().enumerate().skip(i) {
@@ -393,9 +404,10 @@ fn for_every_interval(attempts: &[Attempt], mut check: impl FnMut(u64, u64)) {
 }
 
 proptest! {
-    /// §4.1: in ANY closed interval `[a, a + t]`, the units admitted are at most
-    /// `burst + floor(t / interval)`, where `interval = interval_nanos()` is
-    /// `ceil(1e9 / rate)`; hence also at most `burst + rate · t`.
+    /// `docs/design.md#token-bucket`: in ANY closed interval `[a, a + t]`, the units
+    /// admitted are at most `burst + floor(t / interval)`, where
+    /// `interval = interval_nanos()` is `ceil(1e9 / rate)`; hence also at most
+    /// `burst + rate · t`.
     ///
     /// Why it holds (what the test checks): each admission of `c` units moves the TAT
     /// to `max(tat, now) + c · interval` and is allowed only if that is at most
@@ -428,10 +440,10 @@ proptest! {
         });
     }
 
-    /// §4.1 "retry-after is exact": after a refusal at `now` with retry-after `r`, the
-    /// same cost is refused at `now + r − 1ns` and admitted at `now + r`. Also: every
-    /// decision (allowed, remaining, retry_after, reset_after) is the one of a plainly
-    /// refilling bucket of `burst` units.
+    /// `docs/design.md#token-bucket`, "retry-after is exact": after a refusal at `now`
+    /// with retry-after `r`, the same cost is refused at `now + r − 1ns` and admitted
+    /// at `now + r`. Also: every decision (allowed, remaining, retry_after,
+    /// reset_after) is the one of a plainly refilling bucket of `burst` units.
     #[test]
     fn token_bucket_retry_after_is_exact_and_matches_a_refilling_bucket(
         (_rate, tb) in token_bucket(),
@@ -442,10 +454,10 @@ proptest! {
         run_token_bucket(&tb, start, &steps);
     }
 
-    /// §4.1, no drift: once the burst is used, calls of cost 1 exactly one interval
-    /// apart are all admitted, and a second call at the same instant, or a call one
-    /// nanosecond before the next slot, is refused: steady state is exactly one unit
-    /// per interval, however long it runs.
+    /// `docs/design.md#token-bucket`, no drift: once the burst is used, calls of cost 1
+    /// exactly one interval apart are all admitted, and a second call at the same
+    /// instant, or a call one nanosecond before the next slot, is refused: steady state
+    /// is exactly one unit per interval, however long it runs.
     #[test]
     fn token_bucket_steady_state_is_exactly_one_per_interval(
         (_rate, tb) in token_bucket(),
@@ -456,26 +468,26 @@ proptest! {
         let mut tat = 0;
         for _ in 0..tb.burst() {
             let (d, new_tat) = tb.decide(tat, start, 1);
-            prop_assert!(d.allowed);
+            prop_assert!(d.allowed());
             tat = new_tat.unwrap();
         }
-        prop_assert!(!tb.decide(tat, start, 1).0.allowed, "more than the burst at once");
+        prop_assert!(!tb.decide(tat, start, 1).0.allowed(), "more than the burst at once");
         for k in 1..=periods {
             let now = start + k * interval;
-            prop_assert!(!tb.decide(tat, now - 1, 1).0.allowed, "slot {k} admitted 1ns early");
+            prop_assert!(!tb.decide(tat, now - 1, 1).0.allowed(), "slot {k} admitted 1ns early");
             let (d, new_tat) = tb.decide(tat, now, 1);
-            prop_assert!(d.allowed, "slot {} refused: {:?}", k, d);
-            prop_assert_eq!(d.remaining, 0);
+            prop_assert!(d.allowed(), "slot {} refused: {:?}", k, d);
+            prop_assert_eq!(d.remaining(), 0);
             tat = new_tat.unwrap();
             let (again, _) = tb.decide(tat, now, 1);
-            prop_assert!(!again.allowed, "two units in slot {}", k);
-            prop_assert_eq!(nanos(again.retry_after), interval);
+            prop_assert!(!again.allowed(), "two units in slot {}", k);
+            prop_assert_eq!(nanos(again.retry_after()), interval);
         }
     }
 }
 
 // ---------------------------------------------------------------------------------
-// Sliding window (SPEC §4.2)
+// Sliding window (`docs/design.md#sliding-window`)
 // ---------------------------------------------------------------------------------
 
 /// Runs a schedule against a sliding window, checking every decision against the
@@ -498,18 +510,18 @@ fn run_sliding_window(sw: &SlidingWindow, start: u64, steps: &[RawStep]) -> Vec<
         assert_peek_like_decide(&peeked, &decision, cost);
         // Exactness both ways: admitted iff it fits in the window ending now.
         assert_matches(&decision, &model.attempt(now, cost), u64::from(sw.limit()));
-        if decision.allowed {
+        if decision.allowed() {
             last_retry = None;
         } else {
             // A refusal records nothing (up to dropping expired entries).
             assert!(log.total() <= before.total());
             // Property 5: retry-after is exact, with no other call in between.
-            let r = nanos(decision.retry_after);
+            let r = nanos(decision.retry_after());
             assert!(r > 0, "a refusal always has something to wait for");
             let (early, _) = sw.decide(&mut log.clone(), now + r - 1, cost);
-            assert!(!early.allowed, "admitted 1ns early: {early:?}");
+            assert!(!early.allowed(), "admitted 1ns early: {early:?}");
             let (on_time, _) = sw.decide(&mut log.clone(), now + r, cost);
-            assert!(on_time.allowed, "refused at its retry-after: {on_time:?}");
+            assert!(on_time.allowed(), "refused at its retry-after: {on_time:?}");
             last_retry = Some(r);
         }
         out.push(Attempt {
@@ -522,9 +534,10 @@ fn run_sliding_window(sw: &SlidingWindow, start: u64, steps: &[RawStep]) -> Vec<
 }
 
 proptest! {
-    /// §4.2 "exact": at most `limit` units in any window `(s − window, s]`, and an
-    /// attempt is refused only if admitting it would exceed the limit in the window
-    /// ending at its time (every decision equals the naive count's).
+    /// `docs/design.md#sliding-window`, "exact": at most `limit` units in any window
+    /// `(s − window, s]`, and an attempt is refused only if admitting it would exceed
+    /// the limit in the window ending at its time (every decision equals the naive
+    /// count's).
     #[test]
     fn sliding_window_is_exact(
         sw in sliding_window(),
@@ -535,7 +548,7 @@ proptest! {
         let limit = u64::from(sw.limit());
         let attempts = run_sliding_window(&sw, start, &steps);
         // The fullest window ends at an admission: check the window ending at each.
-        let admitted: Vec<&Attempt> = attempts.iter().filter(|a| a.decision.allowed).collect();
+        let admitted: Vec<&Attempt> = attempts.iter().filter(|a| a.decision.allowed()).collect();
         for end in &admitted {
             let units: u64 = admitted
                 .iter()
@@ -545,19 +558,19 @@ proptest! {
             prop_assert!(units <= limit, "{} units in the window ending at {}", units, end.at);
         }
         // Not stricter than needed: each refusal would really have overflowed.
-        for (i, a) in attempts.iter().enumerate().filter(|(_, a)| !a.decision.allowed) {
+        for (i, a) in attempts.iter().enumerate().filter(|(_, a)| !a.decision.allowed()) {
             let used: u64 = attempts[..i]
                 .iter()
-                .filter(|p| p.decision.allowed && p.at + window > a.at)
+                .filter(|p| p.decision.allowed() && p.at + window > a.at)
                 .map(|p| u64::from(p.cost))
                 .sum();
             prop_assert!(used + u64::from(a.cost) > limit, "needless refusal at {}", a.at);
         }
     }
 
-    /// §4.2 "retry-after = when the oldest admission in the window leaves it": after a
-    /// refusal with retry-after `r`, the same cost is refused at `now + r − 1ns` and
-    /// admitted at `now + r`.
+    /// `docs/design.md#sliding-window`, "retry-after = when the oldest admission in the
+    /// window leaves it": after a refusal with retry-after `r`, the same cost is
+    /// refused at `now + r − 1ns` and admitted at `now + r`.
     #[test]
     fn sliding_window_retry_after_is_exact(
         sw in sliding_window(),
@@ -570,7 +583,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------
-// Combined rate and concurrency (SPEC §4.3, §4.4), and peek
+// Combined rate and concurrency (`docs/design.md#decisions`), and peek
 // ---------------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -708,8 +721,8 @@ fn rate_units_recorded(state: &KeyState) -> Option<u64> {
     }
 }
 
-/// Runs a sequence of operations on one key, checking §4.3/§4.4 after each one, and
-/// `peek` against `decide` before each acquisition.
+/// Runs a sequence of operations on one key, checking `docs/design.md#decisions` after
+/// each one, and `peek` against `decide` before each acquisition.
 fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
     let capacity = rule_of(policy).capacity();
     let mut state = KeyState::fresh(policy);
@@ -746,8 +759,8 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
                 } else {
                     // Without a lease the cap is not consulted; peek still reports it.
                     assert_eq!(
-                        peeked.allowed,
-                        decision.allowed && live_before < max(policy)
+                        peeked.allowed(),
+                        decision.allowed() && live_before < max(policy)
                     );
                 }
 
@@ -759,26 +772,26 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
                 let mut trial = rate_model.clone();
                 let rate = trial.attempt(now, cost);
                 let expect_allowed = !full && rate.allowed;
-                assert_eq!(decision.allowed, expect_allowed, "{decision:?}");
-                assert_eq!(decision.limit, u64::from(capacity));
+                assert_eq!(decision.allowed(), expect_allowed, "{decision:?}");
+                assert_eq!(decision.limit(), u64::from(capacity));
 
                 if full {
-                    assert_eq!(decision.denied_by, Some(DeniedBy::Concurrency));
+                    assert_eq!(decision.denied_by(), Some(DeniedBy::Concurrency));
                     // Only the rate's wait is promised: a slot comes back when its
                     // holder lets go, which no clock can tell.
-                    assert_eq!(nanos(decision.retry_after), rate.retry_after);
+                    assert_eq!(nanos(decision.retry_after()), rate.retry_after);
                     // Nothing taken: what the rate has available now.
                     let available = if rate.allowed {
                         rate.remaining + u64::from(cost)
                     } else {
                         rate.remaining
                     };
-                    assert_eq!(decision.remaining, available);
+                    assert_eq!(decision.remaining(), available);
                 } else {
                     assert_matches(&decision, &rate, u64::from(capacity));
                 }
 
-                if decision.allowed {
+                if decision.allowed() {
                     // Both taken: the rate units and the slot.
                     rate_model = trial;
                     match (&before.rate, &state.rate) {
@@ -804,11 +817,11 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
                 } else {
                     // Neither taken, and nothing that changes a future answer.
                     assert_eq!(state.leases.count_live(now), live_before);
-                    assert_same_future(policy, &before, &state, now, nanos(decision.retry_after));
+                    assert_same_future(policy, &before, &state, now, nanos(decision.retry_after()));
                     if let RateState::Tat(old) = before.rate {
                         assert_eq!(state.rate, RateState::Tat(old));
                     }
-                    last_retry = Some(nanos(decision.retry_after));
+                    last_retry = Some(nanos(decision.retry_after()));
                 }
             }
             Op::Release { which } => {
@@ -855,7 +868,8 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
             }
         }
 
-        // §4.3: never more live leases than the cap, and exactly the model's.
+        // `docs/design.md#concurrency-leases`: never more live leases than the cap, and
+        // exactly the model's.
         let live = leases.iter().filter(|(_, e)| *e > now).count();
         assert_eq!(state.leases.count_live(now), live);
         if let Some(cc) = policy.concurrency {
@@ -873,7 +887,7 @@ fn max(policy: &Policy) -> usize {
 }
 
 proptest! {
-    /// §4.3/§4.4: with a concurrency cap, live leases never exceed `max`; rate and
+    /// `docs/design.md#decisions`: with a concurrency cap, live leases never exceed `max`; rate and
     /// concurrency are taken together or not at all; a refused attempt consumes
     /// nothing (every later `peek` answers as if it never happened); releasing twice
     /// or releasing an unknown lease changes nothing; expired leases free their slot.
@@ -886,11 +900,11 @@ proptest! {
         run_combined(&policy, start, &ops);
     }
 
-    /// §4.5 peek: consumes nothing (the state is equal before and after, whatever it
-    /// holds), and answers what `decide` answers for the same attempt: the same
-    /// allowed, limit, retry-after and denied-by, all fields equal on a refusal, and
-    /// on an admission the units available now (the decision's remaining + cost).
-    /// (Also checked before every attempt of the properties above.)
+    /// `docs/design.md#decisions`, peek: consumes nothing (the state is equal before
+    /// and after, whatever it holds), and answers what `decide` answers for the same
+    /// attempt: the same allowed, limit, retry-after and denied-by, all fields equal on
+    /// a refusal, and on an admission the units available now (the decision's
+    /// remaining + cost). (Also checked before every attempt of the properties above.)
     #[test]
     fn peek_consumes_nothing_and_answers_like_decide(
         policy in combined_policy(),

@@ -17,7 +17,7 @@ async fn one_liners_use_the_discovered_configuration() {
     unsafe { std::env::set_var("RATE_SYNC_CONFIG", file.path()) };
 
     let permit = ratesync::try_acquire("api").await.expect("first unit");
-    assert_eq!(permit.decision().remaining, 1);
+    assert_eq!(permit.decision().remaining(), 1);
     ratesync::try_acquire("api").await.expect("second unit");
     let refused = ratesync::try_acquire("api").await.unwrap_err();
     assert!(matches!(
@@ -41,5 +41,5 @@ async fn one_liners_use_the_discovered_configuration() {
         .unwrap();
     ratesync::set_default_registry(ratesync::Registry::from_config(config).unwrap());
     let permit = ratesync::try_acquire("api").await.unwrap();
-    assert_eq!(permit.decision().remaining, 4);
+    assert_eq!(permit.decision().remaining(), 4);
 }

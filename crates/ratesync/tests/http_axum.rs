@@ -1,4 +1,4 @@
-//! The axum side of SPEC §6.1: the layer on a `Router` (client IP from
+//! The axum side of `docs/design.md#http`: the layer on a `Router` (client IP from
 //! `ConnectInfo`, path parameters) and the `RateLimited` extractor, which answers
 //! refusals with the same response as the layer.
 
@@ -122,7 +122,7 @@ async fn a_path_parameter_keys_a_route_layer() {
             .state()
             .await
             .unwrap()
-            .remaining
+            .remaining()
             == 0,
         "the key is the percent-decoded parameter"
     );

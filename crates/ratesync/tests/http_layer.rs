@@ -1,4 +1,4 @@
-//! The tower layer (SPEC §6.1) over the memory engine at frozen time: statuses,
+//! The tower layer (`docs/design.md#http`) over the memory engine at frozen time: statuses,
 //! headers and their exact values, several limits per route, concurrency slots held
 //! through the response, key extractors, and a fail-closed outage.
 
@@ -215,7 +215,7 @@ async fn a_refusing_limit_consumes_nothing_from_the_others() {
         );
     }
     assert_eq!(
-        wide.state().await.unwrap().remaining,
+        wide.state().await.unwrap().remaining(),
         4,
         "three refusals took nothing from `wide`"
     );
@@ -245,7 +245,7 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
     let running = tokio::spawn(service.clone().oneshot(Request::new(String::new())));
     started_rx.await.unwrap();
     assert!(
-        !slots.state().await.unwrap().allowed,
+        !slots.state().await.unwrap().allowed(),
         "held while the service runs"
     );
     let refused = service
@@ -268,13 +268,13 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
     let response = running.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
-        !slots.state().await.unwrap().allowed,
+        !slots.state().await.unwrap().allowed(),
         "held until the body is sent"
     );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "done");
     assert!(
-        slots.state().await.unwrap().allowed,
+        slots.state().await.unwrap().allowed(),
         "released with the body"
     );
 
@@ -285,7 +285,7 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
         .unwrap();
     drop(response);
     assert!(
-        slots.state().await.unwrap().allowed,
+        slots.state().await.unwrap().allowed(),
         "a dropped body releases too"
     );
 }
@@ -446,18 +446,16 @@ async fn client_ip_keys_the_layer() {
             .state()
             .await
             .unwrap()
-            .remaining
+            .remaining()
             == 0
     );
-    assert!(
-        setup
-            .limiter("api")
-            .key("198.51.100.9")
-            .state()
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(setup
+        .limiter("api")
+        .key("198.51.100.9")
+        .state()
+        .await
+        .unwrap()
+        .allowed());
 }
 
 #[tokio::test]

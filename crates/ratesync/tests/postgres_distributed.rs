@@ -1,10 +1,11 @@
-//! Distributed correctness on one PostgreSQL (SPEC §8.2, §8.3): several OS processes
-//! with many tasks each hammer one limiter. A sliding window admits exactly `limit`
-//! in total; a token bucket stays within `burst + rate·t`; nothing errors (no lock
-//! errors under contention). Also: many processes creating the schema at once
-//! (`auto_create`), a database restart in the middle of the load (every process
-//! recovers without a restart), and a long-held lease that is renewed while its
-//! holder lives and returns within `lease_ttl` once the holder is killed.
+//! Distributed correctness on one PostgreSQL (`docs/design.md#distributed-tests`,
+//! `docs/design.md#fault-tests`): several OS processes with many tasks each hammer one
+//! limiter. A sliding window admits exactly `limit` in total; a token bucket stays
+//! within `burst + rate·t`; nothing errors (no lock errors under contention). Also:
+//! many processes creating the schema at once (`auto_create`), a database restart in
+//! the middle of the load (every process recovers without a restart), and a long-held
+//! lease that is renewed while its holder lives and returns within `lease_ttl` once the
+//! holder is killed.
 //!
 //! The worker processes are this test binary run again in a child role (see
 //! `support::child`), so no extra binary is needed.
@@ -208,7 +209,8 @@ fn rule(rule: &str) -> Vec<(&'static str, String)> {
     vec![("RULE", rule.to_owned())]
 }
 
-/// §8.2: 4 processes × 32 tasks on one sliding window: exactly `limit` in total.
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one sliding window:
+/// exactly `limit` in total.
 #[test]
 fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if play_role() {
@@ -231,8 +233,8 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     );
 }
 
-/// §8.2: 4 processes × 32 tasks on one token bucket (200/s after a burst of 100):
-/// within `burst + rate·t`, and near it.
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one token bucket
+/// (200/s after a burst of 100): within `burst + rate·t`, and near it.
 #[test]
 fn a_token_bucket_stays_within_its_bound_across_processes() {
     if play_role() {
@@ -286,7 +288,7 @@ fn many_processes_create_the_schema_at_once() {
     );
 }
 
-/// §8.3: the database restarts (crash: immediate shutdown, recovery) in the
+/// `docs/design.md#fault-tests`: the database restarts (crash: immediate shutdown, recovery) in the
 /// middle of the load: calls fail during the outage (fail-closed: errors, within
 /// their deadline), and every process decides again afterwards, without a
 /// restart of its own.
@@ -322,9 +324,9 @@ fn every_process_recovers_from_a_database_restart() {
     assert!(run.total("admitted") as f64 <= upper);
 }
 
-/// §2, §4.3: a lease held far longer than `lease_ttl` is renewed while its holder
-/// lives (the slot stays taken), and returns within `lease_ttl` once the holder is
-/// killed without releasing.
+/// `docs/design.md#concurrency`: a lease held far longer than `lease_ttl` is renewed
+/// while its holder lives (the slot stays taken), and returns within `lease_ttl` once
+/// the holder is killed without releasing.
 #[test]
 fn a_killed_holders_slot_returns_within_the_lease_ttl() {
     if play_role() {
@@ -355,7 +357,7 @@ fn a_killed_holders_slot_returns_within_the_lease_ttl() {
         while tokio::time::Instant::now() < until {
             match limiter.try_acquire().await {
                 Err(AcquireError::Denied { decision, .. }) => {
-                    assert_eq!(decision.denied_by, Some(DeniedBy::Concurrency));
+                    assert_eq!(decision.denied_by(), Some(DeniedBy::Concurrency));
                 }
                 other => panic!("the held slot was taken: {other:?}"),
             }

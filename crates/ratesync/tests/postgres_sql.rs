@@ -107,23 +107,23 @@ fn server_clock_cleanup_and_reset() {
         let lim = limiter(&engine, policy);
         for key in ["a", "b", "weird key:{x}*'\"\0"] {
             let (d, _) = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
-            assert!(d.allowed, "{key}");
+            assert!(d.allowed(), "{key}");
         }
         let (d, _) = lim.acquire("a", 1, None).await.unwrap();
-        assert!(d.allowed);
+        assert!(d.allowed());
         let (d, _) = lim.acquire("a", 1, None).await.unwrap();
-        assert_eq!(d.denied_by, Some(DeniedBy::Rate));
-        assert!(d.retry_after > Duration::from_secs(59));
+        assert_eq!(d.denied_by(), Some(DeniedBy::Rate));
+        assert!(d.retry_after() > Duration::from_secs(59));
         assert!(lim.renew("a", LeaseId(7)).await.unwrap());
         lim.release("a", LeaseId(7)).await.unwrap();
         assert!(!lim.renew("a", LeaseId(7)).await.unwrap());
         // Reset of one key, then of the whole limiter.
         lim.reset(Some("a")).await.unwrap();
-        assert!(lim.peek("a", 2).await.unwrap().allowed);
-        assert!(!lim.peek("b", 2).await.unwrap().allowed);
+        assert!(lim.peek("a", 2).await.unwrap().allowed());
+        assert!(!lim.peek("b", 2).await.unwrap().allowed());
         lim.reset(None).await.unwrap();
-        assert!(lim.peek("b", 2).await.unwrap().allowed);
-        assert!(lim.peek("weird key:{x}*'\"\0", 2).await.unwrap().allowed);
+        assert!(lim.peek("b", 2).await.unwrap().allowed());
+        assert!(lim.peek("weird key:{x}*'\"\0", 2).await.unwrap().allowed());
 
         // Cleanup deletes rows whose state is fresh again, and only those.
         let short = limiter(
@@ -134,9 +134,9 @@ fn server_clock_cleanup_and_reset() {
             },
         );
         for key in 0..50 {
-            assert!(short.acquire(&key.to_string(), 1, None).await.unwrap().0.allowed);
+            assert!(short.acquire(&key.to_string(), 1, None).await.unwrap().0.allowed());
         }
-        assert!(lim.acquire("kept", 1, None).await.unwrap().0.allowed);
+        assert!(lim.acquire("kept", 1, None).await.unwrap().0.allowed());
         // Expiry is kept to the next whole second.
         tokio::time::sleep(Duration::from_millis(2100)).await;
         while engine.cleanup(20).await.unwrap() == 20 {}
@@ -146,7 +146,7 @@ fn server_clock_cleanup_and_reset() {
         assert_eq!(server.psql(expired), "0", "cleanup left expired rows");
         let count = server.psql("SELECT count(*) FROM public.rate_limiter_state WHERE expires_at < (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - 1000000");
         assert_eq!(count, "0");
-        assert!(!lim.peek("kept", 2).await.unwrap().allowed, "live state survives");
+        assert!(!lim.peek("kept", 2).await.unwrap().allowed(), "live state survives");
     });
 }
 
@@ -280,27 +280,29 @@ fn hostile_identifiers_and_keys() {
                 "🦀 ключ",
                 &long_key,
             ] {
-                assert!(
-                    lim.acquire(key, 1, Some(LeaseId(1)))
-                        .await
-                        .unwrap()
-                        .0
-                        .allowed
-                );
+                assert!(lim
+                    .acquire(key, 1, Some(LeaseId(1)))
+                    .await
+                    .unwrap()
+                    .0
+                    .allowed());
                 let (d, _) = lim.acquire(key, 1, Some(LeaseId(2))).await.unwrap();
-                assert_eq!(d.denied_by, Some(DeniedBy::Concurrency), "{schema}.{table}");
-                lim.release(key, LeaseId(1)).await.unwrap();
-                assert!(
-                    lim.acquire(key, 1, Some(LeaseId(2)))
-                        .await
-                        .unwrap()
-                        .0
-                        .allowed
+                assert_eq!(
+                    d.denied_by(),
+                    Some(DeniedBy::Concurrency),
+                    "{schema}.{table}"
                 );
-                assert!(!lim.peek(key, 1).await.unwrap().allowed);
+                lim.release(key, LeaseId(1)).await.unwrap();
+                assert!(lim
+                    .acquire(key, 1, Some(LeaseId(2)))
+                    .await
+                    .unwrap()
+                    .0
+                    .allowed());
+                assert!(!lim.peek(key, 1).await.unwrap().allowed());
             }
             lim.reset(None).await.unwrap();
-            assert!(lim.peek(&long_key, 2).await.unwrap().allowed);
+            assert!(lim.peek(&long_key, 2).await.unwrap().allowed());
         }
         // Names PostgreSQL would silently truncate are refused, clearly.
         let mut config = config(server, &[]);

@@ -1,8 +1,9 @@
-//! Distributed correctness on one Redis (SPEC §8.2, §4.6): several OS processes
-//! with many tasks each hammer one limiter. A sliding window admits exactly
-//! `limit` in total; a token bucket stays within `burst + rate·t` (and close to
-//! it); nothing errors. Then the same with client clocks an hour off (under
-//! `faketime`): the store's clock decides, so the totals do not change.
+//! Distributed correctness on one Redis (`docs/design.md#distributed-tests`,
+//! `docs/design.md#time`): several OS processes with many tasks each hammer one
+//! limiter. A sliding window admits exactly `limit` in total; a token bucket stays
+//! within `burst + rate·t` (and close to it); nothing errors. Then the same with client
+//! clocks an hour off (under `faketime`): the store's clock decides, so the totals do
+//! not change.
 //!
 //! The worker processes are this test binary run again in a child role (see
 //! `support::child`), so no extra binary is needed.
@@ -56,7 +57,7 @@ fn worker() {
                             Ok(_) => seen.admitted += 1,
                             Err(AcquireError::Denied { decision, .. }) => {
                                 seen.denied += 1;
-                                seen.max_retry = seen.max_retry.max(decision.retry_after);
+                                seen.max_retry = seen.max_retry.max(decision.retry_after());
                             }
                             Err(other) => {
                                 seen.errors += 1;
@@ -204,7 +205,8 @@ fn assert_within_gcra_bound(run: &Run, duration: Duration) {
     );
 }
 
-/// §8.2: 4 processes × 32 tasks on one sliding window: exactly `limit` in total.
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one sliding window:
+/// exactly `limit` in total.
 #[test]
 fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if child::role().is_some() {
@@ -226,7 +228,8 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     );
 }
 
-/// §8.2: 4 processes × 32 tasks on one token bucket: within `burst + rate·t`.
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one token bucket:
+/// within `burst + rate·t`.
 #[test]
 fn a_token_bucket_stays_within_its_bound_across_processes() {
     if child::role().is_some() {
@@ -288,7 +291,7 @@ fn assert_clocks_were_skewed(run: &Run) {
     }
 }
 
-/// §4.6: with client clocks an hour apart, one sliding window still admits
+/// `docs/design.md#time`: with client clocks an hour apart, one sliding window still admits
 /// exactly its limit, and no refusal asks for a wait longer than the window (a
 /// client-clock engine would make the clock-behind process wait hours).
 #[test]
@@ -313,7 +316,7 @@ fn a_sliding_window_ignores_a_skewed_clock() {
     }
 }
 
-/// §4.6: with client clocks an hour apart, one token bucket stays within its
+/// `docs/design.md#time`: with client clocks an hour apart, one token bucket stays within its
 /// bound, every process is served (a client-clock engine would lock the process
 /// whose clock is behind out for hours), and no refusal asks for more than one
 /// emission interval (1/rate = 5 ms; 100 ms allowed).

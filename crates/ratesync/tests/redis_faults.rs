@@ -1,8 +1,9 @@
-//! Faults of a real Redis (SPEC §8.3, §4.7): a server absent at start, killed
-//! under load, restarted or flushed (script cache gone), made slow, failed over by
-//! Sentinel, and a lease holder that dies. Each limiter follows its failure policy
-//! within its deadline (`socket_timeout`), the same registry recovers by itself, and
-//! no concurrency slot leaks.
+//! Faults of a real Redis (`docs/design.md#fault-tests`,
+//! `docs/design.md#failure-policy`): a server absent at start, killed under load,
+//! restarted or flushed (script cache gone), made slow, failed over by Sentinel, and a
+//! lease holder that dies. Each limiter follows its failure policy within its deadline
+//! (`socket_timeout`), the same registry recovers by itself, and no concurrency slot
+//! leaks.
 //!
 //! Every test starts its own servers on free ports (they are killed and
 //! restarted); without `redis-server` the tests skip loudly (fail under `CI=true`).
@@ -94,8 +95,9 @@ async fn timed<T>(call: impl std::future::Future<Output = T>) -> (T, Duration) {
     (out, started.elapsed())
 }
 
-/// §4.7: no server at start: fail-open admits and fail-closed errors, each within
-/// the deadline; once the server starts, the same registry decides again.
+/// `docs/design.md#failure-policy`: no server at start: fail-open admits and
+/// fail-closed errors, each within the deadline; once the server starts, the same
+/// registry decides again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_absent_at_start_is_survived_and_used_once_it_starts() {
     support::require_binaries(support::REDIS_BINARIES);
@@ -137,9 +139,9 @@ async fn a_server_absent_at_start_is_survived_and_used_once_it_starts() {
     }
 }
 
-/// §4.7: a "server" that accepts connections and never answers (a hung host, a
-/// listener whose process is stopped): the connection handshake itself must be
-/// bounded by the deadline, not only calls on a live connection.
+/// `docs/design.md#failure-policy`: a "server" that accepts connections and never
+/// answers (a hung host, a listener whose process is stopped): the connection handshake
+/// itself must be bounded by the deadline, not only calls on a live connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_bounded_by_the_deadline() {
     // The kernel completes TCP handshakes for a listener nobody accepts from.
@@ -172,9 +174,9 @@ struct Outcomes {
     last_failure: Option<Instant>,
 }
 
-/// §8.3: a server killed while 16 tasks hammer it: fail-open callers keep being
-/// admitted, fail-closed ones get "store unavailable", no call outlasts the
-/// deadline, and both decide again soon after the server is restarted.
+/// `docs/design.md#fault-tests`: a server killed while 16 tasks hammer it: fail-open
+/// callers keep being admitted, fail-closed ones get "store unavailable", no call
+/// outlasts the deadline, and both decide again soon after the server is restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_is_survived() {
     let server = RedisServer::start();
@@ -266,7 +268,7 @@ async fn a_server_killed_under_load_is_survived() {
     }
 }
 
-/// §5: scripts run by EVALSHA are reloaded on NOSCRIPT: after `SCRIPT FLUSH`
+/// `docs/design.md#redis`: scripts run by EVALSHA are reloaded on NOSCRIPT: after `SCRIPT FLUSH`
 /// every operation works at once, without an error and with its state intact;
 /// after a restart (state and scripts gone) decisions start afresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +291,7 @@ async fn an_empty_script_cache_is_refilled_transparently() {
         reg.limiter("slots").unwrap(),
     );
     let flush = || assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
-    let remaining = |p: ratesync::Permit| p.decision().remaining;
+    let remaining = |p: ratesync::Permit| p.decision().remaining();
 
     assert_eq!(remaining(bucket.try_acquire().await.unwrap()), 2);
     assert_eq!(remaining(window.try_acquire().await.unwrap()), 2);
@@ -298,7 +300,7 @@ async fn an_empty_script_cache_is_refilled_transparently() {
     flush();
     assert_eq!(remaining(window.try_acquire().await.unwrap()), 1);
     flush();
-    assert_eq!(bucket.state().await.unwrap().remaining, 1, "peek");
+    assert_eq!(bucket.state().await.unwrap().remaining(), 1, "peek");
     flush();
     let permit = slots.try_acquire().await.unwrap();
     flush();
@@ -322,10 +324,11 @@ async fn an_empty_script_cache_is_refilled_transparently() {
     assert_eq!(remaining(bucket.try_acquire().await.unwrap()), 2);
 }
 
-/// §4.7: a server stalled by `DEBUG SLEEP 2` while `socket_timeout` is 0.5 s:
-/// fail-closed calls fail with a timeout and fail-open calls admit, both within
-/// the deadline; once the server answers again, replies are not mixed up (a late
-/// reply to a timed-out call is never taken for the answer to a new one).
+/// `docs/design.md#failure-policy`: a server stalled by `DEBUG SLEEP 2` while
+/// `socket_timeout` is 0.5 s: fail-closed calls fail with a timeout and fail-open calls
+/// admit, both within the deadline; once the server answers again, replies are not
+/// mixed up (a late reply to a timed-out call is never taken for the answer to a new
+/// one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_server_is_bounded_by_the_socket_timeout() {
     let server = RedisServer::start();
@@ -376,11 +379,11 @@ async fn a_slow_server_is_bounded_by_the_socket_timeout() {
         reg.limiter("after_window").unwrap(),
     );
     let first = until_the_store_decides(&after).await.unwrap();
-    let mut expected = vec![first.decision().remaining];
-    let mut got = vec![first.decision().remaining];
+    let mut expected = vec![first.decision().remaining()];
+    let mut got = vec![first.decision().remaining()];
     for n in 1..5u64 {
-        got.push(after.try_acquire().await.unwrap().decision().remaining);
-        got.push(window.try_acquire().await.unwrap().decision().remaining);
+        got.push(after.try_acquire().await.unwrap().decision().remaining());
+        got.push(window.try_acquire().await.unwrap().decision().remaining());
         expected.push(4 - n);
         expected.push(5 - n);
     }
@@ -412,9 +415,9 @@ fn holder_limiter() -> LimiterBuilder {
         .fail_closed(true)
 }
 
-/// §2, §8.3: a holder killed with SIGKILL (no release, no more renewals) loses
-/// its slot at most `lease_ttl` later; while it lived, renewals kept it held
-/// across several TTLs.
+/// `docs/design.md#concurrency`, `docs/design.md#fault-tests`: a holder killed with
+/// SIGKILL (no release, no more renewals) loses its slot at most `lease_ttl` later;
+/// while it lived, renewals kept it held across several TTLs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holders_slot_returns_within_lease_ttl() {
     if child::role().is_some() {
@@ -436,7 +439,7 @@ async fn a_killed_holders_slot_returns_within_lease_ttl() {
     while Instant::now() < held_until {
         let refusal = slots.try_acquire().await.unwrap_err();
         assert_eq!(
-            refusal.decision().and_then(|d| d.denied_by),
+            refusal.decision().and_then(|d| d.denied_by()),
             Some(DeniedBy::Concurrency),
             "the living holder keeps its slot: {refusal}"
         );
@@ -454,7 +457,7 @@ async fn a_killed_holders_slot_returns_within_lease_ttl() {
     );
 }
 
-/// §5: through Sentinel, the engine follows the master: after an orderly
+/// `docs/design.md#redis`: through Sentinel, the engine follows the master: after an orderly
 /// `SENTINEL FAILOVER` (the old master turns replica and refuses writes) and after
 /// the master is killed, decisions go to the new master within [`RECOVERY`]. The
 /// sentinels are given once as a `sentinels` list and once in a

@@ -91,7 +91,7 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
         let lim = limiter(&engine, policy);
         for key in ["a", "b", "weird key:{x}*"] {
             let (d, _) = lim.acquire(key, 1, Some(LeaseId(7))).await.unwrap();
-            assert!(d.allowed, "{key}");
+            assert!(d.allowed(), "{key}");
         }
         // Every key written has a TTL.
         let keys = server.cli(&["--scan", "--pattern", "*"]);
@@ -103,20 +103,20 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
         // A lost script cache costs a retry, not an error.
         assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
         let (d, _) = lim.acquire("a", 1, None).await.unwrap();
-        assert!(d.allowed);
+        assert!(d.allowed());
         let (d, _) = lim.acquire("a", 1, None).await.unwrap();
-        assert_eq!(d.denied_by, Some(DeniedBy::Rate));
-        assert!(d.retry_after > Duration::from_secs(59));
+        assert_eq!(d.denied_by(), Some(DeniedBy::Rate));
+        assert!(d.retry_after() > Duration::from_secs(59));
         assert!(lim.renew("a", LeaseId(7)).await.unwrap());
         lim.release("a", LeaseId(7)).await.unwrap();
         assert!(!lim.renew("a", LeaseId(7)).await.unwrap());
         // Reset of one key, then of the whole limiter (SCAN), leaves no key behind.
         lim.reset(Some("a")).await.unwrap();
-        assert!(lim.peek("a", 2).await.unwrap().allowed);
-        assert!(!lim.peek("b", 2).await.unwrap().allowed);
+        assert!(lim.peek("a", 2).await.unwrap().allowed());
+        assert!(!lim.peek("b", 2).await.unwrap().allowed());
         lim.reset(None).await.unwrap();
-        assert!(lim.peek("b", 2).await.unwrap().allowed);
-        assert!(lim.peek("weird key:{x}*", 2).await.unwrap().allowed);
+        assert!(lim.peek("b", 2).await.unwrap().allowed());
+        assert!(lim.peek("weird key:{x}*", 2).await.unwrap().allowed());
         assert_eq!(server.cli(&["DBSIZE"]), "0");
     });
 }

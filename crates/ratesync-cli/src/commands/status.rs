@@ -67,12 +67,12 @@ fn to_json(limiter: &Limiter, key: &str, d: &Decision) -> Value {
     json!({
         "limiter": limiter.name(),
         "key": key,
-        "allowed": d.allowed,
-        "limit": d.limit,
-        "remaining": d.remaining,
-        "retry_after_s": d.retry_after.as_secs_f64(),
-        "reset_after_s": d.reset_after.as_secs_f64(),
-        "denied_by": d.denied_by.map(denied_by),
+        "allowed": d.allowed(),
+        "limit": d.limit(),
+        "remaining": d.remaining(),
+        "retry_after_s": d.retry_after().as_secs_f64(),
+        "reset_after_s": d.reset_after().as_secs_f64(),
+        "denied_by": d.denied_by().map(denied_by),
     })
 }
 
@@ -96,14 +96,14 @@ fn print_table(states: &[(&Limiter, Decision)], key: &str) {
         table.add_row([
             limiter.name().to_owned(),
             output::limit(limiter.config()),
-            match d.denied_by {
-                None if d.allowed => "yes".to_owned(),
+            match d.denied_by() {
+                None if d.allowed() => "yes".to_owned(),
                 Some(by) => format!("no ({})", denied_by(by)),
                 None => "no".to_owned(),
             },
             output::remaining(limiter.config(), d),
-            format!("{:.3} s", d.retry_after.as_secs_f64()),
-            format!("{:.3} s", d.reset_after.as_secs_f64()),
+            format!("{:.3} s", d.retry_after().as_secs_f64()),
+            format!("{:.3} s", d.reset_after().as_secs_f64()),
         ]);
     }
     if !key.is_empty() {

@@ -4,9 +4,7 @@
 //! instant at which the bucket would be full again. Refill is implicit in the passing
 //! of time, so there is no background task and no floating point at decision time.
 
-use std::time::Duration;
-
-use super::{nanos_to_duration, Receipt, RuleError};
+use super::{Receipt, RuleError};
 use crate::decision::{Decision, DeniedBy};
 
 /// Largest rate accepted: one unit per nanosecond.
@@ -92,32 +90,44 @@ impl TokenBucket {
     /// Decides an attempt of `cost` units at `now` against the stored `tat`
     /// (0 for a key never seen). Returns the decision and, when admitted, the new TAT
     /// to store. The caller has checked `1 <= cost <= burst`.
-    #[inline]
+    #[inline(always)]
     pub fn decide(&self, tat: u64, now: u64, cost: u32) -> (Decision, Option<u64>) {
-        let tat = tat.max(now);
+        let new_tat = self.admit(tat, now, cost);
+        (self.describe(tat, now, cost, new_tat), new_tat)
+    }
+
+    /// The arithmetic of [`TokenBucket::decide`] alone: the TAT to store when the
+    /// attempt is admitted. Apart so that a lock-free caller retries its
+    /// compare-and-swap on two integers and builds the decision once, after
+    /// (`docs/design.md#calls`).
+    #[inline(always)]
+    pub fn admit(&self, tat: u64, now: u64, cost: u32) -> Option<u64> {
+        let new_tat = tat.max(now).saturating_add(u64::from(cost) * self.interval);
+        (new_tat <= now.saturating_add(self.capacity_span)).then_some(new_tat)
+    }
+
+    /// The decision for an attempt of `cost` on `tat` at `now` that
+    /// [`TokenBucket::admit`] answered with `admitted`.
+    #[inline(always)]
+    pub fn describe(&self, tat: u64, now: u64, cost: u32, admitted: Option<u64>) -> Decision {
+        let limit = u64::from(self.burst);
         let horizon = now.saturating_add(self.capacity_span);
-        let new_tat = tat.saturating_add(u64::from(cost) * self.interval);
-        if new_tat <= horizon {
-            let decision = Decision {
-                allowed: true,
-                limit: u64::from(self.burst),
-                remaining: (horizon - new_tat) / self.interval,
-                retry_after: Duration::ZERO,
-                reset_after: nanos_to_duration(new_tat - now),
-                denied_by: None,
-            };
-            (decision, Some(new_tat))
-        } else {
-            // The attempt fits once `now` has moved so that `new_tat <= now + span`.
-            let decision = Decision {
-                allowed: false,
-                limit: u64::from(self.burst),
-                remaining: horizon.saturating_sub(tat) / self.interval,
-                retry_after: nanos_to_duration(new_tat - horizon),
-                reset_after: nanos_to_duration(tat - now),
-                denied_by: Some(DeniedBy::Rate),
-            };
-            (decision, None)
+        match admitted {
+            Some(new_tat) => {
+                Decision::admitted(limit, (horizon - new_tat) / self.interval, new_tat - now)
+            }
+            None => {
+                // The attempt fits once `now` has moved so that `new_tat <= now + span`.
+                let tat = tat.max(now);
+                let new_tat = tat.saturating_add(u64::from(cost) * self.interval);
+                Decision::denied(
+                    DeniedBy::Rate,
+                    limit,
+                    horizon.saturating_sub(tat) / self.interval,
+                    new_tat - horizon,
+                    tat - now,
+                )
+            }
         }
     }
 
@@ -130,7 +140,7 @@ impl TokenBucket {
         if new_tat.is_some() {
             let tat = tat.max(now);
             decision.remaining = (now.saturating_add(self.capacity_span) - tat) / self.interval;
-            decision.reset_after = nanos_to_duration(tat - now);
+            decision.reset_after_nanos = tat - now;
         }
         decision
     }
@@ -161,6 +171,8 @@ impl TokenBucket {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
@@ -169,13 +181,13 @@ mod tests {
     fn burst_one_spaces_calls_exactly() {
         let tb = TokenBucket::new(2.0, 1).unwrap();
         let (d, tat) = tb.decide(0, 10 * SEC, 1);
-        assert!(d.allowed);
+        assert!(d.allowed());
         let tat = tat.unwrap();
         let (d, none) = tb.decide(tat, 10 * SEC, 1);
-        assert!(!d.allowed && none.is_none());
-        assert_eq!(d.retry_after, Duration::from_millis(500));
-        assert!(!tb.decide(tat, 10 * SEC + SEC / 2 - 1, 1).0.allowed);
-        assert!(tb.decide(tat, 10 * SEC + SEC / 2, 1).0.allowed);
+        assert!(!d.allowed() && none.is_none());
+        assert_eq!(d.retry_after(), Duration::from_millis(500));
+        assert!(!tb.decide(tat, 10 * SEC + SEC / 2 - 1, 1).0.allowed());
+        assert!(tb.decide(tat, 10 * SEC + SEC / 2, 1).0.allowed());
     }
 
     #[test]
@@ -184,24 +196,24 @@ mod tests {
         let mut tat = 0;
         for expected_remaining in (0..5).rev() {
             let (d, new) = tb.decide(tat, SEC, 1);
-            assert!(d.allowed);
+            assert!(d.allowed());
             assert_eq!(d.remaining, expected_remaining);
             tat = new.unwrap();
         }
         let (d, _) = tb.decide(tat, SEC, 1);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Duration::from_millis(100));
-        assert_eq!(d.reset_after, Duration::from_millis(500));
+        assert!(!d.allowed());
+        assert_eq!(d.retry_after(), Duration::from_millis(100));
+        assert_eq!(d.reset_after(), Duration::from_millis(500));
     }
 
     #[test]
     fn cost_takes_several_units() {
         let tb = TokenBucket::new(1.0, 10).unwrap();
         let (d, tat) = tb.decide(0, SEC, 7);
-        assert!(d.allowed && d.remaining == 3);
+        assert!(d.allowed() && d.remaining == 3);
         let (d, _) = tb.decide(tat.unwrap(), SEC, 4);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Duration::from_secs(1));
+        assert!(!d.allowed());
+        assert_eq!(d.retry_after(), Duration::from_secs(1));
     }
 
     #[test]

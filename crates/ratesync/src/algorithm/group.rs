@@ -41,7 +41,7 @@ pub fn decide_all(members: &mut [Member<'_>], now: u64) -> GroupDecision {
     for (index, member) in members.iter().enumerate() {
         let mut copy = member.state.clone();
         let (decision, receipt) = decide(member.policy, &mut copy, now, member.cost, member.lease);
-        if !decision.allowed {
+        if !decision.allowed() {
             let peeks = members
                 .iter()
                 .enumerate()
@@ -109,11 +109,11 @@ mod tests {
                 peeks,
             } => {
                 assert_eq!(index, 1);
-                assert!(!refusal.allowed);
+                assert!(!refusal.allowed());
                 let [Some(first), None] = peeks[..] else {
                     panic!("the other member's peek: {peeks:?}");
                 };
-                assert!(first.allowed, "the first member's peek");
+                assert!(first.allowed(), "the first member's peek");
                 assert_eq!(first.remaining, 299);
             }
             other => panic!("expected a refusal, got {other:?}"),

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use super::nanos_to_duration;
-
 /// Identifies one held slot. Random, so ids from many processes do not collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LeaseId(pub u64);
@@ -51,7 +49,7 @@ impl LeaseSet {
             .map(|(_, e)| *e)
             .filter(|e| *e > now)
             .min();
-        nanos_to_duration(earliest.map_or(0, |e| e - now))
+        Duration::from_nanos(earliest.map_or(0, |e| e - now))
     }
 
     /// Records a new lease. The caller has checked there is room.

@@ -14,8 +14,6 @@ mod group;
 mod leases;
 mod sliding_window;
 
-use std::time::Duration;
-
 pub use gcra::{TokenBucket, MAX_RATE_PER_SECOND};
 pub use group::{decide_all, GroupDecision, Member};
 pub use leases::{Concurrency, LeaseId, LeaseSet};
@@ -238,7 +236,7 @@ pub fn decide(
         (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.decide(log, now, cost),
         _ => (slots_decision(policy, state, now, lease.is_some()), 0),
     };
-    if decision.allowed {
+    if decision.allowed() {
         if let (Some(cc), Some(id)) = (policy.concurrency, lease) {
             state.leases.insert(id, now, cc.lease_ttl);
         }
@@ -275,11 +273,14 @@ fn rate_peek(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision
 /// `retry_after` is the rate's alone: a slot comes back when its holder releases it,
 /// which no clock can tell (`docs/design.md#concurrency`).
 fn concurrency_refusal(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision {
-    Decision {
-        allowed: false,
-        denied_by: Some(DeniedBy::Concurrency),
-        ..rate_peek(policy, state, now, cost)
-    }
+    let rate = rate_peek(policy, state, now, cost);
+    Decision::denied(
+        DeniedBy::Concurrency,
+        rate.limit,
+        rate.remaining,
+        rate.retry_after_nanos,
+        rate.reset_after_nanos,
+    )
 }
 
 /// The admission of a limiter without a rate (the caller has checked the cap): its
@@ -287,14 +288,7 @@ fn concurrency_refusal(policy: &Policy, state: &KeyState, now: u64, cost: u32) -
 fn slots_decision(policy: &Policy, state: &KeyState, now: u64, taking: bool) -> Decision {
     let max = policy.concurrency.map_or(0, |cc| u64::from(cc.max));
     let live = state.leases.count_live(now) as u64 + u64::from(taking);
-    Decision {
-        allowed: true,
-        denied_by: None,
-        limit: max,
-        remaining: max.saturating_sub(live),
-        retry_after: Duration::ZERO,
-        reset_after: Duration::ZERO,
-    }
+    Decision::admitted(max, max.saturating_sub(live), 0)
 }
 
 /// Gives back the `cost` units an admission took (its [`Receipt`]) and its lease,
@@ -319,12 +313,10 @@ pub fn refund(
     lease.is_some_and(|id| state.leases.release(id))
 }
 
-pub(crate) fn nanos_to_duration(nanos: u64) -> Duration {
-    Duration::from_nanos(nanos)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
@@ -343,12 +335,12 @@ mod tests {
     fn concurrency_refusal_consumes_no_rate() {
         let p = policy(1);
         let mut s = KeyState::fresh(&p);
-        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed);
+        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed());
         let before = s.clone();
         let (d, _) = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
-        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
+        assert_eq!(d.denied_by(), Some(DeniedBy::Concurrency));
         // The rate has room: nothing a clock can promise, so no wait is invented.
-        assert_eq!(d.retry_after, Duration::ZERO);
+        assert_eq!(d.retry_after(), Duration::ZERO);
         assert_eq!(s, before);
     }
 
@@ -356,9 +348,9 @@ mod tests {
     fn rate_refusal_takes_no_slot() {
         let p = policy(5);
         let mut s = KeyState::fresh(&p);
-        assert!(decide(&p, &mut s, SEC, 2, Some(LeaseId(1))).0.allowed);
+        assert!(decide(&p, &mut s, SEC, 2, Some(LeaseId(1))).0.allowed());
         let (d, _) = decide(&p, &mut s, SEC, 1, Some(LeaseId(2)));
-        assert_eq!(d.denied_by, Some(DeniedBy::Rate));
+        assert_eq!(d.denied_by(), Some(DeniedBy::Rate));
         assert_eq!(s.leases.count_live(SEC), 1);
     }
 
@@ -366,9 +358,11 @@ mod tests {
     fn expired_leases_free_their_slot() {
         let p = policy(1);
         let mut s = KeyState::fresh(&p);
-        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed);
-        assert!(!decide(&p, &mut s, 2 * SEC, 1, Some(LeaseId(2))).0.allowed);
-        assert!(decide(&p, &mut s, 11 * SEC, 1, Some(LeaseId(2))).0.allowed);
+        assert!(decide(&p, &mut s, SEC, 1, Some(LeaseId(1))).0.allowed());
+        assert!(!decide(&p, &mut s, 2 * SEC, 1, Some(LeaseId(2))).0.allowed());
+        assert!(decide(&p, &mut s, 11 * SEC, 1, Some(LeaseId(2)))
+            .0
+            .allowed());
     }
 
     #[test]
@@ -383,12 +377,12 @@ mod tests {
         let mut s = KeyState::fresh(&p);
         assert_eq!(peek(&p, &s, 0, 1).remaining, 2);
         let (d, _) = decide(&p, &mut s, 0, 7, Some(LeaseId(1)));
-        assert!(d.allowed && d.limit == 2 && d.remaining == 1);
-        assert!(decide(&p, &mut s, 0, 1, Some(LeaseId(2))).0.allowed);
+        assert!(d.allowed() && d.limit == 2 && d.remaining == 1);
+        assert!(decide(&p, &mut s, 0, 1, Some(LeaseId(2))).0.allowed());
         let (d, _) = decide(&p, &mut s, 0, 1, Some(LeaseId(3)));
-        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
+        assert_eq!(d.denied_by(), Some(DeniedBy::Concurrency));
         assert_eq!(
-            (d.limit, d.remaining, d.retry_after),
+            (d.limit, d.remaining, d.retry_after()),
             (2, 0, Duration::ZERO)
         );
         assert_eq!(check_cost(&p, 1_000_000), Ok(()));
@@ -400,7 +394,7 @@ mod tests {
         let mut s = KeyState::fresh(&p);
         let fresh = s.clone();
         let (d, receipt) = decide(&p, &mut s, SEC, 2, Some(LeaseId(1)));
-        assert!(d.allowed);
+        assert!(d.allowed());
         refund(&p, &mut s, SEC, 2, receipt, Some(LeaseId(1)));
         assert_eq!(peek(&p, &s, SEC, 1), peek(&p, &fresh, SEC, 1));
         assert_eq!(s.leases.count_live(SEC), 0);

@@ -5,9 +5,8 @@
 //! `t > now - window`; it leaves the window at exactly `t + window`.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
-use super::{nanos_to_duration, RuleError};
+use super::RuleError;
 use crate::decision::{Decision, DeniedBy};
 
 /// Longest window accepted (about 31 years), so that `t + window` never overflows.
@@ -86,14 +85,11 @@ impl SlidingWindow {
         let limit = u64::from(self.limit);
         if used + u64::from(cost) <= limit {
             let recorded = log.push(now, cost);
-            let decision = Decision {
-                allowed: true,
+            let decision = Decision::admitted(
                 limit,
-                remaining: limit - log.total,
-                retry_after: Duration::ZERO,
-                reset_after: nanos_to_duration((recorded + self.window).saturating_sub(now)),
-                denied_by: None,
-            };
+                limit - log.total,
+                (recorded + self.window).saturating_sub(now),
+            );
             return (decision, recorded);
         }
         (self.refusal(log, now, cost), 0)
@@ -107,14 +103,8 @@ impl SlidingWindow {
             let newest = log
                 .newest()
                 .map_or(0, |t| (t + self.window).saturating_sub(now));
-            Decision {
-                allowed: true,
-                limit: u64::from(self.limit),
-                remaining: u64::from(self.limit) - log.total,
-                retry_after: Duration::ZERO,
-                reset_after: nanos_to_duration(newest),
-                denied_by: None,
-            }
+            let limit = u64::from(self.limit);
+            Decision::admitted(limit, limit - log.total, newest)
         } else {
             self.refusal(&log, now, cost)
         }
@@ -126,14 +116,13 @@ impl SlidingWindow {
         let must_leave = log.total + u64::from(cost) - limit;
         let leaves_at = log.time_when_oldest_leave(must_leave) + self.window;
         let newest = log.newest().unwrap_or(now);
-        Decision {
-            allowed: false,
+        Decision::denied(
+            DeniedBy::Rate,
             limit,
-            remaining: limit.saturating_sub(log.total),
-            retry_after: nanos_to_duration(leaves_at.saturating_sub(now)),
-            reset_after: nanos_to_duration((newest + self.window).saturating_sub(now)),
-            denied_by: Some(DeniedBy::Rate),
-        }
+            limit.saturating_sub(log.total),
+            leaves_at.saturating_sub(now),
+            (newest + self.window).saturating_sub(now),
+        )
     }
 
     /// When the newest admission of `log` leaves the window (0 for an empty log):
@@ -236,6 +225,8 @@ impl WindowLog {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MS: u64 = 1_000_000;
@@ -246,26 +237,26 @@ mod tests {
         let mut log = WindowLog::default();
         for (i, at) in [0, 100 * MS, 200 * MS].into_iter().enumerate() {
             let (d, _) = sw.decide(&mut log, at, 1);
-            assert!(d.allowed);
+            assert!(d.allowed());
             assert_eq!(d.remaining, 2 - i as u64);
         }
         let (d, _) = sw.decide(&mut log, 300 * MS, 1);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Duration::from_millis(700));
-        assert!(!sw.decide(&mut log, 1000 * MS - 1, 1).0.allowed);
-        assert!(sw.decide(&mut log, 1000 * MS, 1).0.allowed);
+        assert!(!d.allowed());
+        assert_eq!(d.retry_after(), Duration::from_millis(700));
+        assert!(!sw.decide(&mut log, 1000 * MS - 1, 1).0.allowed());
+        assert!(sw.decide(&mut log, 1000 * MS, 1).0.allowed());
     }
 
     #[test]
     fn cost_needs_that_many_units_to_leave() {
         let sw = SlidingWindow::new(4, 1.0).unwrap();
         let mut log = WindowLog::default();
-        assert!(sw.decide(&mut log, 0, 2).0.allowed);
-        assert!(sw.decide(&mut log, 500 * MS, 2).0.allowed);
+        assert!(sw.decide(&mut log, 0, 2).0.allowed());
+        assert!(sw.decide(&mut log, 500 * MS, 2).0.allowed());
         let (d, _) = sw.decide(&mut log, 600 * MS, 3);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         // Needs 3 units gone: the first run (2) leaves at 1000ms, the second at 1500ms.
-        assert_eq!(d.retry_after, Duration::from_millis(900));
+        assert_eq!(d.retry_after(), Duration::from_millis(900));
     }
 
     #[test]
@@ -285,7 +276,7 @@ mod tests {
     fn peek_records_nothing() {
         let sw = SlidingWindow::new(1, 0.5).unwrap();
         let log = WindowLog::default();
-        assert!(sw.peek(&log, 0, 1).allowed);
+        assert!(sw.peek(&log, 0, 1).allowed());
         assert_eq!(log.total(), 0);
     }
 

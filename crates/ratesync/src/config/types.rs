@@ -1,5 +1,5 @@
 //! The validated configuration: what a `rate-sync.toml` (or the builder) says, after
-//! every check of SPEC §3.4 has passed. Holding one of these means it is valid.
+//! every check of `docs/design.md#validation` has passed. Holding one of these means it is valid.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ impl LimiterConfig {
             rule: self.rule,
             concurrency: self.max_concurrent.map(|max| Concurrency {
                 max: max.get(),
-                lease_ttl: self.lease_ttl.as_nanos().min(u64::MAX as u128) as u64,
+                lease_ttl: crate::clock::saturating_nanos(self.lease_ttl),
             }),
         }
     }

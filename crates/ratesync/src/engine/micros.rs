@@ -6,8 +6,6 @@
 //! rounding can only make a limit stricter. Both stores answer a decision with the
 //! same integers, read back here.
 
-use std::time::Duration;
-
 use crate::algorithm::{Policy, Receipt, Rule};
 use crate::decision::{Decision, DeniedBy};
 use crate::store::StoreError;
@@ -111,17 +109,21 @@ pub(crate) fn decision(
         )));
     };
     let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
-    let decision = Decision {
-        allowed: allowed == 1,
-        denied_by: match denied {
-            1 => Some(DeniedBy::Rate),
-            2 => Some(DeniedBy::Concurrency),
-            _ => None,
-        },
-        limit,
-        remaining: non_negative(remaining),
-        retry_after: Duration::from_micros(non_negative(retry)),
-        reset_after: Duration::from_micros(non_negative(reset)),
+    let nanos = |micros: i64| non_negative(micros).saturating_mul(1_000);
+    let denied_by = match (allowed, denied) {
+        (1, _) => None,
+        (_, 1) => Some(DeniedBy::Rate),
+        (_, 2) => Some(DeniedBy::Concurrency),
+        _ => {
+            return Err(StoreError::Backend(format!(
+                "unexpected decision: allowed {allowed}, denied by {denied}"
+            )))
+        }
+    };
+    let remaining = non_negative(remaining);
+    let decision = match denied_by {
+        None => Decision::admitted(limit, remaining, nanos(reset)),
+        Some(by) => Decision::denied(by, limit, remaining, nanos(retry), nanos(reset)),
     };
     let receipt = Receipt {
         now: non_negative(now_us),
@@ -132,6 +134,8 @@ pub(crate) fn decision(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::algorithm::{Concurrency, TokenBucket};
 
@@ -164,13 +168,13 @@ mod tests {
     #[test]
     fn answers_convert_microseconds_and_clamp_garbage() {
         let (d, receipt) = decision(&[0, 3, 1_500, 2_000_000, 2, 0], 10, 7).unwrap();
-        assert!(!d.allowed);
-        assert_eq!(d.denied_by, Some(DeniedBy::Concurrency));
-        assert_eq!(d.retry_after, Duration::from_micros(1_500));
-        assert_eq!(d.reset_after, Duration::from_secs(2));
+        assert!(!d.allowed());
+        assert_eq!(d.denied_by(), Some(DeniedBy::Concurrency));
+        assert_eq!(d.retry_after(), Duration::from_micros(1_500));
+        assert_eq!(d.reset_after(), Duration::from_secs(2));
         assert_eq!(receipt.now, 7);
         let (d, _) = decision(&[1, -1, -5, -5, 0, 9], 10, 7).unwrap();
-        assert!(d.allowed && d.remaining == 0 && d.retry_after.is_zero());
+        assert!(d.allowed() && d.remaining == 0 && d.retry_after().is_zero());
         assert!(decision(&[1, 2], 10, 7).is_err());
     }
 }

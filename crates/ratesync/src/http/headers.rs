@@ -89,9 +89,9 @@ impl LimitState<'_> {
     /// Seconds until the limit resets (admitted) or a retry can succeed (refused).
     fn reset_in(&self) -> f64 {
         if self.allowed {
-            self.decision.reset_after.as_secs_f64()
+            self.decision.reset_after().as_secs_f64()
         } else {
-            self.decision.retry_after.as_secs_f64()
+            self.decision.retry_after().as_secs_f64()
         }
     }
 
@@ -224,15 +224,16 @@ fn sf_string(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DeniedBy;
 
     fn decision(allowed: bool, limit: u64, remaining: u64, retry: f64, reset: f64) -> Decision {
-        Decision {
-            allowed,
-            denied_by: None,
-            limit,
-            remaining,
-            retry_after: Duration::from_secs_f64(retry),
-            reset_after: Duration::from_secs_f64(reset),
+        let (retry, reset) = (
+            Duration::from_secs_f64(retry),
+            Duration::from_secs_f64(reset),
+        );
+        match allowed {
+            true => Decision::admitting(limit, remaining, reset),
+            false => Decision::refusing(DeniedBy::Rate, limit, remaining, retry, reset),
         }
     }
 

@@ -177,7 +177,7 @@ impl RouteLimits {
             .enumerate()
             .filter_map(|(index, (limit, decision))| {
                 let decision = (*decision)?;
-                let allowed = decision.allowed && refused != Some(index);
+                let allowed = decision.allowed() && refused != Some(index);
                 Some((index, limit.state(allowed, decision)))
             })
             .collect();

@@ -22,6 +22,12 @@ use crate::store::{GroupMember, StoreError, StoreRuntime};
 ///
 /// The permits come back in call order. Calls on the same limiter and key are decided
 /// as one, their costs added; they may not both take a concurrency slot.
+///
+/// The one race left: where a group cannot be decided in one step (calls on several
+/// stores, a NATS store, a Redis Cluster group whose keys span slots), what an earlier
+/// part admitted is visible to other clients until the refusal of a later part
+/// refunds it, one store round trip later. Within that window another client can be
+/// refused for units that come back (`docs/design.md#groups`).
 pub async fn try_acquire_all(calls: &[Call<'_>]) -> Result<Vec<Permit>, AcquireAllError> {
     if let [call] = calls {
         // One call is a group of one: no bookkeeping needed.
@@ -120,14 +126,7 @@ pub async fn acquire_all(
             _ => None,
         },
         |failure, waited| AcquireAllError {
-            error: match failure.error {
-                AcquireError::Denied { limiter, decision } => AcquireError::TimedOut {
-                    limiter,
-                    waited,
-                    decision,
-                },
-                other => other,
-            },
+            error: failure.error.after_waiting(waited),
             ..failure
         },
     )

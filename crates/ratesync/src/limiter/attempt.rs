@@ -1,10 +1,11 @@
 //! `TryAcquire`: the future of one attempt.
 //!
 //! Written out by hand rather than as an `async fn` because it is the hot path of
-//! every decision: its first poll asks the store, and when the store answers at once
-//! (the memory engine) the permit comes back from that same poll, with no state
-//! machine, allocation or task around it. An answer that needs the network is
-//! awaited under the store's deadline.
+//! every decision: its first poll decides. A limiter whose store decides in this
+//! process (the memory engine) is called directly and the permit comes back from
+//! that same poll, with no state machine, allocation or task around it; any other
+//! store is asked through the engine contract, and an answer that needs the network
+//! is awaited under the store's deadline.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 use super::{Call, LimiterInner, Permit};
 use crate::algorithm::{LeaseId, Receipt};
 use crate::decision::Decision;
+use crate::engine::memory::MemoryLimiter;
 use crate::error::AcquireError;
 use crate::store::{Answer, StoreError};
 
@@ -44,29 +46,94 @@ impl<'a> TryAcquire<'a> {
     }
 }
 
+/// How an attempt at a store that is asked (not one deciding in this process) starts.
+enum Asked<'a> {
+    /// Decided at once: the store answered at once, or the attempt was refused
+    /// before the store was asked (an impossible cost).
+    Decided(Result<Permit, AcquireError>),
+    /// The store's answer comes later, for an attempt taking `lease`.
+    Pending {
+        answer: BoxFuture<'a, Result<(Decision, Receipt), StoreError>>,
+        lease: Option<LeaseId>,
+    },
+}
+
+impl<'a> Call<'a> {
+    /// An attempt decided by a store in this process, handed to `answer`: the one
+    /// path of `try_acquire` (and of every try of `acquire`) and of
+    /// `try_acquire_now` on such a store. `answer` wraps the outcome where it is
+    /// built, so the permit is written once, where the caller reads it
+    /// (`docs/design.md#calls`).
+    #[inline(always)]
+    pub(super) fn decide_in_process<R>(
+        self,
+        memory: &MemoryLimiter,
+        answer: impl FnOnce(Result<Permit, AcquireError>) -> R,
+    ) -> R {
+        let limiter = &self.limiter.inner;
+        if let Err(error) = limiter.check_cost(self.cost) {
+            return answer(Err(error));
+        }
+        let lease = limiter.new_lease_id();
+        memory.decide(self.key, self.cost, lease, |decision, _| {
+            answer(match decision.allowed() {
+                true => Ok(limiter.admitted(self.key, lease, decision)),
+                false => Err(limiter.denied(decision)),
+            })
+        })
+    }
+
+    /// An attempt at any other store: asked through the engine contract.
+    fn ask(self) -> Asked<'a> {
+        let limiter = &self.limiter.inner;
+        if let Err(error) = limiter.check_cost(self.cost) {
+            return Asked::Decided(Err(error));
+        }
+        let lease = limiter.new_lease_id();
+        match limiter
+            .store
+            .call(limiter.engine.acquire(self.key, self.cost, lease))
+        {
+            Answer::Ready(result) => {
+                let result = result.map(|(decision, _)| decision);
+                Asked::Decided(limiter.settle(self.key, lease, result))
+            }
+            Answer::Pending(answer) => Asked::Pending { answer, lease },
+        }
+    }
+}
+
 impl Future for TryAcquire<'_> {
     type Output = Result<Permit, AcquireError>;
 
-    #[inline]
+    /// Inlined into the caller: a decision in this process is then written straight
+    /// where the caller's `.await` reads it. Asking a store is out of line.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let State::Start(call) = this.state {
-            let limiter = &call.limiter.inner;
-            if let Err(error) = limiter.check_cost(call.cost) {
+            if let Some(memory) = call.limiter.inner.in_process.as_deref() {
                 this.state = State::Done;
-                return Poll::Ready(Err(error));
+                return call.decide_in_process(memory, Poll::Ready);
             }
-            let lease = limiter.new_lease_id();
-            let asked = limiter.engine.acquire(call.key, call.cost, lease);
-            match limiter.store.call(asked) {
-                Answer::Ready(result) => {
-                    this.state = State::Done;
-                    let result = result.map(|(decision, _)| decision);
-                    return Poll::Ready(limiter.settle(call.key, lease, result));
+        }
+        this.poll_store(cx)
+    }
+}
+
+impl TryAcquire<'_> {
+    /// An attempt at a store that is asked: starts it, then awaits the answer.
+    #[inline(never)]
+    fn poll_store(&mut self, cx: &mut Context<'_>) -> Poll<Result<Permit, AcquireError>> {
+        if let State::Start(call) = self.state {
+            match call.ask() {
+                Asked::Decided(decided) => {
+                    self.state = State::Done;
+                    return Poll::Ready(decided);
                 }
-                Answer::Pending(answer) => {
-                    this.state = State::Asking {
-                        limiter,
+                Asked::Pending { answer, lease } => {
+                    self.state = State::Asking {
+                        limiter: &call.limiter.inner,
                         key: call.key,
                         lease,
                         answer,
@@ -74,7 +141,7 @@ impl Future for TryAcquire<'_> {
                 }
             }
         }
-        match &mut this.state {
+        match &mut self.state {
             State::Asking {
                 limiter,
                 key,
@@ -83,7 +150,7 @@ impl Future for TryAcquire<'_> {
             } => {
                 let result = std::task::ready!(answer.as_mut().poll(cx));
                 let settled = limiter.settle(key, *lease, result.map(|(decision, _)| decision));
-                this.state = State::Done;
+                self.state = State::Done;
                 Poll::Ready(settled)
             }
             State::Start(_) | State::Done => panic!("TryAcquire polled after completion"),

@@ -1,8 +1,9 @@
 //! `Limiter`: the API of one configured limiter (`docs/design.md#calls`).
 //!
 //! - `try_acquire`: one attempt, never waits. Its future is decided on its first
-//!   poll when the store answers at once (the memory engine), so
-//!   `try_acquire().now_or_never()` is a synchronous attempt.
+//!   poll when the store answers at once (the memory engine).
+//! - `try_acquire_now`: the same attempt without an async runtime, for a store that
+//!   decides in this process; `None` for one that must be asked over the network.
 //! - `acquire`: waits until admitted or until the timeout (explicit, else the
 //!   limiter's `timeout`, else forever). A rate refusal sleeps exactly its
 //!   retry-after; a concurrency refusal waits for a release (or a bounded poll).
@@ -31,6 +32,7 @@ use self::waiters::Waiters;
 use crate::algorithm::{check_cost, LeaseId, Policy};
 use crate::config::LimiterConfig;
 use crate::decision::Decision;
+use crate::engine::memory::MemoryLimiter;
 use crate::error::AcquireError;
 use crate::metrics::{LimiterMetrics, LogThrottle};
 use crate::store::{EngineLimiter, LimiterSpec, ReleaseSignal, StoreError, StoreRuntime};
@@ -46,6 +48,11 @@ pub(crate) struct LimiterInner {
     config: LimiterConfig,
     policy: Policy,
     engine: Arc<dyn EngineLimiter>,
+    /// The same limiter when its store decides in this process (the memory engine),
+    /// called directly by an attempt: the hot path of a decision, with no dynamic
+    /// call, future or copy of an answer around it (`docs/design.md#calls`). The one
+    /// place the in-process path is chosen; everything else goes through `engine`.
+    in_process: Option<Arc<MemoryLimiter>>,
     store: Arc<StoreRuntime>,
     waiters: Arc<Waiters>,
     metrics: LimiterMetrics,
@@ -68,6 +75,9 @@ impl Limiter {
             policy,
             releases: ReleaseSignal::new(move |key| woken.released(key)),
         })?;
+        let in_process = (engine.clone() as Arc<dyn std::any::Any + Send + Sync>)
+            .downcast::<MemoryLimiter>()
+            .ok();
         Ok(Limiter {
             inner: Arc::new(LimiterInner {
                 metrics: LimiterMetrics::new(&name, &store.id),
@@ -76,6 +86,7 @@ impl Limiter {
                 config,
                 policy,
                 engine,
+                in_process,
                 store,
                 waiters,
             }),
@@ -136,6 +147,13 @@ impl Limiter {
     /// One attempt, never waits.
     pub fn try_acquire(&self) -> TryAcquire<'_> {
         self.call().try_acquire()
+    }
+
+    /// One attempt decided now, without an async runtime, when the store decides in
+    /// this process (see [`Call::try_acquire_now`]).
+    #[inline]
+    pub fn try_acquire_now(&self) -> Option<Result<Permit, AcquireError>> {
+        self.call().try_acquire_now()
     }
 
     /// The current decision for a cost of 1, consuming nothing. A store that cannot
@@ -208,6 +226,16 @@ impl<'a> Call<'a> {
         TryAcquire::new(self)
     }
 
+    /// One attempt, decided now when the store answers at once (a memory store
+    /// always does): the synchronous `try_acquire`, for code without an async
+    /// runtime. `None` when the store must be asked over the network: then
+    /// `try_acquire().await` (the attempt is not made twice; nothing was asked).
+    #[inline]
+    pub fn try_acquire_now(self) -> Option<Result<Permit, AcquireError>> {
+        let memory = self.limiter.inner.in_process.as_deref()?;
+        self.decide_in_process(memory, Some)
+    }
+
     /// The decision this call would get now, consuming nothing.
     pub async fn state(self) -> Result<Decision, AcquireError> {
         self.limiter.inner.peek(self.key, self.cost).await
@@ -234,7 +262,12 @@ impl LimiterInner {
     }
 
     /// Turns a store's answer into a permit or a refusal, applying the failure policy.
-    #[inline]
+    ///
+    /// Inlined down to the admission without a slot, the common case: the decision
+    /// then goes from the store's arithmetic straight into the permit, never copied
+    /// through memory on the way (`docs/design.md#calls`). Everything else is out of
+    /// line.
+    #[inline(always)]
     fn settle(
         self: &Arc<Self>,
         key: &str,
@@ -242,7 +275,7 @@ impl LimiterInner {
         result: Result<Decision, StoreError>,
     ) -> Result<Permit, AcquireError> {
         match result {
-            Ok(decision) if decision.allowed => Ok(self.admitted(key, lease, decision)),
+            Ok(decision) if decision.allowed() => Ok(self.admitted(key, lease, decision)),
             Ok(decision) => Err(self.denied(decision)),
             Err(error) => self
                 .on_store_error(error)
@@ -251,16 +284,14 @@ impl LimiterInner {
     }
 
     /// The permit of an admission: it holds the slot when a lease was taken.
-    #[inline]
+    #[inline(always)]
     fn admitted(self: &Arc<Self>, key: &str, lease: Option<LeaseId>, decision: Decision) -> Permit {
         self.metrics.admitted.increment(1);
-        let slot = lease.map(|id| {
-            self.hold_slot(key, id);
-            Box::new(HeldSlot::new(self.clone(), key, id))
-        });
+        let slot = lease.map(|id| self.hold_slot(key, id));
         Permit::new(decision, slot)
     }
 
+    #[inline(always)]
     fn denied(&self, decision: Decision) -> AcquireError {
         self.metrics.denied.increment(1);
         AcquireError::Denied {
@@ -271,6 +302,8 @@ impl LimiterInner {
 
     /// The failure policy (`docs/design.md#failure-policy`): `fail_closed` limiters
     /// report the outage; the others admit, counted and logged.
+    #[cold]
+    #[inline(never)]
     fn on_store_error(&self, source: StoreError) -> Result<Decision, AcquireError> {
         if self.config.fail_closed {
             return Err(self.store_unavailable(source));
@@ -289,7 +322,9 @@ impl LimiterInner {
         Ok(Decision::fail_open(self.policy.limit()))
     }
 
-    fn hold_slot(self: &Arc<Self>, key: &str, id: LeaseId) {
+    /// The slot an admission with a lease holds until its permit is dropped.
+    #[inline(never)]
+    fn hold_slot(self: &Arc<Self>, key: &str, id: LeaseId) -> Box<HeldSlot> {
         self.metrics.permits_in_use.increment(1.0);
         if let Some(cc) = self.policy.concurrency {
             self.store.leases.hold(
@@ -300,6 +335,7 @@ impl LimiterInner {
                 Duration::from_nanos(cc.lease_ttl),
             );
         }
+        Box::new(HeldSlot::new(self.clone(), key, id))
     }
 
     pub(crate) async fn release_slot(&self, key: &str, id: LeaseId) {

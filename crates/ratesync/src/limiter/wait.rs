@@ -72,7 +72,7 @@ where
         let Some(Refused { index, decision }) = refused(&error) else {
             return Err(error);
         };
-        let by_concurrency = decision.denied_by == Some(DeniedBy::Concurrency);
+        let by_concurrency = decision.denied_by() == Some(DeniedBy::Concurrency);
         if let Some(woken) = woken_by.take() {
             if !(by_concurrency && woken == index) {
                 // We were handed a free slot but cannot use it now: pass it on.
@@ -84,15 +84,15 @@ where
         if let Some(deadline) = deadline {
             // `retry_after` is the earliest the refusing limiter can admit (for a
             // full cap, what its rate says): past the deadline, waiting is pointless.
-            if now >= deadline || now + decision.retry_after > deadline {
+            if now >= deadline || now + decision.retry_after() > deadline {
                 members[index].0.metrics.timed_out.increment(1);
                 return Err(timed_out(error, now - started));
             }
         }
         let wait = if by_concurrency {
-            decision.retry_after.max(FALLBACK_POLL)
+            decision.retry_after().max(FALLBACK_POLL)
         } else {
-            decision.retry_after
+            decision.retry_after()
         };
         let wake_at = deadline.map_or(now + wait, |d| d.min(now + wait));
         let release = notified
@@ -124,14 +124,7 @@ pub(super) async fn acquire(call: Call<'_>) -> Result<Permit, AcquireError> {
             }),
             _ => None,
         },
-        |error, waited| match error {
-            AcquireError::Denied { limiter, decision } => AcquireError::TimedOut {
-                limiter,
-                waited,
-                decision,
-            },
-            other => other,
-        },
+        |error, waited| error.after_waiting(waited),
     )
     .await
 }

@@ -28,7 +28,7 @@ pub(crate) async fn reserve_in_order(
             .acquire(member.key, member.cost, member.lease)
             .await;
         match answer {
-            Ok((decision, receipt)) if decision.allowed => taken.push((decision, receipt)),
+            Ok((decision, receipt)) if decision.allowed() => taken.push((decision, receipt)),
             Ok((refusal, _)) => {
                 refund(&members[..index], &taken).await;
                 let peeks = join_all(members.iter().enumerate().map(|(i, m)| async move {

@@ -1,4 +1,4 @@
-//! The cases of the conformance suite. Each reads like the SPEC sentence it checks.
+//! The cases of the conformance suite. Each reads like the sentence of `docs/design.md` it checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,27 +19,32 @@ fn denied(result: Result<ratesync::Permit, AcquireError>) -> ratesync::Decision 
     }
 }
 
-/// §4.1: `burst` at once, then one unit per `1/rate`.
+/// `docs/design.md#token-bucket`: `burst` at once, then one unit per `1/rate`.
 pub async fn token_bucket_burst_then_spacing(b: &dyn Backend) {
     let api = limiter(b, LimiterBuilder::token_bucket("s", 10.0).burst(3));
     for remaining in [2, 1, 0] {
         let permit = api.try_acquire().await.expect("burst is available at once");
-        assert_eq!(permit.decision().remaining, remaining);
-        assert_eq!(permit.decision().limit, 3);
+        assert_eq!(permit.decision().remaining(), remaining);
+        assert_eq!(permit.decision().limit(), 3);
     }
     let refusal = denied(api.try_acquire().await);
-    assert_eq!(refusal.denied_by, Some(DeniedBy::Rate));
-    assert_about(refusal.retry_after, 100 * MS, b.tolerance(), "retry-after");
+    assert_eq!(refusal.denied_by(), Some(DeniedBy::Rate));
+    assert_about(
+        refusal.retry_after(),
+        100 * MS,
+        b.tolerance(),
+        "retry-after",
+    );
     advance(100 * MS).await;
     api.try_acquire().await.expect("one unit per interval");
     denied(api.try_acquire().await);
 }
 
-/// §4.1: retry-after is exact: just before it, refused; at it, admitted.
+/// `docs/design.md#token-bucket`: retry-after is exact: just before it, refused; at it, admitted.
 pub async fn token_bucket_retry_after_is_exact(b: &dyn Backend) {
     let api = limiter(b, LimiterBuilder::token_bucket("s", 4.0));
     api.try_acquire().await.unwrap();
-    let retry = denied(api.try_acquire().await).retry_after;
+    let retry = denied(api.try_acquire().await).retry_after();
     assert_about(retry, 250 * MS, b.tolerance(), "retry-after");
     let early = MS.max(b.tolerance());
     advance(retry - early).await;
@@ -48,7 +53,8 @@ pub async fn token_bucket_retry_after_is_exact(b: &dyn Backend) {
     api.try_acquire().await.expect("admitted at retry-after");
 }
 
-/// §4.2: at most `limit` in any window; the oldest admission leaving frees a unit.
+/// `docs/design.md#sliding-window`: at most `limit` in any window; the oldest admission
+/// leaving frees a unit.
 pub async fn sliding_window_is_exact(b: &dyn Backend) {
     let login = limiter(b, LimiterBuilder::sliding_window("s", 3, 1.0));
     login.try_acquire().await.unwrap();
@@ -57,23 +63,24 @@ pub async fn sliding_window_is_exact(b: &dyn Backend) {
     login.try_acquire().await.unwrap();
     let refusal = denied(login.try_acquire().await);
     assert_about(
-        refusal.retry_after,
+        refusal.retry_after(),
         600 * MS,
         b.tolerance(),
         "oldest leaves",
     );
     advance(600 * MS).await;
     let permit = login.try_acquire().await.expect("oldest admission left");
-    assert_eq!(permit.decision().remaining, 0);
+    assert_eq!(permit.decision().remaining(), 0);
     denied(login.try_acquire().await);
 }
 
-/// §4.2: retry-after = when the oldest admission in the window leaves it.
+/// `docs/design.md#sliding-window`: retry-after = when the oldest admission in the
+/// window leaves it.
 pub async fn sliding_window_retry_after_is_exact(b: &dyn Backend) {
     let w = limiter(b, LimiterBuilder::sliding_window("s", 2, 0.5));
     w.try_acquire().await.unwrap();
     w.try_acquire().await.unwrap();
-    let retry = denied(w.try_acquire().await).retry_after;
+    let retry = denied(w.try_acquire().await).retry_after();
     assert_about(retry, 500 * MS, b.tolerance(), "retry-after");
     let early = MS.max(b.tolerance());
     advance(retry - early).await;
@@ -82,14 +89,15 @@ pub async fn sliding_window_retry_after_is_exact(b: &dyn Backend) {
     w.try_acquire().await.expect("admitted at retry-after");
 }
 
-/// §4.1/§4.2: cost n takes n units; a cost above capacity is an error, never allowed.
+/// `docs/design.md#algorithms`: cost n takes n units; a cost above capacity is an
+/// error, never allowed.
 pub async fn cost_takes_units_and_is_bounded(b: &dyn Backend) {
     let bucket = limiter(b, LimiterBuilder::token_bucket("s", 1.0).burst(10));
     let permit = bucket.cost(7).try_acquire().await.unwrap();
-    assert_eq!(permit.decision().remaining, 3);
+    assert_eq!(permit.decision().remaining(), 3);
     let refusal = denied(bucket.cost(4).try_acquire().await);
     assert_about(
-        refusal.retry_after,
+        refusal.retry_after(),
         1000 * MS,
         b.tolerance(),
         "one unit short",
@@ -109,7 +117,7 @@ pub async fn cost_takes_units_and_is_bounded(b: &dyn Backend) {
     ));
 }
 
-/// §4.5: `state()` returns the decision without consuming anything.
+/// `docs/design.md#calls`: `state()` returns the decision without consuming anything.
 pub async fn peek_consumes_nothing(b: &dyn Backend) {
     for builder in [
         LimiterBuilder::token_bucket("s", 1.0).burst(2),
@@ -121,22 +129,22 @@ pub async fn peek_consumes_nothing(b: &dyn Backend) {
         let l = limiter(b, builder);
         for _ in 0..5 {
             let state = l.key("k").state().await.unwrap();
-            assert!(state.allowed);
-            assert_eq!(state.remaining, 2);
+            assert!(state.allowed());
+            assert_eq!(state.remaining(), 2);
         }
         let first = l.key("k").try_acquire().await.unwrap();
-        assert_eq!(first.decision().remaining, 1);
+        assert_eq!(first.decision().remaining(), 1);
         let state = l.key("k").state().await.unwrap();
-        assert_eq!(state.remaining, 1);
+        assert_eq!(state.remaining(), 1);
         first.release().await;
         l.key("k").try_acquire().await.unwrap().release().await;
         let state = l.key("k").state().await.unwrap();
-        assert!(!state.allowed);
-        assert_eq!(state.denied_by, Some(DeniedBy::Rate));
+        assert!(!state.allowed());
+        assert_eq!(state.denied_by(), Some(DeniedBy::Rate));
     }
 }
 
-/// §4.5: `reset()` clears a key's state, or the whole limiter's.
+/// `docs/design.md#calls`: `reset()` clears a key's state, or the whole limiter's.
 pub async fn reset_forgets_a_key_or_the_limiter(b: &dyn Backend) {
     let l = limiter(b, LimiterBuilder::token_bucket("s", 0.001));
     for key in ["a", "b", ""] {
@@ -152,7 +160,7 @@ pub async fn reset_forgets_a_key_or_the_limiter(b: &dyn Backend) {
     }
 }
 
-/// §5: every key has its own state; no identifier can reach another's.
+/// `docs/design.md#keys`: every key has its own state; no identifier can reach another's.
 pub async fn keys_are_isolated_whatever_their_bytes(b: &dyn Backend) {
     let l = limiter(b, LimiterBuilder::token_bucket("s", 0.001));
     let long = "x".repeat(10_000);
@@ -180,7 +188,7 @@ pub async fn keys_are_isolated_whatever_their_bytes(b: &dyn Backend) {
         .expect("limiters do not share keys");
 }
 
-/// §4.3: `max_concurrent` caps simultaneous holders, per key.
+/// `docs/design.md#concurrency`: `max_concurrent` caps simultaneous holders, per key.
 pub async fn concurrency_caps_holders(b: &dyn Backend) {
     let l = limiter(
         b,
@@ -192,7 +200,7 @@ pub async fn concurrency_caps_holders(b: &dyn Backend) {
     let p2 = l.try_acquire().await.unwrap();
     assert!(p1.holds_slot() && p2.holds_slot());
     let refusal = denied(l.try_acquire().await);
-    assert_eq!(refusal.denied_by, Some(DeniedBy::Concurrency));
+    assert_eq!(refusal.denied_by(), Some(DeniedBy::Concurrency));
     let _other_key = l
         .key("other")
         .try_acquire()
@@ -232,57 +240,55 @@ fn spec(name: &str, max: u32, ttl: Duration) -> LimiterSpec {
     }
 }
 
-/// §2/§4.3: a lease whose holder is gone expires after `lease_ttl`.
+/// `docs/design.md#concurrency`: a lease whose holder is gone expires after `lease_ttl`.
 pub async fn released_and_expired_leases_return(b: &dyn Backend) {
     let ttl = Duration::from_millis(300);
     let engine = b.engine();
     let l = engine.limiter(spec("lease", 1, ttl)).unwrap();
     let crashed_holder = LeaseId::random();
-    assert!(
-        l.acquire("k", 1, Some(crashed_holder))
-            .await
-            .unwrap()
-            .0
-            .allowed
-    );
+    assert!(l
+        .acquire("k", 1, Some(crashed_holder))
+        .await
+        .unwrap()
+        .0
+        .allowed());
     let refusal = l.acquire("k", 1, Some(LeaseId::random())).await.unwrap().0;
-    assert_eq!(refusal.denied_by, Some(DeniedBy::Concurrency));
+    assert_eq!(refusal.denied_by(), Some(DeniedBy::Concurrency));
     // A slot comes back when its holder lets go (or its lease runs out): no clock
     // can tell, so the refusal promises no time beyond the rate's own.
-    assert_eq!(refusal.retry_after, Duration::ZERO);
+    assert_eq!(refusal.retry_after(), Duration::ZERO);
     advance(ttl + b.tolerance()).await;
     let next = LeaseId::random();
     assert!(
-        l.acquire("k", 1, Some(next)).await.unwrap().0.allowed,
+        l.acquire("k", 1, Some(next)).await.unwrap().0.allowed(),
         "expired lease returned"
     );
     l.release("k", next).await.unwrap();
-    assert!(
-        l.acquire("k", 1, Some(LeaseId::random()))
-            .await
-            .unwrap()
-            .0
-            .allowed
-    );
+    assert!(l
+        .acquire("k", 1, Some(LeaseId::random()))
+        .await
+        .unwrap()
+        .0
+        .allowed());
 }
 
-/// §4.3: releasing twice, or a lease never taken, changes nothing.
+/// `docs/design.md#concurrency-leases`: releasing twice, or a lease never taken, changes nothing.
 pub async fn double_release_changes_nothing(b: &dyn Backend) {
     let engine = b.engine();
     let l = engine
         .limiter(spec("double", 1, Duration::from_secs(60)))
         .unwrap();
     let a = LeaseId::random();
-    assert!(l.acquire("k", 1, Some(a)).await.unwrap().0.allowed);
+    assert!(l.acquire("k", 1, Some(a)).await.unwrap().0.allowed());
     l.release("k", a).await.unwrap();
     let b_lease = LeaseId::random();
-    assert!(l.acquire("k", 1, Some(b_lease)).await.unwrap().0.allowed);
+    assert!(l.acquire("k", 1, Some(b_lease)).await.unwrap().0.allowed());
     l.release("k", a).await.unwrap();
     l.release("k", LeaseId::random()).await.unwrap();
     l.release("nobody-here", a).await.unwrap();
     let c = l.acquire("k", 1, Some(LeaseId::random())).await.unwrap().0;
     assert_eq!(
-        c.denied_by,
+        c.denied_by(),
         Some(DeniedBy::Concurrency),
         "b still holds the slot"
     );
@@ -293,7 +299,8 @@ pub async fn double_release_changes_nothing(b: &dyn Backend) {
     assert!(l.renew("k", b_lease).await.unwrap());
 }
 
-/// §2: while the holder lives, its lease is renewed, so long operations keep their slot.
+/// `docs/design.md#concurrency`: while the holder lives, its lease is renewed, so long
+/// operations keep their slot.
 pub async fn held_leases_are_renewed(b: &dyn Backend) {
     let l = limiter(
         b,
@@ -307,7 +314,7 @@ pub async fn held_leases_are_renewed(b: &dyn Backend) {
         advance(Duration::from_millis(250)).await;
         let refusal = denied(l.try_acquire().await);
         assert_eq!(
-            refusal.denied_by,
+            refusal.denied_by(),
             Some(DeniedBy::Concurrency),
             "slot still held"
         );
@@ -316,14 +323,14 @@ pub async fn held_leases_are_renewed(b: &dyn Backend) {
     l.try_acquire().await.expect("released");
 }
 
-/// §4.4: rate and concurrency are taken together or not at all.
+/// `docs/design.md#decisions`: rate and concurrency are taken together or not at all.
 pub async fn rate_and_concurrency_are_atomic(b: &dyn Backend) {
     let l = limiter(b, LimiterBuilder::token_bucket("s", 10.0).max_concurrent(1));
     let held = l.try_acquire().await.unwrap();
     advance(100 * MS).await;
     // Refused for concurrency: must not consume the refilled unit.
     assert_eq!(
-        denied(l.try_acquire().await).denied_by,
+        denied(l.try_acquire().await).denied_by(),
         Some(DeniedBy::Concurrency)
     );
     held.release().await;
@@ -334,7 +341,7 @@ pub async fn rate_and_concurrency_are_atomic(b: &dyn Backend) {
     held.release().await;
     // Refused for rate: must not take the free slot.
     assert_eq!(
-        denied(l.try_acquire().await).denied_by,
+        denied(l.try_acquire().await).denied_by(),
         Some(DeniedBy::Rate)
     );
     advance(100 * MS).await;
@@ -343,7 +350,7 @@ pub async fn rate_and_concurrency_are_atomic(b: &dyn Backend) {
         .expect("the refused attempt held no slot");
 }
 
-/// §4.5: `acquire` sleeps exactly the retry-after, no busy polling.
+/// `docs/design.md#waiting`: `acquire` sleeps exactly the retry-after, no busy polling.
 pub async fn acquire_sleeps_exactly_the_retry_after(b: &dyn Backend) {
     let l = limiter(b, LimiterBuilder::token_bucket("s", 5.0));
     l.acquire().await.unwrap();
@@ -356,14 +363,14 @@ pub async fn acquire_sleeps_exactly_the_retry_after(b: &dyn Backend) {
     );
 }
 
-/// §4.5: a timeout returns a distinct result that says how long to wait.
+/// `docs/design.md#waiting`: a timeout returns a distinct result that says how long to wait.
 pub async fn acquire_times_out_with_retry_after(b: &dyn Backend) {
     let l = limiter(b, LimiterBuilder::token_bucket("s", 1.0).timeout(0.5));
     l.acquire().await.unwrap();
     let started = Instant::now();
     match l.acquire().await {
         Err(AcquireError::TimedOut { decision, .. }) => assert_about(
-            decision.retry_after,
+            decision.retry_after(),
             1000 * MS,
             b.tolerance(),
             "retry-after",
@@ -387,7 +394,7 @@ pub async fn acquire_times_out_with_retry_after(b: &dyn Backend) {
     long.expect("a long enough timeout waits and is admitted");
 }
 
-/// §4.3: waiting for a slot is woken by a release, not by polling.
+/// `docs/design.md#release-signalling`: waiting for a slot is woken by a release, not by polling.
 pub async fn acquire_is_woken_by_a_release(b: &dyn Backend) {
     let l = limiter(
         b,
@@ -413,7 +420,7 @@ pub async fn acquire_is_woken_by_a_release(b: &dyn Backend) {
     );
 }
 
-/// §4.3: waiters in one process are served first-come first-served.
+/// `docs/design.md#release-signalling`: waiters in one process are served first-come first-served.
 pub async fn waiters_are_served_in_order(b: &dyn Backend) {
     let l = limiter(
         b,
@@ -445,7 +452,7 @@ pub async fn waiters_are_served_in_order(b: &dyn Backend) {
     assert_eq!(order, vec![0, 1, 2, 3]);
 }
 
-/// §4.5: cancelling a waiting `acquire` consumes nothing.
+/// `docs/design.md#waiting`: cancelling a waiting `acquire` consumes nothing.
 pub async fn cancelled_acquire_consumes_nothing(b: &dyn Backend) {
     // One unit per 500 ms: the three 30 ms waits plus a remote store's round
     // trips on a loaded machine stay far from the first refill, so each wait
@@ -460,12 +467,13 @@ pub async fn cancelled_acquire_consumes_nothing(b: &dyn Backend) {
     advance(1000 * MS).await;
     let state = l.state().await.unwrap();
     assert!(
-        state.remaining + 1 >= 2,
+        state.remaining() + 1 >= 2,
         "two units refilled, none taken: {state:?}"
     );
 }
 
-/// §8.2 in one process: many concurrent callers never exceed the limit.
+/// `docs/design.md#distributed-tests`, in one process: many concurrent callers never
+/// exceed the limit.
 pub async fn concurrent_callers_never_exceed_the_limit(b: &dyn Backend) {
     let name = unique("many");
     let reg = registry(
@@ -496,9 +504,9 @@ pub async fn concurrent_callers_never_exceed_the_limit(b: &dyn Backend) {
     assert_eq!(admitted.load(std::sync::atomic::Ordering::Relaxed), 50);
 }
 
-/// §4.7: while the store is down, fail-open limiters admit and fail-closed ones
-/// refuse with a distinct error, each within its deadline; once the store is back,
-/// both decide normally again without a restart.
+/// `docs/design.md#failure-policy`: while the store is down, fail-open limiters admit
+/// and fail-closed ones refuse with a distinct error, each within its deadline; once
+/// the store is back, both decide normally again without a restart.
 pub async fn store_outage_follows_the_failure_policy(b: &dyn Backend) {
     let Some(outage) = b.outage() else {
         eprintln!("skipped: this backend cannot take its store down");
@@ -565,38 +573,42 @@ pub async fn groups_are_all_or_nothing(b: &dyn Backend) {
         reg.limiter(&slots).unwrap(),
     );
     let pair = [window.key("k"), bucket.key("k")];
-    let admitted = ratesync::try_acquire_all(&pair).await.expect("both have room");
-    assert_eq!(admitted[0].decision().remaining, 2);
+    let admitted = ratesync::try_acquire_all(&pair)
+        .await
+        .expect("both have room");
+    assert_eq!(admitted[0].decision().remaining(), 2);
     for _ in 0..3 {
         let refusal = ratesync::try_acquire_all(&pair).await.unwrap_err();
         assert_eq!(refusal.index, 1, "the bucket is empty");
         assert_eq!(
-            refusal.decisions[0].map(|d| d.remaining),
+            refusal.decisions[0].map(|d| d.remaining()),
             Some(2),
             "the window's peek"
         );
     }
     assert_eq!(
-        window.key("k").state().await.unwrap().remaining,
+        window.key("k").state().await.unwrap().remaining(),
         2,
         "refused groups took nothing from the window"
     );
 
     let held = [window.key("j"), slots.key("j")];
-    let permits = ratesync::try_acquire_all(&held).await.expect("a slot is free");
+    let permits = ratesync::try_acquire_all(&held)
+        .await
+        .expect("a slot is free");
     assert!(permits[1].holds_slot());
     let refusal = ratesync::try_acquire_all(&held).await.unwrap_err();
     assert_eq!(refusal.index, 1);
     assert_eq!(
-        refusal.decisions[1].and_then(|d| d.denied_by),
+        refusal.decisions[1].and_then(|d| d.denied_by()),
         Some(DeniedBy::Concurrency)
     );
-    assert_eq!(window.key("j").state().await.unwrap().remaining, 2);
+    assert_eq!(window.key("j").state().await.unwrap().remaining(), 2);
     for permit in permits {
         permit.release().await;
     }
     ratesync::try_acquire_all(&held)
         .await
         .expect("the released slot is free");
-    assert_eq!(window.key("j").state().await.unwrap().remaining, 1);
+    assert_eq!(window.key("j").state().await.unwrap().remaining(), 1);
 }

@@ -134,7 +134,7 @@ impl<'s> Pair<'s> {
                     algorithm::decide(&self.policy, &mut self.state, now, cost, id);
                 let (actual, actual_receipt) = limiter.acquire(key, cost, id).await.unwrap();
                 prop_assert_eq!(actual, expected, "acquire cost {} at {}", cost, t_us);
-                if expected.allowed {
+                if expected.allowed() {
                     prop_assert_eq!(
                         self.store.in_ns(actual_receipt),
                         receipt,

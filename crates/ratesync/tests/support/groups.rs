@@ -190,7 +190,7 @@ async fn assert_held(registry: &Registry, admitted: u64, denied: u64) {
             .state()
             .await
             .unwrap();
-        state.limit - state.remaining
+        state.limit() - state.remaining()
     };
     assert_eq!(held("b").await, 100, "units of `b` taken");
     assert_eq!(

@@ -205,11 +205,19 @@ impl MemoryLimiter {
             })
     }
 
-    /// Decides and, when admitted, consumes (see [`EngineLimiter::acquire`]).
-    #[inline]
-    fn decide(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> (Decision, Receipt) {
+    /// Decides and, when admitted, consumes (see [`EngineLimiter::acquire`]); the
+    /// decision and its receipt go to `then` (see [`Slot::acquire`]).
+    #[inline(always)]
+    pub(crate) fn decide<R>(
+        &self,
+        key: &str,
+        cost: u32,
+        lease: Option<LeaseId>,
+        then: impl FnOnce(Decision, Receipt) -> R,
+    ) -> R {
         let now = self.now();
-        self.slot(key, now).acquire(&self.policy, now, cost, lease)
+        self.slot(key, now)
+            .acquire(&self.policy, now, cost, lease, then)
     }
 
     fn peek_now(&self, key: &str, cost: u32) -> Decision {
@@ -277,7 +285,7 @@ impl EngineLimiter for MemoryLimiter {
         cost: u32,
         lease: Option<LeaseId>,
     ) -> StoreCall<'a, (Decision, Receipt)> {
-        StoreCall::ready(self.decide(key, cost, lease))
+        StoreCall::ready(self.decide(key, cost, lease, |decision, receipt| (decision, receipt)))
     }
 
     fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {

@@ -24,43 +24,48 @@ impl Slot {
         }
     }
 
-    #[inline]
-    pub fn acquire(
+    /// Decides one attempt on this key and hands the decision to `then`. Inlined
+    /// into the attempt down to the compare-and-swap, with `then` called in each
+    /// branch: the decision of a lock-free admission is built once, after the swap,
+    /// and goes from registers straight into the permit (`docs/design.md#calls`).
+    #[inline(always)]
+    pub fn acquire<R>(
         &self,
         policy: &Policy,
         now: u64,
         cost: u32,
         lease: Option<LeaseId>,
-    ) -> (Decision, Receipt) {
+        then: impl FnOnce(Decision, Receipt) -> R,
+    ) -> R {
         match (self, &policy.rule) {
             (Slot::Tat(cell), Some(Rule::TokenBucket(tb))) => {
-                let mut current = cell.load();
-                loop {
-                    let (decision, new_tat) = tb.decide(current, now, cost);
-                    let Some(new_tat) = new_tat else {
-                        return (decision, Receipt::default());
+                let mut tat = cell.load();
+                let admitted = loop {
+                    let Some(new_tat) = tb.admit(tat, now, cost) else {
+                        break None;
                     };
                     // Lost a race with another admission (or a group holds the slot):
                     // decide again on what is there now.
                     match cell.0.compare_exchange_weak(
-                        current,
+                        tat,
                         new_tat,
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => {
-                            let receipt = Receipt {
-                                now,
-                                recorded: new_tat,
-                            };
-                            return (decision, receipt);
-                        }
-                        Err(_) => current = cell.load(),
+                        Ok(_) => break Some(new_tat),
+                        Err(_) => tat = cell.load(),
                     }
-                }
+                };
+                let receipt = match admitted {
+                    Some(recorded) => Receipt { now, recorded },
+                    None => Receipt::default(),
+                };
+                then(tb.describe(tat, now, cost, admitted), receipt)
             }
             (Slot::Locked(state), _) => {
-                algorithm::decide(policy, &mut state.lock(), now, cost, lease)
+                let (decision, receipt) =
+                    algorithm::decide(policy, &mut state.lock(), now, cost, lease);
+                then(decision, receipt)
             }
             (Slot::Tat(_), _) => unreachable!("slots are created for their limiter's policy"),
         }

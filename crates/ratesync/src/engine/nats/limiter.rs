@@ -316,7 +316,7 @@ impl LimiterCore {
                 Call::Acquire { cost, lease } => {
                     let (decision, receipt) =
                         algorithm::decide(&self.policy, state, now, cost, lease);
-                    if decision.allowed {
+                    if decision.allowed() {
                         write = Some(write.unwrap_or(0));
                     }
                     Outcome::Decision(decision, receipt)
