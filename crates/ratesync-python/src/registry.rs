@@ -76,12 +76,17 @@ fn update(change: impl FnOnce(&Registry) -> Result<Registry, ratesync::Error>) -
 
 /// A rebuilt registry for a forked child: network clients of the parent are tied to
 /// its runtime; memory state starts fresh, as in any new process.
+///
+/// The parent's registry is leaked, never dropped: dropping it would cancel its
+/// timers and tasks on the parent's runtime, taking locks that one of the parent's
+/// threads may have held at the instant of the fork, and that no thread of the
+/// child will ever release (a deadlock inside `fork()`).
 pub(crate) fn after_fork_in_child() {
     let mut state = STATE.write();
     if let Some(State { registry, .. }) = state.as_mut() {
         let _runtime = crate::runtime::handle().enter();
         if let Ok(rebuilt) = Registry::from_config(registry.config().clone()) {
-            *registry = rebuilt;
+            std::mem::forget(std::mem::replace(registry, rebuilt));
         }
     }
 }
