@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `await acquire("api")` from Python, 64 tasks: ratesync beside rate-sync 0.4.2, same
-# machine, same configuration, one run (issue 4). Needs Redis at 127.0.0.1:6379.
+# machine, same configuration, one run. Needs Redis at 127.0.0.1:6379.
 # Builds the package (release) into target/bench-venv and rate-sync into
 # target/anchor-venv on first use.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""A FastAPI app written for rate-sync runs unchanged on ratesync (SPEC §6.2).
+"""A FastAPI app written for rate-sync runs unchanged on ratesync (``docs/design.md#python``).
 
 The app and its rate-sync.toml (a Redis store) live in tests/rate_sync_app/; it runs
 in a fresh interpreter whose working directory holds the file, so the configuration

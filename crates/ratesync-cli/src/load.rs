@@ -6,7 +6,8 @@ use ratesync::{Config, Limiter, Registry};
 
 use crate::failure::Failure;
 
-/// The discovered configuration (SPEC §3.1), or `None` when there is no file.
+/// The discovered configuration (`docs/design.md#configuration-files`), or `None` when
+/// there is no file.
 pub fn discover(explicit: Option<&Path>) -> Result<Option<Config>, Failure> {
     Ok(Config::discover(explicit)?)
 }

@@ -1,5 +1,5 @@
 //! `ratesync`: check a `rate-sync.toml`, acquire from a limiter, run a command under a
-//! limit, inspect or reset state, and benchmark a limiter (SPEC §6.3).
+//! limit, inspect or reset state, and benchmark a limiter (`docs/design.md#cli`).
 //!
 //! Every command lives in its own module under `commands/`; this file only parses the
 //! command line and turns the outcome into one exit code.

@@ -1,4 +1,4 @@
-//! The CLI against a Redis store (issue 3): separate `ratesync` processes share one
+//! The CLI against a Redis store: separate `ratesync` processes share one
 //! limit, as scripts and cron jobs on many hosts would. The test starts its own
 //! redis-server on a free port (skipped loudly when redis-server is missing; a
 //! failure under CI=true).

@@ -12,9 +12,9 @@
 //! `call_soon_threadsafe`, once per batch.
 //!
 //! When the asyncio future is cancelled (a cancelled task, `asyncio.wait_for`), the
-//! tokio task is aborted: a waiting acquire that is dropped consumes nothing (SPEC
-//! §4.5). A result that arrives for a future cancelled meanwhile is dropped without
-//! being converted, which releases any concurrency slot it holds.
+//! tokio task is aborted: a waiting acquire that is dropped consumes nothing
+//! (`docs/design.md#waiting`). A result that arrives for a future cancelled meanwhile
+//! is dropped without being converted, which releases any concurrency slot it holds.
 
 use std::future::Future;
 use std::sync::Arc;

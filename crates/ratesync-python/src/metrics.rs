@@ -1,4 +1,5 @@
-//! The core's metrics (SPEC §4.8) as Prometheus text, for `ratesync.contrib.prometheus`.
+//! The core's metrics (`docs/design.md#metrics`) as Prometheus text, for
+//! `ratesync.contrib.prometheus`.
 //!
 //! The core reports through the `metrics` facade and leaves the recorder to the
 //! application. Here the application is the Python process, so the extension

@@ -1,12 +1,12 @@
-//! The anchors of `benchmarks/nats.sh` (SPEC §7), against one NATS server:
+//! The anchors of `benchmarks/nats.sh` (`docs/design.md#benchmarks`), against one NATS server:
 //!
 //! - `raw`: raw JetStream KV write throughput, async-nats alone: 64 tasks, each
 //!   putting to one of 100 keys in turn (one round trip per write, no read, no
 //!   CAS): the server's ceiling for plain writes.
-//! - `update`: raw KV *update* throughput (the anchor of SPEC §7): 64 tasks over
-//!   100 keys, each task the only writer of its keys, every write a
-//!   compare-and-set on the revision it last wrote (one round trip, never a
-//!   conflict): the same request one ratesync decision makes, without the decision.
+//! - `update`: raw KV *update* throughput (the anchor of `docs/design.md#benchmarks`):
+//!   64 tasks over 100 keys, each task the only writer of its keys, every write a
+//!   compare-and-set on the revision it last wrote (one round trip, never a conflict):
+//!   the same request one ratesync decision makes, without the decision.
 //! - `hot`: ratesync on one hot key from 4 engine instances (4 clients, as 4
 //!   processes would be) × 16 tasks: decisions per second and compare-and-set
 //!   conflicts per decision.

@@ -1,8 +1,9 @@
 //! The process-wide default registry, for one-liners: `ratesync::acquire("api")`.
 //!
-//! Built on first use from the discovered configuration file (SPEC §3.1), or set by
-//! the application with [`set_default_registry`]. A file that fails to load is
-//! reported by every call until it is fixed or a registry is set.
+//! Built on first use from the discovered configuration file
+//! (`docs/design.md#configuration-files`), or set by the application with
+//! [`set_default_registry`]. A file that fails to load is reported by every call until
+//! it is fixed or a registry is set.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Metrics through the `metrics` facade (SPEC §4.8). The library never installs a
+//! Metrics through the `metrics` facade (`docs/design.md#metrics`). The library never installs a
 //! recorder: the application does (Prometheus exporter, statsd, ...), before it builds
 //! its registry, since handles are resolved once per limiter to keep the hot path to a
 //! pointer check. Keys are never labels, so cardinality stays bounded.

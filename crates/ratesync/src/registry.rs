@@ -43,8 +43,8 @@ impl Registry {
         Self::from_config(Config::load(path)?)
     }
 
-    /// Builds the discovered configuration file (SPEC §3.1); an empty registry when
-    /// there is none.
+    /// Builds the discovered configuration file (`docs/design.md#configuration-files`);
+    /// an empty registry when there is none.
     pub fn discover() -> Result<Self, Error> {
         Self::from_config(Config::discover(None)?.unwrap_or_default())
     }

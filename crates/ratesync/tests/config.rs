@@ -1,6 +1,6 @@
-//! The configuration format (SPEC §3): what validates, and the exact error (path and
-//! line) for what does not. Environment variables come from a closure, never from
-//! the process environment, so these tests run in parallel safely.
+//! The configuration format (`docs/design.md#configuration`): what validates, and the
+//! exact error (path and line) for what does not. Environment variables come from a
+//! closure, never from the process environment, so these tests run in parallel safely.
 
 use std::path::Path;
 use std::time::Duration;
@@ -1080,7 +1080,7 @@ fn named_files_must_exist() {
 }
 
 // ---------------------------------------------------------------------------
-// Hostile input (SPEC §8.4): any text gives Ok or Err, never a panic.
+// Hostile input (`docs/design.md#hostile-input`): any text gives Ok or Err, never a panic.
 
 fn check(text: &str) {
     let _ = Config::from_toml_str_with_env(text, "fuzz", |name| {

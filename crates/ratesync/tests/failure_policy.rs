@@ -1,6 +1,6 @@
-//! The failure policy (SPEC §4.7), engine-independent: a store that fails, hangs or
-//! comes back, simulated by wrapping the memory engine. Remote engines repeat these
-//! against real servers they kill and restart.
+//! The failure policy (`docs/design.md#failure-policy`), engine-independent: a store
+//! that fails, hangs or comes back, simulated by wrapping the memory engine. Remote
+//! engines repeat these against real servers they kill and restart.
 
 mod conformance;
 

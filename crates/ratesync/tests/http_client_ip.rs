@@ -1,6 +1,6 @@
-//! Forwarding-header parsing under arbitrary input (SPEC §8.4: header parsing is
-//! fuzzed): it never panics, an untrusted peer's headers never change the key, and a
-//! trusted chain is read right to left exactly as the model says.
+//! Forwarding-header parsing under arbitrary input (`docs/design.md#hostile-input`:
+//! header parsing is fuzzed): it never panics, an untrusted peer's headers never change
+//! the key, and a trusted chain is read right to left exactly as the model says.
 //!
 //! The Python `get_client_ip` is this same code (through the extension, on the raw
 //! header lines of `client_ip_from_lines`); python/tests/test_fastapi_http.py checks

@@ -1,5 +1,5 @@
-//! Metrics reach the application's recorder through the `metrics` facade (SPEC §4.8),
-//! labelled by limiter and store, never by key.
+//! Metrics reach the application's recorder through the `metrics` facade
+//! (`docs/design.md#metrics`), labelled by limiter and store, never by key.
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;

@@ -1,8 +1,8 @@
-//! The conformance suite (SPEC §8.1) on a real `nats-server -js` that the tests
-//! start themselves, the outage case included (on a server of its own, killed and
-//! restarted on the same port and store directory). Without a nats-server ≥ 2.10
-//! the tests skip loudly (and fail under `CI=true`); `scripts/install-nats-server.sh`
-//! installs one.
+//! The conformance suite (`docs/design.md#conformance-suite`) on a real
+//! `nats-server -js` that the tests start themselves, the outage case included (on a
+//! server of its own, killed and restarted on the same port and store directory).
+//! Without a nats-server ≥ 2.10 the tests skip loudly (and fail under `CI=true`);
+//! `scripts/install-nats-server.sh` installs one.
 
 #![cfg(feature = "nats")]
 

@@ -1,8 +1,8 @@
-//! Distributed correctness on one NATS server (SPEC §8.2): several OS processes
-//! with many tasks each hammer one key. A sliding window admits exactly `limit`
-//! in total; a token bucket stays within `burst + rate·t`; nothing errors. Then a
-//! server restart in the middle of the load, and a hot key whose compare-and-set
-//! conflicts per decision must stay bounded.
+//! Distributed correctness on one NATS server (`docs/design.md#distributed-tests`):
+//! several OS processes with many tasks each hammer one key. A sliding window admits
+//! exactly `limit` in total; a token bucket stays within `burst + rate·t`; nothing
+//! errors. Then a server restart in the middle of the load, and a hot key whose
+//! compare-and-set conflicts per decision must stay bounded.
 //!
 //! The worker processes are this test binary run again in a child role (see
 //! `support::child`), so no extra binary is needed. Hostile identifiers, token
@@ -182,7 +182,8 @@ const RATE: f64 = 200.0;
 const BURST: f64 = 100.0;
 const BUCKET_RULE: &str = "bucket:200:100";
 
-/// §8.2: 4 processes × 32 tasks on one sliding window: exactly `limit` in total.
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one sliding window:
+/// exactly `limit` in total.
 #[test]
 fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     if child::role().is_some() {
@@ -205,8 +206,9 @@ fn a_sliding_window_admits_exactly_its_limit_across_processes() {
     assert!(run.total("denied") > i128::from(LIMIT));
 }
 
-/// §8.2: 4 processes × 32 tasks on one token bucket: within `burst + rate·t`, and
-/// near it (a unit is lost only when nobody asks for `burst / rate` = 0.5 s).
+/// `docs/design.md#distributed-tests`: 4 processes × 32 tasks on one token bucket:
+/// within `burst + rate·t`, and near it (a unit is lost only when nobody asks for
+/// `burst / rate` = 0.5 s).
 #[test]
 fn a_token_bucket_stays_within_its_bound_across_processes() {
     if child::role().is_some() {
@@ -235,9 +237,9 @@ fn a_token_bucket_stays_within_its_bound_across_processes() {
     assert!(admitted >= lower, "{admitted} admitted: below {lower}");
 }
 
-/// §8.3: the server is killed mid-load and restarted (same port, same store): the
-/// workers decide again once it is back (no restart of the workers), and the
-/// window never admits more than its limit.
+/// `docs/design.md#fault-tests`: the server is killed mid-load and restarted (same
+/// port, same store): the workers decide again once it is back (no restart of the
+/// workers), and the window never admits more than its limit.
 #[test]
 fn decisions_resume_after_a_server_restart_mid_load() {
     if child::role().is_some() {

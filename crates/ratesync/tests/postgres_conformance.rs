@@ -1,5 +1,6 @@
-//! The conformance suite (SPEC §8.1) on a real PostgreSQL server that the tests start
-//! themselves (`initdb` + `postgres` on a free port), the outage case included.
+//! The conformance suite (`docs/design.md#conformance-suite`) on a real PostgreSQL
+//! server that the tests start themselves (`initdb` + `postgres` on a free port), the
+//! outage case included.
 //!
 //! Each test process starts one server on first use and shares it between its tests,
 //! which use randomly named limiters; the outage case kills and restarts a server,

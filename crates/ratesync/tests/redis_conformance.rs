@@ -1,6 +1,6 @@
-//! The conformance suite (SPEC §8.1) on real Redis servers that the tests start
-//! themselves: the whole suite on a standalone server, and every case that does
-//! not take the store down on a 3-master Redis Cluster.
+//! The conformance suite (`docs/design.md#conformance-suite`) on real Redis servers
+//! that the tests start themselves: the whole suite on a standalone server, and every
+//! case that does not take the store down on a 3-master Redis Cluster.
 //!
 //! Each test process starts one server (or one cluster) on first use and shares it
 //! between its tests, which use randomly named limiters; the outage case kills and

@@ -1,7 +1,8 @@
-//! Configuration in code (SPEC §3.5). Builders only record keys and values, exactly
-//! as a file would hold them; `build` runs the same validation as a file, so code
-//! and file accept the same things and fail with the same messages (without lines).
-//! The generic `option` methods let the Python binding pass `**kwargs` through.
+//! Configuration in code (`docs/design.md#configuration-in-code`). Builders only record
+//! keys and values, exactly as a file would hold them; `build` runs the same validation
+//! as a file, so code and file accept the same things and fail with the same messages
+//! (without lines). The generic `option` methods let the Python binding pass `**kwargs`
+//! through.
 
 use indexmap::IndexMap;
 

@@ -1,4 +1,4 @@
-//! Which configuration file to read (SPEC §3.1): the explicit path, then
+//! Which configuration file to read (`docs/design.md#configuration-files`): the explicit path, then
 //! `RATE_SYNC_CONFIG`, then `./rate-sync.toml`, then `./config/rate-sync.toml`.
 //!
 //! A path the user named (explicitly or through the variable) must exist: silently

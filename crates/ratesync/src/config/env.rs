@@ -1,6 +1,6 @@
-//! Environment expansion in configuration strings (SPEC §3.4): `${VAR}`, `$VAR`,
-//! `${VAR:-default}` (the default may be empty and may itself contain references) and
-//! `$$` for a literal `$`.
+//! Environment expansion in configuration strings
+//! (`docs/design.md#environment-expansion`): `${VAR}`, `$VAR`, `${VAR:-default}` (the
+//! default may be empty and may itself contain references) and `$$` for a literal `$`.
 //!
 //! Pure: variables come from a lookup function, so tests never touch the process
 //! environment. Unlike rate-sync, an unset variable without a default is an error

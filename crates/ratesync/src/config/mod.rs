@@ -1,4 +1,5 @@
-//! Configuration: the `rate-sync.toml` format (SPEC §3) and its programmatic builder.
+//! Configuration: the `rate-sync.toml` format (`docs/design.md#configuration`) and its
+//! programmatic builder.
 //!
 //! A file goes `parse` (TOML with lines, environment expanded) → `raw` tree →
 //! `validate` → [`Config`]; the builder produces the same `raw` tree, so both go
@@ -10,7 +11,7 @@
 //! - `load`: reading a file or a string.
 //! - `env`: `${VAR}`, `$VAR` and `${VAR:-default}` expansion in strings and table names.
 //! - `parse`: TOML text to the `raw` tree, every value with its line.
-//! - `validate`: the rules of SPEC §3.3–3.4, every issue with table path and line.
+//! - `validate`: the rules of `docs/design.md#validation`, every issue with table path and line.
 //! - `builder`: the same configuration in code.
 //! - `secret`: values that are never printed.
 //! - `sentinel_url`: the `redis+sentinel://` URL, read for validation and the engine.

@@ -1,4 +1,4 @@
-//! The HTTP surface (SPEC §6.1): a tower [`RateLimitLayer`] and, with the `axum`
+//! The HTTP surface (`docs/design.md#http`): a tower [`RateLimitLayer`] and, with the `axum`
 //! feature, the [`RateLimited`] extractor.
 //!
 //! A route's [`RouteLimits`] are one or more [`Limit`]s: a limiter, a

@@ -18,7 +18,7 @@ pub enum Rejection {
         retry_after: u64,
         headers: HeaderMap,
     },
-    /// The store of a `fail_closed` limiter is down (HTTP 503, SPEC §4.7).
+    /// The store of a `fail_closed` limiter is down (HTTP 503, `docs/design.md#failure-policy`).
     #[error(transparent)]
     StoreUnavailable(AcquireError),
     /// A limit's cost exceeds its limiter's capacity, so no request could ever be

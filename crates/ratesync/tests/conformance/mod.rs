@@ -1,5 +1,5 @@
-//! The conformance suite (SPEC §8.1): one set of behaviour tests that every engine
-//! must pass. An engine plugs in with one line:
+//! The conformance suite (`docs/design.md#conformance-suite`): one set of behaviour
+//! tests that every engine must pass. An engine plugs in with one line:
 //!
 //! ```ignore
 //! mod conformance;

@@ -1,4 +1,4 @@
-"""Prometheus metrics of every limiter and store (SPEC §4.8), whatever the engine.
+"""Prometheus metrics of every limiter and store (``docs/design.md#metrics``), whatever the engine.
 
 The Rust core counts; this module renders. Metrics, labelled by ``limiter`` and
 ``store`` (``store`` and ``engine`` for store metrics), never by key, so the number

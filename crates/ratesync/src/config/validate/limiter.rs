@@ -1,5 +1,5 @@
 //! `[limiters.ID]` tables: the rule, the concurrency cap and the call defaults
-//! (SPEC §3.3, §4).
+//! (`docs/design.md#limiter-tables`).
 
 use std::num::NonZeroU32;
 

@@ -1,4 +1,4 @@
-//! `[stores.ID]` tables: the engine and its connection settings (SPEC §3.3).
+//! `[stores.ID]` tables: the engine and its connection settings (`docs/design.md#store-tables`).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
