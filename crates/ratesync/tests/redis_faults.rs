@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ratesync::engine::redis::RedisEngine;
 use ratesync::store::StoreError;
 use ratesync::{AcquireError, Config, DeniedBy, Limiter, LimiterBuilder, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Spawn};
@@ -268,29 +269,59 @@ async fn a_server_killed_under_load_is_survived() {
     }
 }
 
-/// `docs/design.md#redis`: scripts run by EVALSHA are reloaded on NOSCRIPT: after `SCRIPT FLUSH`
-/// every operation works at once, without an error and with its state intact;
-/// after a restart (state and scripts gone) decisions start afresh.
+/// `docs/design.md#redis`: the function library is loaded again when the server has
+/// lost it: after `FUNCTION FLUSH` every operation works at once, without an error
+/// and with its state intact; after a restart (state and library gone) decisions
+/// start afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_function_library_is_loaded_again_transparently() {
+    lost_code_is_restored(Form::Functions).await;
+}
+
+/// `docs/design.md#redis`: on a server without functions, scripts run by EVALSHA are
+/// sent again on NOSCRIPT: the same history after `SCRIPT FLUSH`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_script_cache_is_refilled_transparently() {
+    lost_code_is_restored(Form::Scripts).await;
+}
+
+/// How the engine runs its Lua, and how the server loses it.
+#[derive(Clone, Copy)]
+enum Form {
+    Functions,
+    Scripts,
+}
+
+async fn lost_code_is_restored(form: Form) {
     let server = RedisServer::start();
-    let reg = registry(
-        &server.url(),
-        vec![
-            ("bucket", strict().burst(3).fail_closed(true)),
-            (
-                "window",
-                LimiterBuilder::sliding_window("s", 3, 3600.0).fail_closed(true),
-            ),
-            ("slots", generous().max_concurrent(1).fail_closed(true)),
-        ],
-    );
+    let store = StoreBuilder::redis(&server.url())
+        .option("socket_timeout", SOCKET_TIMEOUT)
+        .option("socket_connect_timeout", SOCKET_TIMEOUT);
+    let engine = RedisEngine::new(&support::redis_config(store.clone())).unwrap();
+    let (engine, flush) = match form {
+        Form::Functions => (engine, ["FUNCTION", "FLUSH"]),
+        Form::Scripts => (engine.without_functions(), ["SCRIPT", "FLUSH"]),
+    };
+    let config = Config::builder()
+        .store("s", store)
+        .limiter("bucket", strict().burst(3).fail_closed(true))
+        .limiter(
+            "window",
+            LimiterBuilder::sliding_window("s", 3, 3600.0).fail_closed(true),
+        )
+        .limiter("slots", generous().max_concurrent(1).fail_closed(true))
+        .build()
+        .expect("valid configuration");
+    let reg = Registry::builder(config)
+        .engine("s", Arc::new(engine))
+        .build()
+        .expect("a registry builds without connecting");
     let (bucket, window, slots) = (
         reg.limiter("bucket").unwrap(),
         reg.limiter("window").unwrap(),
         reg.limiter("slots").unwrap(),
     );
-    let flush = || assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+    let flush = || assert_eq!(server.cli(&flush), "OK");
     let remaining = |p: ratesync::Permit| p.decision().remaining();
 
     assert_eq!(remaining(bucket.try_acquire().await.unwrap()), 2);
@@ -322,6 +353,11 @@ async fn an_empty_script_cache_is_refilled_transparently() {
         "state is gone with the restart: the window starts afresh"
     );
     assert_eq!(remaining(bucket.try_acquire().await.unwrap()), 2);
+    let loaded = server.cli(&["FUNCTION", "LIST"]);
+    match form {
+        Form::Functions => assert!(loaded.contains("ratesync_"), "loaded: {loaded}"),
+        Form::Scripts => assert!(!loaded.contains("ratesync_"), "loaded: {loaded}"),
+    }
 }
 
 /// `docs/design.md#failure-policy`: a server stalled by `DEBUG SLEEP 2` while

@@ -78,7 +78,7 @@ fn lua_groups_equal_the_reference() {
 }
 
 #[test]
-fn server_clock_leases_ttls_scans_and_script_reloads() {
+fn server_clock_leases_ttls_scans_and_code_reloads() {
     let server = RedisServer::start();
     let rt = runtime();
     rt.block_on(async {
@@ -100,7 +100,8 @@ fn server_clock_leases_ttls_scans_and_script_reloads() {
             let ttl: i64 = server.cli(&["PTTL", key]).parse().unwrap();
             assert!(ttl > 0, "{key} has no TTL ({ttl})");
         }
-        // A lost script cache costs a retry, not an error.
+        // A lost function library (or script cache) costs a retry, not an error.
+        assert_eq!(server.cli(&["FUNCTION", "FLUSH"]), "OK");
         assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
         let (d, _) = lim.acquire("a", 1, None).await.unwrap();
         assert!(d.allowed());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use redis::cluster_routing::Slot;
 use redis::Cmd;
 
+use super::batch;
 use super::keys::{KeyTag, LimiterKeys, Suffix};
 use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
@@ -18,27 +19,23 @@ use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreErro
 pub struct RedisLimiter {
     shared: Arc<Shared>,
     name: Arc<str>,
+    encoding: Arc<Encoding>,
+}
+
+/// How a member of a script call is written for one limiter (see `member` in
+/// `scripts/lib.lua`): its key names and settings. Shared, so that a call waiting
+/// for its batch owns what it sends.
+pub(super) struct Encoding {
     keys: LimiterKeys,
     policy: MicrosPolicy,
 }
 
-impl RedisLimiter {
-    pub(super) fn new(shared: Arc<Shared>, spec: &LimiterSpec) -> Result<Self, StoreError> {
-        Ok(RedisLimiter {
-            policy: MicrosPolicy::new(&spec.id, &spec.policy, "Redis")?,
-            keys: LimiterKeys::new(&shared.key_prefix, &spec.id),
-            name: spec.id.clone(),
-            shared,
-        })
-    }
+impl Encoding {
+    /// Keys per member.
+    pub const KEYS: usize = 3;
 
-    /// Whether this limiter belongs to the engine whose state is `shared`.
-    pub(super) fn is_of(&self, shared: &Arc<Shared>) -> bool {
-        Arc::ptr_eq(&self.shared, shared)
-    }
-
-    /// Appends the keys of one member (see `member` in `scripts/lib.lua`).
-    fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
+    /// Appends the keys of one member.
+    pub fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
         let rate = match self.policy.kind {
             Kind::SlidingWindow => Suffix::Log,
             Kind::TokenBucket | Kind::Slots => Suffix::TokenBucket,
@@ -49,7 +46,7 @@ impl RedisLimiter {
     }
 
     /// Appends the arguments of one member.
-    fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+    pub fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
         let p = &self.policy;
         cmd.arg(p.kind.code())
             .arg(p.param)
@@ -62,6 +59,42 @@ impl RedisLimiter {
         };
         cmd.arg(p.lease_ttl_us);
     }
+}
+
+impl RedisLimiter {
+    pub(super) fn new(shared: Arc<Shared>, spec: &LimiterSpec) -> Result<Self, StoreError> {
+        Ok(RedisLimiter {
+            encoding: Arc::new(Encoding {
+                policy: MicrosPolicy::new(&spec.id, &spec.policy, "Redis")?,
+                keys: LimiterKeys::new(&shared.key_prefix, &spec.id),
+            }),
+            name: spec.id.clone(),
+            shared,
+        })
+    }
+
+    /// Whether this limiter belongs to the engine whose state is `shared`.
+    pub(super) fn is_of(&self, shared: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.shared, shared)
+    }
+
+    fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
+        self.encoding.member_keys(cmd, tag);
+    }
+
+    fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+        self.encoding.member_args(cmd, cost, lease);
+    }
+
+    /// One member of a script call for `key`.
+    fn member(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> batch::Member {
+        batch::Member {
+            encoding: self.encoding.clone(),
+            tag: self.encoding.keys.tag(key),
+            cost,
+            lease,
+        }
+    }
 
     async fn acquire_one(
         &self,
@@ -69,26 +102,12 @@ impl RedisLimiter {
         cost: u32,
         lease: Option<LeaseId>,
     ) -> Result<(Decision, Receipt), StoreError> {
-        let tag = self.keys.tag(key);
-        let answer: Vec<i64> = self
-            .shared
-            .scripts
-            .acquire
-            .run(&self.shared.connection, 3, |cmd| {
-                self.member_keys(cmd, &tag);
-                cmd.arg(1).arg(1);
-                self.member_args(cmd, cost, lease);
-            })
-            .await?;
-        // {now, refused, decision}
-        match answer.as_slice() {
-            [now, _, decision @ ..] => micros::decision(decision, self.policy.limit, *now),
-            _ => Err(unexpected(&answer)),
-        }
+        let answer = batch::acquire(&self.shared, vec![self.member(key, cost, lease)]).await?;
+        micros::decision(&answer.decisions, self.encoding.policy.limit, answer.now)
     }
 
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
-        let tag = self.keys.tag(key);
+        let tag = self.encoding.keys.tag(key);
         let answer: Vec<i64> = self
             .shared
             .scripts
@@ -99,7 +118,9 @@ impl RedisLimiter {
             })
             .await?;
         match answer.as_slice() {
-            [now, decision @ ..] => Ok(micros::decision(decision, self.policy.limit, *now)?.0),
+            [now, decision @ ..] => {
+                Ok(micros::decision(decision, self.encoding.policy.limit, *now)?.0)
+            }
             _ => Err(unexpected(&answer)),
         }
     }
@@ -111,7 +132,7 @@ impl RedisLimiter {
         receipt: Receipt,
         lease: Option<LeaseId>,
     ) -> Result<(), StoreError> {
-        let tag = self.keys.tag(key);
+        let tag = self.encoding.keys.tag(key);
         let shared = &self.shared;
         let message = release_message(Some(shared.listener.origin()), &self.name, key);
         let _: i64 = shared
@@ -130,7 +151,7 @@ impl RedisLimiter {
     }
 
     async fn renew_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
-        let tag = self.keys.tag(key);
+        let tag = self.encoding.keys.tag(key);
         let renewed: i64 = self
             .shared
             .scripts
@@ -138,14 +159,14 @@ impl RedisLimiter {
             .run(&self.shared.connection, 1, |cmd| {
                 cmd.arg(tag.key(Suffix::Leases))
                     .arg(lease.0)
-                    .arg(self.policy.lease_ttl_us);
+                    .arg(self.encoding.policy.lease_ttl_us);
             })
             .await?;
         Ok(renewed == 1)
     }
 
     async fn release_lease(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
-        let tag = self.keys.tag(key);
+        let tag = self.encoding.keys.tag(key);
         let shared = &self.shared;
         let message = release_message(Some(shared.listener.origin()), &self.name, key);
         let _: i64 = shared
@@ -162,7 +183,7 @@ impl RedisLimiter {
     }
 
     async fn reset_key(&self, key: &str) -> Result<(), StoreError> {
-        let tag = self.keys.tag(key);
+        let tag = self.encoding.keys.tag(key);
         // No origin: this process's waiters must hear about freed slots too.
         let message = release_message(None, &self.name, key);
         let _: i64 = self
@@ -186,7 +207,7 @@ impl RedisLimiter {
     /// every process (this one included) retry at once.
     async fn reset_all(&self) -> Result<(), StoreError> {
         let connection = &self.shared.connection;
-        let pattern = self.keys.scan_pattern();
+        let pattern = self.encoding.keys.scan_pattern();
         let nodes = if connection.is_cluster() {
             masters(connection).await?.into_iter().map(Some).collect()
         } else {
@@ -218,7 +239,7 @@ impl RedisLimiter {
     async fn announce_freed_slots(&self, names: &[Vec<u8>]) -> Result<(), StoreError> {
         let publishes = names
             .iter()
-            .filter_map(|name| self.keys.leases_owner(name))
+            .filter_map(|name| self.encoding.keys.leases_owner(name))
             .map(|key| {
                 let mut publish = redis::cmd("PUBLISH");
                 publish
@@ -236,51 +257,41 @@ pub(super) fn one_slot(limiters: &[&RedisLimiter], members: &[GroupMember<'_>]) 
     let mut slots = limiters
         .iter()
         .zip(members)
-        .map(|(limiter, member)| Slot::for_key(limiter.keys.tag(member.key).hash_tag()));
+        .map(|(limiter, member)| Slot::for_key(limiter.encoding.keys.tag(member.key).hash_tag()));
     let first = slots.next();
     slots.all(|slot| Some(slot) == first)
 }
 
-/// Decides a group in one script call (its keys in one slot, or a single server).
+/// Decides a group in one script call (its keys in one slot, or a single server),
+/// batched with the calls beside it.
 pub(super) async fn acquire_group(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     limiters: Vec<&RedisLimiter>,
     members: &[GroupMember<'_>],
 ) -> Result<GroupDecision, StoreError> {
-    let tags: Vec<KeyTag> = limiters
+    let call = limiters
         .iter()
         .zip(members)
-        .map(|(limiter, member)| limiter.keys.tag(member.key))
+        .map(|(limiter, m)| limiter.member(m.key, m.cost, m.lease))
         .collect();
-    let answer: Vec<i64> = shared
-        .scripts
-        .acquire
-        .run(&shared.connection, 3 * members.len(), |cmd| {
-            for (limiter, tag) in limiters.iter().zip(&tags) {
-                limiter.member_keys(cmd, tag);
-            }
-            cmd.arg(1).arg(members.len());
-            for (limiter, member) in limiters.iter().zip(members) {
-                limiter.member_args(cmd, member.cost, member.lease);
-            }
-        })
-        .await?;
-    let [now, refused, decisions @ ..] = answer.as_slice() else {
-        return Err(unexpected(&answer));
-    };
-    if decisions.len() != DECISION_LEN * members.len() {
-        return Err(unexpected(&answer));
-    }
-    let mut decided = decisions
-        .chunks(DECISION_LEN)
-        .zip(&limiters)
-        .map(|(values, limiter)| micros::decision(values, limiter.policy.limit, *now));
-    if *refused == 0 {
+    let answer = batch::acquire(shared, call).await?;
+    let mut decided =
+        answer
+            .decisions
+            .chunks(DECISION_LEN)
+            .zip(&limiters)
+            .map(|(values, limiter)| {
+                micros::decision(values, limiter.encoding.policy.limit, answer.now)
+            });
+    if answer.refused == 0 {
         return decided
             .collect::<Result<_, _>>()
             .map(GroupDecision::Admitted);
     }
-    let index = usize::try_from(*refused - 1).map_err(|_| unexpected(&answer))?;
+    let index = usize::try_from(answer.refused - 1)
+        .ok()
+        .filter(|&index| index < members.len())
+        .ok_or_else(|| unexpected(&answer.decisions))?;
     let mut peeks = Vec::with_capacity(members.len());
     for decision in decided.by_ref() {
         peeks.push(Some(decision?.0));
@@ -288,7 +299,7 @@ pub(super) async fn acquire_group(
     let refusal = peeks
         .get_mut(index)
         .and_then(Option::take)
-        .ok_or_else(|| unexpected(&answer))?;
+        .ok_or_else(|| unexpected(&answer.decisions))?;
     Ok(GroupDecision::Refused {
         index,
         refusal,

@@ -18,6 +18,7 @@
 //! `timing_margin_ms` is accepted for compatibility and ignored: a margin could only
 //! loosen limits.
 
+mod batch;
 mod connection;
 mod keys;
 mod limiter;
@@ -46,6 +47,8 @@ pub struct RedisEngine {
 
 pub(crate) struct Shared {
     connection: Arc<Connection>,
+    /// Acquires waiting to be sent together.
+    batches: batch::Batches,
     scripts: Scripts,
     key_prefix: String,
     /// The pub/sub channel of release messages.
@@ -72,10 +75,19 @@ impl RedisEngine {
         Self::build(config, ScriptClock::Pinned(clock))
     }
 
+    /// This engine, running its scripts with EVALSHA as on a server without
+    /// functions (test hook: that path is tested on servers that have them).
+    #[cfg(feature = "testing")]
+    pub fn without_functions(self) -> Self {
+        self.shared.scripts.without_functions();
+        self
+    }
+
     fn build(config: &RedisConfig, clock: ScriptClock) -> Result<Self, StoreError> {
         Ok(RedisEngine {
             shared: Arc::new(Shared {
                 connection: Arc::new(Connection::new(config)?),
+                batches: batch::Batches::default(),
                 scripts: Scripts::new(&clock),
                 channel: keys::release_channel(&config.key_prefix),
                 listener: ReleaseListener::new(),

@@ -12,20 +12,22 @@
 -- the others a peek. An admitted call writes each member as algorithm::decide would:
 -- rate and slot together. Members of one call are distinct (limiter, key).
 local now = clock()
-local out = {now}
+-- Sized for the common answer, one call of one member (a table grows by doubling).
+local out, o = {now, 0, 0, 0, 0, 0, 0, 0}, 1
 local k, a = 1, 2
 for _ = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a])
   a = a + 1
   local members, decisions, refused = {}, {}, 0
   for i = 1, n do
-    local m = member(k, a)
+    local m = member(KEYS, ARGV, k, a)
     k = k + MEMBER_KEYS
     a = a + MEMBER_ARGS
     members[i] = m
     if refused == 0 then
-      decisions[i] = decide(m, now)
-      if decisions[i][1] == 0 then
+      local d = decide(m, now)
+      decisions[i] = d
+      if d[1] == 0 then
         refused = i
       end
     end
@@ -41,11 +43,14 @@ for _ = 1, tonumber(ARGV[1]) do
       end
     end
   end
-  out[#out + 1] = refused
+  out[o + 1] = refused
+  o = o + 1
   for i = 1, n do
+    local d = decisions[i]
     for j = 1, 6 do
-      out[#out + 1] = decisions[i][j]
+      out[o + j] = d[j]
     end
+    o = o + 6
   end
 end
 return out

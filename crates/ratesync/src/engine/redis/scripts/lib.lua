@@ -42,20 +42,23 @@ local function ttl_ms(us)
   return int(math.max(math.ceil(us / 1000), 1) + TTL_MARGIN_MS)
 end
 
--- One member of a call: the keys and settings of one (limiter, key).
+-- One member of a call: the keys and settings of one (limiter, key), from KEYS[k]
+-- and ARGV[a] of the operation's keys and arguments, as an array indexed by the
+-- names below (an array: cheaper to build than a table of named fields).
 --   KEYS  rate state (TAT string or log ZSET), the log's id sequence, leases (ZSET)
 --   ARGV  kind ('tb' token bucket, 'sw' sliding window, 'cc' concurrency only),
 --         interval_us or window_us, burst or limit, cost, max_concurrent (0 = no
 --         cap), lease id ('' = none), lease_ttl_us
 local MEMBER_KEYS = 3
 local MEMBER_ARGS = 7
+local RATE, SEQ, LEASES, KIND, PARAM, CAPACITY, COST, MAX, LEASE, LEASE_TTL =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 
-local function member(k, a)
+local function member(KEYS, ARGV, k, a)
   return {
-    rate = KEYS[k], seq = KEYS[k + 1], leases = KEYS[k + 2],
-    kind = ARGV[a], param = tonumber(ARGV[a + 1]), capacity = tonumber(ARGV[a + 2]),
-    cost = tonumber(ARGV[a + 3]), max = tonumber(ARGV[a + 4]), lease = ARGV[a + 5],
-    lease_ttl = tonumber(ARGV[a + 6]),
+    KEYS[k], KEYS[k + 1], KEYS[k + 2],
+    ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
+    tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6]),
   }
 end
 
@@ -96,28 +99,28 @@ end
 -- Units in the window ending at `now`: entries at or before now - window have left
 -- it (they are skipped, not deleted).
 local function sw_used(m, now)
-  return redis.call('ZCOUNT', m.rate, '(' .. int(now - m.param), '+inf')
+  return redis.call('ZCOUNT', m[RATE], '(' .. int(now - m[PARAM]), '+inf')
 end
 
 -- A sliding-window refusal with `used` units in the window (SlidingWindow::refusal):
 -- it waits until enough of the oldest units have left.
 local function sw_refusal(m, now, used)
-  local must_leave = used + m.cost - m.capacity
-  local oldest = redis.call('ZRANGEBYSCORE', m.rate, '(' .. int(now - m.param), '+inf',
+  local must_leave = used + m[COST] - m[CAPACITY]
+  local oldest = redis.call('ZRANGEBYSCORE', m[RATE], '(' .. int(now - m[PARAM]), '+inf',
     'WITHSCORES', 'LIMIT', must_leave - 1, 1)
-  local newest = newest_score(m.rate) or now
-  local leaves_at = (tonumber(oldest[2]) or newest) + m.param
-  return {0, math.max(m.capacity - used, 0), math.max(leaves_at - now, 0),
-    math.max(newest + m.param - now, 0), 1, 0}
+  local newest = newest_score(m[RATE]) or now
+  local leaves_at = (tonumber(oldest[2]) or newest) + m[PARAM]
+  return {0, math.max(m[CAPACITY] - used, 0), math.max(leaves_at - now, 0),
+    math.max(newest + m[PARAM] - now, 0), 1, 0}
 end
 
 -- SlidingWindow::decide, writing nothing: an admission goes into the entries at
 -- max(now, newest) (a server clock that steps back cannot reorder the log).
 local function sw_decide(m, now)
   local used = sw_used(m, now)
-  if used + m.cost <= m.capacity then
-    local at = math.max(now, newest_score(m.rate) or now)
-    return {1, m.capacity - used - m.cost, 0, at + m.param - now, 0, at}
+  if used + m[COST] <= m[CAPACITY] then
+    local at = math.max(now, newest_score(m[RATE]) or now)
+    return {1, m[CAPACITY] - used - m[COST], 0, at + m[PARAM] - now, 0, at}
   end
   return sw_refusal(m, now, used)
 end
@@ -125,29 +128,29 @@ end
 -- SlidingWindow::peek.
 local function sw_peek(m, now)
   local used = sw_used(m, now)
-  if used + m.cost <= m.capacity then
+  if used + m[COST] <= m[CAPACITY] then
     local reset = 0
     if used > 0 then
-      reset = math.max(newest_score(m.rate) + m.param - now, 0)
+      reset = math.max(newest_score(m[RATE]) + m[PARAM] - now, 0)
     end
-    return {1, m.capacity - used, 0, reset, 0, 0}
+    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
   end
   return sw_refusal(m, now, used)
 end
 
 -- Live leases at `now` (LeaseSet::count_live).
 local function live_leases(m, now)
-  return redis.call('ZCOUNT', m.leases, '(' .. int(now), '+inf')
+  return redis.call('ZCOUNT', m[LEASES], '(' .. int(now), '+inf')
 end
 
 -- The rate part of a peek; for a limiter without a rate, its free slots.
 local function rate_peek(m, now)
-  if m.kind == 'tb' then
-    return tb_peek(tb_state(m.rate), now, m.param, m.capacity, m.cost)
-  elseif m.kind == 'sw' then
+  if m[KIND] == 'tb' then
+    return tb_peek(tb_state(m[RATE]), now, m[PARAM], m[CAPACITY], m[COST])
+  elseif m[KIND] == 'sw' then
     return sw_peek(m, now)
   end
-  return {1, math.max(m.max - live_leases(m, now), 0), 0, 0, 0, 0}
+  return {1, math.max(m[MAX] - live_leases(m, now), 0), 0, 0, 0, 0}
 end
 
 -- Every slot is held: the rate's numbers, refused by concurrency. Its retry-after is
@@ -162,7 +165,7 @@ end
 
 -- algorithm::peek: what an attempt would get now.
 local function peek(m, now)
-  if m.max > 0 and live_leases(m, now) >= m.max then
+  if m[MAX] > 0 and live_leases(m, now) >= m[MAX] then
     return concurrency_refusal(m, now)
   end
   return rate_peek(m, now)
@@ -170,20 +173,20 @@ end
 
 -- algorithm::decide, writing nothing: the decision an attempt gets. `admit` writes it.
 local function decide(m, now)
-  local taking = m.max > 0 and m.lease ~= ''
-  if taking and live_leases(m, now) >= m.max then
+  local taking = m[MAX] > 0 and m[LEASE] ~= ''
+  if taking and live_leases(m, now) >= m[MAX] then
     return concurrency_refusal(m, now)
   end
-  if m.kind == 'tb' then
-    return tb_decide(tb_state(m.rate), now, m.param, m.capacity, m.cost)
-  elseif m.kind == 'sw' then
+  if m[KIND] == 'tb' then
+    return tb_decide(tb_state(m[RATE]), now, m[PARAM], m[CAPACITY], m[COST])
+  elseif m[KIND] == 'sw' then
     return sw_decide(m, now)
   end
   local taken = 0
   if taking then
     taken = 1
   end
-  return {1, math.max(m.max - live_leases(m, now) - taken, 0), 0, 0, 0, 0}
+  return {1, math.max(m[MAX] - live_leases(m, now) - taken, 0), 0, 0, 0, 0}
 end
 
 -- Holds lease `id` until now + ttl, and keeps the set alive until its last expiry.
@@ -194,31 +197,31 @@ end
 
 -- Records the admission `d` of member `m` (decided by `decide` at `now`).
 local function admit(m, now, d)
-  if m.kind == 'tb' then
-    redis.call('SET', m.rate, int(d[6]), 'PX', ttl_ms(d[6] - now))
-  elseif m.kind == 'sw' then
+  if m[KIND] == 'tb' then
+    redis.call('SET', m[RATE], int(d[6]), 'PX', ttl_ms(d[6] - now))
+  elseif m[KIND] == 'sw' then
     -- Entries that left the window change no decision: drop them. Then one entry per
     -- unit, with ids from the sequence so that none overwrites another.
-    redis.call('ZREMRANGEBYSCORE', m.rate, '-inf', int(now - m.param))
-    local last = redis.call('INCRBY', m.seq, m.cost)
+    redis.call('ZREMRANGEBYSCORE', m[RATE], '-inf', int(now - m[PARAM]))
+    local last = redis.call('INCRBY', m[SEQ], m[COST])
     local score = int(d[6])
     -- ZADD in chunks: unpack() of a huge cost would overflow the Lua stack.
     local batch = {}
-    for id = last - m.cost + 1, last do
+    for id = last - m[COST] + 1, last do
       batch[#batch + 1] = score
       batch[#batch + 1] = int(id)
       if #batch >= 1000 or id == last then
-        redis.call('ZADD', m.rate, unpack(batch))
+        redis.call('ZADD', m[RATE], unpack(batch))
         batch = {}
       end
     end
-    local ttl = ttl_ms(d[6] + m.param - now)
-    redis.call('PEXPIRE', m.rate, ttl)
-    redis.call('PEXPIRE', m.seq, ttl)
+    local ttl = ttl_ms(d[6] + m[PARAM] - now)
+    redis.call('PEXPIRE', m[RATE], ttl)
+    redis.call('PEXPIRE', m[SEQ], ttl)
   end
-  if m.max > 0 and m.lease ~= '' then
+  if m[MAX] > 0 and m[LEASE] ~= '' then
     -- Expired leases free their slots (LeaseSet::live).
-    redis.call('ZREMRANGEBYSCORE', m.leases, '-inf', int(now))
-    hold_lease(m.leases, m.lease, now, m.lease_ttl)
+    redis.call('ZREMRANGEBYSCORE', m[LEASES], '-inf', int(now))
+    hold_lease(m[LEASES], m[LEASE], now, m[LEASE_TTL])
   end
 end

@@ -7,5 +7,5 @@
 -- concurrency cap refuses whatever the rate says. Expired entries and leases are
 -- skipped, not deleted.
 local now = clock()
-local d = peek(member(1, 1), now)
+local d = peek(member(KEYS, ARGV, 1, 1), now)
 return {now, d[1], d[2], d[3], d[4], d[5], d[6]}

@@ -10,13 +10,13 @@
 -- window loses up to `cost` of the entries recorded at the admission's time; entries
 -- that already left the window are not taken twice. A lease given back is announced
 -- like a release, so that waiters elsewhere retry.
-local m = member(1, 1)
+local m = member(KEYS, ARGV, 1, 1)
 local admitted = tonumber(ARGV[MEMBER_ARGS + 1])
 local recorded = tonumber(ARGV[MEMBER_ARGS + 2])
 local now = clock()
-if m.kind == 'tb' then
-  local tat = tb_state(m.rate)
-  local taken = m.cost * m.param
+if m[KIND] == 'tb' then
+  local tat = tb_state(m[RATE])
+  local taken = m[COST] * m[PARAM]
   local new_tat
   if tat == recorded then
     new_tat = tat - taken
@@ -25,18 +25,18 @@ if m.kind == 'tb' then
   end
   new_tat = math.max(new_tat, 0)
   if new_tat <= now then
-    redis.call('DEL', m.rate)
+    redis.call('DEL', m[RATE])
   elseif new_tat ~= tat then
-    redis.call('SET', m.rate, int(new_tat), 'PX', ttl_ms(new_tat - now))
+    redis.call('SET', m[RATE], int(new_tat), 'PX', ttl_ms(new_tat - now))
   end
-elseif m.kind == 'sw' then
-  local entries = redis.call('ZRANGEBYSCORE', m.rate, int(recorded), int(recorded),
-    'LIMIT', 0, m.cost)
+elseif m[KIND] == 'sw' then
+  local entries = redis.call('ZRANGEBYSCORE', m[RATE], int(recorded), int(recorded),
+    'LIMIT', 0, m[COST])
   for i = 1, #entries, 1000 do
-    redis.call('ZREM', m.rate, unpack(entries, i, math.min(i + 999, #entries)))
+    redis.call('ZREM', m[RATE], unpack(entries, i, math.min(i + 999, #entries)))
   end
 end
-if m.lease ~= '' and redis.call('ZREM', m.leases, m.lease) == 1 then
+if m[LEASE] ~= '' and redis.call('ZREM', m[LEASES], m[LEASE]) == 1 then
   redis.call('PUBLISH', ARGV[MEMBER_ARGS + 3], ARGV[MEMBER_ARGS + 4])
 end
 return 1
