@@ -6,7 +6,7 @@
 //! rounding can only make a limit stricter. Both stores answer a decision with the
 //! same integers, read back here.
 
-use crate::algorithm::{Policy, Receipt, Rule};
+use crate::algorithm::{GroupDecision, Policy, Receipt, Rule};
 use crate::decision::{Decision, DeniedBy};
 use crate::store::StoreError;
 
@@ -130,6 +130,95 @@ pub(crate) fn decision(
         recorded: non_negative(recorded),
     };
     Ok((decision, receipt))
+}
+
+/// A store's answer for one call of a batch (`docs/design.md#batches`).
+pub(crate) struct CallAnswer {
+    /// The store time of the decisions (µs).
+    pub now: i64,
+    /// 0 when admitted, else the 1-based index of the member that refused.
+    pub refused: i64,
+    /// [`DECISION_LEN`] integers per member.
+    pub decisions: Vec<i64>,
+}
+
+/// Splits the answer to a batch, `{now, then per call: refused, DECISION_LEN
+/// integers per member}`, for calls of `members` members each, in order.
+pub(crate) fn call_answers(
+    values: &[i64],
+    members: impl IntoIterator<Item = usize>,
+) -> Result<Vec<CallAnswer>, StoreError> {
+    let unexpected = || {
+        StoreError::Backend(format!(
+            "unexpected answer of {} values to a batch",
+            values.len()
+        ))
+    };
+    let (&now, mut rest) = values.split_first().ok_or_else(unexpected)?;
+    let mut answers = Vec::new();
+    for members in members {
+        let len = 1 + DECISION_LEN * members;
+        if rest.len() < len {
+            return Err(unexpected());
+        }
+        let (this, next) = rest.split_at(len);
+        answers.push(CallAnswer {
+            now,
+            refused: this[0],
+            decisions: this[1..].to_vec(),
+        });
+        rest = next;
+    }
+    match rest.is_empty() {
+        true => Ok(answers),
+        false => Err(unexpected()),
+    }
+}
+
+impl CallAnswer {
+    /// This answer as one decision (a call of one member), for a limiter whose limit
+    /// is `limit`.
+    pub fn single(&self, limit: u64) -> Result<(Decision, Receipt), StoreError> {
+        decision(&self.decisions, limit, self.now)
+    }
+
+    /// This answer as a group's decision, for members whose limits are `limits`.
+    pub fn group(&self, limits: &[u64]) -> Result<GroupDecision, StoreError> {
+        let unexpected = || {
+            StoreError::Backend(format!(
+                "unexpected group answer: {} values for {} members, refused {}",
+                self.decisions.len(),
+                limits.len(),
+                self.refused
+            ))
+        };
+        if self.decisions.len() != DECISION_LEN * limits.len() {
+            return Err(unexpected());
+        }
+        let decided = self
+            .decisions
+            .chunks(DECISION_LEN)
+            .zip(limits)
+            .map(|(values, &limit)| decision(values, limit, self.now));
+        if self.refused == 0 {
+            return decided
+                .collect::<Result<_, _>>()
+                .map(GroupDecision::Admitted);
+        }
+        let index = usize::try_from(self.refused - 1)
+            .ok()
+            .filter(|&index| index < limits.len())
+            .ok_or_else(unexpected)?;
+        let mut peeks = decided
+            .map(|decision| decision.map(|(d, _)| Some(d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refusal = peeks[index].take().ok_or_else(unexpected)?;
+        Ok(GroupDecision::Refused {
+            index,
+            refusal,
+            peeks,
+        })
+    }
 }
 
 #[cfg(test)]

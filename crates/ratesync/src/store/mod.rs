@@ -11,7 +11,10 @@
 //!   per engine instance); the engines only say how their messages arrive.
 //! - `groups`: all or nothing by reserving and refunding, for engines that cannot
 //!   decide several keys in one step.
+//! - `batches`: calls that queue while others are in flight go to the store
+//!   together, decided in order by one operation.
 
+pub(crate) mod batches;
 mod contract;
 pub(crate) mod groups;
 pub(crate) mod leases;

@@ -125,10 +125,10 @@ impl PostgresServer {
         );
     }
 
-    /// Runs `psql -c SQL` as the superuser and returns its output (unaligned, tuples
-    /// only), trimmed.
-    pub fn psql(&self, sql: &str) -> String {
-        let output = Command::new(bin_dir().join("psql"))
+    /// `psql -c SQL` as the superuser (unaligned, tuples only).
+    fn psql_command(&self, sql: &str) -> Command {
+        let mut command = Command::new(bin_dir().join("psql"));
+        command
             .args([
                 "-h",
                 "127.0.0.1",
@@ -138,9 +138,23 @@ impl PostgresServer {
                 "postgres",
             ])
             .args(["-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run psql");
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Starts `psql -c SQL` in the background (a session holding a lock).
+    pub fn psql_spawn(&self, sql: &str) -> std::process::Child {
+        self.psql_command(sql)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psql")
+    }
+
+    /// Runs `psql -c SQL` as the superuser and returns its output (unaligned, tuples
+    /// only), trimmed.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = self.psql_command(sql).output().expect("run psql");
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
         text.trim().to_owned()

@@ -117,6 +117,11 @@ impl Pool {
         }
     }
 
+    /// The index of the client that carries the calls of `route`.
+    pub fn client_of(&self, route: u64) -> usize {
+        (route % self.slots.len() as u64) as usize
+    }
+
     /// The client for `route` (or the next in turn). One that is not open yet is opened in the background
     /// while the call goes to an open one, so a new store pays for one connection
     /// before its first answer, not one per client (and calls keep their order).
@@ -126,7 +131,7 @@ impl Pool {
     ) -> Result<(&Slot, u64, Arc<Session>), StoreError> {
         let count = self.slots.len();
         let index = match route {
-            Some(route) => (route % count as u64) as usize,
+            Some(route) => self.client_of(route),
             None => self.next.fetch_add(1, Ordering::Relaxed) % count,
         };
         let open = |i: usize| {
@@ -201,7 +206,7 @@ impl Pool {
             format!("SELECT {function}({})", list.join(", "))
         };
         let (acquire, refund, renew, release, reset, notify, cleanup) = futures::try_join!(
-            prepare(call(&names.acquire, 10, true)),
+            prepare(call(&names.acquire, 12, true)),
             prepare(call(&names.refund, 10, true)),
             prepare(call(&names.renew, 4, true)),
             prepare(call(&names.release, 5, false)),

@@ -1,8 +1,11 @@
 //! One limiter on a PostgreSQL store: binds each function call's parameters and reads
-//! the answer. One round trip per call; a group is one call too.
+//! the answer. Acquires (single calls and groups) go through the store's batches
+//! (`docs/design.md#batches`): calls that queue while others are in flight on their
+//! client are decided by one call of the acquire function.
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio_postgres::types::ToSql;
 
 use super::connection::Statements;
@@ -10,7 +13,8 @@ use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{self, MicrosPolicy, DECISION_LEN};
+use crate::engine::micros::{call_answers, CallAnswer, MicrosPolicy};
+use crate::store::batches::{self, Queues};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// PostgreSQL's NOTIFY payload limit is 8000 bytes: a release message that does not
@@ -24,11 +28,32 @@ pub struct PostgresLimiter {
     policy: MicrosPolicy,
 }
 
-/// One call's members as the acquire function takes them: one array per parameter.
+/// One member of a call of the acquire function: a limiter's id and rule, a key,
+/// what it takes. Owned, so that a call waiting for its batch owns what it sends.
+pub(crate) struct Member {
+    limiter: Arc<str>,
+    policy: MicrosPolicy,
+    key: Box<str>,
+    cost: u32,
+    lease: Option<LeaseId>,
+}
+
+/// One call: members admitted all together or not at all (a single acquire is a
+/// call of one member).
+pub(crate) type Call = Vec<Member>;
+
+/// The queues of one store: one per client, since a client runs its calls one after
+/// the other.
+pub(super) type Batches = Queues<Shared>;
+
+/// The parameters of one call of the acquire function: the distinct rows in
+/// (limiter, key) order, then one array per member parameter.
 #[derive(Default)]
-struct Members<'a> {
+struct Params<'a> {
     limiters: Vec<&'a [u8]>,
     keys: Vec<&'a [u8]>,
+    calls: Vec<i32>,
+    rows: Vec<i32>,
     kinds: Vec<&'static str>,
     params: Vec<i64>,
     caps: Vec<i64>,
@@ -38,25 +63,36 @@ struct Members<'a> {
     ttls: Vec<i64>,
 }
 
-impl<'a> Members<'a> {
-    fn push(
-        &mut self,
-        limiter: &'a PostgresLimiter,
-        key: &'a str,
-        cost: u32,
-        lease: Option<LeaseId>,
-    ) {
-        let p = &limiter.policy;
-        self.limiters.push(limiter.id.as_bytes());
-        self.keys.push(key.as_bytes());
-        self.kinds.push(p.kind.code());
-        self.params.push(p.param as i64);
-        self.caps.push(i64::from(p.capacity));
-        self.costs.push(i64::from(cost));
-        self.max.push(i64::from(p.max_concurrent));
-        // Lease ids are random u64; bigint holds the same 64 bits.
-        self.leases.push(lease.map(|id| id.0 as i64));
-        self.ttls.push(p.lease_ttl_us as i64);
+impl<'a> Params<'a> {
+    fn new(calls: &[&'a Call]) -> Self {
+        let mut rows: Vec<(&'a [u8], &'a [u8])> = calls
+            .iter()
+            .flat_map(|call| call.iter())
+            .map(|m| (m.limiter.as_bytes(), m.key.as_bytes()))
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let mut params = Params::default();
+        for call in calls {
+            params.calls.push(call.len() as i32);
+            for m in call.iter() {
+                let row = rows
+                    .binary_search(&(m.limiter.as_bytes(), m.key.as_bytes()))
+                    .unwrap_or_default();
+                let p = &m.policy;
+                params.rows.push(row as i32 + 1);
+                params.kinds.push(p.kind.code());
+                params.params.push(p.param as i64);
+                params.caps.push(i64::from(p.capacity));
+                params.costs.push(i64::from(m.cost));
+                params.max.push(i64::from(p.max_concurrent));
+                // Lease ids are random u64; bigint holds the same 64 bits.
+                params.leases.push(m.lease.map(|id| id.0 as i64));
+                params.ttls.push(p.lease_ttl_us as i64);
+            }
+        }
+        (params.limiters, params.keys) = rows.into_iter().unzip();
+        params
     }
 }
 
@@ -76,15 +112,18 @@ impl PostgresLimiter {
 
     /// Which client carries the calls of `key` (see `Pool::query_one`).
     fn route(&self, key: &str) -> u64 {
-        let hash = |seed: u64, bytes: &[u8]| {
-            bytes.iter().fold(seed, |hash, &byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-            })
-        };
-        hash(
-            hash(0xcbf2_9ce4_8422_2325, self.id.as_bytes()),
-            key.as_bytes(),
-        )
+        route(&self.id, key)
+    }
+
+    /// One member of a call of the acquire function for `key`.
+    fn member(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> Member {
+        Member {
+            limiter: self.id.clone(),
+            policy: self.policy,
+            key: key.into(),
+            cost,
+            lease,
+        }
     }
 
     /// A release message for `key`, unless it is too long for NOTIFY.
@@ -93,20 +132,25 @@ impl PostgresLimiter {
         Some(release_message(origin, &self.id, key)).filter(|m| m.len() <= MAX_NOTIFY)
     }
 
-    async fn decide_one(
+    async fn acquire_one(
         &self,
         key: &str,
         cost: u32,
         lease: Option<LeaseId>,
-        consume: bool,
     ) -> Result<(Decision, Receipt), StoreError> {
-        let mut members = Members::default();
-        members.push(self, key, cost, lease);
-        let answer = call_acquire(&self.shared, self.route(key), &members, consume).await?;
-        match answer.as_slice() {
-            [now, _, decision @ ..] => micros::decision(decision, self.policy.limit, *now),
-            _ => Err(unexpected(&answer)),
-        }
+        let call = vec![self.member(key, cost, lease)];
+        acquire(&self.shared, call).await?.single(self.policy.limit)
+    }
+
+    async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
+        let call = vec![self.member(key, cost, None)];
+        let answer = call_acquire(&self.shared, self.route(key), &[&call], false).await?;
+        let [answer] = answer.as_slice() else {
+            return Err(StoreError::Backend(
+                "a peek answered several calls".to_owned(),
+            ));
+        };
+        Ok(answer.single(self.policy.limit)?.0)
     }
 
     async fn refund_one(
@@ -212,23 +256,70 @@ impl PostgresLimiter {
     }
 }
 
-/// Calls the acquire function with `members` (a peek when `consume` is false).
+/// Which client carries the calls of (`limiter`, `key`) (see `Pool::query_one`).
+fn route(limiter: &str, key: &str) -> u64 {
+    let hash = |seed: u64, bytes: &[u8]| {
+        bytes.iter().fold(seed, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    hash(
+        hash(0xcbf2_9ce4_8422_2325, limiter.as_bytes()),
+        key.as_bytes(),
+    )
+}
+
+/// Decides `call`, batched with the calls of its client. The client is the first
+/// member's: calls on one key keep queueing on one client.
+async fn acquire(shared: &Arc<Shared>, call: Call) -> Result<CallAnswer, StoreError> {
+    let first = &call[0];
+    let queue = shared.pool.client_of(route(&first.limiter, &first.key));
+    batches::submit(shared, queue, call).await
+}
+
+impl batches::Sender for Shared {
+    /// A client's calls run one after the other on its server session: two in flight
+    /// keep it busy while the client reads one answer (one alone left it idle for
+    /// every round trip), and the calls behind them go together.
+    const MAX_IN_FLIGHT: usize = 2;
+    type Queue = usize;
+    type Call = Call;
+    type Answer = CallAnswer;
+
+    fn send<'a>(
+        &'a self,
+        calls: &'a [&'a Call],
+    ) -> BoxFuture<'a, Result<Vec<CallAnswer>, StoreError>> {
+        let first = &calls[0][0];
+        let route = route(&first.limiter, &first.key);
+        Box::pin(call_acquire(self, route, calls, true))
+    }
+
+    fn queues(&self) -> &Batches {
+        &self.batches
+    }
+}
+
+/// Calls the acquire function once for `calls` (a peek when `consume` is false).
 async fn call_acquire(
     shared: &Shared,
     route: u64,
-    m: &Members<'_>,
+    calls: &[&Call],
     consume: bool,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<CallAnswer>, StoreError> {
+    let p = Params::new(calls);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-        &m.limiters,
-        &m.keys,
-        &m.kinds,
-        &m.params,
-        &m.caps,
-        &m.costs,
-        &m.max,
-        &m.leases,
-        &m.ttls,
+        &p.limiters,
+        &p.keys,
+        &p.calls,
+        &p.rows,
+        &p.kinds,
+        &p.params,
+        &p.caps,
+        &p.costs,
+        &p.max,
+        &p.leases,
+        &p.ttls,
         &consume,
     ];
     let now = shared.pool.names.clock.pinned_micros();
@@ -239,58 +330,25 @@ async fn call_acquire(
         .pool
         .query_one(Some(route), |s| &s.acquire, &params)
         .await?;
-    row.try_get(0)
-        .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))
+    let values: Vec<i64> = row
+        .try_get(0)
+        .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))?;
+    call_answers(&values, calls.iter().map(|call| call.len()))
 }
 
 /// Decides a group in one function call: one transaction, rows locked in key order.
 pub(super) async fn acquire_group(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     limiters: Vec<&PostgresLimiter>,
     members: &[GroupMember<'_>],
 ) -> Result<GroupDecision, StoreError> {
-    let mut call = Members::default();
-    for (limiter, member) in limiters.iter().zip(members) {
-        call.push(limiter, member.key, member.cost, member.lease);
-    }
-    // The first member's client: calls on one key keep queueing on one client.
-    let route = limiters
-        .first()
-        .zip(members.first())
-        .map_or(0, |(limiter, member)| limiter.route(member.key));
-    let answer = call_acquire(shared, route, &call, true).await?;
-    let [now, refused, decisions @ ..] = answer.as_slice() else {
-        return Err(unexpected(&answer));
-    };
-    if decisions.len() != DECISION_LEN * members.len() {
-        return Err(unexpected(&answer));
-    }
-    let decided = decisions
-        .chunks(DECISION_LEN)
-        .zip(&limiters)
-        .map(|(values, limiter)| micros::decision(values, limiter.policy.limit, *now));
-    if *refused == 0 {
-        return decided
-            .collect::<Result<_, _>>()
-            .map(GroupDecision::Admitted);
-    }
-    let index = usize::try_from(*refused - 1).map_err(|_| unexpected(&answer))?;
-    let mut peeks = decided
-        .map(|decision| decision.map(|(d, _)| Some(d)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let refusal = peeks
-        .get_mut(index)
-        .and_then(Option::take)
-        .ok_or_else(|| unexpected(&answer))?;
-    Ok(GroupDecision::Refused {
-        index,
-        refusal,
-        peeks,
-    })
-}
-
-fn unexpected(answer: &[i64]) -> StoreError {
-    StoreError::Backend(format!("unexpected decision of {} values", answer.len()))
+    let call = limiters
+        .iter()
+        .zip(members)
+        .map(|(limiter, m)| limiter.member(m.key, m.cost, m.lease))
+        .collect();
+    let limits: Vec<u64> = limiters.iter().map(|l| l.policy.limit).collect();
+    acquire(shared, call).await?.group(&limits)
 }
 
 impl EngineLimiter for PostgresLimiter {
@@ -300,11 +358,11 @@ impl EngineLimiter for PostgresLimiter {
         cost: u32,
         lease: Option<LeaseId>,
     ) -> StoreCall<'a, (Decision, Receipt)> {
-        StoreCall::pending(self.decide_one(key, cost, lease, true))
+        StoreCall::pending(self.acquire_one(key, cost, lease))
     }
 
     fn peek<'a>(&'a self, key: &'a str, cost: u32) -> StoreCall<'a, Decision> {
-        StoreCall::pending(async move { Ok(self.decide_one(key, cost, None, false).await?.0) })
+        StoreCall::pending(self.peek_one(key, cost))
     }
 
     fn refund<'a>(

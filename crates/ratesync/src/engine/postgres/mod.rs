@@ -1,7 +1,8 @@
-//! The PostgreSQL engine (`docs/design.md#postgresql`): every decision is one call of
-//! a plpgsql function that locks the rows of its keys, decides on the server's clock
-//! and writes the new state, in one round trip and one transaction. A group is one
-//! such call over all its keys.
+//! The PostgreSQL engine (`docs/design.md#postgresql`): decisions are made by a plpgsql
+//! function that locks the rows of their keys, decides on the server's clock and
+//! writes the new state, in one round trip and one transaction. A group is one call
+//! over all its keys; calls that queue on a client while others are in flight go in
+//! one call too (`docs/design.md#batches`).
 //!
 //! - [`schema`] and `sql/migrate.sql`: the table, its expiry index and the functions,
 //!   named from `schema_name` / `table_name`; the SQL `ratesync migrate` prints.
@@ -55,6 +56,8 @@ pub struct PostgresEngine {
 
 pub(crate) struct Shared {
     pool: Arc<Pool>,
+    /// Acquires waiting to be sent together.
+    batches: limiter::Batches,
     listener: Arc<ReleaseListener>,
     cleanup_started: std::sync::atomic::AtomicBool,
     cleanup: bool,
@@ -85,6 +88,7 @@ impl PostgresEngine {
         Ok(PostgresEngine {
             shared: Arc::new(Shared {
                 pool: Arc::new(Pool::new(config, names)?),
+                batches: limiter::Batches::default(),
                 listener: ReleaseListener::new(),
                 cleanup_started: false.into(),
                 cleanup,

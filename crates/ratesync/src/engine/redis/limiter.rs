@@ -12,7 +12,7 @@ use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{self, Kind, MicrosPolicy, DECISION_LEN};
+use crate::engine::micros::{self, Kind, MicrosPolicy};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// The keys of one limiter in a Redis store.
@@ -25,7 +25,7 @@ pub struct RedisLimiter {
 /// How a member of a script call is written for one limiter (see `member` in
 /// `scripts/lib.lua`): its key names and settings. Shared, so that a call waiting
 /// for its batch owns what it sends.
-pub(super) struct Encoding {
+pub(crate) struct Encoding {
     keys: LimiterKeys,
     policy: MicrosPolicy,
 }
@@ -103,7 +103,7 @@ impl RedisLimiter {
         lease: Option<LeaseId>,
     ) -> Result<(Decision, Receipt), StoreError> {
         let answer = batch::acquire(&self.shared, vec![self.member(key, cost, lease)]).await?;
-        micros::decision(&answer.decisions, self.encoding.policy.limit, answer.now)
+        answer.single(self.encoding.policy.limit)
     }
 
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
@@ -274,37 +274,8 @@ pub(super) async fn acquire_group(
         .zip(members)
         .map(|(limiter, m)| limiter.member(m.key, m.cost, m.lease))
         .collect();
-    let answer = batch::acquire(shared, call).await?;
-    let mut decided =
-        answer
-            .decisions
-            .chunks(DECISION_LEN)
-            .zip(&limiters)
-            .map(|(values, limiter)| {
-                micros::decision(values, limiter.encoding.policy.limit, answer.now)
-            });
-    if answer.refused == 0 {
-        return decided
-            .collect::<Result<_, _>>()
-            .map(GroupDecision::Admitted);
-    }
-    let index = usize::try_from(answer.refused - 1)
-        .ok()
-        .filter(|&index| index < members.len())
-        .ok_or_else(|| unexpected(&answer.decisions))?;
-    let mut peeks = Vec::with_capacity(members.len());
-    for decision in decided.by_ref() {
-        peeks.push(Some(decision?.0));
-    }
-    let refusal = peeks
-        .get_mut(index)
-        .and_then(Option::take)
-        .ok_or_else(|| unexpected(&answer.decisions))?;
-    Ok(GroupDecision::Refused {
-        index,
-        refusal,
-        peeks,
-    })
+    let limits: Vec<u64> = limiters.iter().map(|l| l.encoding.policy.limit).collect();
+    batch::acquire(shared, call).await?.group(&limits)
 }
 
 fn unexpected(answer: &[i64]) -> StoreError {

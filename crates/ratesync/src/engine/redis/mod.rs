@@ -1,9 +1,12 @@
-//! The Redis engine (`docs/design.md#redis`): every decision is one Lua script run
+//! The Redis engine (`docs/design.md#redis`): decisions are made by Lua run
 //! atomically by the server, on the server's clock.
 //!
 //! - [`keys`]: key names; all keys of one (limiter, key) share a hash tag (Cluster).
-//! - [`scripts`] and `scripts/*.lua`: one script per operation, run with EVALSHA; the
-//!   reference algorithm is ported once, in `scripts/lib.lua`.
+//! - [`scripts`] and `scripts/*.lua`: one function per operation, in a function
+//!   library (EVALSHA scripts on servers without functions); the reference algorithm
+//!   is ported once, in `scripts/lib.lua`.
+//! - [`batch`]: acquires that queue while others are in flight go in one call
+//!   (`docs/design.md#batches`).
 //! - [`connection`]: one lazily opened, multiplexed connection per store, replaced
 //!   after failures; [`target`]: standalone, Cluster or Sentinel from the config.
 //! - [`limiter`]: the [`EngineLimiter`] that builds each script call.

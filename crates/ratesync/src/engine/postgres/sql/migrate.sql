@@ -61,21 +61,29 @@ END
 -- a scan of the whole table.
 CREATE INDEX IF NOT EXISTS @expiry_index@ ON @table@ (expires_at);
 
--- Decides calls of one group: several (limiter, key) members admitted all together or
--- not at all (algorithm::decide_all); a single acquire is a group of one. With
--- p_consume = false it is a peek of one member: no lock, nothing written.
+-- Decides a batch of calls, in order (docs/design.md#batches). A call is a group of
+-- (limiter, key) members admitted all together or not at all (algorithm::decide_all);
+-- a single acquire is a call of one member. With p_consume = false it is a peek of
+-- one call: no lock, nothing written.
 --
--- Returns {now_us, 0 when admitted or the 1-based index of the member that refused,
--- then six integers per member: its decision}.
+-- p_limiters, p_keys   the distinct rows the calls touch, in (limiter, key) order
+-- p_calls              members per call, in call order
+-- p_rows               per member: the index of its row in p_limiters / p_keys
+-- p_kinds .. p_ttls    per member: its limiter's rule and the call's cost and lease
+--
+-- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
+-- that refused, then six integers per member: its decision}.
 --
 -- Invariants:
--- - Rows are locked in (limiter, key) order, whatever the member order, so two
---   groups sharing rows never wait for each other in a circle; locks wait (never
---   NOWAIT), so contention queues instead of failing. A key never seen gets its row
---   by INSERT ... ON CONFLICT DO NOTHING, in the same order, and is read again, so
+-- - Rows are locked in (limiter, key) order, whatever the calls, so two batches
+--   sharing rows never wait for each other in a circle; locks wait (never NOWAIT),
+--   so contention queues instead of failing. A key never seen gets its row by
+--   INSERT ... ON CONFLICT DO NOTHING, in the same order, and is read again, so
 --   concurrent first attempts and a concurrent cleanup converge on one locked row.
--- - Every member is decided before any row is written: a refused group writes
---   nothing; its refusing member gets its refusal, the others a peek.
+-- - Each call is decided on the state the calls before it left, as if each were its
+--   own transaction, one after the other; each row is written once, at the end.
+-- - Every member of a call is decided before any of its state changes: a refused
+--   call changes nothing; its refusing member gets its refusal, the others a peek.
 -- - Token bucket: the TAT only moves on an admission, to max(TAT, now) + cost *
 --   interval, and never beyond now + burst * interval.
 -- - Sliding window: an admission only when the units newer than now - window plus
@@ -85,6 +93,8 @@ CREATE INDEX IF NOT EXISTS @expiry_index@ ON @table@ (expires_at);
 CREATE OR REPLACE FUNCTION @acquire@(
     p_limiters bytea[],
     p_keys     bytea[],
+    p_calls    integer[],
+    p_rows     integer[],
     p_kinds    text[],    -- 'tb' token bucket, 'sw' sliding window, 'cc' concurrency only
     p_params   bigint[],  -- interval_us (tb) or window_us (sw)
     p_caps     bigint[],  -- burst or limit
@@ -100,12 +110,17 @@ AS @body@
 DECLARE
     v_real     bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
     v_now      bigint := @now@;
-    v_n        integer := cardinality(p_keys);
-    v_rows     @table@[] := '{}';  -- each member's row as read, in member order
-    v_new      @table@[] := '{}';  -- each member's row as it is to be written
+    v_count    integer := cardinality(p_keys);
+    v_state    @table@[] := '{}';  -- each row as the calls so far have left it
+    v_written  integer[] := '{}';  -- per row: a member that changed it (0 = none)
+    v_next     @table@[] := '{}';  -- per member of the call: its row as admitted
     v_row      @table@%ROWTYPE;
     v_out      bigint[];
-    v_refused  integer := 0;
+    v_first    integer := 0;       -- members of the calls before this one
+    v_n        integer;
+    v_i        integer;
+    v_at_out   integer;
+    v_refused  integer;
     v_d        bigint[];
     v_peek     boolean;
     v_with     boolean;
@@ -119,22 +134,26 @@ DECLARE
     v_at       bigint[];
     v_cnt      bigint[];
     v_len      integer;
-    v_first    integer;
+    v_start    integer;
     v_total    bigint;
     v_seen     bigint;
     v_leaves   bigint;
     v_newest   bigint;
     v_idle     bigint;
 BEGIN
+    -- One row (a single call, or a batch on one hot key) stays in v_row: rows go
+    -- through v_state, copied in and out, only when there are several.
     IF NOT p_consume THEN
-        FOR i IN 1 .. v_n LOOP
-            SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[i] AND key = p_keys[i];
+        FOR r IN 1 .. v_count LOOP
+            SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[r] AND key = p_keys[r];
             IF NOT FOUND THEN
-                v_row := ROW(p_limiters[i], p_keys[i], 0, '{}', '{}', '{}', '{}', 0);
+                v_row := ROW(p_limiters[r], p_keys[r], 0, '{}', '{}', '{}', '{}', 0);
             END IF;
-            v_rows := v_rows || v_row;
+            IF v_count > 1 THEN
+                v_state := v_state || v_row;
+            END IF;
         END LOOP;
-    ELSIF v_n = 1 THEN
+    ELSIF v_count = 1 THEN
         LOOP
             SELECT * INTO v_row FROM @table@
              WHERE limiter = p_limiters[1] AND key = p_keys[1] FOR UPDATE;
@@ -142,7 +161,6 @@ BEGIN
             INSERT INTO @table@ (limiter, key, expires_at)
             VALUES (p_limiters[1], p_keys[1], v_real) ON CONFLICT DO NOTHING;
         END LOOP;
-        v_rows := ARRAY[v_row];
     ELSE
         LOOP
             INSERT INTO @table@ (limiter, key, expires_at)
@@ -152,173 +170,194 @@ BEGIN
             PERFORM 1 FROM @table@ t JOIN unnest(p_limiters, p_keys) AS m(l, k)
                 ON t.limiter = m.l AND t.key = m.k
              ORDER BY t.limiter, t.key FOR UPDATE OF t;
-            v_rows := '{}';
-            FOR i IN 1 .. v_n LOOP
-                SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[i] AND key = p_keys[i];
+            v_state := '{}';
+            FOR r IN 1 .. v_count LOOP
+                SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[r] AND key = p_keys[r];
                 -- A cleanup took it between the insert and the lock: once more.
                 EXIT WHEN NOT FOUND;
-                v_rows := v_rows || v_row;
+                v_state := v_state || v_row;
             END LOOP;
-            EXIT WHEN cardinality(v_rows) = v_n;
+            EXIT WHEN cardinality(v_state) = v_count;
         END LOOP;
     END IF;
+    v_written := array_fill(0, ARRAY[v_count]);
 
-    v_out := ARRAY[v_now, 0];
-    -- Pass 1 decides every member (a peek when not consuming); when one refuses,
-    -- pass 2 peeks at the others.
-    FOR v_pass IN 1 .. 2 LOOP
-        FOR i IN 1 .. v_n LOOP
-            CONTINUE WHEN v_pass = 2 AND i = v_refused;
-            v_row := v_rows[i];
-            v_peek := NOT p_consume OR v_pass = 2;
-            v_with := NOT v_peek AND p_max[i] > 0 AND p_leases[i] IS NOT NULL;
-
-            -- Live leases (LeaseSet::live): expired ones are ignored, and dropped when
-            -- the row is written.
-            v_live := 0;
-            v_ids := '{}';
-            v_exps := '{}';
-            FOR j IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
-                IF v_row.lease_exp[j] > v_now THEN
-                    v_live := v_live + 1;
-                    v_ids := v_ids || v_row.lease_id[j];
-                    v_exps := v_exps || v_row.lease_exp[j];
+    v_out := ARRAY[v_now];
+    FOREACH v_n IN ARRAY p_calls LOOP
+        v_at_out := cardinality(v_out);  -- this call's answer starts after it
+        v_out[v_at_out + 1] := 0;
+        v_refused := 0;
+        -- Pass 1 decides every member (a peek when not consuming); when one refuses,
+        -- pass 2 peeks at the others.
+        FOR v_pass IN 1 .. 2 LOOP
+            FOR j IN 1 .. v_n LOOP
+                CONTINUE WHEN v_pass = 2 AND j = v_refused;
+                v_i := v_first + j;
+                IF v_count > 1 THEN
+                    v_row := v_state[p_rows[v_i]];
                 END IF;
-            END LOOP;
-            -- A full cap refuses whatever the rate says (algorithm::decide / peek); the
-            -- rate part of that refusal is a peek.
-            v_full := p_max[i] > 0 AND (v_with OR v_peek) AND v_live >= p_max[i];
-            v_peek := v_peek OR v_full;
+                v_peek := NOT p_consume OR v_pass = 2;
+                v_with := NOT v_peek AND p_max[v_i] > 0 AND p_leases[v_i] IS NOT NULL;
 
-            IF p_kinds[i] = 'tb' THEN
-                -- TokenBucket::decide / peek
-                v_tat := greatest(v_row.tat, v_now);
-                v_horizon := v_now + p_params[i] * p_caps[i];
-                v_new_tat := v_tat + p_costs[i] * p_params[i];
-                IF v_new_tat <= v_horizon THEN
-                    IF v_peek THEN
-                        v_d := ARRAY[1, (v_horizon - v_tat) / p_params[i], 0, v_tat - v_now, 0, 0];
-                    ELSE
-                        v_d := ARRAY[1, (v_horizon - v_new_tat) / p_params[i], 0,
-                                     v_new_tat - v_now, 0, v_new_tat];
-                        v_row.tat := v_new_tat;
+                -- Live leases (LeaseSet::live): expired ones are ignored, and dropped
+                -- when the row is written.
+                v_live := 0;
+                v_ids := '{}';
+                v_exps := '{}';
+                FOR k IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
+                    IF v_row.lease_exp[k] > v_now THEN
+                        v_live := v_live + 1;
+                        v_ids := v_ids || v_row.lease_id[k];
+                        v_exps := v_exps || v_row.lease_exp[k];
                     END IF;
-                ELSE
-                    v_d := ARRAY[0, greatest(v_horizon - v_tat, 0) / p_params[i],
-                                 v_new_tat - v_horizon, v_tat - v_now, 1, 0];
-                END IF;
-            ELSIF p_kinds[i] = 'sw' THEN
-                -- SlidingWindow::decide / peek: skip the runs that have left the window.
-                v_len := coalesce(array_length(v_row.log_at, 1), 0);
-                v_first := 1;
-                WHILE v_first <= v_len AND v_row.log_at[v_first] + p_params[i] <= v_now LOOP
-                    v_first := v_first + 1;
                 END LOOP;
-                v_at := coalesce(v_row.log_at[v_first:v_len], '{}');
-                v_cnt := coalesce(v_row.log_n[v_first:v_len], '{}');
-                v_len := v_len - v_first + 1;
-                v_total := 0;
-                FOR j IN 1 .. v_len LOOP
-                    v_total := v_total + v_cnt[j];
-                END LOOP;
-                IF v_total + p_costs[i] <= p_caps[i] THEN
-                    IF NOT v_peek THEN
-                        -- WindowLog::push: equal (or earlier) times merge into the newest run.
-                        IF v_len > 0 AND v_at[v_len] >= v_now THEN
-                            v_cnt[v_len] := v_cnt[v_len] + p_costs[i];
+                -- A full cap refuses whatever the rate says (algorithm::decide / peek);
+                -- the rate part of that refusal is a peek.
+                v_full := p_max[v_i] > 0 AND (v_with OR v_peek) AND v_live >= p_max[v_i];
+                v_peek := v_peek OR v_full;
+
+                IF p_kinds[v_i] = 'tb' THEN
+                    -- TokenBucket::decide / peek
+                    v_tat := greatest(v_row.tat, v_now);
+                    v_horizon := v_now + p_params[v_i] * p_caps[v_i];
+                    v_new_tat := v_tat + p_costs[v_i] * p_params[v_i];
+                    IF v_new_tat <= v_horizon THEN
+                        IF v_peek THEN
+                            v_d := ARRAY[1, (v_horizon - v_tat) / p_params[v_i], 0, v_tat - v_now, 0, 0];
                         ELSE
-                            v_at := v_at || v_now;
-                            v_cnt := v_cnt || p_costs[i];
-                            v_len := v_len + 1;
+                            v_d := ARRAY[1, (v_horizon - v_new_tat) / p_params[v_i], 0,
+                                         v_new_tat - v_now, 0, v_new_tat];
+                            v_row.tat := v_new_tat;
                         END IF;
-                        v_total := v_total + p_costs[i];
-                        v_row.log_at := v_at;
-                        v_row.log_n := v_cnt;
-                        v_d := ARRAY[1, p_caps[i] - v_total, 0,
-                                     greatest(v_at[v_len] + p_params[i] - v_now, 0), 0, v_at[v_len]];
-                    ELSIF v_len > 0 THEN
-                        v_d := ARRAY[1, p_caps[i] - v_total, 0,
-                                     greatest(v_at[v_len] + p_params[i] - v_now, 0), 0, 0];
                     ELSE
-                        v_d := ARRAY[1, p_caps[i] - v_total, 0, 0, 0, 0];
+                        v_d := ARRAY[0, greatest(v_horizon - v_tat, 0) / p_params[v_i],
+                                     v_new_tat - v_horizon, v_tat - v_now, 1, 0];
+                    END IF;
+                ELSIF p_kinds[v_i] = 'sw' THEN
+                    -- SlidingWindow::decide / peek: skip the runs that have left the window.
+                    v_len := coalesce(array_length(v_row.log_at, 1), 0);
+                    v_start := 1;
+                    WHILE v_start <= v_len AND v_row.log_at[v_start] + p_params[v_i] <= v_now LOOP
+                        v_start := v_start + 1;
+                    END LOOP;
+                    v_at := coalesce(v_row.log_at[v_start:v_len], '{}');
+                    v_cnt := coalesce(v_row.log_n[v_start:v_len], '{}');
+                    v_len := v_len - v_start + 1;
+                    v_total := 0;
+                    FOR k IN 1 .. v_len LOOP
+                        v_total := v_total + v_cnt[k];
+                    END LOOP;
+                    IF v_total + p_costs[v_i] <= p_caps[v_i] THEN
+                        IF NOT v_peek THEN
+                            -- WindowLog::push: equal (or earlier) times merge into the
+                            -- newest run.
+                            IF v_len > 0 AND v_at[v_len] >= v_now THEN
+                                v_cnt[v_len] := v_cnt[v_len] + p_costs[v_i];
+                            ELSE
+                                v_at := v_at || v_now;
+                                v_cnt := v_cnt || p_costs[v_i];
+                                v_len := v_len + 1;
+                            END IF;
+                            v_total := v_total + p_costs[v_i];
+                            v_row.log_at := v_at;
+                            v_row.log_n := v_cnt;
+                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0,
+                                         greatest(v_at[v_len] + p_params[v_i] - v_now, 0), 0,
+                                         v_at[v_len]];
+                        ELSIF v_len > 0 THEN
+                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0,
+                                         greatest(v_at[v_len] + p_params[v_i] - v_now, 0), 0, 0];
+                        ELSE
+                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0, 0, 0, 0];
+                        END IF;
+                    ELSE
+                        -- SlidingWindow::refusal: wait until enough of the oldest units
+                        -- have left.
+                        v_seen := 0;
+                        v_leaves := NULL;
+                        FOR k IN 1 .. v_len LOOP
+                            v_seen := v_seen + v_cnt[k];
+                            IF v_seen >= v_total + p_costs[v_i] - p_caps[v_i] THEN
+                                v_leaves := v_at[k];
+                                EXIT;
+                            END IF;
+                        END LOOP;
+                        v_newest := CASE WHEN v_len > 0 THEN v_at[v_len] ELSE v_now END;
+                        v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_at[v_len] ELSE 0 END)
+                                    + p_params[v_i];
+                        v_d := ARRAY[0, greatest(p_caps[v_i] - v_total, 0),
+                                     greatest(v_leaves - v_now, 0),
+                                     greatest(v_newest + p_params[v_i] - v_now, 0), 1, 0];
                     END IF;
                 ELSE
-                    -- SlidingWindow::refusal: wait until enough of the oldest units have left.
-                    v_seen := 0;
-                    v_leaves := NULL;
-                    FOR j IN 1 .. v_len LOOP
-                        v_seen := v_seen + v_cnt[j];
-                        IF v_seen >= v_total + p_costs[i] - p_caps[i] THEN
-                            v_leaves := v_at[j];
-                            EXIT;
-                        END IF;
-                    END LOOP;
-                    v_newest := CASE WHEN v_len > 0 THEN v_at[v_len] ELSE v_now END;
-                    v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_at[v_len] ELSE 0 END)
-                                + p_params[i];
-                    v_d := ARRAY[0, greatest(p_caps[i] - v_total, 0), greatest(v_leaves - v_now, 0),
-                                 greatest(v_newest + p_params[i] - v_now, 0), 1, 0];
+                    -- No rate: the free slots, after this one when it takes one.
+                    v_d := ARRAY[1, greatest(p_max[v_i] - v_live - CASE WHEN v_with THEN 1 ELSE 0 END, 0),
+                                 0, 0, 0, 0];
                 END IF;
-            ELSE
-                -- No rate: the free slots, after this one when it takes one.
-                v_d := ARRAY[1, greatest(p_max[i] - v_live - CASE WHEN v_with THEN 1 ELSE 0 END, 0),
-                             0, 0, 0, 0];
-            END IF;
 
-            IF v_full THEN
-                -- A concurrency refusal: the rate's numbers; its retry-after is the
-                -- rate's alone (a slot comes back when its holder lets go).
-                v_d[1] := 0;
-                v_d[5] := 2;
-                v_d[6] := 0;
-            ELSIF v_with AND v_d[1] = 1 THEN
-                v_ids := v_ids || p_leases[i];
-                v_exps := v_exps || (v_now + p_ttls[i]);
-            END IF;
-            v_row.lease_id := v_ids;
-            v_row.lease_exp := v_exps;
+                IF v_full THEN
+                    -- A concurrency refusal: the rate's numbers; its retry-after is the
+                    -- rate's alone (a slot comes back when its holder lets go).
+                    v_d[1] := 0;
+                    v_d[5] := 2;
+                    v_d[6] := 0;
+                ELSIF v_with AND v_d[1] = 1 THEN
+                    v_ids := v_ids || p_leases[v_i];
+                    v_exps := v_exps || (v_now + p_ttls[v_i]);
+                END IF;
+                v_row.lease_id := v_ids;
+                v_row.lease_exp := v_exps;
 
-            FOR j IN 1 .. 6 LOOP
-                v_out[2 + (i - 1) * 6 + j] := v_d[j];
+                v_out[v_at_out + 2 + (j - 1) * 6 : v_at_out + 1 + j * 6] := v_d;
+                IF p_consume AND v_pass = 1 THEN
+                    IF v_d[1] = 0 THEN
+                        v_refused := j;
+                        EXIT;
+                    END IF;
+                    IF v_count > 1 THEN
+                        v_next[j] := v_row;
+                    END IF;
+                END IF;
             END LOOP;
-            IF p_consume AND v_pass = 1 THEN
-                IF v_d[1] = 0 THEN
-                    v_refused := i;
-                    EXIT;
-                END IF;
-                v_new[i] := v_row;
-            END IF;
+            EXIT WHEN v_refused = 0;
         END LOOP;
-        EXIT WHEN v_refused = 0;
+        IF v_refused > 0 THEN
+            v_out[v_at_out + 1] := v_refused;
+        ELSIF p_consume THEN
+            FOR j IN 1 .. v_n LOOP
+                IF v_count > 1 THEN
+                    v_state[p_rows[v_first + j]] := v_next[j];
+                END IF;
+                v_written[p_rows[v_first + j]] := v_first + j;
+            END LOOP;
+        END IF;
+        v_first := v_first + v_n;
     END LOOP;
-    IF NOT p_consume THEN
-        RETURN v_out;
-    END IF;
-    IF v_refused > 0 THEN
-        v_out[2] := v_refused;
-        RETURN v_out;
-    END IF;
 
-    FOR i IN 1 .. v_n LOOP
-        v_row := v_new[i];
+    FOR r IN 1 .. v_count LOOP
+        CONTINUE WHEN v_written[r] = 0;
+        IF v_count > 1 THEN
+            v_row := v_state[r];
+        END IF;
+        v_i := v_written[r];
         -- KeyState::idle_at: the latest of the TAT, the newest admission leaving the
         -- window and the last lease expiry; kept on the real clock, rounded up to the
         -- next whole second so that the indexed column of a busy key rarely changes.
         v_idle := v_row.tat;
-        IF p_kinds[i] = 'sw' THEN
-            v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_params[i]);
+        IF p_kinds[v_i] = 'sw' THEN
+            v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_params[v_i]);
         END IF;
         -- A loop, not `SELECT max(e) FROM unnest(...)`: a query inside the function
         -- costs a trip through the executor on every admission.
-        FOR j IN 1 .. coalesce(array_length(v_row.lease_exp, 1), 0) LOOP
-            v_idle := greatest(v_idle, v_row.lease_exp[j]);
+        FOR k IN 1 .. coalesce(array_length(v_row.lease_exp, 1), 0) LOOP
+            v_idle := greatest(v_idle, v_row.lease_exp[k]);
         END LOOP;
         UPDATE @table@
            SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
                lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
                expires_at = greatest(expires_at,
                                      ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
-         WHERE limiter = p_limiters[i] AND key = p_keys[i];
+         WHERE limiter = p_limiters[r] AND key = p_keys[r];
     END LOOP;
     RETURN v_out;
 END;
