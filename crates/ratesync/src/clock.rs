@@ -24,13 +24,15 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct MonotonicClock {
     clock: quanta::Clock,
-    origin: quanta::Instant,
+    /// The raw counter at the origin: a read is one counter read and one scaling of
+    /// the delta, with no `Instant` or `Duration` in between.
+    origin: u64,
 }
 
 impl Default for MonotonicClock {
     fn default() -> Self {
         let clock = quanta::Clock::new();
-        let origin = clock.now();
+        let origin = clock.raw();
         MonotonicClock { clock, origin }
     }
 }
@@ -38,11 +40,8 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     #[inline(always)]
     fn now_nanos(&self) -> u64 {
-        // Saturating: quanta guarantees monotonicity, but never underflow regardless.
-        self.clock
-            .now()
-            .saturating_duration_since(self.origin)
-            .as_nanos() as u64
+        // Zero, never an underflow, should the counter read below the origin.
+        self.clock.delta_as_nanos(self.origin, self.clock.raw())
     }
 }
 

@@ -53,6 +53,9 @@ pub(crate) struct LimiterInner {
     /// call, future or copy of an answer around it (`docs/design.md#calls`). The one
     /// place the in-process path is chosen; everything else goes through `engine`.
     in_process: Option<Arc<MemoryLimiter>>,
+    /// The largest cost the policy can ever admit (its rule's capacity; any without
+    /// a rule).
+    max_cost: u32,
     store: Arc<StoreRuntime>,
     waiters: Arc<Waiters>,
     metrics: LimiterMetrics,
@@ -87,6 +90,10 @@ impl Limiter {
                 policy,
                 engine,
                 in_process,
+                max_cost: policy
+                    .rule
+                    .as_ref()
+                    .map_or(u32::MAX, |rule| rule.capacity()),
                 store,
                 waiters,
             }),
@@ -248,12 +255,27 @@ impl<'a> Call<'a> {
 }
 
 impl LimiterInner {
+    /// One comparison on the way to every decision: `1 <= cost <= max_cost`
+    /// (`cost - 1` wraps to the largest value for 0); the reason comes out of line.
     #[inline]
     fn check_cost(&self, cost: u32) -> Result<(), AcquireError> {
-        check_cost(&self.policy, cost).map_err(|source| AcquireError::InvalidCost {
+        match cost.wrapping_sub(1) < self.max_cost {
+            true => Ok(()),
+            false => Err(self.invalid_cost(cost)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn invalid_cost(&self, cost: u32) -> AcquireError {
+        let source = match check_cost(&self.policy, cost) {
+            Err(source) => source,
+            Ok(()) => unreachable!("max_cost is the policy's capacity"),
+        };
+        AcquireError::InvalidCost {
             limiter: self.name.clone(),
             source,
-        })
+        }
     }
 
     #[inline]

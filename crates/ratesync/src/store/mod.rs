@@ -14,6 +14,7 @@
 //! - `batches`: calls that queue while others are in flight go to the store
 //!   together, decided in order by one operation.
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) mod batches;
 mod contract;
 pub(crate) mod groups;

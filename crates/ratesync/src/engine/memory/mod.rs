@@ -112,7 +112,9 @@ impl MemoryEngine {
 }
 
 /// The production clock is called directly (inlined on the hot path); any other
-/// through its trait object.
+/// through its trait object. Each limiter keeps a copy beside its state, so a
+/// decision reads the clock without going through the store.
+#[derive(Clone)]
 enum EngineClock {
     Monotonic(MonotonicClock),
     Custom(Arc<dyn Clock>),
@@ -136,6 +138,7 @@ impl Engine for MemoryEngine {
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
         let limiter = Arc::new(MemoryLimiter {
             policy: spec.policy,
+            clock: self.shared.clock.clone(),
             shared: self.shared.clone(),
             limiter_wide: Slot::fresh(&spec.policy),
             keys: KeyMap::with_hasher_and_shard_amount(Default::default(), KEY_MAP_SHARDS),
@@ -155,6 +158,7 @@ impl Engine for MemoryEngine {
 /// The keys of one limiter in a memory store.
 pub struct MemoryLimiter {
     policy: Policy,
+    clock: EngineClock,
     shared: Arc<Shared>,
     limiter_wide: Slot,
     keys: KeyMap,
@@ -164,7 +168,7 @@ pub struct MemoryLimiter {
 impl MemoryLimiter {
     #[inline]
     fn now(&self) -> u64 {
-        self.shared.clock.now_nanos()
+        self.clock.now_nanos()
     }
 
     /// The slot of `key`, created if needed.
