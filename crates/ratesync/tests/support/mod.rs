@@ -18,6 +18,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod batches;
 mod certificates;
 pub mod child;
 pub mod groups;
