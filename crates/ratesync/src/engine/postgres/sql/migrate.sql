@@ -128,6 +128,7 @@ DECLARE
     v_ids      bigint[];
     v_exps     bigint[];
     v_full     boolean;
+    v_leased   boolean;
     v_tat      bigint;
     v_horizon  bigint;
     v_new_tat  bigint;
@@ -200,21 +201,26 @@ BEGIN
                 v_with := NOT v_peek AND p_max[v_i] > 0 AND p_leases[v_i] IS NOT NULL;
 
                 -- Live leases (LeaseSet::live): expired ones are ignored, and dropped
-                -- when the row is written.
+                -- when the row is written. A row without leases (a limiter without a
+                -- cap) skips all of it: every statement costs plpgsql time.
                 v_live := 0;
-                v_ids := '{}';
-                v_exps := '{}';
-                FOR k IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
-                    IF v_row.lease_exp[k] > v_now THEN
-                        v_live := v_live + 1;
-                        v_ids := v_ids || v_row.lease_id[k];
-                        v_exps := v_exps || v_row.lease_exp[k];
-                    END IF;
-                END LOOP;
-                -- A full cap refuses whatever the rate says (algorithm::decide / peek);
-                -- the rate part of that refusal is a peek.
-                v_full := p_max[v_i] > 0 AND (v_with OR v_peek) AND v_live >= p_max[v_i];
-                v_peek := v_peek OR v_full;
+                v_full := false;
+                v_leased := cardinality(v_row.lease_id) > 0;
+                IF v_leased THEN
+                    v_ids := '{}';
+                    v_exps := '{}';
+                    FOR k IN 1 .. cardinality(v_row.lease_id) LOOP
+                        IF v_row.lease_exp[k] > v_now THEN
+                            v_live := v_live + 1;
+                            v_ids := v_ids || v_row.lease_id[k];
+                            v_exps := v_exps || v_row.lease_exp[k];
+                        END IF;
+                    END LOOP;
+                    -- A full cap refuses whatever the rate says (algorithm::decide /
+                    -- peek); the rate part of that refusal is a peek.
+                    v_full := p_max[v_i] > 0 AND (v_with OR v_peek) AND v_live >= p_max[v_i];
+                    v_peek := v_peek OR v_full;
+                END IF;
 
                 IF p_kinds[v_i] = 'tb' THEN
                     -- TokenBucket::decide / peek
@@ -302,11 +308,16 @@ BEGIN
                     v_d[5] := 2;
                     v_d[6] := 0;
                 ELSIF v_with AND v_d[1] = 1 THEN
-                    v_ids := v_ids || p_leases[v_i];
-                    v_exps := v_exps || (v_now + p_ttls[v_i]);
+                    IF NOT v_leased THEN
+                        v_ids := '{}';
+                        v_exps := '{}';
+                    END IF;
+                    v_row.lease_id := v_ids || p_leases[v_i];
+                    v_row.lease_exp := v_exps || (v_now + p_ttls[v_i]);
+                ELSIF v_leased THEN
+                    v_row.lease_id := v_ids;
+                    v_row.lease_exp := v_exps;
                 END IF;
-                v_row.lease_id := v_ids;
-                v_row.lease_exp := v_exps;
 
                 v_out[v_at_out + 2 + (j - 1) * 6 : v_at_out + 1 + j * 6] := v_d;
                 IF p_consume AND v_pass = 1 THEN
