@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ratesync::engine::nats::NatsEngine;
 use ratesync::{AcquireError, Config, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Results, Run, Spawn};
-use support::NatsServer;
+use support::{NatsServer, Tally};
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
@@ -71,10 +71,7 @@ fn worker() {
                                 }
                             }
                             Err(AcquireError::Denied { .. }) => seen.denied += 1,
-                            Err(other) => {
-                                seen.errors += 1;
-                                seen.first_error.get_or_insert(other.to_string());
-                            }
+                            Err(other) => seen.error(other),
                         }
                         tokio::time::sleep(pause).await;
                     }
@@ -103,25 +100,6 @@ fn worker() {
             ("first_error", total.first_error.unwrap_or_default()),
         ]);
     });
-}
-
-#[derive(Default)]
-struct Tally {
-    admitted: u64,
-    late: u64,
-    denied: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.admitted += other.admitted;
-        self.late += other.late;
-        self.denied += other.denied;
-        self.errors += other.errors;
-        self.first_error = self.first_error.take().or(other.first_error);
-    }
 }
 
 struct Load<'a> {

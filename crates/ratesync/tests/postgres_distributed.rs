@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ratesync::{AcquireError, Config, DeniedBy, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Results, Run, Spawn};
-use support::PostgresServer;
+use support::{PostgresServer, Tally};
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
@@ -81,14 +81,11 @@ fn worker() {
                             Ok(_) => {
                                 seen.admitted += 1;
                                 if tokio::time::Instant::now() >= late_from {
-                                    seen.late_admitted += 1;
+                                    seen.late += 1;
                                 }
                             }
                             Err(AcquireError::Denied { .. }) => seen.denied += 1,
-                            Err(other) => {
-                                seen.errors += 1;
-                                seen.first_error.get_or_insert(other.to_string());
-                            }
+                            Err(other) => seen.error(other),
                         }
                         // Keeps 128 callers from starving the rest of a 2-core
                         // machine; each still retries far faster than units return.
@@ -104,7 +101,7 @@ fn worker() {
         }
         child::report(&[
             ("admitted", total.admitted.to_string()),
-            ("late_admitted", total.late_admitted.to_string()),
+            ("late_admitted", total.late.to_string()),
             ("denied", total.denied.to_string()),
             ("errors", total.errors.to_string()),
             ("first_error", total.first_error.unwrap_or_default()),
@@ -132,25 +129,6 @@ fn play_role() -> bool {
         None => return false,
     }
     true
-}
-
-#[derive(Default)]
-struct Tally {
-    admitted: u64,
-    late_admitted: u64,
-    denied: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.admitted += other.admitted;
-        self.late_admitted += other.late_admitted;
-        self.denied += other.denied;
-        self.errors += other.errors;
-        self.first_error = self.first_error.take().or(other.first_error);
-    }
 }
 
 /// Starts `processes` workers running `test` against `server`, lets them go at

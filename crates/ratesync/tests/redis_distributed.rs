@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratesync::{AcquireError, Config, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Results, Run, Spawn};
-use support::{groups, RedisCluster, RedisServer};
+use support::{groups, RedisCluster, RedisServer, Tally};
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
@@ -59,10 +59,7 @@ fn worker() {
                                 seen.denied += 1;
                                 seen.max_retry = seen.max_retry.max(decision.retry_after());
                             }
-                            Err(other) => {
-                                seen.errors += 1;
-                                seen.first_error.get_or_insert(other.to_string());
-                            }
+                            Err(other) => seen.error(other),
                         }
                         // Keeps 128 callers from starving the rest of a 2-core
                         // machine; each still retries far faster than units return.
@@ -85,25 +82,6 @@ fn worker() {
             ("first_error", total.first_error.unwrap_or_default()),
         ]);
     });
-}
-
-#[derive(Default)]
-struct Tally {
-    admitted: u64,
-    denied: u64,
-    errors: u64,
-    max_retry: Duration,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.admitted += other.admitted;
-        self.denied += other.denied;
-        self.errors += other.errors;
-        self.max_retry = self.max_retry.max(other.max_retry);
-        self.first_error = self.first_error.take().or(other.first_error);
-    }
 }
 
 /// One worker process to start: its wall-clock offset (`None` = the real clock).

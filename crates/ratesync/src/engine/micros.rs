@@ -97,11 +97,7 @@ pub(crate) const DECISION_LEN: usize = 6;
 
 /// One decision of a store's answer, for a limiter whose limit is `limit`, with its
 /// receipt at the store time `now_us`. Negative numbers (never sent) read as zero.
-pub(crate) fn decision(
-    values: &[i64],
-    limit: u64,
-    now_us: i64,
-) -> Result<(Decision, Receipt), StoreError> {
+fn decision(values: &[i64], limit: u64, now_us: i64) -> Result<(Decision, Receipt), StoreError> {
     let &[allowed, remaining, retry, reset, denied, recorded] = values else {
         return Err(StoreError::Backend(format!(
             "unexpected decision of {} values",
@@ -173,6 +169,13 @@ pub(crate) fn call_answers(
         true => Ok(answers),
         false => Err(unexpected()),
     }
+}
+
+/// The answer to one call of one member (a single acquire or a peek).
+pub(crate) fn single_answer(values: &[i64]) -> Result<CallAnswer, StoreError> {
+    call_answers(values, [1])?
+        .pop()
+        .ok_or_else(|| StoreError::Backend("an empty answer to one call".to_owned()))
 }
 
 impl CallAnswer {

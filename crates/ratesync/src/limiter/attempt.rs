@@ -76,10 +76,7 @@ impl<'a> Call<'a> {
         }
         let lease = limiter.new_lease_id();
         memory.decide(self.key, self.cost, lease, |decision, _| {
-            answer(match decision.allowed() {
-                true => Ok(limiter.admitted(self.key, lease, decision)),
-                false => Err(limiter.denied(decision)),
-            })
+            answer(limiter.decided(self.key, lease, decision))
         })
     }
 

@@ -284,12 +284,6 @@ impl LimiterInner {
     }
 
     /// Turns a store's answer into a permit or a refusal, applying the failure policy.
-    ///
-    /// Inlined down to the admission without a slot, the common case: the decision
-    /// then goes from the store's arithmetic straight into the permit, never copied
-    /// through memory on the way (`docs/design.md#calls`). Everything else is out of
-    /// line.
-    #[inline(always)]
     fn settle(
         self: &Arc<Self>,
         key: &str,
@@ -297,11 +291,26 @@ impl LimiterInner {
         result: Result<Decision, StoreError>,
     ) -> Result<Permit, AcquireError> {
         match result {
-            Ok(decision) if decision.allowed() => Ok(self.admitted(key, lease, decision)),
-            Ok(decision) => Err(self.denied(decision)),
+            Ok(decision) => self.decided(key, lease, decision),
             Err(error) => self
                 .on_store_error(error)
                 .map(|decision| Permit::new(decision, None)),
+        }
+    }
+
+    /// A decision as a permit or a refusal. Inlined: on the in-process path the
+    /// decision goes from the store's arithmetic straight into the permit, never
+    /// copied through memory on the way (`docs/design.md#calls`).
+    #[inline(always)]
+    fn decided(
+        self: &Arc<Self>,
+        key: &str,
+        lease: Option<LeaseId>,
+        decision: Decision,
+    ) -> Result<Permit, AcquireError> {
+        match decision.allowed() {
+            true => Ok(self.admitted(key, lease, decision)),
+            false => Err(self.denied(decision)),
         }
     }
 

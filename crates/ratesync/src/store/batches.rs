@@ -101,13 +101,8 @@ pub(crate) async fn submit<S: Sender>(
             // Whatever happens to this caller (answered, cancelled), the calls that
             // queued meanwhile are handed on when it lets go.
             let _turn = Turn { sender, queue };
-            let mut answers = sender.send(&[&call]).await?;
-            match (answers.pop(), answers.is_empty()) {
-                (Some(answer), true) => Ok(answer),
-                _ => Err(StoreError::Backend(
-                    "the store answered a different number of calls".to_owned(),
-                )),
-            }
+            let mut answers = send(sender.as_ref(), &[&call]).await?;
+            Ok(answers.pop().expect("one answer for one call"))
         }
         Err(answer) => answer.await.unwrap_or_else(|_| {
             Err(StoreError::Backend(
@@ -126,73 +121,74 @@ struct Turn<'a, S: Sender> {
 
 impl<S: Sender> Drop for Turn<'_, S> {
     fn drop(&mut self) {
-        if waiting_or_leave(self.sender.as_ref(), &self.queue) {
+        if let Some(batch) = next_batch_or_leave(self.sender.as_ref(), &self.queue) {
             let (sender, queue) = (self.sender.clone(), self.queue);
-            crate::background::handle().spawn(send_batches(sender, queue));
+            crate::background::handle().spawn(send_batches(sender, queue, batch));
         }
     }
 }
 
-/// Whether calls are waiting on `queue`; when none are, the sender leaves it. A queue
-/// without senders is dropped, so only queues in use take memory.
-fn waiting_or_leave<S: Sender>(sender: &S, queue: &S::Queue) -> bool {
-    let mut queues = sender.queues().queues.lock();
-    let Some(entry) = queues.get_mut(queue) else {
-        return false;
-    };
-    if !entry.waiting.is_empty() {
-        return true;
-    }
-    entry.senders -= 1;
-    if entry.senders == 0 {
-        queues.remove(queue);
-    }
-    false
-}
-
-/// The next batch of `queue`; when no call is waiting, the sender leaves instead.
-fn take_or_leave<S: Sender>(sender: &S, queue: &S::Queue) -> Option<Vec<(S::Call, Reply<S>)>> {
-    if !waiting_or_leave(sender, queue) {
-        return None;
-    }
+/// The next batch of `queue` (up to [`MAX_CALLS`] of the calls waiting); when none
+/// are waiting, the sender leaves the queue instead. A queue without senders is
+/// dropped, so only queues in use take memory.
+fn next_batch_or_leave<S: Sender>(
+    sender: &S,
+    queue: &S::Queue,
+) -> Option<Vec<(S::Call, Reply<S>)>> {
     let mut queues = sender.queues().queues.lock();
     let entry = queues.get_mut(queue)?;
+    if entry.waiting.is_empty() {
+        entry.senders -= 1;
+        if entry.senders == 0 {
+            queues.remove(queue);
+        }
+        return None;
+    }
     let take = entry.waiting.len().min(MAX_CALLS);
     Some(entry.waiting.drain(..take).collect())
 }
 
-/// Sends the calls waiting on `queue`, batch after batch, until none are left.
-async fn send_batches<S: Sender>(sender: Arc<S>, queue: S::Queue) {
-    while let Some(batch) = take_or_leave(sender.as_ref(), &queue) {
+/// Sends `batch`, then the calls waiting on `queue`, batch after batch, until none
+/// are left.
+async fn send_batches<S: Sender>(
+    sender: Arc<S>,
+    queue: S::Queue,
+    mut batch: Vec<(S::Call, Reply<S>)>,
+) {
+    loop {
         // Callers that have gone consume nothing.
-        let batch: Vec<_> = batch
-            .into_iter()
-            .filter(|(_, reply)| !reply.is_closed())
-            .collect();
-        if batch.is_empty() {
-            continue;
-        }
-        let calls: Vec<&S::Call> = batch.iter().map(|(call, _)| call).collect();
-        let sent = sender.send(&calls).await;
-        match sent {
-            Ok(answers) if answers.len() == batch.len() => {
-                for ((_, reply), answer) in batch.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(answer));
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if !batch.is_empty() {
+            let calls: Vec<&S::Call> = batch.iter().map(|(call, _)| call).collect();
+            match send(sender.as_ref(), &calls).await {
+                Ok(answers) => {
+                    for ((_, reply), answer) in batch.drain(..).zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
                 }
-            }
-            Ok(_) => {
-                let error = StoreError::Backend(
-                    "the store answered a different number of calls".to_owned(),
-                );
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(error.clone()));
-                }
-            }
-            Err(error) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(error.clone()));
+                Err(error) => {
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(error.clone()));
+                    }
                 }
             }
         }
+        match next_batch_or_leave(sender.as_ref(), &queue) {
+            Some(next) => batch = next,
+            None => return,
+        }
+    }
+}
+
+/// [`Sender::send`], holding the store to one answer per call.
+async fn send<S: Sender>(sender: &S, calls: &[&S::Call]) -> Result<Vec<S::Answer>, StoreError> {
+    let answers = sender.send(calls).await?;
+    match answers.len() == calls.len() {
+        true => Ok(answers),
+        false => Err(StoreError::Backend(format!(
+            "the store answered {} calls of {}",
+            answers.len(),
+            calls.len()
+        ))),
     }
 }

@@ -54,7 +54,7 @@ pub(crate) async fn reserve_in_order(
 }
 
 /// Gives back what `members` took (their receipts in `taken`), newest first.
-pub(crate) async fn refund(members: &[GroupMember<'_>], taken: &[(Decision, Receipt)]) {
+async fn refund(members: &[GroupMember<'_>], taken: &[(Decision, Receipt)]) {
     for (member, (_, receipt)) in members.iter().zip(taken).rev() {
         let refunded = member
             .limiter

@@ -18,6 +18,7 @@ use std::time::Duration;
 use ratesync::{try_acquire_all, AcquireError, Config, Registry};
 
 use super::child::{self, ChildProcess, Run, Spawn};
+use super::Tally;
 
 /// The role of a worker process.
 pub const ROLE: &str = "group";
@@ -40,15 +41,6 @@ pub fn config(store: &str) -> String {
     )
 }
 
-/// What the callers of one process (or thread) saw.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub admitted: u64,
-    pub denied: u64,
-    pub errors: u64,
-    pub first_error: Option<String>,
-}
-
 /// Hammers the group of `registry` with [`TASKS`] tasks for [`DURATION`].
 pub async fn hammer(registry: &Registry) -> Tally {
     let deadline = tokio::time::Instant::now() + DURATION;
@@ -65,10 +57,7 @@ pub async fn hammer(registry: &Registry) -> Tally {
                         Ok(_) => seen.admitted += 1,
                         Err(failure) => match failure.error {
                             AcquireError::Denied { .. } => seen.denied += 1,
-                            other => {
-                                seen.errors += 1;
-                                seen.first_error.get_or_insert(other.to_string());
-                            }
+                            other => seen.error(other),
                         },
                     }
                     // Keeps 128 callers from starving the rest of a 2-core machine.
@@ -80,11 +69,7 @@ pub async fn hammer(registry: &Registry) -> Tally {
         .collect();
     let mut total = Tally::default();
     for task in tasks {
-        let seen = task.await.unwrap();
-        total.admitted += seen.admitted;
-        total.denied += seen.denied;
-        total.errors += seen.errors;
-        total.first_error = total.first_error.or(seen.first_error);
+        total.add(task.await.unwrap());
     }
     total
 }

@@ -28,6 +28,7 @@ mod process;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
+mod tally;
 
 pub use certificates::TestCertificates;
 pub use nats_server::{nats_config, NatsServer};
@@ -36,6 +37,7 @@ pub use process::{free_port, require_binaries, wait_until};
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{Failover, RedisSentinel};
 pub use redis_server::RedisServer;
+pub use tally::Tally;
 
 /// The binaries every Redis test needs.
 pub const REDIS_BINARIES: &[&str] = &["redis-server", "redis-cli"];

@@ -220,12 +220,6 @@ impl MemoryLimiter {
         then: impl FnOnce(Decision, Receipt) -> R,
     ) -> R {
         let now = self.now();
-        // The limiter-wide key's slot is a field: no map, no guard to drop.
-        if key.is_empty() {
-            return self
-                .limiter_wide
-                .acquire(&self.policy, now, cost, lease, then);
-        }
         self.slot(key, now)
             .acquire(&self.policy, now, cost, lease, then)
     }

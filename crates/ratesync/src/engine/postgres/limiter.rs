@@ -13,7 +13,7 @@ use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{call_answers, CallAnswer, MicrosPolicy};
+use crate::engine::micros::{call_answers, single_answer, CallAnswer, MicrosPolicy};
 use crate::store::batches::{self, Queues};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
@@ -144,13 +144,8 @@ impl PostgresLimiter {
 
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
         let call = vec![self.member(key, cost, None)];
-        let answer = call_acquire(&self.shared, self.route(key), &[&call], false).await?;
-        let [answer] = answer.as_slice() else {
-            return Err(StoreError::Backend(
-                "a peek answered several calls".to_owned(),
-            ));
-        };
-        Ok(answer.single(self.policy.limit)?.0)
+        let values = call_acquire(&self.shared, self.route(key), &[&call], false).await?;
+        Ok(single_answer(&values)?.single(self.policy.limit)?.0)
     }
 
     async fn refund_one(
@@ -292,7 +287,10 @@ impl batches::Sender for Shared {
     ) -> BoxFuture<'a, Result<Vec<CallAnswer>, StoreError>> {
         let first = &calls[0][0];
         let route = route(&first.limiter, &first.key);
-        Box::pin(call_acquire(self, route, calls, true))
+        Box::pin(async move {
+            let values = call_acquire(self, route, calls, true).await?;
+            call_answers(&values, calls.iter().map(|call| call.len()))
+        })
     }
 
     fn queues(&self) -> &Batches {
@@ -300,13 +298,14 @@ impl batches::Sender for Shared {
     }
 }
 
-/// Calls the acquire function once for `calls` (a peek when `consume` is false).
+/// Calls the acquire function once for `calls` (a peek when `consume` is false);
+/// its answer as the integers the engines' Lua and SQL answer with (`micros`).
 async fn call_acquire(
     shared: &Shared,
     route: u64,
     calls: &[&Call],
     consume: bool,
-) -> Result<Vec<CallAnswer>, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let p = Params::new(calls);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![
         &p.limiters,
@@ -330,10 +329,8 @@ async fn call_acquire(
         .pool
         .query_one(Some(route), |s| &s.acquire, &params)
         .await?;
-    let values: Vec<i64> = row
-        .try_get(0)
-        .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))?;
-    call_answers(&values, calls.iter().map(|call| call.len()))
+    row.try_get(0)
+        .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))
 }
 
 /// Decides a group in one function call: one transaction, rows locked in key order.

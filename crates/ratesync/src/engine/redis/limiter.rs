@@ -12,7 +12,7 @@ use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{self, Kind, MicrosPolicy};
+use crate::engine::micros::{single_answer, Kind, MicrosPolicy};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// The keys of one limiter in a Redis store.
@@ -78,14 +78,6 @@ impl RedisLimiter {
         Arc::ptr_eq(&self.shared, shared)
     }
 
-    fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
-        self.encoding.member_keys(cmd, tag);
-    }
-
-    fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
-        self.encoding.member_args(cmd, cost, lease);
-    }
-
     /// One member of a script call for `key`.
     fn member(&self, key: &str, cost: u32, lease: Option<LeaseId>) -> batch::Member {
         batch::Member {
@@ -113,16 +105,13 @@ impl RedisLimiter {
             .scripts
             .peek
             .run(&self.shared.connection, 3, |cmd| {
-                self.member_keys(cmd, &tag);
-                self.member_args(cmd, cost, None);
+                self.encoding.member_keys(cmd, &tag);
+                self.encoding.member_args(cmd, cost, None);
             })
             .await?;
-        match answer.as_slice() {
-            [now, decision @ ..] => {
-                Ok(micros::decision(decision, self.encoding.policy.limit, *now)?.0)
-            }
-            _ => Err(unexpected(&answer)),
-        }
+        Ok(single_answer(&answer)?
+            .single(self.encoding.policy.limit)?
+            .0)
     }
 
     async fn refund_one(
@@ -139,8 +128,8 @@ impl RedisLimiter {
             .scripts
             .refund
             .run(&shared.connection, 3, |cmd| {
-                self.member_keys(cmd, &tag);
-                self.member_args(cmd, cost, lease);
+                self.encoding.member_keys(cmd, &tag);
+                self.encoding.member_args(cmd, cost, lease);
                 cmd.arg(receipt.now)
                     .arg(receipt.recorded)
                     .arg(shared.channel.as_str())
@@ -276,13 +265,6 @@ pub(super) async fn acquire_group(
         .collect();
     let limits: Vec<u64> = limiters.iter().map(|l| l.encoding.policy.limit).collect();
     batch::acquire(shared, call).await?.group(&limits)
-}
-
-fn unexpected(answer: &[i64]) -> StoreError {
-    StoreError::Backend(format!(
-        "unexpected script answer of {} values",
-        answer.len()
-    ))
 }
 
 /// Deletes `keys`: in one command on a single server; key by key (pipelined on the
