@@ -13,35 +13,50 @@ pub(crate) fn saturating_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A monotonic source of time in nanoseconds since an arbitrary, fixed origin.
+/// A monotonic source of time in nanoseconds since a fixed origin.
+///
+/// Only differences matter to every rule but the fixed window, whose windows fall
+/// on the calendar: it reads the time as nanoseconds since the Unix epoch, which is
+/// what the production clock counts (`docs/design.md#fixed-windows`).
 pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since this clock's origin. Never decreases.
     fn now_nanos(&self) -> u64;
 }
 
 /// The production clock: a TSC-backed monotonic clock (via `quanta`), a few
-/// nanoseconds per read, calibrated against the OS monotonic clock.
+/// nanoseconds per read, calibrated against the OS monotonic clock, counting from
+/// the Unix epoch as the system clock read it when this clock was made. It never
+/// follows the system clock afterwards: a step of the wall clock cannot move it.
 #[derive(Debug, Clone)]
 pub struct MonotonicClock {
     clock: quanta::Clock,
     /// The raw counter at the origin: a read is one counter read and one scaling of
     /// the delta, with no `Instant` or `Duration` in between.
     origin: u64,
+    /// Nanoseconds since the Unix epoch at the origin.
+    epoch_at_origin: u64,
 }
 
 impl Default for MonotonicClock {
     fn default() -> Self {
         let clock = quanta::Clock::new();
         let origin = clock.raw();
-        MonotonicClock { clock, origin }
+        let epoch_at_origin = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, saturating_nanos);
+        MonotonicClock {
+            clock,
+            origin,
+            epoch_at_origin,
+        }
     }
 }
 
 impl Clock for MonotonicClock {
     #[inline(always)]
     fn now_nanos(&self) -> u64 {
-        // Zero, never an underflow, should the counter read below the origin.
-        self.clock.delta_as_nanos(self.origin, self.clock.raw())
+        // Never an underflow, should the counter read below the origin.
+        self.epoch_at_origin + self.clock.delta_as_nanos(self.origin, self.clock.raw())
     }
 }
 
@@ -55,6 +70,14 @@ impl ManualClock {
     /// A clock at time zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A clock at `since_epoch` after the Unix epoch: fixed windows then fall where
+    /// they would on that date.
+    pub fn at(since_epoch: Duration) -> Self {
+        let clock = Self::default();
+        clock.advance(since_epoch);
+        clock
     }
 
     /// Moves time forward by `by`.

@@ -64,6 +64,25 @@ pub enum AcquireError {
     SlotTwice { limiter: Arc<str> },
 }
 
+/// Why [`crate::Permit::settle`] could not settle.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// A settle can only give back: `used` is above what the call took.
+    #[error("limiter `{limiter}`: cannot settle at {used} units, above the cost of {cost} the call took")]
+    AboveCost {
+        limiter: Arc<str>,
+        used: u32,
+        cost: u32,
+    },
+    /// The permit's call was not made with [`crate::Call::settleable`].
+    #[error("this permit cannot settle: its call was not made with `.settleable()`")]
+    NotSettleable,
+    /// The store could not take the units back; they return when they refill or
+    /// leave the window.
+    #[error(transparent)]
+    Store(AcquireError),
+}
+
 impl AcquireError {
     /// This error at the end of a wait of `waited`: a refusal becomes a timeout.
     pub(crate) fn after_waiting(self, waited: Duration) -> Self {

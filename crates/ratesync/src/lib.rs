@@ -46,11 +46,11 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use algorithm::{LeaseId, Policy, Rule, SlidingWindow, TokenBucket};
+pub use algorithm::{FixedWindow, LeaseId, Period, Policy, Rule, SlidingWindow, TokenBucket};
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 pub use decision::{Decision, DeniedBy};
-pub use error::{AcquireAllError, AcquireError, Error};
+pub use error::{AcquireAllError, AcquireError, Error, SettleError};
 pub use global::{
     acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
 };

@@ -9,15 +9,21 @@
 //! Time is `u64` nanoseconds since an origin chosen by the caller; only differences
 //! matter.
 
+mod fixed_window;
 mod gcra;
 mod group;
 mod leases;
 mod sliding_window;
 
+pub use fixed_window::{
+    FixedWindow, Period, WindowCount, Windows, MAX_FIXED_WINDOW_SECONDS, MAX_UTC_OFFSET_SECONDS,
+};
 pub use gcra::{TokenBucket, MAX_RATE_PER_SECOND};
 pub use group::{decide_all, GroupDecision, Member};
 pub use leases::{Concurrency, LeaseId, LeaseSet};
-pub use sliding_window::{SlidingWindow, WindowLog, MAX_WINDOW_SECONDS};
+pub use sliding_window::{
+    SlidingWindow, WindowLog, DEFAULT_PRECISION, MAX_PRECISION, MAX_WINDOW_SECONDS, MIN_PRECISION,
+};
 
 use crate::decision::{Decision, DeniedBy};
 
@@ -30,6 +36,15 @@ pub enum RuleError {
     TooLarge { field: &'static str, max: f64 },
     #[error("`{field}` is too small to be represented in nanoseconds")]
     TooSmall { field: &'static str },
+    #[error("`{field}` must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        field: &'static str,
+        min: f64,
+        max: f64,
+        value: f64,
+    },
+    #[error("`window_seconds` = {window_seconds} does not divide a day: windows aligned to a UTC offset must start at every local midnight")]
+    NotADivisorOfADay { window_seconds: f64 },
     #[error("`burst` / `rate_per_second` is longer than the clock can represent; lower `burst` or raise `rate_per_second`")]
     SpanOverflow,
 }
@@ -39,6 +54,7 @@ pub enum RuleError {
 pub enum Rule {
     TokenBucket(TokenBucket),
     SlidingWindow(SlidingWindow),
+    FixedWindow(FixedWindow),
 }
 
 impl Rule {
@@ -47,6 +63,7 @@ impl Rule {
         match self {
             Rule::TokenBucket(tb) => tb.burst(),
             Rule::SlidingWindow(sw) => sw.limit(),
+            Rule::FixedWindow(fw) => fw.limit(),
         }
     }
 
@@ -55,15 +72,17 @@ impl Rule {
         match self {
             Rule::TokenBucket(_) => "token_bucket",
             Rule::SlidingWindow(_) => "sliding_window",
+            Rule::FixedWindow(_) => "fixed_window",
         }
     }
 
     /// How long the rule's state can matter after the last admission (ns): the time
-    /// to refill an empty bucket, or the window.
+    /// to refill an empty bucket, or the (longest) window.
     pub fn span_nanos(&self) -> u64 {
         match self {
             Rule::TokenBucket(tb) => tb.interval_nanos().saturating_mul(u64::from(tb.burst())),
             Rule::SlidingWindow(sw) => sw.window_nanos(),
+            Rule::FixedWindow(fw) => fw.window_nanos(),
         }
     }
 }
@@ -103,6 +122,8 @@ pub enum RateState {
     Tat(u64),
     /// Sliding-window admission log.
     Log(WindowLog),
+    /// Fixed window: the window counted in and its units.
+    Window(WindowCount),
     /// No rate rule: nothing to remember.
     Unlimited,
 }
@@ -112,6 +133,7 @@ impl RateState {
         match rule {
             Some(Rule::TokenBucket(_)) => RateState::Tat(0),
             Some(Rule::SlidingWindow(_)) => RateState::Log(WindowLog::default()),
+            Some(Rule::FixedWindow(_)) => RateState::Window(WindowCount::default()),
             None => RateState::Unlimited,
         }
     }
@@ -121,6 +143,7 @@ impl RateState {
             (rule, self),
             (Some(Rule::TokenBucket(_)), RateState::Tat(_))
                 | (Some(Rule::SlidingWindow(_)), RateState::Log(_))
+                | (Some(Rule::FixedWindow(_)), RateState::Window(_))
                 | (None, RateState::Unlimited)
         )
     }
@@ -148,6 +171,7 @@ impl KeyState {
         let rate = match (&policy.rule, &self.rate) {
             (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => tb.idle_at(*tat),
             (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.idle_at(log),
+            (Some(Rule::FixedWindow(fw)), RateState::Window(count)) => fw.idle_at(count),
             _ => 0,
         };
         rate.max(self.leases.idle_at())
@@ -177,7 +201,8 @@ pub struct Receipt {
     /// The store's time when the admission was decided.
     pub now: u64,
     /// Token bucket: the TAT the admission stored. Sliding window: the time of the
-    /// run it was recorded in. 0 without a rate rule.
+    /// run it was recorded in. Fixed window: the start of its window. 0 without a
+    /// rate rule.
     pub recorded: u64,
 }
 
@@ -234,6 +259,7 @@ pub fn decide(
             (decision, new_tat.unwrap_or(0))
         }
         (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.decide(log, now, cost),
+        (Some(Rule::FixedWindow(fw)), RateState::Window(count)) => fw.decide(count, now, cost),
         _ => (slots_decision(policy, state, now, lease.is_some()), 0),
     };
     if decision.allowed() {
@@ -265,6 +291,7 @@ fn rate_peek(policy: &Policy, state: &KeyState, now: u64, cost: u32) -> Decision
     match (&policy.rule, &state.rate) {
         (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => tb.peek(*tat, now, cost),
         (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => sw.peek(log, now, cost),
+        (Some(Rule::FixedWindow(fw)), RateState::Window(count)) => fw.peek(count, now, cost),
         _ => slots_decision(policy, state, now, false),
     }
 }
@@ -307,7 +334,12 @@ pub fn refund(
         (Some(Rule::TokenBucket(tb)), RateState::Tat(tat)) => {
             *tat = tb.refund(*tat, now, cost, receipt);
         }
-        (Some(Rule::SlidingWindow(_)), RateState::Log(log)) => log.remove(receipt.recorded, cost),
+        (Some(Rule::SlidingWindow(sw)), RateState::Log(log)) => {
+            sw.refund(log, receipt.recorded, cost)
+        }
+        (Some(Rule::FixedWindow(fw)), RateState::Window(count)) => {
+            fw.refund(count, receipt.recorded, cost)
+        }
         _ => {}
     }
     lease.is_some_and(|id| state.leases.release(id))

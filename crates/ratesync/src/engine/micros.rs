@@ -6,7 +6,7 @@
 //! rounding can only make a limit stricter. Both stores answer a decision with the
 //! same integers, read back here.
 
-use crate::algorithm::{GroupDecision, Policy, Receipt, Rule};
+use crate::algorithm::{GroupDecision, Policy, Receipt, Rule, Windows};
 use crate::decision::{Decision, DeniedBy};
 use crate::store::StoreError;
 
@@ -19,6 +19,10 @@ const MAX_SPAN_US: u64 = 1 << 52;
 pub(crate) enum Kind {
     TokenBucket,
     SlidingWindow,
+    /// Fixed windows evenly spaced from the epoch (and a phase).
+    FixedWindow,
+    /// Fixed windows on calendar months.
+    FixedMonths,
     /// No rate rule: only the concurrency cap.
     Slots,
 }
@@ -29,6 +33,8 @@ impl Kind {
         match self {
             Kind::TokenBucket => "tb",
             Kind::SlidingWindow => "sw",
+            Kind::FixedWindow => "fw",
+            Kind::FixedMonths => "fm",
             Kind::Slots => "cc",
         }
     }
@@ -38,10 +44,16 @@ impl Kind {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MicrosPolicy {
     pub kind: Kind,
-    /// interval_us (token bucket) or window_us (sliding window); 0 without a rate.
+    /// interval_us (token bucket), window_us (sliding window), the windows' length_us
+    /// (fixed window); 0 for calendar months and without a rate.
     pub param: u64,
     /// burst or limit; 0 without a rate.
     pub capacity: u32,
+    /// Sliding window: the most runs a key keeps (its precision); else 0.
+    pub runs: u32,
+    /// Sliding window: the merge grid (µs). Fixed window: the phase of its windows
+    /// (µs after the epoch). Calendar months: the UTC offset (µs east). Else 0.
+    pub align_us: i64,
     /// 0 when the limiter has no concurrency cap.
     pub max_concurrent: u32,
     pub lease_ttl_us: u64,
@@ -52,18 +64,39 @@ pub(crate) struct MicrosPolicy {
 impl MicrosPolicy {
     /// Converts `policy` for `engine`; refuses a rule whose span the store cannot count.
     pub fn new(id: &str, policy: &Policy, engine: &str) -> Result<Self, StoreError> {
-        let (kind, param, capacity) = match policy.rule {
+        let (kind, param, capacity, runs, align_us) = match policy.rule {
             Some(Rule::TokenBucket(tb)) => (
                 Kind::TokenBucket,
                 tb.interval_nanos().div_ceil(1000),
                 tb.burst(),
+                0,
+                0,
             ),
             Some(Rule::SlidingWindow(sw)) => (
                 Kind::SlidingWindow,
                 sw.window_nanos().div_ceil(1000),
                 sw.limit(),
+                sw.precision(),
+                // A whole number of µs by construction (`SlidingWindow::grid_nanos`).
+                (sw.grid_nanos() / 1000) as i64,
             ),
-            None => (Kind::Slots, 0, 0),
+            Some(Rule::FixedWindow(fw)) => match fw.windows() {
+                Windows::Every { length, phase } => (
+                    Kind::FixedWindow,
+                    length.div_ceil(1000),
+                    fw.limit(),
+                    0,
+                    (phase / 1000) as i64,
+                ),
+                Windows::Months { utc_offset } => (
+                    Kind::FixedMonths,
+                    0,
+                    fw.limit(),
+                    0,
+                    i64::from(utc_offset) * 1_000_000,
+                ),
+            },
+            None => (Kind::Slots, 0, 0, 0, 0),
         };
         let span = match kind {
             Kind::TokenBucket => param.saturating_mul(u64::from(capacity)),
@@ -83,6 +116,8 @@ impl MicrosPolicy {
             kind,
             param,
             capacity,
+            runs,
+            align_us,
             max_concurrent,
             lease_ttl_us,
             limit: policy.limit(),

@@ -57,6 +57,11 @@ impl Quota {
             Some(Rule::SlidingWindow(sw)) => Quota::Rate {
                 window: sw.window_nanos() as f64 / 1e9,
             },
+            // A calendar month reports its longest length (31 days); its real end is
+            // in `t`.
+            Some(Rule::FixedWindow(fw)) => Quota::Rate {
+                window: fw.window_nanos() as f64 / 1e9,
+            },
             None => Quota::Concurrency,
         }
     }

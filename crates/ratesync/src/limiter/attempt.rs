@@ -33,6 +33,7 @@ enum State<'a> {
         limiter: &'a Arc<LimiterInner>,
         key: &'a str,
         lease: Option<LeaseId>,
+        settleable: Option<u32>,
         answer: BoxFuture<'a, Result<(Decision, Receipt), StoreError>>,
     },
     Done,
@@ -75,9 +76,19 @@ impl<'a> Call<'a> {
             return answer(Err(error));
         }
         let lease = limiter.new_lease_id();
-        memory.decide(self.key, self.cost, lease, |decision, _| {
-            answer(limiter.decided(self.key, lease, decision))
+        memory.decide(self.key, self.cost, lease, |decision, receipt| {
+            let decided = limiter.decided(self.key, lease, decision);
+            answer(match self.settleable {
+                false => decided,
+                true => decided
+                    .map(|permit| limiter.reserved(permit, self.key, self.cost, Some(receipt))),
+            })
         })
+    }
+
+    /// The cost, when the permit of an admission can settle it.
+    fn settle_cost(&self) -> Option<u32> {
+        self.settleable.then_some(self.cost)
     }
 
     /// An attempt at any other store: asked through the engine contract.
@@ -92,8 +103,7 @@ impl<'a> Call<'a> {
             .call(limiter.engine.acquire(self.key, self.cost, lease))
         {
             Answer::Ready(result) => {
-                let result = result.map(|(decision, _)| decision);
-                Asked::Decided(limiter.settle(self.key, lease, result))
+                Asked::Decided(limiter.conclude(self.key, lease, self.settle_cost(), result))
             }
             Answer::Pending(answer) => Asked::Pending { answer, lease },
         }
@@ -133,6 +143,7 @@ impl TryAcquire<'_> {
                         limiter: &call.limiter.inner,
                         key: call.key,
                         lease,
+                        settleable: call.settle_cost(),
                         answer,
                     }
                 }
@@ -143,12 +154,13 @@ impl TryAcquire<'_> {
                 limiter,
                 key,
                 lease,
+                settleable,
                 answer,
             } => {
                 let result = std::task::ready!(answer.as_mut().poll(cx));
-                let settled = limiter.settle(key, *lease, result.map(|(decision, _)| decision));
+                let concluded = limiter.conclude(key, *lease, *settleable, result);
                 self.state = State::Done;
-                Poll::Ready(settled)
+                Poll::Ready(concluded)
             }
             State::Start(_) | State::Done => panic!("TryAcquire polled after completion"),
         }

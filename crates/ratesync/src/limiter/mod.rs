@@ -27,13 +27,13 @@ pub use self::all::{acquire_all, try_acquire_all};
 pub use self::attempt::TryAcquire;
 pub use self::permit::Permit;
 
-use self::permit::HeldSlot;
+use self::permit::{HeldSlot, Reservation};
 use self::waiters::Waiters;
-use crate::algorithm::{check_cost, LeaseId, Policy};
+use crate::algorithm::{check_cost, LeaseId, Policy, Receipt};
 use crate::config::LimiterConfig;
 use crate::decision::Decision;
 use crate::engine::memory::MemoryLimiter;
-use crate::error::AcquireError;
+use crate::error::{AcquireError, SettleError};
 use crate::metrics::{LimiterMetrics, LogThrottle};
 use crate::store::{EngineLimiter, LimiterSpec, ReleaseSignal, StoreError, StoreRuntime};
 
@@ -143,6 +143,7 @@ impl Limiter {
             key: "",
             cost: 1,
             timeout: self.inner.config.timeout,
+            settleable: false,
         }
     }
 
@@ -194,6 +195,7 @@ pub struct Call<'a> {
     key: &'a str,
     cost: u32,
     timeout: Option<Duration>,
+    settleable: bool,
 }
 
 impl<'a> Call<'a> {
@@ -207,6 +209,15 @@ impl<'a> Call<'a> {
     /// Units this call takes (default 1).
     pub fn cost(mut self, cost: u32) -> Self {
         self.cost = cost;
+        self
+    }
+
+    /// The cost is an estimate, settled when the work is done: the permit of an
+    /// admission can give back what the work did not use ([`Permit::settle`]). Off
+    /// by default, since a permit that can settle carries its limiter and key
+    /// (`docs/design.md#settle`).
+    pub fn settleable(mut self) -> Self {
+        self.settleable = true;
         self
     }
 
@@ -283,19 +294,46 @@ impl LimiterInner {
         self.policy.concurrency.map(|_| LeaseId::random())
     }
 
-    /// Turns a store's answer into a permit or a refusal, applying the failure policy.
-    fn settle(
+    /// Turns a store's answer into a permit or a refusal, applying the failure
+    /// policy. `settleable`: the cost of a call whose permit can settle it.
+    fn conclude(
         self: &Arc<Self>,
         key: &str,
         lease: Option<LeaseId>,
-        result: Result<Decision, StoreError>,
+        settleable: Option<u32>,
+        result: Result<(Decision, Receipt), StoreError>,
     ) -> Result<Permit, AcquireError> {
         match result {
-            Ok(decision) => self.decided(key, lease, decision),
-            Err(error) => self
-                .on_store_error(error)
-                .map(|decision| Permit::new(decision, None)),
+            Ok((decision, receipt)) => {
+                let permit = self.decided(key, lease, decision)?;
+                Ok(match settleable {
+                    Some(cost) => self.reserved(permit, key, cost, Some(receipt)),
+                    None => permit,
+                })
+            }
+            Err(error) => {
+                let permit = Permit::new(self.on_store_error(error)?, None);
+                // Fail-open took nothing from the store: there is nothing to settle.
+                Ok(match settleable {
+                    Some(cost) => self.reserved(permit, key, cost, None),
+                    None => permit,
+                })
+            }
         }
+    }
+
+    /// `permit`, able to settle the `cost` it took (`receipt`: where the store
+    /// recorded it; `None` when nothing was taken).
+    #[cold]
+    #[inline(never)]
+    fn reserved(
+        self: &Arc<Self>,
+        permit: Permit,
+        key: &str,
+        cost: u32,
+        receipt: Option<Receipt>,
+    ) -> Permit {
+        permit.with_reservation(Reservation::new(self.clone(), key, cost, receipt))
     }
 
     /// A decision as a permit or a refusal. Inlined: on the in-process path the
@@ -379,6 +417,18 @@ impl LimiterInner {
             tracing::warn!(limiter = %self.name, %error, "could not release a concurrency lease; it will expire");
         }
         self.waiters.released(key);
+    }
+
+    /// Gives back `cost` units of the admission that issued `receipt` (a settle);
+    /// waiters on the key try again.
+    async fn give_back(&self, key: &str, cost: u32, receipt: Receipt) -> Result<(), SettleError> {
+        let refunded = self
+            .store
+            .ask(self.engine.refund(key, cost, receipt, None))
+            .await;
+        refunded.map_err(|source| SettleError::Store(self.store_unavailable(source)))?;
+        self.waiters.released(key);
+        Ok(())
     }
 
     /// A peek reports what the store says; when the store cannot say, that is an

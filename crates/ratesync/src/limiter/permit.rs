@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::LimiterInner;
-use crate::algorithm::LeaseId;
+use crate::algorithm::{LeaseId, Receipt};
 use crate::decision::Decision;
+use crate::error::SettleError;
 
 /// An admitted attempt. For limiters with `max_concurrent`, it holds a slot (a
 /// renewed lease) until dropped or [`Permit::release`]d; otherwise it holds nothing,
@@ -15,12 +16,26 @@ pub struct Permit {
     decision: Decision,
     /// Boxed: most permits hold no slot, and a small `Permit` is cheap to return.
     slot: Option<Box<HeldSlot>>,
+    /// What a settleable call took ([`crate::Call::settleable`]).
+    reservation: Option<Box<Reservation>>,
 }
 
 impl Permit {
     #[inline]
     pub(crate) fn new(decision: Decision, slot: Option<Box<HeldSlot>>) -> Self {
-        Permit { decision, slot }
+        Permit {
+            decision,
+            slot,
+            reservation: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn with_reservation(self, reservation: Reservation) -> Self {
+        Permit {
+            reservation: Some(Box::new(reservation)),
+            ..self
+        }
     }
 
     /// The decision that admitted this attempt (remaining, reset time, limit).
@@ -31,6 +46,19 @@ impl Permit {
     /// Whether this permit holds a concurrency slot.
     pub fn holds_slot(&self) -> bool {
         self.slot.is_some()
+    }
+
+    /// Settles the cost of a settleable call ([`crate::Call::settleable`]) at `used`
+    /// units, once the work is done: the store gets back the rest, atomically, and
+    /// waiters on this key try again. Never more than the call took: units that
+    /// have left the window or refilled are not given back twice. The first settle
+    /// counts; later ones change nothing (and a settle that failed is not retried,
+    /// since the store may have applied it). Keeps the concurrency slot, if any.
+    pub async fn settle(&mut self, used: u32) -> Result<(), SettleError> {
+        let Some(reservation) = self.reservation.as_mut() else {
+            return Err(SettleError::NotSettleable);
+        };
+        reservation.settle(used).await
     }
 
     /// Releases the slot now and waits until the store has recorded it. Dropping the
@@ -47,7 +75,45 @@ impl std::fmt::Debug for Permit {
         f.debug_struct("Permit")
             .field("decision", &self.decision)
             .field("holds_slot", &self.slot.is_some())
+            .field("settleable", &self.reservation.is_some())
             .finish()
+    }
+}
+
+/// The cost a settleable call took, and where the store recorded it.
+pub(crate) struct Reservation {
+    limiter: Arc<LimiterInner>,
+    key: Box<str>,
+    cost: u32,
+    /// `None` when nothing was taken (a fail-open admission) or once settled.
+    receipt: Option<Receipt>,
+}
+
+impl Reservation {
+    pub fn new(limiter: Arc<LimiterInner>, key: &str, cost: u32, receipt: Option<Receipt>) -> Self {
+        Reservation {
+            limiter,
+            key: key.into(),
+            cost,
+            receipt,
+        }
+    }
+
+    async fn settle(&mut self, used: u32) -> Result<(), SettleError> {
+        if used > self.cost {
+            return Err(SettleError::AboveCost {
+                limiter: self.limiter.name.clone(),
+                used,
+                cost: self.cost,
+            });
+        }
+        match self.receipt.take() {
+            Some(receipt) if used < self.cost => {
+                let unused = self.cost - used;
+                self.limiter.give_back(&self.key, unused, receipt).await
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use ratesync::algorithm::{
     self, Concurrency, GroupDecision, KeyState, LeaseId, Policy, Receipt, Rule,
 };
 use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal};
-use ratesync::{SlidingWindow, TokenBucket};
+use ratesync::{FixedWindow, Period, SlidingWindow, TokenBucket};
 
 /// A plausible epoch time in µs: the stores must stay exact at real magnitudes.
 pub const EPOCH_US: u64 = 1_750_000_000_000_000;
@@ -60,6 +60,23 @@ pub fn sliding_window(limit: u32, window_us: u64) -> Rule {
     Rule::SlidingWindow(SlidingWindow::with_window_nanos(limit, window_us * 1000).unwrap())
 }
 
+/// A sliding window whose log keeps at most `precision` runs, so that short
+/// histories already merge (`SlidingWindow::grid_nanos`).
+pub fn bounded_window(limit: u32, window_us: u64, precision: u32) -> Rule {
+    let sw = SlidingWindow::with_window_nanos(limit, window_us * 1000).unwrap();
+    Rule::SlidingWindow(sw.with_precision(precision).unwrap())
+}
+
+/// Fixed windows of `window_us`, aligned to the epoch.
+pub fn fixed_window(limit: u32, window_us: u64) -> Rule {
+    Rule::FixedWindow(FixedWindow::with_window_nanos(limit, window_us * 1000).unwrap())
+}
+
+/// Fixed windows of a calendar `period` at `utc_offset` seconds east of UTC.
+pub fn calendar(limit: u32, period: Period, utc_offset: i32) -> Rule {
+    Rule::FixedWindow(FixedWindow::calendar(limit, period, utc_offset).unwrap())
+}
+
 pub fn concurrency(max: u32, ttl_us: u64) -> Option<Concurrency> {
     Some(Concurrency {
         max,
@@ -81,6 +98,12 @@ pub enum Op {
     Renew(usize),
     /// Gives back the n-th admission not refunded yet (modulo their number).
     Refund(usize),
+    /// Settles the n-th admission not refunded yet at `kept` of its cost (at most
+    /// its cost): gives back the rest, keeps its lease (`Permit::settle`).
+    Settle {
+        n: usize,
+        kept: u32,
+    },
 }
 
 /// An admission that may be refunded: what the reference and the store each said.
@@ -183,7 +206,25 @@ impl<'s> Pair<'s> {
                     .await
                     .unwrap();
             }
-            Op::Release(_) | Op::Renew(_) | Op::Refund(_) => {}
+            Op::Settle { n, kept } if !self.taken.is_empty() => {
+                let taken = self.taken.remove(n % self.taken.len());
+                let unused = taken.cost - kept.min(taken.cost);
+                if unused > 0 {
+                    algorithm::refund(
+                        &self.policy,
+                        &mut self.state,
+                        now,
+                        unused,
+                        taken.expected,
+                        None,
+                    );
+                    limiter
+                        .refund(key, unused, taken.actual, None)
+                        .await
+                        .unwrap();
+                }
+            }
+            Op::Release(_) | Op::Renew(_) | Op::Refund(_) | Op::Settle { .. } => {}
         }
         Ok(())
     }
@@ -193,6 +234,12 @@ pub fn policies() -> impl Strategy<Value = Policy> {
     let rule = prop_oneof![
         3 => (1u64..=2_000_000, 1u32..=8).prop_map(|(i, b)| Some(token_bucket(i, b))),
         3 => (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| Some(sliding_window(l, w))),
+        2 => (1u32..=12, 1u64..=3_000_000, 4u32..=6)
+            .prop_map(|(l, w, p)| Some(bounded_window(l, w, p))),
+        2 => (1u32..=8, 1u64..=3_000_000).prop_map(|(l, w)| Some(fixed_window(l, w))),
+        1 => (1u32..=8, prop::sample::select(vec![Period::Day, Period::Week, Period::Month]),
+              -50_400i32..=50_400)
+            .prop_map(|(l, p, o)| Some(calendar(l, p, o))),
         1 => Just(None),
     ];
     let cap = prop_oneof![
@@ -215,6 +262,7 @@ fn spans(policy: &Policy) -> Vec<u64> {
         .map(|rule| match rule {
             Rule::TokenBucket(tb) => tb.interval_nanos() / 1000,
             Rule::SlidingWindow(sw) => sw.window_nanos() / 1000,
+            Rule::FixedWindow(fw) => fw.window_nanos() / 1000,
         })
         .collect();
     spans.extend(policy.concurrency.map(|c| c.lease_ttl / 1000));
@@ -237,6 +285,7 @@ pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
         1 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::Renew),
         1 => any::<usize>().prop_map(Op::Refund),
+        1 => (any::<usize>(), 0u32..=8).prop_map(|(n, kept)| Op::Settle { n, kept }),
     ];
     // Steps of zero (same microsecond), small, long enough to refill or expire, and
     // exactly one span of the rule or lease (±1 µs), where off-by-one errors show.
@@ -310,6 +359,79 @@ pub fn check_hand_written_histories(rt: &tokio::runtime::Runtime, store: &Pinned
             (1_500_000, peek(1)),
             (1_500_000, acquire(2)),
             (9_000_000, peek(4)),
+        ],
+    );
+    // A sliding window bounded to 4 runs (grid 500 ms): exact while the runs fit,
+    // then merged forward; a refund finds units in the run they were merged into.
+    let bounded = Policy {
+        rule: Some(bounded_window(10, 1_000_000, 4)),
+        concurrency: None,
+    };
+    compare(
+        bounded,
+        &[
+            (0, acquire(1)),
+            (100_000, acquire(1)),
+            (200_000, acquire(1)),
+            (300_000, acquire(1)),
+            (400_000, acquire(2)),
+            (400_000, peek(1)),
+            (1_000_000, acquire(5)),
+            (1_000_000, acquire(4)),
+            (1_000_000, Op::Refund(3)),
+            (1_000_000, Op::Settle { n: 4, kept: 1 }),
+            (1_499_999, peek(6)),
+            (1_500_000, peek(6)),
+        ],
+    );
+    // Fixed windows of 1 s on the epoch: the count starts over at each boundary;
+    // a settle gives back in its own window only.
+    let fixed = Policy {
+        rule: Some(fixed_window(3, 1_000_000)),
+        concurrency: None,
+    };
+    compare(
+        fixed,
+        &[
+            (0, acquire(2)),
+            (0, Op::Settle { n: 0, kept: 1 }),
+            (0, acquire(2)),
+            (0, peek(1)),
+            (999_999, acquire(1)),
+            (1_000_000, acquire(3)),
+            (1_000_000, Op::Refund(0)),
+            (1_000_000, peek(1)),
+        ],
+    );
+    // A daily quota resets at UTC midnight (2025-06-16, 32 000 s after EPOCH_US), and
+    // a monthly one at midnight of the 1st (2025-07-01) in UTC+02:00: 22:00 UTC.
+    let daily = Policy {
+        rule: Some(calendar(2, Period::Day, 0)),
+        concurrency: None,
+    };
+    let midnight = 32_000_000_000;
+    compare(
+        daily,
+        &[
+            (midnight - 10, acquire(2)),
+            (midnight - 1, acquire(1)),
+            (midnight - 1, peek(1)),
+            (midnight, acquire(2)),
+            (midnight, peek(1)),
+        ],
+    );
+    let monthly = Policy {
+        rule: Some(calendar(3, Period::Month, 7200)),
+        concurrency: None,
+    };
+    let first_of_july = 1_328_000_000_000 - 7_200_000_000;
+    compare(
+        monthly,
+        &[
+            (0, acquire(3)),
+            (first_of_july - 1, acquire(1)),
+            (first_of_july, acquire(3)),
+            (first_of_july, peek(1)),
         ],
     );
     // Concurrency and rate together: a full cap consumes no rate, a rate refusal

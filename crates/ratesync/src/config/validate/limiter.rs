@@ -132,7 +132,9 @@ fn token_bucket(f: &Fields<'_>, algorithm: &str, issues: &mut Issues) -> Option<
                 let key = match &error {
                     RuleError::NotPositive { field, .. }
                     | RuleError::TooLarge { field, .. }
-                    | RuleError::TooSmall { field } => field,
+                    | RuleError::TooSmall { field }
+                    | RuleError::OutOfRange { field, .. } => field,
+                    RuleError::NotADivisorOfADay { .. } => "window_seconds",
                     RuleError::SpanOverflow if burst.is_present() => "burst",
                     RuleError::SpanOverflow => "rate_per_second",
                 };
@@ -184,8 +186,9 @@ fn sliding_window(f: &Fields<'_>, issues: &mut Issues) -> Option<Rule> {
             let key = match &error {
                 RuleError::NotPositive { field, .. }
                 | RuleError::TooLarge { field, .. }
-                | RuleError::TooSmall { field } => field,
-                RuleError::SpanOverflow => "window_seconds",
+                | RuleError::TooSmall { field }
+                | RuleError::OutOfRange { field, .. } => field,
+                RuleError::SpanOverflow | RuleError::NotADivisorOfADay { .. } => "window_seconds",
             };
             f.report(issues, key, error.to_string());
             None

@@ -18,7 +18,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::algorithm::{KeyState, LeaseId, LeaseSet, Policy, RateState, WindowLog};
+use crate::algorithm::{KeyState, LeaseId, LeaseSet, Policy, RateState, WindowCount, WindowLog};
 
 const VERSION: u8 = 1;
 /// Flag: the write that stored this value freed a concurrency slot.
@@ -50,6 +50,11 @@ pub(crate) fn encode(state: &KeyState, flags: u8, origin: u64, key: &str) -> Byt
             }
         }
         RateState::Unlimited => out.put_u8(2),
+        RateState::Window(count) => {
+            out.put_u8(3);
+            out.put_u64_le(count.start);
+            out.put_u64_le(count.used);
+        }
     }
     out.put_u32_le(leases.len() as u32);
     for (id, expiry) in leases {
@@ -108,6 +113,10 @@ fn decode_exact(value: &[u8]) -> Option<KeyState> {
             RateState::Log(WindowLog::from_runs(runs))
         }
         2 => RateState::Unlimited,
+        3 => RateState::Window(WindowCount {
+            start: reader.u64()?,
+            used: reader.u64()?,
+        }),
         _ => return None,
     };
     let count = reader.count(16)?;
@@ -161,7 +170,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithm::{Rule, SlidingWindow, TokenBucket};
+    use crate::algorithm::{FixedWindow, Rule, SlidingWindow, TokenBucket};
 
     fn policy(rule: Rule) -> Policy {
         Policy {
@@ -190,6 +199,13 @@ mod tests {
             leases: LeaseSet::default(),
         };
         assert_eq!(decode(&encode(&state, 0, 1, ""), &sw), state);
+
+        let fw = policy(Rule::FixedWindow(FixedWindow::new(5, 1.0).unwrap()));
+        let state = KeyState {
+            rate: RateState::Window(WindowCount { start: 7, used: 3 }),
+            leases: LeaseSet::default(),
+        };
+        assert_eq!(decode(&encode(&state, 0, 1, ""), &fw), state);
 
         let slots = Policy {
             rule: None,

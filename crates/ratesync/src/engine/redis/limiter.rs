@@ -38,7 +38,9 @@ impl Encoding {
     pub fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
         let rate = match self.policy.kind {
             Kind::SlidingWindow => Suffix::Log,
-            Kind::TokenBucket | Kind::Slots => Suffix::TokenBucket,
+            Kind::TokenBucket | Kind::FixedWindow | Kind::FixedMonths | Kind::Slots => {
+                Suffix::TokenBucket
+            }
         };
         cmd.arg(tag.key(rate))
             .arg(tag.key(Suffix::LogSequence))
