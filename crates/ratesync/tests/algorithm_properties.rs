@@ -8,7 +8,10 @@
 //!
 //! * token bucket: a bucket whose level (in nanoseconds of refill) grows by one per
 //!   nanosecond up to `burst · interval` and loses `cost · interval` per admission;
-//! * sliding window: the plain list of admissions, counted over `(now − window, now]`;
+//! * sliding window: the plain list of admissions, counted over `(now − window, now]`
+//!   (and, for a log bounded below the admissions it sees, the same list checked
+//!   against the promise and the stated bound);
+//! * fixed window: the admissions counted per window of the calendar;
 //! * leases: a plain list of (id, expiry).
 //!
 //! The number of cases is proptest's default (256 per property, `PROPTEST_CASES`
@@ -18,8 +21,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use ratesync::algorithm::{
-    self, Concurrency, KeyState, LeaseId, Policy, RateState, Rule, SlidingWindow, TokenBucket,
-    WindowLog,
+    self, Concurrency, FixedWindow, KeyState, LeaseId, Period, Policy, RateState, Rule,
+    SlidingWindow, TokenBucket, WindowCount, WindowLog, MAX_PRECISION,
 };
 use ratesync::{Decision, DeniedBy};
 
@@ -179,6 +182,54 @@ fn assert_matches(d: &Decision, e: &Expected, limit: u64) {
     assert_eq!(d.denied_by(), expected_denial, "denied_by: {d:?}");
 }
 
+/// Fixed windows as a list of admissions, counted in the window holding `now`.
+#[derive(Debug, Clone)]
+struct NaiveFixed {
+    rule: FixedWindow,
+    admitted: Vec<(u64, u32)>,
+}
+
+impl NaiveFixed {
+    fn new(fw: &FixedWindow) -> Self {
+        NaiveFixed {
+            rule: *fw,
+            admitted: Vec::new(),
+        }
+    }
+
+    /// Units admitted in the window holding `at`.
+    fn used_at(&self, at: u64) -> u64 {
+        let (start, end) = self.rule.bounds(at);
+        self.admitted
+            .iter()
+            .filter(|(t, _)| *t >= start && *t < end)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+
+    fn attempt(&mut self, now: u64, cost: u32) -> Expected {
+        let limit = u64::from(self.rule.limit());
+        let used = self.used_at(now);
+        let end = self.rule.bounds(now).1;
+        if used + u64::from(cost) <= limit {
+            self.admitted.push((now, cost));
+            Expected {
+                allowed: true,
+                remaining: limit - used - u64::from(cost),
+                retry_after: 0,
+                reset_after: end - now,
+            }
+        } else {
+            Expected {
+                allowed: false,
+                remaining: limit - used,
+                retry_after: end - now,
+                reset_after: end - now,
+            }
+        }
+    }
+}
+
 /// A token bucket as everyone draws it: a level that refills continuously, one unit
 /// per `interval`, capped at `burst` units. The level is kept in nanoseconds of
 /// refill (`units · interval`) so everything is exact integers. A key never seen
@@ -315,6 +366,8 @@ fn token_bucket() -> impl Strategy<Value = (f64, TokenBucket)> {
         .prop_map(|(rate, burst)| (rate, TokenBucket::new(rate, burst).unwrap()))
 }
 
+/// A sliding window whose log never fills in these schedules (fewer attempts than
+/// its precision): exact, the full log's decisions.
 fn sliding_window() -> impl Strategy<Value = SlidingWindow> {
     (
         prop_oneof![Just(1u32), 1u32..10, 1u32..200],
@@ -327,8 +380,40 @@ fn sliding_window() -> impl Strategy<Value = SlidingWindow> {
                 window,
                 "a window given in whole ns is exact"
             );
-            sw
+            sw.with_precision(MAX_PRECISION).unwrap()
         })
+}
+
+/// A sliding window bounded to a few runs, so that schedules fill its log.
+fn bounded_window() -> impl Strategy<Value = SlidingWindow> {
+    (
+        prop_oneof![1u32..10, 1u32..200, 1_000u32..100_000],
+        prop_oneof![1u64..=10 * SEC, Just(SEC), Just(60 * SEC)],
+        4u32..=12,
+    )
+        .prop_map(|(limit, window, precision)| {
+            let sw = SlidingWindow::new(limit, window as f64 / 1e9).unwrap();
+            sw.with_precision(precision).unwrap()
+        })
+}
+
+/// Fixed windows: evenly spaced from the epoch, aligned to a UTC offset, or calendar
+/// days, weeks and months.
+fn fixed_window() -> impl Strategy<Value = FixedWindow> {
+    let limit = prop_oneof![Just(1u32), 1u32..10, 1u32..200];
+    let offset = -50_400i32..=50_400;
+    prop_oneof![
+        (limit.clone(), 1u64..=10 * SEC)
+            .prop_map(|(l, w)| FixedWindow::with_window_nanos(l, w).unwrap()),
+        (limit.clone(), prop::sample::select(vec![60.0, 900.0, 3600.0]), offset.clone())
+            .prop_map(|(l, w, o)| FixedWindow::aligned(l, w, o / 60 * 60).unwrap()),
+        (
+            limit,
+            prop::sample::select(vec![Period::Day, Period::Week, Period::Month]),
+            offset
+        )
+            .prop_map(|(l, p, o)| FixedWindow::calendar(l, p, o).unwrap()),
+    ]
 }
 
 // ---------------------------------------------------------------------------------
@@ -583,6 +668,181 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------
+// Bounded sliding window (`docs/design.md#sliding-window`)
+// ---------------------------------------------------------------------------------
+
+/// An operation on a bounded window: an attempt, or a settle of an earlier admission.
+#[derive(Debug, Clone)]
+enum WindowOp {
+    Attempt(RawStep),
+    /// Settles the n-th admission so far (modulo their number) at `kept` of its cost.
+    Settle { which: usize, kept: u32 },
+}
+
+fn window_ops() -> impl Strategy<Value = Vec<WindowOp>> {
+    let op = prop_oneof![
+        8 => raw_step().prop_map(WindowOp::Attempt),
+        1 => (any::<usize>(), any::<u32>()).prop_map(|(which, kept)| WindowOp::Settle { which, kept }),
+    ];
+    prop::collection::vec(op, 1..400)
+}
+
+proptest! {
+    /// `docs/design.md#sliding-window`, bounded state: whatever the traffic, the log
+    /// keeps at most `precision` runs, and
+    /// - the promise holds: never more than `limit` units (after settles) in any
+    ///   window `(s − window, s]`;
+    /// - the bound holds: a refusal at `s` means the units admitted in
+    ///   `(s − window − grid, s]` and the cost exceed the limit (a unit is counted
+    ///   less than one grid step late);
+    /// - it is exact while the admissions fit: from the same log, the bounded log
+    ///   records what the full log records as long as the full log has at most
+    ///   `precision` runs;
+    /// - retry-after is exact for the state kept;
+    /// - a settle gives back at most the unused part, once.
+    #[test]
+    fn a_bounded_window_keeps_its_promise_within_the_stated_bound(
+        sw in bounded_window(),
+        start in start_time(),
+        ops in window_ops(),
+    ) {
+        let window = sw.window_nanos();
+        let grid = sw.grid_nanos();
+        let limit = u64::from(sw.limit());
+        let full = sw.with_precision(MAX_PRECISION).unwrap();
+        let (mut log, mut exact) = (WindowLog::default(), WindowLog::default());
+        // What was admitted (time, units kept) and where the log recorded it.
+        let mut admitted: Vec<(u64, u32, u64)> = Vec::new();
+        let mut now = start;
+        let mut last_retry = None;
+        // Units admitted in `(to - span, to]`.
+        let units_in = |admitted: &[(u64, u32, u64)], span: u64, to: u64| -> u64 {
+            admitted
+                .iter()
+                .filter(|(t, _, _)| t + span > to && *t <= to)
+                .map(|(_, n, _)| u64::from(*n))
+                .sum()
+        };
+        for op in &ops {
+            match *op {
+                WindowOp::Attempt(step) => {
+                    now += gap(&step, window, 3 * window, last_retry);
+                    let cost = cost(&step, sw.limit());
+                    let same = log == exact;
+                    let (decision, recorded) = sw.decide(&mut log, now, cost);
+                    let (exact_decision, _) = full.decide(&mut exact, now, cost);
+                    prop_assert!(log.runs().count() <= sw.precision() as usize);
+                    if same && exact.runs().count() <= sw.precision() as usize {
+                        prop_assert_eq!(decision, exact_decision, "not exact while it fits");
+                        prop_assert_eq!(&log, &exact);
+                    }
+                    let before = units_in(&admitted, window, now);
+                    if decision.allowed() {
+                        prop_assert!(before + u64::from(cost) <= limit, "over the limit at {}", now);
+                        admitted.push((now, cost, recorded));
+                        last_retry = None;
+                    } else {
+                        let late = units_in(&admitted, window + grid, now);
+                        prop_assert!(late + u64::from(cost) > limit, "refused beyond the bound at {}", now);
+                        let r = nanos(decision.retry_after());
+                        prop_assert!(!sw.decide(&mut log.clone(), now + r - 1, cost).0.allowed());
+                        prop_assert!(sw.decide(&mut log.clone(), now + r, cost).0.allowed());
+                        last_retry = Some(r);
+                    }
+                }
+                WindowOp::Settle { which, kept } if !admitted.is_empty() => {
+                    let index = which % admitted.len();
+                    let (at, units, recorded) = admitted[index];
+                    let kept = kept % (units + 1);
+                    let total = log.total();
+                    sw.refund(&mut log, recorded, units - kept);
+                    full.refund(&mut exact, at, units - kept);
+                    prop_assert!(total - log.total() <= u64::from(units - kept));
+                    // Settled once: what it keeps is what counts from now on.
+                    admitted[index].1 = kept;
+                }
+                WindowOp::Settle { .. } => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Fixed window (`docs/design.md#fixed-windows`)
+// ---------------------------------------------------------------------------------
+
+proptest! {
+    /// `docs/design.md#fixed-windows`: the windows tile time (each starts where the
+    /// previous ends, at local midnight for calendar periods, a day, a week or 28–31
+    /// days long); never more than `limit` units in one window; a refusal only when
+    /// the window's units and the cost exceed it; retry-after is the window's end,
+    /// exactly; a settle gives back at most the unused part, in its window only.
+    #[test]
+    fn a_fixed_window_counts_each_window_exactly(
+        fw in fixed_window(),
+        start in 0u64..(1u64 << 62),
+        ops in window_ops(),
+    ) {
+        let limit = u64::from(fw.limit());
+        let unit = fw.window_nanos();
+        let mut state = WindowCount::default();
+        let mut model = NaiveFixed::new(&fw);
+        let mut now = start;
+        let mut last_retry = None;
+        for op in &ops {
+            match *op {
+                WindowOp::Attempt(step) => {
+                    now += gap(&step, unit, 3 * unit, last_retry);
+                    let (begin, end) = fw.bounds(now);
+                    prop_assert!(begin <= now && now < end);
+                    prop_assert_eq!(fw.bounds(end).0, end, "windows tile time");
+                    let offset = i128::from(fw.utc_offset()) * i128::from(SEC);
+                    let day = i128::from(86_400 * SEC);
+                    match fw.period() {
+                        Some(Period::Day) => prop_assert_eq!(end - begin, 86_400 * SEC),
+                        Some(Period::Week) => prop_assert_eq!(end - begin, 7 * 86_400 * SEC),
+                        Some(Period::Month) => {
+                            prop_assert!((28..=31).contains(&((end - begin) / (86_400 * SEC))))
+                        }
+                        None => {}
+                    }
+                    if fw.period().is_some() && begin > 0 {
+                        prop_assert_eq!((i128::from(begin) + offset).rem_euclid(day), 0);
+                    }
+                    let cost = cost(&step, fw.limit());
+                    let peeked = fw.peek(&state, now, cost);
+                    let (decision, recorded) = fw.decide(&mut state, now, cost);
+                    assert_peek_like_decide(&peeked, &decision, cost);
+                    assert_matches(&decision, &model.attempt(now, cost), limit);
+                    if decision.allowed() {
+                        prop_assert_eq!(recorded, begin);
+                        last_retry = None;
+                    } else {
+                        let r = nanos(decision.retry_after());
+                        prop_assert_eq!(now + r, end);
+                        prop_assert!(fw.decide(&mut state.clone(), end, cost).0.allowed());
+                        last_retry = Some(r);
+                    }
+                }
+                WindowOp::Settle { which, kept } if !model.admitted.is_empty() => {
+                    let index = which % model.admitted.len();
+                    let (at, units) = model.admitted[index];
+                    let kept = kept % (units + 1);
+                    let before = state.used;
+                    fw.refund(&mut state, fw.bounds(at).0, units - kept);
+                    prop_assert!(before - state.used <= u64::from(units - kept));
+                    if fw.bounds(at) != fw.bounds(now) {
+                        prop_assert_eq!(state.used, before, "a settle gives back in its window only");
+                    }
+                    model.admitted[index].1 = kept;
+                }
+                WindowOp::Settle { .. } => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // Combined rate and concurrency (`docs/design.md#decisions`), and peek
 // ---------------------------------------------------------------------------------
 
@@ -612,6 +872,7 @@ fn combined_policy() -> impl Strategy<Value = Policy> {
     let rule = prop_oneof![
         token_bucket().prop_map(|(_, tb)| Rule::TokenBucket(tb)),
         sliding_window().prop_map(Rule::SlidingWindow),
+        fixed_window().prop_map(Rule::FixedWindow),
     ];
     let concurrency = prop_oneof![
         1 => Just(None),
@@ -634,6 +895,7 @@ fn rule_of(policy: &Policy) -> &Rule {
 enum RateModel {
     Bucket(RefillBucket),
     Window(NaiveWindow),
+    Fixed(NaiveFixed),
 }
 
 impl RateModel {
@@ -641,6 +903,7 @@ impl RateModel {
         match rule {
             Rule::TokenBucket(tb) => RateModel::Bucket(RefillBucket::new(tb)),
             Rule::SlidingWindow(sw) => RateModel::Window(NaiveWindow::new(sw)),
+            Rule::FixedWindow(fw) => RateModel::Fixed(NaiveFixed::new(fw)),
         }
     }
 
@@ -648,6 +911,7 @@ impl RateModel {
         match self {
             RateModel::Bucket(b) => b.attempt(now, cost),
             RateModel::Window(w) => w.attempt(now, cost),
+            RateModel::Fixed(f) => f.attempt(now, cost),
         }
     }
 }
@@ -657,6 +921,7 @@ fn unit_of(policy: &Policy) -> u64 {
     let rate_unit = match rule_of(policy) {
         Rule::TokenBucket(tb) => tb.interval_nanos(),
         Rule::SlidingWindow(sw) => sw.window_nanos(),
+        Rule::FixedWindow(fw) => fw.window_nanos(),
     };
     match policy.concurrency {
         // Mix both time scales so leases both expire and stay live.
@@ -671,6 +936,7 @@ fn big_gap_of(policy: &Policy) -> u64 {
             .interval_nanos()
             .saturating_mul(2 * u64::from(tb.burst()) + 2),
         Rule::SlidingWindow(sw) => 3 * sw.window_nanos(),
+        Rule::FixedWindow(fw) => 3 * fw.window_nanos(),
     };
     match policy.concurrency {
         Some(cc) => rate_span.max(2 * cc.lease_ttl),
@@ -717,6 +983,7 @@ fn assert_same_future(policy: &Policy, a: &KeyState, b: &KeyState, now: u64, ret
 fn rate_units_recorded(state: &KeyState) -> Option<u64> {
     match &state.rate {
         RateState::Log(log) => Some(log.total()),
+        RateState::Window(count) => Some(count.used),
         RateState::Tat(_) | RateState::Unlimited => None,
     }
 }
@@ -798,13 +1065,17 @@ fn run_combined(policy: &Policy, start: u64, ops: &[Op]) {
                         (RateState::Tat(old), RateState::Tat(new)) => {
                             assert!(new > old && *new > now);
                         }
-                        _ => {
-                            let RateModel::Window(w) = &rate_model else {
-                                unreachable!()
-                            };
-                            // The log holds exactly the units still in the window.
-                            assert_eq!(rate_units_recorded(&state), Some(w.used_at(now)));
-                        }
+                        // The log holds exactly the units still in the window; a
+                        // fixed window's count, the units of the current window.
+                        _ => match &rate_model {
+                            RateModel::Window(w) => {
+                                assert_eq!(rate_units_recorded(&state), Some(w.used_at(now)))
+                            }
+                            RateModel::Fixed(f) => {
+                                assert_eq!(rate_units_recorded(&state), Some(f.used_at(now)))
+                            }
+                            RateModel::Bucket(_) => unreachable!("a bucket keeps a TAT"),
+                        },
                     }
                     if let (Some(cc), Some(id)) = (policy.concurrency, lease) {
                         leases.push((id, now + cc.lease_ttl));
