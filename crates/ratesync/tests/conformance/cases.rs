@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ratesync::algorithm::LeaseId;
 use ratesync::store::{LimiterSpec, ReleaseSignal};
-use ratesync::{AcquireError, DeniedBy, LimiterBuilder};
+use ratesync::{AcquireError, DeniedBy, LimiterBuilder, SettleError};
 use tokio::time::Instant;
 
 use super::{advance, assert_about, limiter, registry, unique, Backend};
@@ -115,6 +115,37 @@ pub async fn cost_takes_units_and_is_bounded(b: &dyn Backend) {
         window.cost(6).try_acquire().await,
         Err(AcquireError::InvalidCost { .. })
     ));
+}
+
+/// `docs/design.md#settle`: a settleable permit gives back the unused part of its
+/// cost, once, never more than it took; a plain permit cannot settle.
+pub async fn settle_gives_back_the_unused_part(b: &dyn Backend) {
+    let tokens = limiter(b, LimiterBuilder::sliding_window("s", 10, 60.0));
+    let mut permit = tokens.cost(8).settleable().try_acquire().await.unwrap();
+    assert_eq!(permit.decision().remaining(), 2);
+    denied(tokens.cost(3).try_acquire().await);
+    permit.settle(3).await.unwrap();
+    permit.settle(0).await.unwrap();
+    assert_eq!(tokens.state().await.unwrap().remaining(), 7, "settled once");
+    assert!(matches!(
+        permit.settle(9).await,
+        Err(SettleError::AboveCost { used: 9, cost: 8, .. })
+    ));
+    let mut plain = tokens.try_acquire().await.unwrap();
+    assert!(matches!(
+        plain.settle(0).await,
+        Err(SettleError::NotSettleable)
+    ));
+
+    let bucket = limiter(b, LimiterBuilder::token_bucket("s", 1.0).burst(10));
+    let mut permit = bucket.cost(10).settleable().try_acquire().await.unwrap();
+    permit.settle(4).await.unwrap();
+    bucket
+        .cost(6)
+        .try_acquire()
+        .await
+        .expect("the unused 6 came back");
+    denied(bucket.try_acquire().await);
 }
 
 /// `docs/design.md#calls`: `state()` returns the decision without consuming anything.

@@ -70,6 +70,7 @@ macro_rules! conformance_suite {
             sliding_window_is_exact,
             sliding_window_retry_after_is_exact,
             cost_takes_units_and_is_bounded,
+            settle_gives_back_the_unused_part,
             peek_consumes_nothing,
             reset_forgets_a_key_or_the_limiter,
             keys_are_isolated_whatever_their_bytes,
