@@ -50,8 +50,19 @@ def configure_limiter(
     fail_closed: bool = False,
     burst: int | None = None,
     lease_ttl: float | None = None,
+    *,
+    period: str | None = None,
+    utc_offset: str | None = None,
+    precision: int | None = None,
 ) -> None:
-    """Adds (or redefines) a limiter, validated as ``[limiters.<id>]`` of a file."""
+    """Adds (or redefines) a limiter, validated as ``[limiters.<id>]`` of a file.
+
+    Besides rate-sync's algorithms, ``algorithm="fixed_window"``: ``limit`` units per
+    window of ``window_seconds`` (aligned to the Unix epoch), or per calendar
+    ``period`` (``"day"``, ``"week"`` from Monday, ``"month"``); ``utc_offset``
+    (``"+05:30"``, ``"-08:00"``, ``"UTC"``) moves the windows to local midnight (a
+    ``window_seconds`` must then divide a day). ``precision``: the runs a sliding
+    window keeps per key (4 to 1000, default 100)."""
     options: dict[str, Any] = {"store": store_id, "algorithm": algorithm}
     for name, value in (
         ("rate_per_second", rate_per_second),
@@ -59,6 +70,9 @@ def configure_limiter(
         ("max_concurrent", max_concurrent),
         ("limit", limit),
         ("window_seconds", window_seconds),
+        ("period", period),
+        ("utc_offset", utc_offset),
+        ("precision", precision),
         ("timeout", timeout),
         ("lease_ttl", lease_ttl),
     ):
@@ -117,9 +131,22 @@ async def _acquire_all(
     )
 
 
+async def _settle(permit: Permit | None, used: int) -> None:
+    """Settles the permit of a context at ``used`` units (``docs/design.md#settle``)."""
+    if permit is None:
+        raise RuntimeError("nothing to settle: the call has not been admitted yet")
+    await permit.settle(used)
+
+
 class AcquireContext:
     """What ``acquire`` returns: ``await`` it for a ``Permit``, or use it as
-    ``async with`` to hold the permit (and its concurrency slot) for the block."""
+    ``async with`` to hold the permit (and its concurrency slot) for the block.
+
+    A cost that is an estimate is settled once the work is done, on the permit or
+    here: ``async with acquire("llm", key=user, cost=4000) as permit: ...`` then
+    ``await permit.settle(used)`` gives back ``4000 - used``
+    (``docs/design.md#settle``). A limiter with ``max_concurrent`` settles inside the
+    block: leaving it releases the permit."""
 
     __slots__ = ("_limiter_id", "_timeout", "_key", "_cost", "_permit")
 
@@ -134,7 +161,9 @@ class AcquireContext:
         return self._hold().__await__()
 
     async def _hold(self) -> Permit:
-        permit = await _acquire(self._limiter_id, self._timeout, self._key, self._cost)
+        permit = self._permit = await _acquire(
+            self._limiter_id, self._timeout, self._key, self._cost
+        )
         if permit.holds_slot:
             # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
             _HELD.setdefault(self._limiter_id, []).append(permit)
@@ -145,9 +174,13 @@ class AcquireContext:
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
-        permit, self._permit = self._permit, None
-        if permit is not None:
-            await release_permit(permit)
+        # The permit stays known: without a slot it can still settle after the block.
+        if self._permit is not None:
+            await release_permit(self._permit)
+
+    async def settle(self, used: int) -> None:
+        """Settles the admitted call at ``used`` units: ``Permit.settle``."""
+        await _settle(self._permit, used)
 
 
 async def release_permit(permit: Permit) -> None:
@@ -205,6 +238,7 @@ def _result(
         remaining=d.remaining,
         reset_in=reset_in,
         limiter_id=limiter_id,
+        reset_time=d.reset_at if allowed else d.retry_at,
     )
 
 
@@ -342,7 +376,7 @@ class RateLimiter:
         return LimiterState(
             allowed=d.allowed,
             remaining=d.remaining,
-            reset_at=int(time.time() + d.reset_after),
+            reset_at=int(d.reset_at),
             current_usage=d.limit - d.remaining,
         )
 
@@ -369,6 +403,9 @@ class RateLimiter:
             window_seconds=c["window_seconds"],
             fail_closed=c["fail_closed"],
             burst=c["burst"],
+            precision=c.get("precision"),
+            period=c.get("period"),
+            utc_offset=c.get("utc_offset"),
         )
 
     def __repr__(self) -> str:
@@ -390,9 +427,13 @@ class _LimiterContext:
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
-        permit, self._permit = self._permit, None
-        if permit is not None:
-            await self._limiter._give_back_awaited(permit)
+        # The permit stays known: without a slot it can still settle after the block.
+        if self._permit is not None:
+            await self._limiter._give_back_awaited(self._permit)
+
+    async def settle(self, used: int) -> None:
+        """Settles the admitted call at ``used`` units: ``Permit.settle``."""
+        await _settle(self._permit, used)
 
 
 _METRICS: dict[str, RateLimiterMetrics] = {}
@@ -420,9 +461,14 @@ def clone_limiter(
     timeout: float | None = None,
     limit: int | None = None,
     window_seconds: float | None = None,
+    period: str | None = None,
+    utc_offset: str | None = None,
+    precision: int | None = None,
 ) -> None:
     """Adds limiter ``new_id`` with the settings of ``source_id`` (and the given
     overrides), on the same store (and so the same store client). Its state is its own.
+    A fixed window's ``window_seconds`` and ``period`` exclude each other: the one
+    given replaces the source's other.
 
     ``LimiterNotFoundError`` if ``source_id`` does not exist, ``ValueError`` if
     ``new_id`` does."""
@@ -436,14 +482,21 @@ def clone_limiter(
         "algorithm": source["algorithm"],
         "fail_closed": source["fail_closed"],
     }
+    if window_seconds is not None:
+        source = {**source, "period": None}
+    if period is not None:
+        source = {**source, "window_seconds": None}
     for name, override in (
         ("rate_per_second", rate_per_second),
         ("max_concurrent", max_concurrent),
         ("timeout", timeout),
         ("limit", limit),
         ("window_seconds", window_seconds),
+        ("period", period),
+        ("utc_offset", utc_offset),
+        ("precision", precision),
     ):
-        value = override if override is not None else source[name]
+        value = override if override is not None else source.get(name)
         if value is not None:
             options[name] = value
     # The source's burst goes with its rate; a new rate gets the default burst.

@@ -1,7 +1,7 @@
 """Stub of the extension module (crates/ratesync-python)."""
 
 import asyncio
-from typing import Any, Iterable, Sequence
+from typing import Any, Awaitable, Iterable, Sequence
 
 class Decision:
     allowed: bool
@@ -9,6 +9,10 @@ class Decision:
     remaining: int
     retry_after: float
     reset_after: float
+    # retry_after / reset_after as Unix times (seconds), fixed at the decision; a
+    # fixed window's reset_at is the end of its window.
+    retry_at: float
+    reset_at: float
     denied_by: str | None
 
 class Permit:
@@ -16,6 +20,9 @@ class Permit:
     holds_slot: bool
     def release(self) -> None: ...
     def release_wait(self, bridge: LoopBridge | None) -> asyncio.Future[None] | None: ...
+    # Gives back `cost - used` (docs/design.md#settle); without an event loop it is
+    # done on return. ValueError above the cost.
+    def settle(self, used: int) -> Awaitable[None]: ...
     def __enter__(self) -> Permit: ...
     def __exit__(self, *args: object) -> bool: ...
 

@@ -78,7 +78,9 @@ class CompositeRateLimiter:
         else:
             listed = await _api._decide_all(names, calls, True, timeout, keep)
         results = {
-            name: RateLimitResult(r.allowed, r.limit, r.remaining, r.reset_in)
+            name: RateLimitResult(
+                r.allowed, r.limit, r.remaining, r.reset_in, reset_time=r.reset_time
+            )
             for name, r in zip(names, listed)
         }
         return self._apply_strategy(results)

@@ -6,20 +6,36 @@ import time
 from dataclasses import dataclass, field
 
 
+def _unix_time(reset_time: float | None, reset_in: float) -> int:
+    """The Unix timestamp (whole seconds, as rate-sync) of a reset: the one fixed
+    when the decision was made, else ``reset_in`` from now (a result built by hand)."""
+    if reset_time is not None:
+        return int(reset_time)
+    return int(time.time() + reset_in)
+
+
 @dataclass(frozen=True)
 class RateLimitResult:
-    """Outcome of ``check_limiter``: numbers for ``RateLimit`` headers."""
+    """Outcome of ``check_limiter``: numbers for ``RateLimit`` headers.
+
+    ``reset_time``: the Unix time (seconds, a float) of ``reset_in``, fixed when the
+    decision was made: ``reset_at`` does not move as the result ages, and for a
+    fixed window it is the end of the window (a daily quota resets at midnight
+    exactly). ``None`` for a result built by hand: ``reset_at`` then counts
+    ``reset_in`` from now, as rate-sync did. Not compared: two results of the same
+    numbers are equal."""
 
     allowed: bool
     limit: int
     remaining: int
     reset_in: float  # seconds
     limiter_id: str | None = None
+    reset_time: float | None = field(default=None, compare=False)
 
     @property
     def reset_at(self) -> int:
         """Unix timestamp when the limit resets."""
-        return int(time.time() + self.reset_in)
+        return _unix_time(self.reset_time, self.reset_in)
 
     @property
     def retry_after(self) -> int:
@@ -49,6 +65,11 @@ class LimiterReadOnlyConfig:
     window_seconds: float | None = None
     fail_closed: bool = False
     burst: int | None = None
+    # ratesync's own: a sliding window's runs per key; a fixed window's calendar
+    # period ("day", "week", "month") and UTC offset ("+05:30").
+    precision: int | None = None
+    period: str | None = None
+    utc_offset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +82,11 @@ class MultiLimiterResult:
     reset_in: float  # seconds (longest of all limiters)
     blocking_limiter_id: str | None = None
     results: list[RateLimitResult] = field(default_factory=list)
+    reset_time: float | None = field(default=None, compare=False)  # as RateLimitResult's
 
     @property
     def reset_at(self) -> int:
-        return int(time.time() + self.reset_in)
+        return _unix_time(self.reset_time, self.reset_in)
 
     @property
     def retry_after(self) -> int:
@@ -78,13 +100,15 @@ class MultiLimiterResult:
             return cls(allowed=True, limit=1000, remaining=999, reset_in=60.0, results=[])
         blocking = next((r.limiter_id for r in results if not r.allowed), None)
         most_restrictive = min(results, key=lambda r: r.remaining)
+        longest = max(results, key=lambda r: r.reset_in)
         return cls(
             allowed=all(r.allowed for r in results),
             limit=most_restrictive.limit,
             remaining=most_restrictive.remaining,
-            reset_in=max(r.reset_in for r in results),
+            reset_in=longest.reset_in,
             blocking_limiter_id=blocking,
             results=list(results),
+            reset_time=longest.reset_time,
         )
 
 

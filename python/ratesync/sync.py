@@ -6,6 +6,8 @@ calling thread; any other is waited for with the GIL released).
     >>> with sync.acquire("api", key="user-42"):
     ...     ...
     >>> permit = sync.try_acquire("api")   # a Permit, or None when refused
+    >>> permit = sync.acquire("llm", key="user-42", cost=4000)
+    >>> permit.settle(used)                # gives back 4000 - used, done on return
 """
 
 from __future__ import annotations

@@ -529,3 +529,33 @@ async def test_real_server_never_exceeds_max_concurrent(any_store, name):
     assert [r.status_code for r in responses] == [200] * 12
     assert most_inside == 2
     _slot_free(name, "127.0.0.1")
+
+
+def test_fixed_window_headers_show_the_real_reset(store, name):
+    ratesync.configure_limiter(
+        name, store_id=store, algorithm="fixed_window", limit=2, period="day",
+        utc_offset="+05:30",
+    )
+    c = client(make_app(RateLimitDependency(name)))
+    # The next midnight in India (+05:30), as a Unix time.
+    midnight = (math.floor((time.time() + 19_800) / 86_400) + 1) * 86_400 - 19_800
+    for remaining in (1, 0):
+        r = c.get("/x")
+        assert r.status_code == 200
+        assert r.headers["RateLimit-Policy"] == f'"{name}";q=2;w=86400'
+        t = int(r.headers["RateLimit"].split(";t=")[1])
+        assert r.headers["RateLimit"] == f'"{name}";r={remaining};t={t}'
+        assert abs(t - (midnight - time.time())) <= 2
+        assert int(r.headers["X-RateLimit-Reset"]) == midnight
+    r = c.get("/x")
+    assert r.status_code == 429
+    retry = int(r.headers["Retry-After"])
+    assert abs(retry - (midnight - time.time())) <= 2
+    assert r.headers["RateLimit"] == f'"{name}";r=0;t={retry}'
+    assert int(r.headers["X-RateLimit-Reset"]) == midnight
+    # A month's window is its longest, 31 days; its end is in `t`.
+    ratesync.configure_limiter(
+        f"{name}-m", store_id=store, algorithm="fixed_window", limit=2, period="month"
+    )
+    r = client(make_app(RateLimitDependency(f"{name}-m"))).get("/x")
+    assert r.headers["RateLimit-Policy"] == f'"{name}-m";q=2;w=2678400'

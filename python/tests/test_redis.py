@@ -159,3 +159,42 @@ def test_worker_processes_share_a_redis_limit_exactly(redis_url, name):
         assert p.exitcode == 0
     assert all(c > 0 for c in counts) or sum(counts) == LIMIT
     assert sum(counts) == LIMIT
+
+
+async def test_settles_on_redis(redis_store, name):
+    # Redis answers later: the settle is an asyncio future of the running loop.
+    ratesync.configure_limiter(name, redis_store, rate_per_second=0.001, burst=10, timeout=0)
+    permit = await ratesync.acquire(name, key="u", cost=10)
+    await permit.settle(4)
+    assert (await ratesync.check_limiter(name, False, key="u")).remaining == 6
+    await permit.settle(0)  # the first settle counts
+    assert (await ratesync.check_limiter(name, False, key="u")).remaining == 6
+    windowed = f"{name}-w"
+    ratesync.configure_limiter(
+        windowed, redis_store, algorithm="sliding_window", limit=10, window_seconds=60,
+        max_concurrent=1, timeout=0,
+    )
+    async with ratesync.acquire(windowed, cost=8) as permit:
+        await permit.settle(2)
+        assert permit.holds_slot
+    assert (await ratesync.check_limiter(windowed, False)).remaining == 8
+    # Without an event loop (a thread of the blocking API) it is done on return.
+    blocking = await asyncio.to_thread(lambda: sync.acquire(name, key="t", cost=5).settle(1))
+    assert blocking is not None
+    assert (await ratesync.check_limiter(name, False, key="t")).remaining == 9
+
+
+async def test_a_cancelled_settle_keeps_the_permit(redis_store, name):
+    ratesync.configure_limiter(
+        name, redis_store, rate_per_second=0.001, burst=10, max_concurrent=1, timeout=0
+    )
+    async with ratesync.acquire(name, cost=10) as permit:
+        pending = permit.settle(4)
+        pending.cancel()
+        await asyncio.sleep(0.1)
+        # The permit came back from the cancelled settle, slot and all; the first
+        # settle counted (Redis may or may not have had it), so a later one does not.
+        assert permit.holds_slot
+        await permit.settle(0)
+    async with ratesync.acquire(name, timeout=0) as again:
+        assert again.holds_slot

@@ -1,10 +1,13 @@
 //! Shared presentation: tables, numbers with units, the words used for a rule.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use ratesync::{LimiterConfig, Rule};
+use ratesync::algorithm::DEFAULT_PRECISION;
+use ratesync::config::format_utc_offset;
+use ratesync::{FixedWindow, LimiterConfig, Rule};
+use time::{OffsetDateTime, UtcOffset};
 
 /// A table with a header row, sized to the terminal when there is one.
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
@@ -32,18 +35,23 @@ pub fn rate(per_second: f64) -> String {
     }
 }
 
-/// What a limiter allows, in words: `100/s, burst 20`, `5 per 300 s`, either with
-/// `; ≤ 4 in flight`, or `no rate limit, ≤ 3 in flight`.
+/// What a limiter allows, in words: `100/s, burst 20`, `5 per 300 s` (a sliding
+/// window, with `, precision 20` when not the default), `3 per day (UTC+05:30)` or
+/// `60 per 60 s` (fixed windows), either with `; ≤ 4 in flight`, or `no rate limit,
+/// ≤ 3 in flight`.
 pub fn limit(limiter: &LimiterConfig) -> String {
     let rate = match &limiter.rule {
         Some(Rule::TokenBucket(tb)) => {
             format!("{}, burst {}", rate(tb.rate_per_second()), tb.burst())
         }
-        Some(Rule::SlidingWindow(sw)) => format!(
-            "{} per {}",
-            sw.limit(),
-            seconds(Duration::from_nanos(sw.window_nanos()))
-        ),
+        Some(Rule::SlidingWindow(sw)) => {
+            let window = seconds(Duration::from_nanos(sw.window_nanos()));
+            match sw.precision() {
+                DEFAULT_PRECISION => format!("{} per {window}", sw.limit()),
+                precision => format!("{} per {window}, precision {precision}", sw.limit()),
+            }
+        }
+        Some(Rule::FixedWindow(fw)) => fixed_window(fw),
         None => "no rate limit".to_owned(),
     };
     match (limiter.rule.is_some(), limiter.max_concurrent) {
@@ -51,6 +59,75 @@ pub fn limit(limiter: &LimiterConfig) -> String {
         (false, Some(max)) => format!("{rate}, ≤ {max} in flight"),
         (_, None) => rate,
     }
+}
+
+/// A fixed window in words: `3 per day (UTC+05:30)`, `100 per 3600 s (UTC-08:00)`
+/// for windows aligned to local midnight, `60 per 60 s` for windows aligned to the
+/// Unix epoch (`docs/design.md#fixed-windows`).
+fn fixed_window(fw: &FixedWindow) -> String {
+    let per = match fw.period() {
+        Some(period) => period.name().to_owned(),
+        None => seconds(Duration::from_nanos(fw.window_nanos())),
+    };
+    // Calendar periods always fall at some offset; epoch-aligned windows at offset 0
+    // are the same as windows aligned to UTC midnight, so they do not say.
+    match (fw.period(), fw.utc_offset()) {
+        (None, 0) => format!("{} per {per}", fw.limit()),
+        (_, offset) => format!("{} per {per} ({})", fw.limit(), utc(offset)),
+    }
+}
+
+/// `UTC`, `UTC+05:30`.
+fn utc(offset: i32) -> String {
+    match offset {
+        0 => "UTC".to_owned(),
+        offset => format!("UTC{}", format_utc_offset(offset)),
+    }
+}
+
+/// [`limit`], and for a fixed window when its current window ends, on the
+/// calendar at its offset: `3 per day (UTC+05:30), resets at 2026-12-08 00:00:00
+/// +05:30`. The window is the one holding this machine's clock now: the store's
+/// clock decides, but windows are the same for every clock that agrees on the date.
+pub fn limit_now(limiter: &LimiterConfig) -> String {
+    let described = limit(limiter);
+    match &limiter.rule {
+        Some(Rule::FixedWindow(fw)) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            let (_, end) = fw.bounds(now);
+            format!(
+                "{described}, resets at {}",
+                calendar_time(end, fw.utc_offset())
+            )
+        }
+        _ => described,
+    }
+}
+
+/// `nanos` since the Unix epoch as a date and time at `offset` seconds east of UTC:
+/// `2026-12-08 00:00:00 +05:30` (milliseconds shown when not whole seconds).
+pub fn calendar_time(nanos: u64, offset: i32) -> String {
+    let offset = UtcOffset::from_whole_seconds(offset).unwrap_or(UtcOffset::UTC);
+    let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)) else {
+        return format!("{} s after the Unix epoch", nanos / 1_000_000_000);
+    };
+    let at = at.to_offset(offset);
+    let millis = match at.millisecond() {
+        0 => String::new(),
+        ms => format!(".{ms:03}"),
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{millis} {}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        format_utc_offset(offset.whole_seconds()),
+    )
 }
 
 /// The algorithm column: the rule's algorithm, or that there is none.
@@ -74,6 +151,8 @@ pub fn configured_rate(rule: Option<&Rule>) -> Option<f64> {
     match rule? {
         Rule::TokenBucket(tb) => Some(tb.rate_per_second()),
         Rule::SlidingWindow(sw) => Some(f64::from(sw.limit()) * 1e9 / sw.window_nanos() as f64),
+        // A month counts as its longest, 31 days: an estimate, for display only.
+        Rule::FixedWindow(fw) => Some(f64::from(fw.limit()) * 1e9 / fw.window_nanos() as f64),
     }
 }
 
@@ -94,4 +173,60 @@ pub fn optional(value: Option<impl ToString>) -> String {
 /// Prints one JSON value on stdout.
 pub fn json(value: &serde_json::Value) {
     println!("{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratesync::config::LimiterBuilder;
+    use ratesync::{Config, Period, StoreBuilder};
+
+    fn described(limiter: LimiterBuilder) -> String {
+        let config = Config::builder()
+            .store("s", StoreBuilder::memory())
+            .limiter("l", limiter)
+            .build()
+            .unwrap();
+        limit(&config.limiters["l"])
+    }
+
+    #[test]
+    fn rules_in_words() {
+        assert_eq!(
+            described(LimiterBuilder::calendar("s", 3, Period::Day).utc_offset("+05:30")),
+            "3 per day (UTC+05:30)"
+        );
+        assert_eq!(
+            described(LimiterBuilder::calendar("s", 3, Period::Month)),
+            "3 per month (UTC)"
+        );
+        assert_eq!(
+            described(LimiterBuilder::fixed_window("s", 100, 3600.0).utc_offset("-08:00")),
+            "100 per 3600 s (UTC-08:00)"
+        );
+        assert_eq!(
+            described(LimiterBuilder::fixed_window("s", 60, 60.0).max_concurrent(2)),
+            "60 per 60 s; ≤ 2 in flight"
+        );
+        assert_eq!(
+            described(LimiterBuilder::sliding_window("s", 5, 300.0)),
+            "5 per 300 s"
+        );
+        assert_eq!(
+            described(LimiterBuilder::sliding_window("s", 5, 300.0).precision(20)),
+            "5 per 300 s, precision 20"
+        );
+    }
+
+    #[test]
+    fn calendar_times_at_an_offset() {
+        // 2026-12-07 00:00:00 UTC.
+        let monday = 1_796_601_600 * 1_000_000_000;
+        assert_eq!(calendar_time(monday, 0), "2026-12-07 00:00:00 +00:00");
+        assert_eq!(calendar_time(monday, 19_800), "2026-12-07 05:30:00 +05:30");
+        assert_eq!(
+            calendar_time(monday + 250_000_000, -28_800),
+            "2026-12-06 16:00:00.250 -08:00"
+        );
+    }
 }

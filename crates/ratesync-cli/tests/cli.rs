@@ -62,6 +62,39 @@ limit = 5
 window_seconds = 300
 "#;
 
+/// Fixed windows (a daily quota at an offset, epoch-aligned seconds) and a sliding
+/// window of a set precision, all in memory.
+const WINDOWS: &str = r#"
+[stores.local]
+engine = "memory"
+
+[limiters.daily]
+store = "local"
+algorithm = "fixed_window"
+limit = 3
+period = "day"
+utc_offset = "+05:30"
+
+[limiters.second]
+store = "local"
+algorithm = "fixed_window"
+limit = 50
+window_seconds = 1
+
+[limiters.precise]
+store = "local"
+algorithm = "sliding_window"
+limit = 50
+window_seconds = 1
+precision = 20
+
+[limiters.llm]
+store = "local"
+algorithm = "fixed_window"
+limit = 50
+period = "day"
+"#;
+
 /// A temporary directory holding `rate-sync.toml` with `text`.
 fn dir_with(text: &str) -> TempDir {
     let dir = TempDir::new().unwrap();
@@ -93,6 +126,22 @@ fn check_accepts_a_valid_file_and_masks_secrets() {
         .stdout(predicate::str::contains("sliding_window"))
         .stdout(predicate::str::contains("app:***@127.0.0.1:1"))
         .stdout(predicate::str::contains("hunter2").not());
+}
+
+#[test]
+fn check_describes_fixed_windows_and_precision() {
+    let dir = dir_with(WINDOWS);
+    ratesync(dir.path())
+        .arg("check")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fixed_window"))
+        // The next midnight in India, on its calendar.
+        .stdout(predicate::str::contains("3 per day (UTC+05:30), resets at"))
+        .stdout(predicate::str::contains(" 00:00:00 +05:30"))
+        .stdout(predicate::str::contains("50 per 1 s, resets at"))
+        .stdout(predicate::str::contains("50 per 1 s, precision 20"))
+        .stdout(predicate::str::contains("50 per day (UTC), resets at"));
 }
 
 #[test]
@@ -247,6 +296,25 @@ fn status_json_has_the_documented_keys() {
 }
 
 #[test]
+fn status_describes_fixed_windows() {
+    let dir = dir_with(WINDOWS);
+    let daily = json_of(ratesync(dir.path()).args(["status", "daily", "--json"]));
+    assert_eq!(daily["algorithm"], "fixed_window");
+    assert_eq!(daily["rule"], "3 per day (UTC+05:30)");
+    assert_eq!(
+        (daily["limit"].as_u64(), daily["remaining"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let precise = json_of(ratesync(dir.path()).args(["status", "precise", "--json"]));
+    assert_eq!(precise["rule"], "50 per 1 s, precision 20");
+    ratesync(dir.path())
+        .args(["status", "daily"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 per day (UTC+05:30), resets at"));
+}
+
+#[test]
 fn reset_succeeds() {
     let dir = dir_with(VALID);
     ratesync(dir.path())
@@ -312,6 +380,80 @@ fn bench_sliding_window_never_exceeds_the_limit() {
 }
 
 #[test]
+fn bench_fixed_window_never_exceeds_the_limit() {
+    let dir = dir_with(WINDOWS);
+    let report = bench(dir.path(), "second", "1.5");
+    let admitted = report["admitted"].as_u64().unwrap();
+    let bound = report["admitted_bound"].as_u64().unwrap();
+    // 1.5 s meet 2 or 3 windows of 1 s (aligned to the Unix epoch, not to the run):
+    // each admits 50 at its start.
+    assert!(admitted <= bound && bound <= 150, "{report}");
+    assert!(admitted >= 100, "{report}");
+    assert_eq!(report["settle"], Value::Null);
+}
+
+#[test]
+fn bench_settles_give_units_back() {
+    let dir = dir_with(WINDOWS);
+    let report = json_of(ratesync(dir.path()).args([
+        "bench",
+        "--limiter",
+        "llm",
+        "--tasks",
+        "1",
+        "--duration",
+        "0.3",
+        "--cost",
+        "5",
+        "--settle",
+        "1",
+        "--json",
+    ]));
+    let admitted = report["admitted"].as_u64().unwrap();
+    // Each call takes 5 of the day's 50 and keeps 1: the 46th call finds 45 + 5 used.
+    // Without settles, 10 (20 should the run cross midnight UTC).
+    assert!((46..=92).contains(&admitted), "{report}");
+    assert!(
+        admitted <= report["admitted_bound"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(report["denied"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["settle"], 1);
+    assert_eq!(report["settled"].as_u64(), Some(admitted), "{report}");
+    assert_eq!(report["settle_errors"], 0);
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(
+            report["settle_latency_us"][key].as_f64().is_some(),
+            "{report}"
+        );
+    }
+    // A settle gives back; it never takes more than the cost.
+    ratesync(dir.path())
+        .args(["bench", "--limiter", "llm", "--cost", "2", "--settle", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--settle 3 is above --cost 2"));
+    // The table says so too.
+    ratesync(dir.path())
+        .args([
+            "bench",
+            "--limiter",
+            "second",
+            "--duration",
+            "0.2",
+            "--tasks",
+            "2",
+            "--settle",
+            "0",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cost 1, settled at 0"))
+        .stdout(predicate::str::contains("settle latency µs"))
+        .stdout(predicate::str::contains("no bound"));
+}
+
+#[test]
 fn bench_needs_a_limiter() {
     let dir = dir_with(VALID);
     ratesync(dir.path())
@@ -330,6 +472,18 @@ fn demo_runs_without_a_file_and_ends_by_itself() {
         .success()
         .stdout(predicate::str::contains("api"))
         .stdout(predicate::str::contains("100/s, burst 10"));
+}
+
+#[test]
+fn demo_drives_fixed_windows_from_a_file() {
+    let dir = dir_with(WINDOWS);
+    ratesync(dir.path())
+        .args(["demo", "--duration", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 per day (UTC+05:30)"))
+        .stdout(predicate::str::contains("50 per 1 s, precision 20"))
+        .stdout(predicate::str::contains("second"));
 }
 
 #[test]

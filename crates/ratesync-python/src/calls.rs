@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use ratesync::{AcquireAllError, AcquireError, Limiter};
+use ratesync::{AcquireAllError, AcquireError, Limiter, Rule};
 
 use crate::bridge::LoopBridge;
 use crate::errors;
@@ -59,26 +59,37 @@ fn wait_bound(timeout: Option<f64>) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
-fn permit(py: Python<'_>, result: Result<ratesync::Permit, AcquireError>) -> PyResult<Py<PyAny>> {
+/// The permit of a call of `cost` on a limiter whose rule is `rule`, or its
+/// failure as an exception.
+fn permit(
+    py: Python<'_>,
+    result: Result<ratesync::Permit, AcquireError>,
+    rule: Option<Rule>,
+    cost: u32,
+) -> PyResult<Py<PyAny>> {
     match result {
-        Ok(permit) => Ok(Py::new(py, Permit::new(permit))?.into_any()),
+        Ok(permit) => Ok(Py::new(py, Permit::new(permit, rule.as_ref(), Some(cost)))?.into_any()),
         Err(error) => Err(errors::from_acquire(&error)),
     }
 }
 
-/// A refusal as `None`, other failures as exceptions.
+/// The same, with a refusal as `None`.
 fn permit_or_none(
     py: Python<'_>,
     result: Result<ratesync::Permit, AcquireError>,
+    rule: Option<Rule>,
+    cost: u32,
 ) -> PyResult<Py<PyAny>> {
     match result {
         Err(AcquireError::Denied { .. }) => Ok(py.None()),
-        other => permit(py, other),
+        other => permit(py, other, rule, cost),
     }
 }
 
 /// Waits for a permit (timeout `None` = the limiter's own): a `Permit`, or an asyncio
-/// future of one.
+/// future of one. Every call is settleable: a Python caller that estimated its cost
+/// settles it on the permit, and the cost of that (the permit keeps its limiter and
+/// key) is nothing beside a Python call (`docs/design.md#settle`).
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost, timeout))]
 fn acquire(
@@ -90,18 +101,22 @@ fn acquire(
     timeout: Option<f64>,
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
+    let rule = limiter.policy().rule;
     let bound = wait_bound(timeout)?;
     let work = async move {
-        let call = limiter.key(&key).cost(cost);
+        let call = limiter.key(&key).cost(cost).settleable();
         match timeout {
             Some(_) => call.timeout(bound).acquire().await,
             None => call.acquire().await,
         }
     };
-    crate::bridge::run(py, bridge, work, permit)
+    crate::bridge::run(py, bridge, work, move |py, result| {
+        permit(py, result, rule, cost)
+    })
 }
 
-/// One attempt: a `Permit`, `None` when refused, or an asyncio future of either.
+/// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused, or
+/// an asyncio future of either.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost))]
 fn attempt(
@@ -112,8 +127,14 @@ fn attempt(
     cost: u32,
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
-    let work = async move { limiter.key(&key).cost(cost).try_acquire().await };
-    crate::bridge::run(py, bridge, work, permit_or_none)
+    let rule = limiter.policy().rule;
+    let work = async move {
+        let call = limiter.key(&key).cost(cost).settleable();
+        call.try_acquire().await
+    };
+    crate::bridge::run(py, bridge, work, move |py, result| {
+        permit_or_none(py, result, rule, cost)
+    })
 }
 
 /// The decision an attempt would get now, consuming nothing: a `Decision`, or an
@@ -128,9 +149,10 @@ fn state(
     cost: u32,
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
+    let rule = limiter.policy().rule;
     let work = async move { limiter.key(&key).cost(cost).state().await };
-    crate::bridge::run(py, bridge, work, |py, result| match result {
-        Ok(d) => Ok(Py::new(py, Decision::from(&d))?.into_any()),
+    crate::bridge::run(py, bridge, work, move |py, result| match result {
+        Ok(d) => Ok(Py::new(py, Decision::new(&d, rule.as_ref()))?.into_any()),
         Err(error) => Err(errors::from_acquire(&error)),
     })
 }
@@ -175,16 +197,24 @@ pub(crate) struct GroupOutcome {
     index: Option<usize>,
 }
 
+/// What a group got; `rules`: the rule of each call's limiter. Its permits cannot
+/// settle (the core settles single calls).
 fn group_outcome(
     py: Python<'_>,
     result: Result<Vec<ratesync::Permit>, AcquireAllError>,
+    rules: &[Option<Rule>],
 ) -> PyResult<Py<PyAny>> {
     let outcome = match result {
         Ok(permits) => {
-            let decisions: Vec<Decision> = permits.iter().map(|p| p.decision().into()).collect();
+            let decisions: Vec<Decision> = permits
+                .iter()
+                .zip(rules)
+                .map(|(p, rule)| Decision::new(p.decision(), rule.as_ref()))
+                .collect();
             let permits = permits
                 .into_iter()
-                .map(|p| Py::new(py, Permit::new(p)))
+                .zip(rules)
+                .map(|(p, rule)| Py::new(py, Permit::new(p, rule.as_ref(), None)))
                 .collect::<PyResult<Vec<_>>>()?;
             GroupOutcome {
                 admitted: true,
@@ -197,7 +227,8 @@ fn group_outcome(
             let decisions: Vec<Option<Decision>> = refusal
                 .decisions
                 .iter()
-                .map(|d| d.as_ref().map(Decision::from))
+                .zip(rules)
+                .map(|(d, rule)| d.as_ref().map(|d| Decision::new(d, rule.as_ref())))
                 .collect();
             GroupOutcome {
                 admitted: false,
@@ -228,6 +259,7 @@ fn acquire_all(
         .into_iter()
         .map(|(target, key, cost)| Ok((resolve(&target)?, key, cost)))
         .collect::<PyResult<_>>()?;
+    let rules: Vec<Option<Rule>> = calls.iter().map(|(l, _, _)| l.policy().rule).collect();
     let bound = wait_bound(timeout)?;
     let work = async move {
         let calls: Vec<ratesync::Call<'_>> = calls
@@ -239,7 +271,9 @@ fn acquire_all(
             true => ratesync::acquire_all(&calls, bound).await,
         }
     };
-    crate::bridge::run(py, bridge, work, group_outcome)
+    crate::bridge::run(py, bridge, work, move |py, result| {
+        group_outcome(py, result, &rules)
+    })
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -251,5 +285,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(private_limiter, m)?)?;
     m.add_class::<LimiterHandle>()?;
     m.add_class::<GroupOutcome>()?;
+    m.add_class::<crate::types::Ready>()?;
     Ok(())
 }

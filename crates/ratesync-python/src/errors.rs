@@ -1,8 +1,9 @@
 //! Core errors as the exceptions of `ratesync.exceptions` (built there, by
 //! `_from_native`, so that their classes and attributes are those of rate-sync).
 
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use ratesync::{AcquireError, Error};
+use ratesync::{AcquireError, Error, SettleError};
 
 fn build(kind: &str, message: &str, name: Option<&str>, retry_after: Option<f64>) -> PyErr {
     Python::attach(|py| {
@@ -47,4 +48,14 @@ pub(crate) fn from_acquire(error: &AcquireError) -> PyErr {
     };
     let retry_after = error.retry_after().map(|d| d.as_secs_f64());
     build(kind, &error.to_string(), Some(limiter), retry_after)
+}
+
+/// A settle that failed: the store's failure as for a call; a misuse as Python's
+/// own errors (`ValueError` for units above the cost).
+pub(crate) fn from_settle(error: &SettleError) -> PyErr {
+    match error {
+        SettleError::Store(error) => from_acquire(error),
+        SettleError::AboveCost { .. } => PyValueError::new_err(error.to_string()),
+        SettleError::NotSettleable => PyRuntimeError::new_err(error.to_string()),
+    }
 }

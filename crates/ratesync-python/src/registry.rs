@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use ratesync::config::{EngineConfig, StoreConfig};
+use ratesync::config::{format_utc_offset, EngineConfig, StoreConfig};
 use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
 
 use crate::errors;
@@ -292,42 +292,79 @@ fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound
     let info = PyDict::new(py);
     info.set_item("store_id", &limiter.store)?;
     info.set_item("backend", &limiter.store)?;
-    // A limiter without a rate is configured as rate-sync's default algorithm with
-    // no rate: it reads back that way.
-    let (algorithm, rate, burst, limit, window): (
-        _,
-        Option<f64>,
-        Option<u32>,
-        Option<u32>,
-        Option<f64>,
-    ) = match limiter.rule {
-        None => ("token_bucket", None, None, None, None),
-        Some(Rule::TokenBucket(tb)) => (
-            "token_bucket",
-            Some(tb.rate_per_second()),
-            Some(tb.burst()),
-            None,
-            None,
-        ),
-        Some(Rule::SlidingWindow(sw)) => (
-            "sliding_window",
-            None,
-            None,
-            Some(sw.limit()),
-            Some(sw.window_nanos() as f64 / 1e9),
-        ),
-    };
-    info.set_item("algorithm", algorithm)?;
-    info.set_item("rate_per_second", rate)?;
-    info.set_item("burst", burst)?;
-    info.set_item("limit", limit)?;
-    info.set_item("window_seconds", window)?;
+    let rule = RuleInfo::of(limiter.rule.as_ref());
+    info.set_item("algorithm", rule.algorithm)?;
+    info.set_item("rate_per_second", rule.rate_per_second)?;
+    info.set_item("burst", rule.burst)?;
+    info.set_item("limit", rule.limit)?;
+    info.set_item("window_seconds", rule.window_seconds)?;
+    info.set_item("precision", rule.precision)?;
+    info.set_item("period", rule.period)?;
+    info.set_item("utc_offset", rule.utc_offset)?;
     info.set_item("max_concurrent", limiter.max_concurrent.map(|n| n.get()))?;
     info.set_item("lease_ttl", limiter.lease_ttl.as_secs_f64())?;
     info.set_item("timeout", limiter.timeout.map(|t| t.as_secs_f64()))?;
     info.set_item("fail_closed", limiter.fail_closed)?;
     info.set_item("initialized", true)?;
     Ok(info)
+}
+
+/// A rule as the keys of `configure_limiter` that give it back (`clone_limiter`
+/// configures a copy from them): keys the rule does not read are `None`.
+#[derive(Default)]
+struct RuleInfo {
+    algorithm: &'static str,
+    rate_per_second: Option<f64>,
+    burst: Option<u32>,
+    limit: Option<u32>,
+    window_seconds: Option<f64>,
+    precision: Option<u32>,
+    period: Option<&'static str>,
+    utc_offset: Option<String>,
+}
+
+impl RuleInfo {
+    fn of(rule: Option<&Rule>) -> Self {
+        match rule {
+            // A limiter without a rate is configured as rate-sync's default
+            // algorithm with no rate: it reads back that way.
+            None => RuleInfo {
+                algorithm: "token_bucket",
+                ..RuleInfo::default()
+            },
+            Some(Rule::TokenBucket(tb)) => RuleInfo {
+                algorithm: "token_bucket",
+                rate_per_second: Some(tb.rate_per_second()),
+                burst: Some(tb.burst()),
+                ..RuleInfo::default()
+            },
+            Some(Rule::SlidingWindow(sw)) => RuleInfo {
+                algorithm: "sliding_window",
+                limit: Some(sw.limit()),
+                window_seconds: Some(sw.window_nanos() as f64 / 1e9),
+                precision: Some(sw.precision()),
+                ..RuleInfo::default()
+            },
+            Some(Rule::FixedWindow(fw)) => RuleInfo {
+                algorithm: "fixed_window",
+                limit: Some(fw.limit()),
+                // A calendar period has no one length (months differ): `period`
+                // says it, and `window_seconds` would conflict with it.
+                window_seconds: fw
+                    .period()
+                    .is_none()
+                    .then(|| fw.window_nanos() as f64 / 1e9),
+                period: fw.period().map(|p| p.name()),
+                // Windows aligned to the Unix epoch are those of offset 0 without
+                // the day's constraint: no offset reads back as one, as configured.
+                utc_offset: match (fw.period(), fw.utc_offset()) {
+                    (None, 0) => None,
+                    (_, offset) => Some(format_utc_offset(offset)),
+                },
+                ..RuleInfo::default()
+            },
+        }
+    }
 }
 
 /// The `[fastapi] trusted_proxy_networks` of the configuration (empty when unset).

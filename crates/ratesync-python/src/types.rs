@@ -1,7 +1,15 @@
 //! `Permit` and `Decision` as Python objects.
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use ratesync::{Rule, SettleError};
+
+use crate::bridge::LoopBridge;
+use crate::errors;
 
 /// The numbers of one decision (`docs/design.md#decisions`): what a caller tells its
 /// own client.
@@ -20,24 +28,65 @@ pub(crate) struct Decision {
     /// Seconds until the key is fully available again.
     #[pyo3(get)]
     reset_after: f64,
+    /// `retry_after` as a Unix time (seconds), fixed when the decision was made.
+    #[pyo3(get)]
+    retry_at: f64,
+    /// `reset_after` as a Unix time (seconds), fixed when the decision was made;
+    /// for a fixed window, the end of its window.
+    #[pyo3(get)]
+    reset_at: f64,
     /// `"rate"`, `"concurrency"` or `None`.
     #[pyo3(get)]
     denied_by: Option<&'static str>,
 }
 
-impl From<&ratesync::Decision> for Decision {
-    fn from(d: &ratesync::Decision) -> Self {
+impl Decision {
+    /// The decision `d` of a limiter whose rule is `rule`.
+    pub(crate) fn new(d: &ratesync::Decision, rule: Option<&Rule>) -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         Decision {
             allowed: d.allowed(),
             limit: d.limit(),
             remaining: d.remaining(),
             retry_after: d.retry_after().as_secs_f64(),
             reset_after: d.reset_after().as_secs_f64(),
+            retry_at: unix_time(now, d.retry_after(), rule),
+            reset_at: unix_time(now, d.reset_after(), rule),
             denied_by: d.denied_by().map(|by| match by {
                 ratesync::DeniedBy::Rate => "rate",
                 ratesync::DeniedBy::Concurrency => "concurrency",
             }),
         }
+    }
+}
+
+/// The Unix time (seconds) `after` from `now`. A fixed window resets at the end of
+/// its window, on the calendar (`docs/design.md#fixed-windows`): the store measured
+/// `after` on its own clock, so `now + after` lands within a few milliseconds of
+/// that end, and the end itself is given, exactly (a daily quota resets at
+/// 00:00:00, not at 23:59:59.998). Only an end within a second is taken, of windows
+/// of two seconds or more: a clock further off keeps its own reading.
+fn unix_time(now: Duration, after: Duration, rule: Option<&Rule>) -> f64 {
+    const SECOND: u64 = 1_000_000_000;
+    let at = now.saturating_add(after);
+    let Some(Rule::FixedWindow(fw)) = rule else {
+        return at.as_secs_f64();
+    };
+    if after.is_zero() || fw.window_nanos() < 2 * SECOND {
+        return at.as_secs_f64();
+    }
+    let at_ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+    let (start, end) = fw.bounds(at_ns);
+    let nearest = if at_ns - start <= end - at_ns {
+        start
+    } else {
+        end
+    };
+    match nearest.abs_diff(at_ns) < SECOND {
+        true => Duration::from_nanos(nearest).as_secs_f64(),
+        false => at.as_secs_f64(),
     }
 }
 
@@ -56,18 +105,59 @@ impl Decision {
 }
 
 /// An admission. For limiters with `max_concurrent` it holds a slot until
-/// `release()` or until it is garbage collected.
+/// `release()` or until it is garbage collected. Every permit of a single call can
+/// settle its cost (`docs/design.md#settle`).
 #[pyclass(frozen, module = "ratesync._native")]
 pub(crate) struct Permit {
     decision: Decision,
-    inner: Mutex<Option<ratesync::Permit>>,
+    /// The cost of the call, which a settle may bring down; `None` for a permit
+    /// that cannot settle (one of a group).
+    cost: Option<u32>,
+    held: Arc<Mutex<Held>>,
+}
+
+/// What a Python permit holds of the core's, shared with a settle in progress.
+#[derive(Default)]
+struct Held {
+    /// The core permit: its slot, and what a settle gives back. `None` once
+    /// released with its slot, or while a settle has it.
+    permit: Option<ratesync::Permit>,
+    /// A settle has the core permit (`settle` needs it whole, for as long as the
+    /// store takes), and whether it holds a slot.
+    lent: Option<bool>,
+    /// `release()` came while a settle had the permit: the settle releases it when
+    /// it is done.
+    release_pending: bool,
+    /// A settle was made: the first counts, later ones change nothing.
+    settled: bool,
+}
+
+impl Held {
+    /// The core permit, to release, when it holds a slot. A permit without one stays:
+    /// releasing it frees nothing, and it can still settle (after `async with`).
+    fn take_slot(&mut self) -> Option<ratesync::Permit> {
+        if self.lent.is_some() {
+            self.release_pending = true;
+            return None;
+        }
+        match &self.permit {
+            Some(permit) if permit.holds_slot() => self.permit.take(),
+            _ => None,
+        }
+    }
 }
 
 impl Permit {
-    pub(crate) fn new(permit: ratesync::Permit) -> Self {
+    /// A permit of a single call of `cost` (made settleable), or of a group
+    /// (`cost` is `None`).
+    pub(crate) fn new(permit: ratesync::Permit, rule: Option<&Rule>, cost: Option<u32>) -> Self {
         Permit {
-            decision: permit.decision().into(),
-            inner: Mutex::new(Some(permit)),
+            decision: Decision::new(permit.decision(), rule),
+            cost,
+            held: Arc::new(Mutex::new(Held {
+                permit: Some(permit),
+                ..Held::default()
+            })),
         }
     }
 }
@@ -81,6 +171,16 @@ fn release(permit: Option<ratesync::Permit>) {
     }
 }
 
+/// The bridge of the running event loop, or `None` in a thread without one (the
+/// blocking API).
+fn running_bridge(py: Python<'_>) -> PyResult<Option<Bound<'_, LoopBridge>>> {
+    match py.import("ratesync._bridge")?.getattr("current")?.call0() {
+        Ok(bridge) => Ok(Some(bridge.cast_into::<LoopBridge>()?)),
+        Err(error) if error.is_instance_of::<PyRuntimeError>(py) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 #[pymethods]
 impl Permit {
     #[getter]
@@ -91,13 +191,17 @@ impl Permit {
     /// Whether this permit still holds a concurrency slot.
     #[getter]
     fn holds_slot(&self) -> bool {
-        self.inner.lock().as_ref().is_some_and(|p| p.holds_slot())
+        let held = self.held.lock();
+        match held.lent {
+            Some(slot) => slot && !held.release_pending,
+            None => held.permit.as_ref().is_some_and(|p| p.holds_slot()),
+        }
     }
 
     /// Releases the slot (if any); idempotent, never blocks. A remote store gets
     /// the release in the background.
     fn release(&self) {
-        let permit = self.inner.lock().take();
+        let permit = self.held.lock().take_slot();
         release(permit);
     }
 
@@ -108,12 +212,74 @@ impl Permit {
     fn release_wait(
         &self,
         py: Python<'_>,
-        bridge: Option<&Bound<'_, crate::bridge::LoopBridge>>,
+        bridge: Option<&Bound<'_, LoopBridge>>,
     ) -> PyResult<Py<PyAny>> {
-        let Some(permit) = self.inner.lock().take() else {
+        let Some(permit) = self.held.lock().take_slot() else {
             return Ok(py.None());
         };
         crate::bridge::run(py, bridge, permit.release(), |py, ()| Ok(py.None()))
+    }
+
+    /// Settles the call's cost at `used` units once the work is done
+    /// (`docs/design.md#settle`): the store gets back `cost - used`, atomically,
+    /// and waiters on the key try again. An awaitable; in a thread without an event
+    /// loop the settle is done when this returns (no need to await it). The first
+    /// settle counts, later ones change nothing. `ValueError` when `used` is above
+    /// the cost; `StoreUnavailableError` when the store could not take the units
+    /// back (they return when they refill or leave the window). A permit that holds
+    /// a concurrency slot settles before it is released; one without can settle
+    /// after its `async with` block too.
+    fn settle(&self, py: Python<'_>, used: u32) -> PyResult<Py<PyAny>> {
+        let Some(cost) = self.cost else {
+            return Err(PyRuntimeError::new_err(
+                SettleError::NotSettleable.to_string(),
+            ));
+        };
+        if used > cost {
+            return Err(PyValueError::new_err(format!(
+                "cannot settle at {used} units, above the cost of {cost} the call took"
+            )));
+        }
+        let bridge = running_bridge(py)?;
+        let permit = {
+            let mut held = self.held.lock();
+            if held.settled {
+                return Ok(Py::new(py, Ready)?.into_any());
+            }
+            let Some(permit) = held.permit.take() else {
+                return Err(PyRuntimeError::new_err(
+                    "this permit was released with its concurrency slot, and what it would \
+                     give back with it: settle before releasing it (inside `async with`)",
+                ));
+            };
+            held.settled = true;
+            held.lent = Some(permit.holds_slot());
+            permit
+        };
+        let lent = Lent {
+            permit: Some(permit),
+            held: self.held.clone(),
+        };
+        let work = async move {
+            // A local, dropped when the settle is done, before its answer goes back
+            // to Python (which may release the permit at once); or with the future
+            // of a cancelled `await`. Either way the permit goes back.
+            let mut lent = lent;
+            let Some(permit) = lent.permit.as_mut() else {
+                return Ok(());
+            };
+            permit.settle(used).await
+        };
+        let answer = crate::bridge::run(py, bridge.as_ref(), work, |py, settled| {
+            settled
+                .map(|()| py.None())
+                .map_err(|error| errors::from_settle(&error))
+        })?;
+        // Settled at once (or after blocking): an awaitable that is already done.
+        match answer.is_none(py) {
+            true => Ok(Py::new(py, Ready)?.into_any()),
+            false => Ok(answer),
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -133,7 +299,71 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    /// Drops the core permit (a slot is released) in the runtime; a settle in
+    /// progress does it when done.
     fn drop(&mut self) {
-        release(self.inner.get_mut().take());
+        let permit = {
+            let mut held = self.held.lock();
+            match held.lent {
+                Some(_) => {
+                    held.release_pending = true;
+                    None
+                }
+                None => held.permit.take(),
+            }
+        };
+        release(permit);
+    }
+}
+
+/// The core permit while a settle has it: given back to its Python permit when the
+/// settle is done or dropped (a cancelled `await`), or released when that was asked
+/// meanwhile. Dropped in the runtime (where the settle runs): a remote release is
+/// sent from there.
+struct Lent {
+    permit: Option<ratesync::Permit>,
+    held: Arc<Mutex<Held>>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let released = {
+            let mut held = self.held.lock();
+            held.lent = None;
+            match held.release_pending {
+                true => self.permit.take(),
+                false => {
+                    held.permit = self.permit.take();
+                    None
+                }
+            }
+        };
+        drop(released);
+    }
+}
+
+/// An awaitable that is already done, with the value `None`: what `settle` gives
+/// when the store answered at once, so that `await permit.settle(n)` reads the same
+/// on every engine without an asyncio future per call.
+#[pyclass(frozen, module = "ratesync._native")]
+pub(crate) struct Ready;
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Done at once: the iteration stops with the value `None`.
+    fn __next__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "Ready()"
     }
 }

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use ratesync::algorithm::{Windows, DEFAULT_PRECISION};
 use ratesync::config::{discover_path_in, ConfigIssue, EngineConfig, LimiterBuilder, StoreBuilder};
-use ratesync::{Config, ConfigError, Rule};
+use ratesync::{Config, ConfigError, Period, Rule};
 
 const COMPAT: &str = include_str!("fixtures/rate-sync-compat.toml");
 const ALL_ENGINES: &str = include_str!("fixtures/all-engines.toml");
@@ -211,6 +212,29 @@ fn every_engine_and_key_validates() {
         panic!()
     };
     assert_eq!(window.window_nanos(), 500_000_000);
+    assert_eq!(window.precision(), 20);
+    let Some(Rule::FixedWindow(daily)) = config.limiters["daily"].rule else {
+        panic!()
+    };
+    assert_eq!(
+        (daily.limit(), daily.period(), daily.utc_offset()),
+        (1000, Some(Period::Day), 19_800)
+    );
+    let Some(Rule::FixedWindow(hourly)) = config.limiters["hourly"].rule else {
+        panic!()
+    };
+    assert_eq!((hourly.period(), hourly.utc_offset()), (None, -28_800));
+    assert_eq!(hourly.window_nanos(), 3_600_000_000_000);
+    let Some(Rule::FixedWindow(minute)) = config.limiters["minute"].rule else {
+        panic!()
+    };
+    assert_eq!(
+        minute.windows(),
+        Windows::Every {
+            length: 60_000_000_000,
+            phase: 0
+        }
+    );
     let Some(Rule::TokenBucket(events)) = config.limiters["events"].rule else {
         panic!()
     };
@@ -578,11 +602,45 @@ fn algorithm_keys_do_not_mix() {
         "limiters.api.limit",
         6,
         &[
-            "sliding_window setting",
+            "sliding_window or fixed_window setting",
             "token_bucket (the default)",
-            "algorithm = \"sliding_window\"",
+            "algorithm = \"sliding_window\" or \"fixed_window\"",
         ],
     );
+    for (body, path, line, needles) in [
+        (
+            "algorithm = \"fixed_window\"\nlimit = 5\nperiod = \"day\"\nprecision = 10\n",
+            "limiters.api.precision",
+            8,
+            &[
+                "`precision` is a sliding_window setting",
+                "algorithm is fixed_window",
+            ][..],
+        ),
+        (
+            "algorithm = \"sliding_window\"\nlimit = 5\nwindow_seconds = 1\nperiod = \"day\"\n",
+            "limiters.api.period",
+            8,
+            &[
+                "`period` is a fixed_window setting",
+                "algorithm = \"fixed_window\"",
+            ][..],
+        ),
+        (
+            "rate_per_second = 1\nutc_offset = \"+01:00\"\n",
+            "limiters.api.utc_offset",
+            6,
+            &["fixed_window setting", "token_bucket (the default)"][..],
+        ),
+        (
+            "algorithm = \"fixed_window\"\nlimit = 5\nwindow_seconds = 1\nburst = 2\n",
+            "limiters.api.burst",
+            8,
+            &["token_bucket setting", "algorithm is fixed_window"][..],
+        ),
+    ] {
+        assert_issue(&with_limiter(body), path, line, needles);
+    }
 }
 
 #[test]
@@ -600,6 +658,214 @@ fn sliding_window_needs_limit_and_window() {
         "limiters.api.window_seconds",
         7,
         &["must be positive"],
+    );
+}
+
+#[test]
+fn sliding_window_precision_is_optional_and_bounded() {
+    let config = parse(&with_limiter(
+        "algorithm = \"sliding_window\"\nlimit = 5\nwindow_seconds = 60\n",
+    ))
+    .unwrap();
+    let Some(Rule::SlidingWindow(sw)) = config.limiters["api"].rule else {
+        panic!()
+    };
+    assert_eq!(sw.precision(), DEFAULT_PRECISION);
+    for (value, needle) in [
+        ("3", "must be at least 4, got 3"),
+        ("1001", "must be at most 1000, got 1001"),
+        ("10.5", "expected an integer, got the float 10.5"),
+    ] {
+        assert_issue(
+            &with_limiter(&format!(
+                "algorithm = \"sliding_window\"\nlimit = 5\nwindow_seconds = 60\nprecision = {value}\n"
+            )),
+            "limiters.api.precision",
+            8,
+            &[needle],
+        );
+    }
+    let config = parse(&with_limiter(
+        "algorithm = \"sliding_window\"\nlimit = 5\nwindow_seconds = 60\nprecision = \"${P:-4}\"\n",
+    ))
+    .unwrap();
+    let Some(Rule::SlidingWindow(sw)) = config.limiters["api"].rule else {
+        panic!()
+    };
+    assert_eq!(
+        sw.precision(),
+        4,
+        "numbers from the environment are numbers"
+    );
+}
+
+/// The fixed window of `body` (a `[limiters.api]` body), which must validate.
+fn fixed(body: &str) -> ratesync::FixedWindow {
+    let config = parse(&with_limiter(&format!(
+        "algorithm = \"fixed_window\"\n{body}"
+    )))
+    .unwrap();
+    match config.limiters["api"].rule {
+        Some(Rule::FixedWindow(fw)) => fw,
+        other => panic!("not a fixed window: {other:?}"),
+    }
+}
+
+#[test]
+fn fixed_windows_validate() {
+    const SEC: u64 = 1_000_000_000;
+    const HOUR: u64 = 3600 * SEC;
+    // Epoch-aligned windows of any length.
+    let fw = fixed("limit = 10\nwindow_seconds = 7\n");
+    assert_eq!((fw.limit(), fw.period(), fw.utc_offset()), (10, None, 0));
+    assert_eq!(
+        fw.windows(),
+        Windows::Every {
+            length: 7 * SEC,
+            phase: 0
+        }
+    );
+    // With an offset, windows of a divisor of a day start at local midnight.
+    let fw = fixed("limit = 10\nwindow_seconds = 7200\nutc_offset = \"+05:30\"\n");
+    assert_eq!(fw.utc_offset(), 19_800);
+    assert_eq!(fw.bounds(0).1, HOUR / 2, "midnight in India is 18:30 UTC");
+    // Calendar periods, UTC unless said otherwise.
+    for (period, expected) in [
+        ("day", Period::Day),
+        ("week", Period::Week),
+        ("month", Period::Month),
+    ] {
+        let fw = fixed(&format!("limit = 3\nperiod = \"{period}\"\n"));
+        assert_eq!((fw.period(), fw.utc_offset()), (Some(expected), 0));
+    }
+    for (offset, seconds) in [
+        ("-08:00", -28_800),
+        ("UTC", 0),
+        ("Z", 0),
+        ("+00:00", 0),
+        ("${TZ_OFFSET:-+09:00}", 32_400),
+    ] {
+        let fw = fixed(&format!(
+            "limit = 3\nperiod = \"day\"\nutc_offset = \"{offset}\"\n"
+        ));
+        assert_eq!(fw.utc_offset(), seconds, "{offset}");
+    }
+}
+
+#[test]
+fn fixed_window_errors_name_their_key() {
+    let cases: &[(&str, &str, usize, &[&str])] = &[
+        (
+            "limit = 3\nperiod = \"daily\"\n",
+            "limiters.api.period",
+            7,
+            &[
+                "unknown period `daily`",
+                "expected day, week or month",
+                "did you mean `day`?",
+            ],
+        ),
+        (
+            "limit = 3\nperiod = \"fortnight\"\n",
+            "limiters.api.period",
+            7,
+            &["unknown period `fortnight`; expected day, week or month"],
+        ),
+        (
+            "limit = 3\nperiod = 1\n",
+            "limiters.api.period",
+            7,
+            &["expected a string, got the integer 1"],
+        ),
+        (
+            "limit = 3\nperiod = \"day\"\nwindow_seconds = 60\n",
+            "limiters.api.period",
+            7,
+            &["`period` and `window_seconds` exclude each other"],
+        ),
+        (
+            "limit = 3\n",
+            "limiters.api.window_seconds",
+            3,
+            &[
+                "missing required key `window_seconds` (or `period`",
+                "fixed_window limiter",
+            ],
+        ),
+        (
+            "period = \"day\"\n",
+            "limiters.api.limit",
+            3,
+            &["missing required key `limit` for a fixed_window limiter"],
+        ),
+        (
+            "limit = 3\nwindow_seconds = 7\nutc_offset = \"+01:00\"\n",
+            "limiters.api.window_seconds",
+            7,
+            &[
+                "`window_seconds` = 7 does not divide a day",
+                "without `utc_offset`",
+            ],
+        ),
+        (
+            "limit = 3\nwindow_seconds = 0\n",
+            "limiters.api.window_seconds",
+            7,
+            &["must be positive, got 0"],
+        ),
+        (
+            "limit = 3\nwindow_seconds = 2e9\n",
+            "limiters.api.window_seconds",
+            7,
+            &["must be at most"],
+        ),
+        (
+            "limit = 0\nperiod = \"week\"\n",
+            "limiters.api.limit",
+            6,
+            &["positive integer, got 0"],
+        ),
+        (
+            "limit = 3\nperiod = \"day\"\nutc_offset = \"+5:30\"\n",
+            "limiters.api.utc_offset",
+            8,
+            &["expected a UTC offset such as \"+05:30\"", "got \"+5:30\""],
+        ),
+        (
+            "limit = 3\nperiod = \"day\"\nutc_offset = \"+19:00\"\n",
+            "limiters.api.utc_offset",
+            8,
+            &["beyond the largest UTC offset, ±18:00"],
+        ),
+        (
+            "limit = 3\nperiod = \"day\"\nutc_offset = 5\n",
+            "limiters.api.utc_offset",
+            8,
+            &["expected a string, got the integer 5"],
+        ),
+    ];
+    for (body, path, line, needles) in cases {
+        let text = with_limiter(&format!("algorithm = \"fixed_window\"\n{body}"));
+        assert_issue(&text, path, *line, needles);
+    }
+    // An offset with an invalid window reports both, each at its key.
+    let found = issues(&with_limiter(
+        "algorithm = \"fixed_window\"\nlimit = 3\nperiod = \"yearly\"\nutc_offset = \"noon\"\n",
+    ));
+    let paths: Vec<_> = found.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["limiters.api.period", "limiters.api.utc_offset"]);
+}
+
+#[test]
+fn an_unknown_algorithm_lists_fixed_window() {
+    assert_issue(
+        &with_limiter("algorithm = \"fixed-window\"\n"),
+        "limiters.api.algorithm",
+        5,
+        &[
+            "expected token_bucket, sliding_window or fixed_window",
+            "did you mean `fixed_window`?",
+        ],
     );
 }
 
@@ -984,6 +1250,97 @@ window_seconds = nan
 }
 
 #[test]
+fn builder_builds_fixed_windows_and_precision() {
+    let config = Config::builder()
+        .store("local", StoreBuilder::memory())
+        .limiter(
+            "daily",
+            LimiterBuilder::calendar("local", 3, Period::Day).utc_offset("+05:30"),
+        )
+        .limiter(
+            "hourly",
+            LimiterBuilder::fixed_window("local", 100, 3600.0).utc_offset("-08:00"),
+        )
+        .limiter("minute", LimiterBuilder::fixed_window("local", 60, 60.0))
+        .limiter(
+            "login",
+            LimiterBuilder::sliding_window("local", 5, 300.0).precision(20),
+        )
+        .build()
+        .unwrap();
+    let rule = |id: &str| config.limiters[id].rule;
+    let Some(Rule::FixedWindow(daily)) = rule("daily") else {
+        panic!()
+    };
+    assert_eq!(
+        (daily.limit(), daily.period(), daily.utc_offset()),
+        (3, Some(Period::Day), 19_800)
+    );
+    let Some(Rule::FixedWindow(hourly)) = rule("hourly") else {
+        panic!()
+    };
+    assert_eq!((hourly.period(), hourly.utc_offset()), (None, -28_800));
+    assert!(matches!(rule("minute"), Some(Rule::FixedWindow(fw)) if fw.utc_offset() == 0));
+    assert!(matches!(rule("login"), Some(Rule::SlidingWindow(sw)) if sw.precision() == 20));
+
+    // And fails exactly as the file does.
+    let builder = Config::builder()
+        .store("local", StoreBuilder::memory())
+        .limiter(
+            "a",
+            LimiterBuilder::calendar("local", 3, Period::Week)
+                .option("window_seconds", 60.0)
+                .utc_offset("+5"),
+        )
+        .limiter(
+            "b",
+            LimiterBuilder::fixed_window("local", 3, 7.0).utc_offset("+01:00"),
+        )
+        .limiter(
+            "c",
+            LimiterBuilder::sliding_window("local", 5, 1.0).precision(2),
+        )
+        .limiter(
+            "d",
+            LimiterBuilder::token_bucket("local", 1.0).precision(10),
+        );
+    let text = "\
+[stores.local]
+engine = \"memory\"
+[limiters.a]
+store = \"local\"
+algorithm = \"fixed_window\"
+limit = 3
+period = \"week\"
+window_seconds = 60.0
+utc_offset = \"+5\"
+[limiters.b]
+store = \"local\"
+algorithm = \"fixed_window\"
+limit = 3
+window_seconds = 7.0
+utc_offset = \"+01:00\"
+[limiters.c]
+store = \"local\"
+algorithm = \"sliding_window\"
+limit = 5
+window_seconds = 1.0
+precision = 2
+[limiters.d]
+store = \"local\"
+algorithm = \"token_bucket\"
+rate_per_second = 1.0
+precision = 10
+";
+    let mut from_code = build_error(builder);
+    assert_eq!(from_code.len(), 5, "{from_code:#?}");
+    let mut from_file = file_error(text);
+    from_file.sort();
+    from_code.sort();
+    assert_eq!(from_code, from_file);
+}
+
+#[test]
 fn builder_secrets_are_masked_too() {
     let error = Config::builder()
         .store("cache", StoreBuilder::redis("redis://u:hunter2@cache:bad"))
@@ -1119,6 +1476,10 @@ const PIECES: &[&str] = &[
     "burst",
     "rate_per_second",
     "algorithm = \"sliding_window\"",
+    "algorithm = \"fixed_window\"",
+    "period = \"month\"",
+    "utc_offset = \"+05:30\"",
+    "precision",
     "engine = \"nats\"",
     "url = ",
     "max_concurrent",
@@ -1187,7 +1548,7 @@ proptest! {
     #[test]
     fn builder_options_never_panic(
         key in prop_oneof![
-            prop::sample::select(&["rate_per_second", "burst", "limit", "window_seconds", "timeout", "lease_ttl", "max_concurrent", "algorithm"][..]).prop_map(String::from),
+            prop::sample::select(&["rate_per_second", "burst", "limit", "window_seconds", "precision", "period", "utc_offset", "timeout", "lease_ttl", "max_concurrent", "algorithm"][..]).prop_map(String::from),
             ".*",
         ],
         number in any::<f64>(),

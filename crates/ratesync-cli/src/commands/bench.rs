@@ -43,8 +43,10 @@ pub enum Mode {
 /// Keys are "k0" .. "k{K-1}", taken round-robin by each task. With --json, prints one
 /// object with `admitted`, `denied`, `errors`, `elapsed_s`, `ops_per_s`,
 /// `admitted_per_s`, `latency_us` {`p50`, `p90`, `p99`, `max`}, `admitted_bound` (the
-/// most the rule allows in `elapsed_s`; null without a rate), `limiter`, `tasks`,
-/// `keys`, `mode`, `cost`.
+/// most the rule allows in `elapsed_s`; null without a rate, or when settled at 0),
+/// `limiter`, `tasks`, `keys`, `mode`, `cost`, `settle` (null without --settle); with
+/// --settle also `settled`, `settle_errors` and `settle_latency_us` {`p50`, `p90`,
+/// `p99`, `max`}.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The limiter to drive (its id in the configuration).
@@ -70,6 +72,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub cost: u32,
 
+    /// Settle each admitted call at N units (at most --cost): the call is made
+    /// settleable and gives back cost − N once admitted, as a caller that estimated
+    /// its cost does. Settles are timed apart from the calls.
+    #[arg(long, value_name = "N")]
+    pub settle: Option<u32>,
+
     /// Print one JSON object instead of a table (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -86,6 +94,12 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     let limiter = registry.limiter(name)?;
     check_cost(limiter.policy(), args.cost)
         .map_err(|err| Failure::config(format!("--cost: {err}")))?;
+    if let Some(used) = args.settle.filter(|used| *used > args.cost) {
+        return Err(Failure::usage(format!(
+            "--settle {used} is above --cost {}: a settle can only give units back",
+            args.cost
+        )));
+    }
 
     let keys: Arc<[String]> = (0..args.keys).map(|i| format!("k{i}")).collect();
     let progress: Arc<[TaskProgress]> = (0..args.tasks).map(|_| TaskProgress::default()).collect();
@@ -101,6 +115,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
                 index,
                 mode: args.mode,
                 cost: args.cost,
+                settle: args.settle,
                 deadline,
             };
             tokio::spawn(task.run())
@@ -142,6 +157,7 @@ struct Task {
     index: usize,
     mode: Mode,
     cost: u32,
+    settle: Option<u32>,
     deadline: Instant,
 }
 
@@ -151,7 +167,20 @@ struct TaskResult {
     denied: u64,
     errors: u64,
     latency_ns: Histogram<u64>,
+    /// Settles that gave back (or had nothing to give back), and that failed.
+    settled: u64,
+    settle_errors: u64,
+    settle_latency_ns: Histogram<u64>,
     stopped: Instant,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant histogram bounds are valid")
+}
+
+/// Nanoseconds since `started`, as the histograms take them.
+fn elapsed_ns(started: std::time::Instant) -> u64 {
+    started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 impl TaskResult {
@@ -160,8 +189,10 @@ impl TaskResult {
             admitted: 0,
             denied: 0,
             errors: 0,
-            latency_ns: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-                .expect("constant histogram bounds are valid"),
+            latency_ns: histogram(),
+            settled: 0,
+            settle_errors: 0,
+            settle_latency_ns: histogram(),
             stopped: Instant::now(),
         }
     }
@@ -170,8 +201,11 @@ impl TaskResult {
         self.admitted += other.admitted;
         self.denied += other.denied;
         self.errors += other.errors;
+        self.settled += other.settled;
+        self.settle_errors += other.settle_errors;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_ns.add(&other.latency_ns);
+        let _ = self.settle_latency_ns.add(&other.settle_latency_ns);
         self.stopped = self.stopped.max(other.stopped);
     }
 }
@@ -187,7 +221,10 @@ impl Task {
             }
             // Round-robin, each task starting at its own key.
             let key = &self.keys[(self.index + call_number as usize) % self.keys.len()];
-            let call = self.limiter.key(key).cost(self.cost);
+            let mut call = self.limiter.key(key).cost(self.cost);
+            if self.settle.is_some() {
+                call = call.settleable();
+            }
             let outcome = match self.mode {
                 Mode::Try => call.try_acquire().await,
                 Mode::Wait => match tokio::time::timeout_at(self.deadline, call.acquire()).await {
@@ -196,13 +233,21 @@ impl Task {
                     Err(_) => break,
                 },
             };
-            result
-                .latency_ns
-                .saturating_record(started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64);
+            result.latency_ns.saturating_record(elapsed_ns(started));
             match outcome {
-                Ok(permit) => {
+                Ok(mut permit) => {
                     result.admitted += 1;
                     progress.admitted.store(result.admitted, Ordering::Relaxed);
+                    if let Some(used) = self.settle {
+                        let settling = std::time::Instant::now();
+                        match permit.settle(used).await {
+                            Ok(()) => result.settled += 1,
+                            Err(_) => result.settle_errors += 1,
+                        }
+                        result
+                            .settle_latency_ns
+                            .saturating_record(elapsed_ns(settling));
+                    }
                     permit.release().await;
                 }
                 Err(err) if err.is_rate_limited() => {

@@ -73,7 +73,7 @@ fn limiters(config: &Config) -> comfy_table::Table {
             id.clone(),
             limiter.store.clone(),
             output::algorithm(limiter).to_owned(),
-            output::limit(limiter),
+            output::limit_now(limiter),
             output::optional(limiter.max_concurrent),
             output::timeout(limiter),
             if limiter.fail_closed {

@@ -63,7 +63,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
         let limiter = registry.limiter(&name)?;
         let keep_log = matches!(
             limiter.config().rule,
-            Some(ratesync::Rule::SlidingWindow(_))
+            Some(ratesync::Rule::SlidingWindow(_) | ratesync::Rule::FixedWindow(_))
         );
         let stats = Arc::new(Stats::new(base, keep_log));
         for _ in 0..drive.workers {

@@ -11,8 +11,9 @@ use crate::{load, output};
 /// Show the current state of one limiter, or of all, without consuming anything.
 ///
 /// With --json: one object for a named limiter, an array of them otherwise, each
-/// with `limiter`, `key`, `allowed`, `limit`, `remaining`, `retry_after_s`,
-/// `reset_after_s` and `denied_by` ("rate", "concurrency" or null).
+/// with `limiter`, `key`, `algorithm`, `rule` (in words), `allowed`, `limit`,
+/// `remaining`, `retry_after_s`, `reset_after_s` and `denied_by` ("rate",
+/// "concurrency" or null).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The limiter's id; default: every limiter of the configuration.
@@ -67,6 +68,8 @@ fn to_json(limiter: &Limiter, key: &str, d: &Decision) -> Value {
     json!({
         "limiter": limiter.name(),
         "key": key,
+        "algorithm": output::algorithm(limiter.config()),
+        "rule": output::limit(limiter.config()),
         "allowed": d.allowed(),
         "limit": d.limit(),
         "remaining": d.remaining(),
@@ -95,7 +98,7 @@ fn print_table(states: &[(&Limiter, Decision)], key: &str) {
     for (limiter, d) in states {
         table.add_row([
             limiter.name().to_owned(),
-            output::limit(limiter.config()),
+            output::limit_now(limiter.config()),
             match d.denied_by() {
                 None if d.allowed() => "yes".to_owned(),
                 Some(by) => format!("no ({})", denied_by(by)),

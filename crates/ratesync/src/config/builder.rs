@@ -10,6 +10,7 @@ use super::error::{ConfigError, Issues};
 use super::raw::{self, Entry, Item, Table, Value};
 use super::types::{Config, LimiterConfig, StoreConfig};
 use super::validate;
+use crate::algorithm::Period;
 
 /// Origin of errors from [`ConfigBuilder::build`].
 const ORIGIN: &str = "configuration";
@@ -179,6 +180,36 @@ impl LimiterBuilder {
             .option("algorithm", "sliding_window")
             .option("limit", i64::from(limit))
             .option("window_seconds", window_seconds)
+    }
+
+    /// At most `limit` units per window of `window_seconds`, the windows aligned to
+    /// the Unix epoch, or with [`Self::utc_offset`] to local midnight (the window
+    /// must then divide a day) (`docs/design.md#fixed-windows`).
+    pub fn fixed_window(store: &str, limit: u32, window_seconds: f64) -> Self {
+        LimiterBuilder::new(store)
+            .option("algorithm", "fixed_window")
+            .option("limit", i64::from(limit))
+            .option("window_seconds", window_seconds)
+    }
+
+    /// At most `limit` units per calendar `period` (day, week from Monday, month),
+    /// in UTC unless [`Self::utc_offset`] (`docs/design.md#fixed-windows`).
+    pub fn calendar(store: &str, limit: u32, period: Period) -> Self {
+        LimiterBuilder::new(store)
+            .option("algorithm", "fixed_window")
+            .option("limit", i64::from(limit))
+            .option("period", period.name())
+    }
+
+    /// The UTC offset a fixed window's days start at, as a file writes it:
+    /// `"+05:30"`, `"-08:00"`, `"UTC"`.
+    pub fn utc_offset(self, offset: &str) -> Self {
+        self.option("utc_offset", offset)
+    }
+
+    /// The runs a sliding window keeps per key (`docs/design.md#sliding-window`).
+    pub fn precision(self, precision: u32) -> Self {
+        self.option("precision", i64::from(precision))
     }
 
     pub fn burst(self, burst: u32) -> Self {

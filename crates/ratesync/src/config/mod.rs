@@ -14,6 +14,7 @@
 //! - `validate`: the rules of `docs/design.md#validation`, every issue with table path and line.
 //! - `builder`: the same configuration in code.
 //! - `secret`: values that are never printed.
+//! - `offset`: the `utc_offset` of fixed windows, parsed and written back.
 //! - `sentinel_url`: the `redis+sentinel://` URL, read for validation and the engine.
 
 mod builder;
@@ -21,6 +22,7 @@ mod discover;
 mod env;
 mod error;
 mod load;
+mod offset;
 mod parse;
 pub(crate) mod postgres_url;
 mod raw;
@@ -32,4 +34,5 @@ mod validate;
 pub use builder::{ConfigBuilder, LimiterBuilder, StoreBuilder};
 pub use discover::{discover_path, discover_path_in, CONFIG_ENV_VAR, DEFAULT_LOCATIONS};
 pub use error::{ConfigError, ConfigIssue};
+pub use offset::{format_utc_offset, parse_utc_offset};
 pub use types::*;

@@ -17,8 +17,9 @@
 //! - A limit whose quota is not known ([`Quota::Unknown`]: a Python result built by
 //!   hand without one) appears in none of the quota headers; when it is the one that
 //!   refused, it gives `Retry-After`.
-//! - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (a Unix time),
-//!   of the first limit on a rate; optional.
+//! - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (a Unix time,
+//!   rounded up; a fixed window's is the end of its window), of the first limit on a
+//!   rate; optional.
 //! - `Retry-After` on a refusal: whole seconds, at least 1. For a refusal because
 //!   every slot is held it is a hint, 1 s unless the rate asks for longer
 //!   (`docs/design.md#concurrency`).
@@ -203,12 +204,20 @@ fn ceil_seconds(seconds: f64) -> u64 {
     (seconds - 1e-9).ceil() as u64
 }
 
-/// The Unix time, rounded up, `seconds` from now.
+/// How far past a whole second a reset may be read and still name that second: the
+/// time from the decision (which measured `seconds`) to its headers.
+const RESET_SLACK_SECONDS: f64 = 0.01;
+
+/// The Unix time, rounded up, `seconds` from now. `seconds` was measured when the
+/// limit decided, a moment ago: a reset that lands less than [`RESET_SLACK_SECONDS`]
+/// past a whole second is that second, so that a fixed window, which resets on one
+/// (`docs/design.md#fixed-windows`), shows it (a daily quota resets at midnight,
+/// not a second later).
 fn reset_at(seconds: f64) -> u64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    (now.as_secs_f64() + seconds.max(0.0)).ceil() as u64
+    (now.as_secs_f64() + seconds.max(0.0) - RESET_SLACK_SECONDS).ceil() as u64
 }
 
 /// A structured-field string (RFC 8941): quoted, `\` and `"` escaped, characters
@@ -330,6 +339,19 @@ mod tests {
             .unwrap()
             .as_secs();
         assert!((now + 2..=now + 4).contains(&refused.reset_at()));
+    }
+
+    #[test]
+    fn a_reset_on_a_whole_second_is_that_second() {
+        // A fixed window decided a moment ago that it ends on a whole second: the
+        // headers, made later, still name that second, not the next.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let end = now.ceil() + 5.0;
+        let admitted = state("w", true, decision(true, 5, 4, 0.0, end - now), 86_400.0);
+        assert_eq!(admitted.reset_at(), end as u64);
     }
 
     #[test]

@@ -10,11 +10,19 @@ from ratesync.contrib.fastapi.headers import RateLimitResult
 from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
+# The length of a calendar period; a month counts as its longest, 31 days, as in the
+# Rust layer's `Quota::of` (its real end is in the `t` of `RateLimit`).
+_PERIOD_SECONDS = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 31 * 86_400.0}
+
+
 def policy_window(config: dict[str, Any], limit: int) -> float | None:
-    """The IETF policy window: the limiter's window, or for a token bucket the time
-    to refill it from empty (``limit / rate``); ``None`` for concurrency only."""
+    """The IETF policy window: the limiter's window (a fixed window's period), or
+    for a token bucket the time to refill it from empty (``limit / rate``); ``None``
+    for concurrency only."""
     if config.get("window_seconds"):
         return float(config["window_seconds"])
+    if config.get("period"):
+        return _PERIOD_SECONDS[config["period"]]
     rate = config.get("rate_per_second")
     if rate:
         return limit / float(rate)

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use ratesync::{Limiter, Rule};
 use serde_json::{json, Value};
 
@@ -15,20 +16,50 @@ pub struct Report {
     tasks: u32,
     keys: u32,
     cost: u32,
+    settle: Option<Settles>,
     admitted: u64,
     denied: u64,
     errors: u64,
     elapsed_s: f64,
-    /// The most the rule admits in the run; `None` without a rate.
+    /// The most the rule admits in the run; `None` without a rate, or when every
+    /// call is settled at 0 units.
     admitted_bound: Option<u64>,
+    /// Whether the limiter has a rate rule.
+    rate_limited: bool,
     /// p50, p90, p99, max in microseconds.
     latency_us: [f64; 4],
 }
 
+/// What the settles of a run with `--settle` did.
+struct Settles {
+    /// The units each admitted call was settled at.
+    used: u32,
+    settled: u64,
+    errors: u64,
+    latency_us: [f64; 4],
+}
+
+/// p50, p90, p99 and max of `h` (nanoseconds), in microseconds.
+fn quantiles_us(h: &Histogram<u64>) -> [f64; 4] {
+    let us = |ns: u64| ns as f64 / 1e3;
+    [
+        us(h.value_at_quantile(0.50)),
+        us(h.value_at_quantile(0.90)),
+        us(h.value_at_quantile(0.99)),
+        us(h.max()),
+    ]
+}
+
+fn quantiles_json([p50, p90, p99, max]: [f64; 4]) -> Value {
+    json!({ "p50": p50, "p90": p90, "p99": p99, "max": max })
+}
+
+fn quantiles_text([p50, p90, p99, max]: [f64; 4]) -> String {
+    format!("p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}")
+}
+
 impl Report {
     pub fn new(limiter: &Limiter, args: &Args, total: &TaskResult, elapsed: Duration) -> Self {
-        let h = &total.latency_ns;
-        let us = |ns: u64| ns as f64 / 1e3;
         Report {
             limiter: limiter.name().to_owned(),
             rule: output::limit(limiter.config()),
@@ -36,17 +67,19 @@ impl Report {
             tasks: args.tasks,
             keys: args.keys,
             cost: args.cost,
+            settle: args.settle.map(|used| Settles {
+                used,
+                settled: total.settled,
+                errors: total.settle_errors,
+                latency_us: quantiles_us(&total.settle_latency_ns),
+            }),
             admitted: total.admitted,
             denied: total.denied,
             errors: total.errors,
             elapsed_s: elapsed.as_secs_f64(),
             admitted_bound: admitted_bound(limiter.config().rule.as_ref(), elapsed, args),
-            latency_us: [
-                us(h.value_at_quantile(0.50)),
-                us(h.value_at_quantile(0.90)),
-                us(h.value_at_quantile(0.99)),
-                us(h.max()),
-            ],
+            rate_limited: limiter.config().rule.is_some(),
+            latency_us: quantiles_us(&total.latency_ns),
         }
     }
 
@@ -63,8 +96,7 @@ impl Report {
     }
 
     pub fn to_json(&self) -> Value {
-        let [p50, p90, p99, max] = self.latency_us;
-        json!({
+        let mut report = json!({
             "limiter": self.limiter,
             "mode": mode_name(self.mode),
             "tasks": self.tasks,
@@ -77,19 +109,32 @@ impl Report {
             "ops_per_s": self.per_second(self.ops()),
             "admitted_per_s": self.per_second(self.admitted),
             "admitted_bound": self.admitted_bound,
-            "latency_us": { "p50": p50, "p90": p90, "p99": p99, "max": max },
-        })
+            "latency_us": quantiles_json(self.latency_us),
+            "settle": self.settle.as_ref().map(|s| s.used),
+        });
+        if let (Some(settles), Some(object)) = (&self.settle, report.as_object_mut()) {
+            object.insert("settled".into(), settles.settled.into());
+            object.insert("settle_errors".into(), settles.errors.into());
+            object.insert(
+                "settle_latency_us".into(),
+                quantiles_json(settles.latency_us),
+            );
+        }
+        report
     }
 
     pub fn to_table(&self) -> comfy_table::Table {
-        let [p50, p90, p99, max] = self.latency_us;
         let mut table = output::table(["bench", &self.limiter]);
-        let rows = [
+        let settled_at = match &self.settle {
+            Some(settles) => format!(", settled at {}", settles.used),
+            None => String::new(),
+        };
+        let mut rows = vec![
             ("rule", self.rule.clone()),
             (
                 "load",
                 format!(
-                    "{} tasks, {} key(s), cost {}, {} mode",
+                    "{} tasks, {} key(s), cost {}{settled_at}, {} mode",
                     self.tasks,
                     self.keys,
                     self.cost,
@@ -100,8 +145,11 @@ impl Report {
             ("admitted", self.admitted.to_string()),
             (
                 "  most the rule allows",
-                self.admitted_bound
-                    .map_or_else(|| "no rate limit".to_owned(), |n| n.to_string()),
+                match (self.admitted_bound, self.rate_limited) {
+                    (Some(n), _) => n.to_string(),
+                    (None, true) => "no bound: every call gives its units back".to_owned(),
+                    (None, false) => "no rate limit".to_owned(),
+                },
             ),
             ("denied", self.denied.to_string()),
             ("errors", self.errors.to_string()),
@@ -113,11 +161,15 @@ impl Report {
                 "admitted/s",
                 format!("{:.2}", self.per_second(self.admitted)),
             ),
-            (
-                "latency µs",
-                format!("p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}"),
-            ),
+            ("latency µs", quantiles_text(self.latency_us)),
         ];
+        if let Some(settles) = &self.settle {
+            rows.push((
+                "settled",
+                format!("{} ({} failed)", settles.settled, settles.errors),
+            ));
+            rows.push(("settle latency µs", quantiles_text(settles.latency_us)));
+        }
         for (name, value) in rows {
             table.add_row([name.to_owned(), value]);
         }
@@ -135,7 +187,10 @@ fn mode_name(mode: Mode) -> &'static str {
 /// The most calls the rule can admit over `elapsed` across all keys: a token bucket
 /// admits at most `burst + rate·t` units in any interval of length t; a sliding
 /// window at most `limit` per window, and a closed interval of length t meets
-/// `floor(t / window) + 1` disjoint windows.
+/// `floor(t / window) + 1` disjoint windows; a fixed window `limit` per window it
+/// meets, at most `ceil(t / window) + 1` (a month counts as 31 days). A call takes
+/// `cost` units, or with `--settle N` keeps N of them once settled: the bound is then
+/// `units / N` (none for N = 0, where every call gives all its units back).
 fn admitted_bound(rule: Option<&Rule>, elapsed: Duration, args: &Args) -> Option<u64> {
     let t = elapsed.as_secs_f64();
     let units_per_key = match rule? {
@@ -144,6 +199,15 @@ fn admitted_bound(rule: Option<&Rule>, elapsed: Duration, args: &Args) -> Option
             let windows = (elapsed.as_nanos() / u128::from(sw.window_nanos())) as f64 + 1.0;
             f64::from(sw.limit()) * windows
         }
+        Rule::FixedWindow(fw) => {
+            let windows = elapsed.as_nanos().div_ceil(u128::from(fw.window_nanos())) as f64 + 1.0;
+            f64::from(fw.limit()) * windows
+        }
     };
-    Some((units_per_key / f64::from(args.cost)).floor() as u64 * u64::from(args.keys))
+    let kept = match args.settle {
+        Some(0) => return None,
+        Some(used) => used,
+        None => args.cost,
+    };
+    Some((units_per_key / f64::from(kept)).floor() as u64 * u64::from(args.keys))
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ratesync::{Limiter, Rule};
+use ratesync::algorithm::Windows;
+use ratesync::{FixedWindow, Limiter, Rule};
 
 use super::builtin::Drive;
 use super::worker::Stats;
@@ -41,6 +42,7 @@ impl Row {
         let achieved = match (config.max_concurrent, &config.rule) {
             (None, Some(Rule::TokenBucket(tb))) => self.steady_rate(admitted, tb.burst()),
             (None, Some(Rule::SlidingWindow(_))) => self.window_rate(),
+            (None, Some(Rule::FixedWindow(fw))) => self.fixed_rate(fw),
             _ => self.average_rate(admitted),
         };
         let configured = output::configured_rate(config.rule.as_ref());
@@ -81,6 +83,34 @@ impl Row {
         let end = first + windows * window - window / 2;
         let counted = self.stats.admitted_before(end)?;
         Some(counted as f64 * 1e9 / (windows * window) as f64)
+    }
+
+    /// Fixed window: saturated, it admits `limit` at the start of each window, and
+    /// the windows fall on the calendar (`docs/design.md#fixed-windows`), not on the
+    /// first admission. Counting over whole windows from mid-way before a boundary
+    /// after the first admission (leaving out the first, partial window) gives
+    /// `limit / window` exactly when the limiter holds; nothing before one whole
+    /// window has passed (a daily quota shows no rate in a demo), nor for months,
+    /// whose length varies.
+    fn fixed_rate(&self, fw: &FixedWindow) -> Option<f64> {
+        let Windows::Every { length, .. } = fw.windows() else {
+            return None;
+        };
+        let (first, _) = self.stats.span()?;
+        let unix_base = self.stats.unix_base_ns();
+        let (_, boundary) = fw.bounds(unix_base + first);
+        let mut start = (boundary - unix_base).saturating_sub(length / 2);
+        if start <= first {
+            start += length;
+        }
+        let windows = self.stats.now_ns().checked_sub(start)? / length;
+        if windows == 0 {
+            return None;
+        }
+        let counted = self
+            .stats
+            .admitted_between(start, start + windows * length)?;
+        Some(counted as f64 * 1e9 / (windows * length) as f64)
     }
 
     /// Concurrency-bound: plain admissions per second since the first.

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ratesync::Limiter;
 use tokio::time::Instant;
@@ -12,6 +12,8 @@ use super::builtin::Drive;
 /// What the workers of one limiter have seen. Times are nanoseconds since `base`.
 pub struct Stats {
     base: Instant,
+    /// `base` as nanoseconds since the Unix epoch, where fixed windows fall.
+    unix_base_ns: u64,
     pub admitted: AtomicU64,
     pub refused: AtomicU64,
     pub errors: AtomicU64,
@@ -22,15 +24,20 @@ pub struct Stats {
     pub peak_in_flight: AtomicU64,
     first_ns: AtomicU64,
     last_ns: AtomicU64,
-    /// Admission times, kept for sliding windows only: their rate is measured over
-    /// whole windows, which needs to know when each admission happened.
+    /// Admission times, kept for sliding and fixed windows only: their rate is
+    /// measured over whole windows, which needs to know when each admission happened.
     log: Option<Mutex<Vec<u64>>>,
 }
 
 impl Stats {
     pub fn new(base: Instant, keep_log: bool) -> Self {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(base.elapsed());
         Stats {
             base,
+            unix_base_ns: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
             admitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -41,6 +48,11 @@ impl Stats {
             last_ns: AtomicU64::new(0),
             log: keep_log.then(Mutex::default),
         }
+    }
+
+    /// Nanoseconds since the Unix epoch at the origin of the times of these stats.
+    pub fn unix_base_ns(&self) -> u64 {
+        self.unix_base_ns
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -63,10 +75,15 @@ impl Stats {
         (first != u64::MAX).then(|| (first, self.last_ns.load(Relaxed)))
     }
 
-    /// Admissions before `ns` (sliding windows only).
+    /// Admissions before `ns` (sliding and fixed windows only).
     pub fn admitted_before(&self, ns: u64) -> Option<u64> {
+        self.admitted_between(0, ns)
+    }
+
+    /// Admissions at or after `from` and before `to` (sliding and fixed windows only).
+    pub fn admitted_between(&self, from: u64, to: u64) -> Option<u64> {
         let log = self.log.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
-        Some(log.iter().filter(|&&t| t < ns).count() as u64)
+        Some(log.iter().filter(|&&t| from <= t && t < to).count() as u64)
     }
 }
 
