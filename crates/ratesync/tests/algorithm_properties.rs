@@ -405,7 +405,11 @@ fn fixed_window() -> impl Strategy<Value = FixedWindow> {
     prop_oneof![
         (limit.clone(), 1u64..=10 * SEC)
             .prop_map(|(l, w)| FixedWindow::with_window_nanos(l, w).unwrap()),
-        (limit.clone(), prop::sample::select(vec![60.0, 900.0, 3600.0]), offset.clone())
+        (
+            limit.clone(),
+            prop::sample::select(vec![60.0, 900.0, 3600.0]),
+            offset.clone()
+        )
             .prop_map(|(l, w, o)| FixedWindow::aligned(l, w, o / 60 * 60).unwrap()),
         (
             limit,
@@ -676,7 +680,10 @@ proptest! {
 enum WindowOp {
     Attempt(RawStep),
     /// Settles the n-th admission so far (modulo their number) at `kept` of its cost.
-    Settle { which: usize, kept: u32 },
+    Settle {
+        which: usize,
+        kept: u32,
+    },
 }
 
 fn window_ops() -> impl Strategy<Value = Vec<WindowOp>> {

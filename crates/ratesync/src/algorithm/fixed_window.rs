@@ -104,7 +104,7 @@ impl FixedWindow {
         let Windows::Every { length, .. } = rule.windows else {
             unreachable!("`new` builds evenly spaced windows")
         };
-        if DAY % length != 0 {
+        if !DAY.is_multiple_of(length) {
             return Err(RuleError::NotADivisorOfADay { window_seconds });
         }
         Ok(FixedWindow {

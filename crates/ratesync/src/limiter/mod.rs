@@ -419,16 +419,13 @@ impl LimiterInner {
         self.waiters.released(key);
     }
 
-    /// Gives back `cost` units of the admission that issued `receipt` (a settle);
-    /// waiters on the key try again.
+    /// Gives back `cost` units of the admission that issued `receipt` (a settle).
     async fn give_back(&self, key: &str, cost: u32, receipt: Receipt) -> Result<(), SettleError> {
         let refunded = self
             .store
             .ask(self.engine.refund(key, cost, receipt, None))
             .await;
-        refunded.map_err(|source| SettleError::Store(self.store_unavailable(source)))?;
-        self.waiters.released(key);
-        Ok(())
+        refunded.map_err(|source| SettleError::Store(self.store_unavailable(source)))
     }
 
     /// A peek reports what the store says; when the store cannot say, that is an

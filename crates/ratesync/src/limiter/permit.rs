@@ -49,8 +49,9 @@ impl Permit {
     }
 
     /// Settles the cost of a settleable call ([`crate::Call::settleable`]) at `used`
-    /// units, once the work is done: the store gets back the rest, atomically, and
-    /// waiters on this key try again. Never more than the call took: units that
+    /// units, once the work is done: the store gets back the rest, atomically. Calls
+    /// already waiting on the rate keep their retry-after (`docs/design.md#settle`).
+    /// Never more than the call took: units that
     /// have left the window or refilled are not given back twice. The first settle
     /// counts; later ones change nothing (and a settle that failed is not retried,
     /// since the store may have applied it). Keeps the concurrency slot, if any.

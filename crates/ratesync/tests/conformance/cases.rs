@@ -129,7 +129,11 @@ pub async fn settle_gives_back_the_unused_part(b: &dyn Backend) {
     assert_eq!(tokens.state().await.unwrap().remaining(), 7, "settled once");
     assert!(matches!(
         permit.settle(9).await,
-        Err(SettleError::AboveCost { used: 9, cost: 8, .. })
+        Err(SettleError::AboveCost {
+            used: 9,
+            cost: 8,
+            ..
+        })
     ));
     let mut plain = tokens.try_acquire().await.unwrap();
     assert!(matches!(

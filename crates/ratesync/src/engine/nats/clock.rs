@@ -55,6 +55,9 @@ pub(crate) struct ServerClock {
     /// The largest "now" handed out: time never runs backwards for this process.
     latest: AtomicU64,
     probe_key: String,
+    /// Tests of calendar windows: how far the server's clock is made to run ahead.
+    #[cfg(feature = "testing")]
+    shift: AtomicI64,
 }
 
 impl ServerClock {
@@ -68,13 +71,24 @@ impl ServerClock {
             measuring: AtomicBool::new(false),
             latest: AtomicU64::new(0),
             probe_key: clock_probe(origin),
+            #[cfg(feature = "testing")]
+            shift: AtomicI64::new(0),
         }
+    }
+
+    /// From now on the server's clock reads `nanos` later than it does (tests of
+    /// calendar windows, whose boundaries cannot be waited for).
+    #[cfg(feature = "testing")]
+    pub fn shift(&self, nanos: i64) {
+        self.shift.store(nanos, Ordering::Release);
     }
 
     /// The server's time now (ns since the epoch), never earlier than `floor` (the
     /// stamp of an entry just read) nor than any time handed out before.
     pub fn now(&self, floor: u64) -> u64 {
         let local = self.local.now_nanos();
+        #[cfg(feature = "testing")]
+        let local = local.saturating_add_signed(self.shift.load(Ordering::Acquire));
         let estimate = local.saturating_add_signed(self.offset.load(Ordering::Acquire));
         let now = estimate.max(floor);
         self.latest.fetch_max(now, Ordering::AcqRel).max(now)

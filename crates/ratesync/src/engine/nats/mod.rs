@@ -86,6 +86,15 @@ impl NatsEngine {
         self.shared.stats.snapshot()
     }
 
+    /// Makes this engine read the server's clock `nanos` later than it is (may be
+    /// negative): for tests of calendar windows, whose boundaries (midnight, the 1st
+    /// of the month) cannot be waited for. Entries read keep their real stamps, so
+    /// only a shift forward is meaningful.
+    #[cfg(feature = "testing")]
+    pub fn shift_clock(&self, nanos: i64) {
+        self.shared.connection.clock.shift(nanos);
+    }
+
     /// How far this process's idea of the server's clock may be off (half the
     /// round trip of the best clock probe); zero before the first call.
     pub fn clock_uncertainty(&self) -> Duration {
