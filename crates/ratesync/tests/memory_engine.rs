@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ratesync::config::MemoryConfig;
 use ratesync::engine::memory::MemoryEngine;
-use ratesync::{Config, Limiter, LimiterBuilder, ManualClock, Registry, StoreBuilder};
+use ratesync::{
+    AcquireError, Config, Limiter, LimiterBuilder, ManualClock, Period, Registry, StoreBuilder,
+};
 
 fn setup(limiter: LimiterBuilder, max_keys: Option<usize>) -> (Limiter, MemoryEngine, ManualClock) {
     let clock = ManualClock::new();
@@ -252,4 +254,50 @@ fn permits_taken_outside_a_runtime_are_renewed() {
     drop(held);
     let again = l.key("k").try_acquire().now_or_never().unwrap();
     assert!(again.is_ok(), "released on drop: {again:?}");
+}
+
+/// `docs/design.md#fixed-windows`: a daily quota resets at UTC midnight, and a
+/// monthly one at local midnight of the 1st, on the memory store's clock.
+#[tokio::test]
+async fn calendar_quotas_reset_at_midnight() {
+    // 2026-12-31 23:59:59 UTC.
+    let clock = ManualClock::at(Duration::from_secs(1_798_761_599));
+    let engine = MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(clock.clone()));
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter("daily", LimiterBuilder::calendar("m", 2, Period::Day))
+        .limiter(
+            "monthly",
+            LimiterBuilder::calendar("m", 1, Period::Month).utc_offset("+05:30"),
+        )
+        .build()
+        .unwrap();
+    let registry = Registry::builder(config)
+        .engine("m", Arc::new(engine))
+        .build()
+        .unwrap();
+    let daily = registry.limiter("daily").unwrap();
+    daily.key("api-key").cost(2).try_acquire().await.unwrap();
+    let refusal = match daily.key("api-key").try_acquire().await {
+        Err(AcquireError::Denied { decision, .. }) => decision,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(refusal.retry_after(), Duration::from_secs(1));
+    assert_eq!(refusal.reset_after(), Duration::from_secs(1));
+    clock.advance(Duration::from_millis(999));
+    assert!(daily.key("api-key").try_acquire().await.is_err());
+    clock.advance(Duration::from_millis(1));
+    let permit = daily.key("api-key").try_acquire().await.unwrap();
+    assert_eq!(permit.decision().remaining(), 1);
+    assert_eq!(permit.decision().reset_after(), Duration::from_secs(86_400));
+
+    // At UTC+05:30 it is already 05:29:59 on January 1st: January's quota, until
+    // February 1st 00:00 local (18:30 UTC on January 31st).
+    let monthly = registry.limiter("monthly").unwrap();
+    let permit = monthly.try_acquire().await.unwrap();
+    let until_february = 31 * 86_400 - (5 * 3600 + 1800);
+    assert_eq!(
+        permit.decision().reset_after(),
+        Duration::from_secs(until_february)
+    );
 }

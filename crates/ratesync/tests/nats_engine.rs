@@ -171,3 +171,44 @@ async fn hostile_identifiers_stay_apart_and_releases_reach_other_clients() {
         drop(permit);
     }
 }
+
+/// `docs/design.md#fixed-windows`: a daily quota resets at UTC midnight on the
+/// server's clock. Midnight cannot be waited for, so the engine reads the server's
+/// clock shifted to 1.5 s before the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_quota_resets_at_utc_midnight() {
+    const DAY: u64 = 86_400_000_000_000;
+    let server = NatsServer::start();
+    let store = StoreBuilder::nats(&server.url()).option("auto_create", true);
+    let engine = engine(store);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let before_midnight = (now / DAY + 1) * DAY - 1_500_000_000;
+    engine.shift_clock((before_midnight - now) as i64);
+    let registry = registry(
+        &engine,
+        &[(
+            "daily",
+            LimiterBuilder::calendar("s", 2, ratesync::Period::Day).fail_closed(true),
+        )],
+    );
+    let daily = registry.limiter("daily").unwrap();
+    daily.key("api-key").cost(2).try_acquire().await.unwrap();
+    let refusal = match daily.key("api-key").try_acquire().await {
+        Err(AcquireError::Denied { decision, .. }) => decision,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Midnight is at most 1.5 s away (less the time the calls took), and the
+    // refusal says so in both numbers.
+    let wait = refusal.retry_after();
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(1500),
+        "{wait:?}"
+    );
+    assert_eq!(refusal.reset_after(), wait);
+    tokio::time::sleep(wait).await;
+    let permit = daily.key("api-key").try_acquire().await.unwrap();
+    assert_eq!(permit.decision().remaining(), 1, "a new day, a new quota");
+}
