@@ -40,7 +40,11 @@ from ratesync._api import (  # noqa: E402
     list_stores,
     load_config,
 )
-from ratesync.composite import CompositeLimitCheck, CompositeRateLimiter  # noqa: E402
+from ratesync.composite import (  # noqa: E402
+    CompositeLimitCheck,
+    CompositeRateLimiter,
+    StrategyType,
+)
 from ratesync.decorators import rate_limited  # noqa: E402
 from ratesync.engines import (  # noqa: E402
     MemoryRateLimiter,
@@ -70,7 +74,7 @@ from ratesync.schemas import (  # noqa: E402
     RateLimiterMetrics,
     RateLimitResult,
 )
-from ratesync import sync  # noqa: E402
+from ratesync import sync, testing  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -87,6 +91,7 @@ __all__ = [
     "RateLimiterMetrics",
     "CompositeRateLimiter",
     "CompositeLimitCheck",
+    "StrategyType",
     "MemoryRateLimiter",
     "RedisRateLimiter",
     "RedisSlidingWindowRateLimiter",
@@ -110,6 +115,7 @@ __all__ = [
     "list_stores",
     "list_limiters",
     "sync",
+    "testing",
     "RateLimiterError",
     "RateLimiterNotConfiguredError",
     "RateLimiterNotInitializedError",

@@ -10,15 +10,18 @@ blocks.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ratesync import _bridge, _native
+from ratesync import _bridge, _native, _policy
 from ratesync._native import Permit
 from ratesync.exceptions import (
     LimiterNotFoundError,
     RateLimiterAcquisitionError,
+    RateLimiterNotInitializedError,
     StoreUnavailableError,
 )
 from ratesync.schemas import (
@@ -28,6 +31,8 @@ from ratesync.schemas import (
     RateLimiterMetrics,
     RateLimitResult,
 )
+
+logger = logging.getLogger("ratesync")
 
 
 def configure_store(store_id: str, strategy: str, **kwargs: Any) -> None:
@@ -84,7 +89,10 @@ def configure_limiter(
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> None:
-    """Loads ``path`` (or the discovered file), replacing the whole configuration.
+    """Loads ``path`` (or the discovered file) into the configuration, as rate-sync
+    does: its stores and limiters are added to those configured before, and replace
+    those of the same ids (a store or limiter redefined with the same settings keeps
+    its state).
 
     All or nothing: an invalid file raises ``ConfigValidationError`` and changes nothing."""
     _native.load_config(None if path is None else os.fspath(path))
@@ -92,8 +100,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> None:
 
 
 def list_stores() -> dict[str, dict[str, Any]]:
-    """Every store and its settings; passwords, tokens and URL credentials masked."""
-    return _native.list_stores()
+    """Every store and its settings; passwords, tokens and URL credentials masked.
+    ``initialized``: whether one of its limiters was initialized or used (stores
+    connect on first use)."""
+    stores = _native.list_stores()
+    used = set(_USED_STORES)
+    for limiter_id, settings in _native.list_limiters().items():
+        if limiter_id in _METRICS or limiter_id in _INSTANCES:
+            used.add(settings["store_id"])
+    for store_id, info in stores.items():
+        info["initialized"] = store_id in used
+    return stores
 
 
 def list_limiters() -> dict[str, dict[str, Any]]:
@@ -114,6 +131,51 @@ async def _acquire(target: Any, timeout: float | None, key: str, cost: int) -> P
 
 async def _attempt(target: Any, key: str, cost: int) -> Permit | None:
     return await _answer(_native.attempt(_bridge.current(), target, key, cost))
+
+
+async def _attempt_or_refusal(target: Any, key: str, cost: int) -> Permit | _native.Decision:
+    """One attempt: its permit, or the refusing decision (which says what refused)."""
+    return await _answer(_native.attempt(_bridge.current(), target, key, cost, True))
+
+
+def _metrics_of(limiter_id: str) -> RateLimiterMetrics:
+    """The metrics of the configured limiter ``limiter_id``: those
+    ``get_limiter(limiter_id).get_metrics()`` returns, fed by every call on it."""
+    metrics = _METRICS.get(limiter_id)
+    if metrics is None:
+        metrics = _METRICS[limiter_id] = RateLimiterMetrics()
+    return metrics
+
+
+async def _take_counted(
+    target: Any,
+    metrics: Callable[[], RateLimiterMetrics],
+    timeout: float | None,
+    key: str,
+    cost: int,
+) -> Permit:
+    """Waits for a permit (``timeout`` None = the limiter's own), counted in
+    ``metrics()`` as rate-sync counts: the acquisition and its wait, the slot taken,
+    or the timeout (and a full concurrency cap)."""
+    start = time.perf_counter()
+    try:
+        permit = await _acquire(target, timeout, key, cost)
+    except StoreUnavailableError:
+        raise
+    except RateLimiterAcquisitionError as error:
+        _count_refusal(metrics(), error.denied_by)
+        raise
+    counted = metrics()
+    counted.record_acquisition((time.perf_counter() - start) * 1000.0)
+    if permit.holds_slot:
+        counted.record_concurrent_acquire()
+    return permit
+
+
+def _count_refusal(metrics: RateLimiterMetrics, denied_by: str | None) -> None:
+    metrics.record_timeout()
+    if denied_by == "concurrency":
+        metrics.record_max_concurrent_reached()
 
 
 async def _state(target: Any, key: str, cost: int) -> _native.Decision:
@@ -160,32 +222,41 @@ class AcquireContext:
     def __await__(self):  # type: ignore[no-untyped-def]
         return self._hold().__await__()
 
-    async def _hold(self) -> Permit:
-        permit = self._permit = await _acquire(
-            self._limiter_id, self._timeout, self._key, self._cost
+    async def _take(self) -> Permit:
+        # Counted in the limiter's metrics, as rate-sync's module-level `acquire`
+        # counts through its limiter: the documented monitoring reads them there.
+        limiter_id = self._limiter_id
+        return await _take_counted(
+            limiter_id, lambda: _metrics_of(limiter_id), self._timeout, self._key, self._cost
         )
+
+    async def _hold(self) -> Permit:
+        permit = self._permit = await self._take()
         if permit.holds_slot:
             # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
             _HELD.setdefault(self._limiter_id, []).append(permit)
         return permit
 
     async def __aenter__(self) -> Permit:
-        self._permit = await _acquire(self._limiter_id, self._timeout, self._key, self._cost)
+        self._permit = await self._take()
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
         # The permit stays known: without a slot it can still settle after the block.
         if self._permit is not None:
-            await release_permit(self._permit)
+            await release_permit(self._permit, _metrics_of(self._limiter_id))
 
     async def settle(self, used: int) -> None:
         """Settles the admitted call at ``used`` units: ``Permit.settle``."""
         await _settle(self._permit, used)
 
 
-async def release_permit(permit: Permit) -> None:
+async def release_permit(permit: Permit, metrics: RateLimiterMetrics | None = None) -> None:
     """Gives back a permit's slot and waits until its store has it back (nothing to
-    wait for without a slot or on a store that answers at once)."""
+    wait for without a slot or on a store that answers at once); the release is
+    counted in ``metrics``, when given."""
+    if metrics is not None and permit.holds_slot:
+        metrics.record_concurrent_release()
     await _answer(permit.release_wait(_bridge.current()))
 
 
@@ -223,22 +294,36 @@ async def check_limiter(
 
 
 def _result(
-    limiter_id: str, d: _native.Decision | None, force_denied: bool = False
+    limiter_id: str,
+    d: _native.Decision | None,
+    force_denied: bool = False,
+    target: Any = None,
 ) -> RateLimitResult:
+    """The result of decision ``d`` on the limiter ``target`` (a configured limiter's
+    id, by default ``limiter_id``), labelled ``limiter_id``. ``limit`` is the quota
+    users configured (``ratesync._policy``): a token bucket's rate, not its burst."""
     if d is None:
         # The store could not say (a reservation-based store refused meanwhile).
         return RateLimitResult(
             allowed=False, limit=0, remaining=0, reset_in=0.0, limiter_id=limiter_id
         )
+    limit, window = d.limit, None
+    name = limiter_id if target is None else target
+    if isinstance(name, str):
+        try:
+            limit, window = _policy.quota(_native.limiter_config(name), d.limit)
+        except LimiterNotFoundError:
+            pass
     allowed = d.allowed and not force_denied
     reset_in = d.reset_after if allowed else max(d.retry_after, 0.0)
     return RateLimitResult(
         allowed=allowed,
-        limit=d.limit,
-        remaining=d.remaining,
+        limit=limit,
+        remaining=min(d.remaining, limit),
         reset_in=reset_in,
         limiter_id=limiter_id,
         reset_time=d.reset_at if allowed else d.retry_at,
+        window=window,
     )
 
 
@@ -247,8 +332,9 @@ class RateLimiter:
 
     ``acquire``/``try_acquire`` on a limiter with ``max_concurrent`` keep the slot
     until ``release()`` (rate-sync's manual pattern); ``acquire_context`` releases it
-    at the end of the block. ``get_metrics`` counts what went through this object's
-    methods (shared by every ``get_limiter`` object of the same id)."""
+    at the end of the block. ``get_metrics`` counts every call on the limiter: this
+    object's methods, the module-level ``acquire``, ``check_limiter`` and the FastAPI
+    integration (shared by every ``get_limiter`` object of the same id)."""
 
     _target: Any  # the limiter's name, or a private `_native.LimiterHandle`
 
@@ -257,7 +343,6 @@ class RateLimiter:
         self._target = limiter_id
         self._config = _native.limiter_config(limiter_id)
         self._initialized = True
-        self._metrics = _METRICS.setdefault(limiter_id, RateLimiterMetrics())
         self._held = _HELD.setdefault(limiter_id, [])
 
     @property
@@ -267,6 +352,17 @@ class RateLimiter:
     @property
     def rate_per_second(self) -> float | None:
         return self._config["rate_per_second"]
+
+    @property
+    def limit(self) -> int | None:
+        """A window limiter's units per window (``None`` for a token bucket)."""
+        return self._config["limit"]
+
+    @property
+    def window_seconds(self) -> float | None:
+        """A window limiter's window, in seconds (``None`` for a token bucket or a
+        calendar period)."""
+        return self._config["window_seconds"]
 
     @property
     def max_concurrent(self) -> int | None:
@@ -289,51 +385,43 @@ class RateLimiter:
         return self._initialized
 
     async def initialize(self) -> None:
-        """Nothing to connect: stores connect on first use."""
+        """Checks that the limiter's store answers (``initialize_limiter``)."""
+        await _check_store(self._target, self._id, self.fail_closed)
         self._initialized = True
+
+    def _check_ready(self) -> None:
+        """rate-sync's guard: an engine class used before ``initialize()``."""
+        if not self._initialized:
+            raise RateLimiterNotInitializedError(self._id)
 
     async def _take(self, timeout: float | None, key: str, cost: int) -> Permit:
         """Waits for a permit (``timeout`` None = the limiter's own), counting it."""
-        metrics = self._metrics
-        start = time.perf_counter()
-        try:
-            permit = await _acquire(self._target, timeout, key, cost)
-        except StoreUnavailableError:
-            raise
-        except RateLimiterAcquisitionError:
-            metrics.record_timeout()
-            raise
-        metrics.record_acquisition((time.perf_counter() - start) * 1000.0)
-        if permit.holds_slot:
-            metrics.record_concurrent_acquire()
-        return permit
+        return await _take_counted(self._target, self.get_metrics, timeout, key, cost)
 
     async def _try(self, key: str, cost: int) -> Permit | None:
-        """One attempt, never waits; counts a refusal as rate-sync's ``timeouts``."""
-        permit = await _attempt(self._target, key, cost)
-        if permit is None:
-            self._metrics.record_timeout()
+        """One attempt, never waits; counts a refusal as rate-sync's ``timeouts``
+        (and a full concurrency cap as ``max_concurrent_reached``)."""
+        answer = await _attempt_or_refusal(self._target, key, cost)
+        metrics = self.get_metrics()
+        if not isinstance(answer, Permit):
+            _count_refusal(metrics, answer.denied_by)
             return None
-        self._metrics.record_acquisition(0.0)
-        if permit.holds_slot:
-            self._metrics.record_concurrent_acquire()
-        return permit
+        metrics.record_acquisition(0.0)
+        if answer.holds_slot:
+            metrics.record_concurrent_acquire()
+        return answer
 
     def _give_back(self, permit: Permit) -> None:
         if permit.holds_slot:
             permit.release()
-            self._metrics.record_concurrent_release()
-
-    async def _give_back_awaited(self, permit: Permit) -> None:
-        if permit.holds_slot:
-            self._metrics.record_concurrent_release()
-            await release_permit(permit)
+            self.get_metrics().record_concurrent_release()
 
     async def acquire(
         self, timeout: float | None = None, *, key: str | None = None, cost: int = 1
     ) -> Permit:
         """Waits for a slot; ``RateLimiterAcquisitionError`` on timeout. A
         concurrency slot stays taken until ``release()``."""
+        self._check_ready()
         permit = await self._take(timeout, key or "", cost)
         if permit.holds_slot:
             self._held.append(permit)
@@ -342,7 +430,12 @@ class RateLimiter:
     async def try_acquire(
         self, timeout: float = 0, *, key: str | None = None, cost: int = 1
     ) -> bool:
-        """``True`` if admitted within ``timeout`` seconds (0: one attempt)."""
+        """``True`` if admitted within ``timeout`` seconds, else ``False`` once the
+        timeout has passed: a call that cannot be admitted in time waits it out (a
+        release or a reset may admit it meanwhile), as in rate-sync, so that
+        ``while not await limiter.try_acquire(timeout=0.1)`` polls at that pace.
+        ``timeout=0``: one attempt, answered at once."""
+        self._check_ready()
         if timeout and timeout > 0:
             try:
                 await self.acquire(timeout, key=key, cost=cost)
@@ -360,6 +453,7 @@ class RateLimiter:
 
     async def release(self) -> None:
         """Releases one slot taken by ``acquire``/``try_acquire`` (no-op if none)."""
+        self._check_ready()
         if self._held:
             self._give_back(self._held.pop())
 
@@ -371,24 +465,47 @@ class RateLimiter:
         return _LimiterContext(self, timeout, key or "", cost)
 
     async def get_state(self, *, key: str | None = None) -> LimiterState:
-        """The current state (a peek: nothing consumed)."""
+        """The current state (a peek: nothing consumed). Held concurrency slots
+        count: ``current_usage`` is the larger of the rate's usage and the slots
+        held, ``remaining`` the smaller of what the rate and the free slots allow
+        (rate-sync's figures). The store counts the slots of a limiter that only
+        caps concurrency; beside a rate, the slots this process holds count (as in
+        rate-sync), and a full cap anywhere shows as ``remaining=0``."""
+        if not self._initialized:
+            raise RuntimeError(f"Rate limiter '{self._id}' not initialized")
         d = await _state(self._target, key or "", 1)
+        remaining = d.remaining
+        usage = d.limit - d.remaining
+        cap = self.max_concurrent
+        has_rate = self.rate_per_second is not None or self.limit is not None
+        if cap is not None and has_rate:
+            held = cap if d.denied_by == "concurrency" else self.get_metrics().current_concurrent
+            remaining = min(remaining, max(0, cap - held))
+            usage = max(usage, held)
         return LimiterState(
-            allowed=d.allowed,
-            remaining=d.remaining,
+            allowed=d.allowed and remaining > 0,
+            remaining=remaining,
             reset_at=int(d.reset_at),
-            current_usage=d.limit - d.remaining,
+            current_usage=usage,
         )
 
     async def reset(self, *, key: str | None = None) -> None:
-        """Forgets the state of ``key`` (or of every key): a fresh limiter."""
+        """Forgets the state of ``key`` (or of every key): a fresh limiter. A reset
+        of every key also clears the limiter's metrics and forgets the slots taken
+        by ``acquire`` (the reset freed them), as rate-sync's reset does."""
         await _answer(_native.reset(_bridge.current(), self._target, key))
+        if key is None:
+            self._clear_metrics()
+            self._held.clear()
 
     async def reset_all(self) -> None:
         await self.reset()
 
     def get_metrics(self) -> RateLimiterMetrics:
-        return self._metrics
+        return _metrics_of(self._id)
+
+    def _clear_metrics(self) -> None:
+        _METRICS[self._id] = RateLimiterMetrics()
 
     def get_config(self) -> LimiterReadOnlyConfig:
         c = self._config
@@ -423,13 +540,14 @@ class _LimiterContext:
         self._permit: Permit | None = None
 
     async def __aenter__(self) -> Permit:
+        self._limiter._check_ready()
         self._permit = await self._limiter._take(self._timeout, self._key, self._cost)
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
         # The permit stays known: without a slot it can still settle after the block.
         if self._permit is not None:
-            await self._limiter._give_back_awaited(self._permit)
+            await release_permit(self._permit, self._limiter.get_metrics())
 
     async def settle(self, used: int) -> None:
         """Settles the admitted call at ``used`` units: ``Permit.settle``."""
@@ -521,14 +639,44 @@ async def get_or_clone_limiter(base_limiter_id: str, unique_id: str) -> RateLimi
     return get_limiter(dynamic_id)
 
 
+# Stores one of whose limiters was initialized or used (`list_stores()["initialized"]`).
+_USED_STORES: set[str] = set()
+
+
+async def _check_store(target: Any, limiter_id: str, fail_closed: bool) -> None:
+    """Asks the limiter's store for its state once, so that a store that cannot
+    answer (unreachable, or its schema missing) shows at start-up, not at the first
+    call: ``StoreUnavailableError`` for a ``fail_closed`` limiter; a warning on the
+    ``ratesync`` logger for a fail-open one, whose calls will be admitted without a
+    decision until the store answers (``docs/design.md#failure-policy``)."""
+    try:
+        await _state(target, "", 1)
+    except StoreUnavailableError as error:
+        if fail_closed:
+            raise
+        logger.warning(
+            "limiter %r: its store cannot answer (%s); it fails open: calls are "
+            "admitted without a limit until the store answers",
+            limiter_id,
+            error,
+        )
+
+
 async def initialize_limiter(limiter_id: str) -> None:
-    """Checks that ``limiter_id`` exists (stores connect on first use)."""
-    _native.limiter_config(limiter_id)
+    """Checks that ``limiter_id`` exists and that its store answers (stores connect
+    on first use): ``LimiterNotFoundError``, or ``StoreUnavailableError`` when the
+    store of a ``fail_closed`` limiter is unreachable or its schema is missing (a
+    fail-open one logs a warning on the ``ratesync`` logger)."""
+    config = _native.limiter_config(limiter_id)
+    await _check_store(limiter_id, limiter_id, config["fail_closed"])
+    _USED_STORES.add(config["store_id"])
 
 
 async def initialize_all_limiters() -> None:
-    """Checks the configuration (raises the error of an invalid discovered file)."""
-    _native.list_limiters()
+    """``initialize_limiter`` for every configured limiter (raises the error of an
+    invalid discovered file, and the first ``StoreUnavailableError``)."""
+    for limiter_id in _native.list_limiters():
+        await initialize_limiter(limiter_id)
 
 
 async def check_multi_limiters(
@@ -576,17 +724,26 @@ async def _decide_all(
     to it (their concurrency slots stay taken until the caller releases them)."""
     if not take or not calls:
         peeks = [await _state(target, key, cost) for target, key, cost in calls]
-        return [_result(label, d) for label, d in zip(labels, peeks)]
+        return [
+            _result(label, d, target=call[0]) for label, d, call in zip(labels, peeks, calls)
+        ]
     outcome = await _acquire_all(calls, timeout)
     if outcome.admitted:
-        for permit in outcome.permits:
+        for (target, _key, _cost), permit in zip(calls, outcome.permits):
+            if isinstance(target, str):
+                _metrics_of(target).record_acquisition(0.0)
             if keep is not None:
                 keep.append(permit)
             else:
                 permit.release()
+    elif outcome.index is not None and isinstance(calls[outcome.index][0], str):
+        refusal = outcome.decisions[outcome.index]
+        _count_refusal(
+            _metrics_of(calls[outcome.index][0]), refusal.denied_by if refusal else None
+        )
     return [
-        _result(label, d, force_denied=(i == outcome.index))
-        for i, (label, d) in enumerate(zip(labels, outcome.decisions))
+        _result(label, d, force_denied=(i == outcome.index), target=call[0])
+        for i, (label, d, call) in enumerate(zip(labels, outcome.decisions, calls))
     ]
 
 

@@ -47,13 +47,16 @@ def private_limiter(
 ) -> LimiterHandle: ...
 
 # One entry per operation: the answer itself when the store answers at once, else an
-# asyncio future of `bridge`'s loop (`bridge` None: block the calling thread).
+# asyncio future of `bridge`'s loop (`bridge` None: block the calling thread). An
+# `acquire` that cannot be admitted within its timeout waits it out (rate-sync's
+# contract); a zero timeout is one attempt.
 def acquire(
     bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int, timeout: float | None
 ) -> Permit | asyncio.Future[Permit]: ...
+# A refusal is None, or with `refusal=True` the refusing Decision.
 def attempt(
-    bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int
-) -> Permit | None | asyncio.Future[Permit | None]: ...
+    bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int, refusal: bool = False
+) -> Permit | Decision | None | asyncio.Future[Permit | Decision | None]: ...
 def state(
     bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int
 ) -> Decision | asyncio.Future[Decision]: ...

@@ -79,7 +79,12 @@ class CompositeRateLimiter:
             listed = await _api._decide_all(names, calls, True, timeout, keep)
         results = {
             name: RateLimitResult(
-                r.allowed, r.limit, r.remaining, r.reset_in, reset_time=r.reset_time
+                r.allowed,
+                r.limit,
+                r.remaining,
+                r.reset_in,
+                reset_time=r.reset_time,
+                window=r.window,
             )
             for name, r in zip(names, listed)
         }

@@ -23,7 +23,9 @@ class RateLimiterNotInitializedError(RateLimiterError):
 class RateLimiterAcquisitionError(RateLimiterError):
     """No slot: refused, timed out, or (subclass) the store is unavailable.
 
-    ``retry_after`` (seconds) says when to try again, when the store said so."""
+    ``retry_after`` (seconds) says when to try again, when the store said so;
+    ``denied_by`` what refused: ``"rate"``, ``"concurrency"`` (every slot held) or
+    ``None`` when not known."""
 
     def __init__(
         self,
@@ -31,10 +33,12 @@ class RateLimiterAcquisitionError(RateLimiterError):
         group_id: str | None = None,
         attempts: int | None = None,
         retry_after: float | None = None,
+        denied_by: str | None = None,
     ) -> None:
         self.group_id = group_id
         self.attempts = attempts
         self.retry_after = retry_after
+        self.denied_by = denied_by
         super().__init__(message)
 
 
@@ -99,7 +103,11 @@ class EngineNotAvailableError(RateLimiterError, RuntimeError):
 
 
 def _from_native(
-    kind: str, message: str, name: str | None, retry_after: float | None
+    kind: str,
+    message: str,
+    name: str | None,
+    retry_after: float | None,
+    denied_by: str | None = None,
 ) -> Exception:
     """Builds the exception for an error of the extension (called from Rust)."""
     if kind == "config":
@@ -112,4 +120,6 @@ def _from_native(
         return StoreUnavailableError(message, group_id=name)
     if kind == "invalid_cost":
         return ValueError(message)
-    return RateLimiterAcquisitionError(message, group_id=name, retry_after=retry_after)
+    return RateLimiterAcquisitionError(
+        message, group_id=name, retry_after=retry_after, denied_by=denied_by
+    )

@@ -23,7 +23,12 @@ class RateLimitResult:
     fixed window it is the end of the window (a daily quota resets at midnight
     exactly). ``None`` for a result built by hand: ``reset_at`` then counts
     ``reset_in`` from now, as rate-sync did. Not compared: two results of the same
-    numbers are equal."""
+    numbers are equal.
+
+    ``limit`` is the quota users configured: a window's ``limit``, a token bucket's
+    rate as ``limit`` units per ``window`` seconds (10/s: 10 per 1 s, not its burst;
+    ``ratesync._policy``). ``window``: those seconds, for the ``RateLimit-Policy``
+    header (``None`` when not known). Not compared either."""
 
     allowed: bool
     limit: int
@@ -31,6 +36,7 @@ class RateLimitResult:
     reset_in: float  # seconds
     limiter_id: str | None = None
     reset_time: float | None = field(default=None, compare=False)
+    window: float | None = field(default=None, compare=False)
 
     @property
     def reset_at(self) -> int:

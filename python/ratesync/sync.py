@@ -12,21 +12,42 @@ calling thread; any other is waited for with the GIL released).
 
 from __future__ import annotations
 
-from ratesync import _native
+import time
+
+from ratesync import _api, _native
 from ratesync._native import Decision, Permit
+from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
 def acquire(
     limiter_id: str, timeout: float | None = None, *, key: str | None = None, cost: int = 1
 ) -> Permit:
-    """Blocks until admitted (``timeout`` seconds; ``None`` = the limiter's own).
-    The permit is a context manager that releases its concurrency slot."""
-    return _native.acquire(None, limiter_id, key or "", cost, timeout)
+    """Blocks until admitted (``timeout`` seconds; ``None`` = the limiter's own; a
+    wait that cannot succeed in time is waited out, as the coroutines do). The
+    permit is a context manager that releases its concurrency slot. Counted in the
+    limiter's ``get_metrics()`` (acquisitions, waits, timeouts)."""
+    start = time.perf_counter()
+    try:
+        permit = _native.acquire(None, limiter_id, key or "", cost, timeout)
+    except StoreUnavailableError:
+        raise
+    except RateLimiterAcquisitionError as error:
+        _api._count_refusal(_api._metrics_of(limiter_id), error.denied_by)
+        raise
+    _api._metrics_of(limiter_id).record_acquisition((time.perf_counter() - start) * 1000.0)
+    return permit
 
 
 def try_acquire(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Permit | None:
-    """One attempt, never waits: a ``Permit``, or ``None`` when refused."""
-    return _native.attempt(None, limiter_id, key or "", cost)
+    """One attempt, never waits: a ``Permit``, or ``None`` when refused (counted in
+    the limiter's ``get_metrics()``)."""
+    answer = _native.attempt(None, limiter_id, key or "", cost, True)
+    metrics = _api._metrics_of(limiter_id)
+    if isinstance(answer, Permit):
+        metrics.record_acquisition(0.0)
+        return answer
+    _api._count_refusal(metrics, answer.denied_by)
+    return None
 
 
 def state(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Decision:

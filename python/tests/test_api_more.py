@@ -361,7 +361,9 @@ async def test_memory_rate_limiter_class(use_sliding):
     assert await limiter.try_acquire(timeout=0)
     # private: another instance with the same id has its own state, and nothing is
     # added to the shared configuration
-    assert await MemoryRateLimiter("cls-tb", rate_per_second=0.001).try_acquire()
+    other = MemoryRateLimiter("cls-tb", rate_per_second=0.001)
+    await other.initialize()
+    assert await other.try_acquire()
     assert "cls-tb" not in ratesync.list_limiters()
 
 

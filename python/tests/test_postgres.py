@@ -129,6 +129,34 @@ async def test_postgres_rate_limiter_class(pg_url, name):
     assert name not in ratesync.list_limiters()
 
 
+# --- a schema that is not there: said at start-up, logged under fail-open ------------
+
+
+async def test_a_missing_schema_shows_at_initialization(pg_url, name, caplog):
+    import logging
+
+    n = next(_ids)
+    # auto_create off and no `ratesync migrate`: the table is not there.
+    ratesync.configure_store(
+        f"bare{n}", "postgres", url=pg_url, table_name=f"missing{n}", auto_create=False
+    )
+    ratesync.configure_limiter(
+        f"{name}-closed", store_id=f"bare{n}", rate_per_second=1.0, fail_closed=True
+    )
+    ratesync.configure_limiter(f"{name}-open", store_id=f"bare{n}", rate_per_second=1.0)
+    with pytest.raises(ratesync.StoreUnavailableError):
+        await ratesync.initialize_limiter(f"{name}-closed")
+    with caplog.at_level(logging.WARNING, logger="ratesync"):
+        await ratesync.initialize_limiter(f"{name}-open")
+        for _ in range(5):
+            await ratesync.acquire(f"{name}-open")  # fail-open: admitted
+        await asyncio.sleep(0.5)  # the core's records come from a thread
+    messages = [r.getMessage() for r in caplog.records if r.name == "ratesync"]
+    assert any(f"{name}-open" in m and "fails open" in m for m in messages), messages
+    admitted = [m for m in messages if f"limiter={name}-open" in m and "fail-open" in m]
+    assert len(admitted) == 1, messages
+
+
 # --- several worker processes share one PostgreSQL limit exactly ----------------------
 
 LIMIT = 60

@@ -99,6 +99,7 @@ async def test_redis_rate_limiter_class(redis_url, name):
     conc = RedisRateLimiter(
         redis_url, f"{name}-c", rate_per_second=1e6, max_concurrent=1, key_prefix="c" + name
     )
+    await conc.initialize()
     async with conc.acquire_context(timeout=0):
         assert not await conc.try_acquire()
     assert await conc.try_acquire(timeout=0)  # leaving the block released the slot

@@ -31,15 +31,21 @@ async def test_reset_limiter_can_reset_one_key(store, name):
         await ratesync.acquire(name, key="b")
 
 
-async def test_reset_all_limiters_resets_clones_too(tmp_path, name):
-    # A configuration of its own: the registry is process-wide, and other tests
-    # leave stores behind whose servers they have stopped.
+async def test_reset_all_limiters_resets_clones_too(tmp_path, name, monkeypatch):
     config = tmp_path / "rate-sync.toml"
     config.write_text(
         f'[stores.m]\nengine = "memory"\n\n'
         f'[limiters.{name}]\nstore = "m"\nrate_per_second = 0.001\ntimeout = 0\n'
     )
     ratesync.load_config(config)
+    # Only this test's limiters: the registry is process-wide, a file adds to it (as
+    # in rate-sync), and other tests leave stores behind whose servers they stopped.
+    every = ratesync.testing._native.list_limiters
+    monkeypatch.setattr(
+        ratesync.testing._native,
+        "list_limiters",
+        lambda: {k: v for k, v in every().items() if k.startswith(name)},
+    )
     clone = await ratesync.get_or_clone_limiter(name, "tenant")
     await exhaust(name)
     await exhaust(clone.group_id)

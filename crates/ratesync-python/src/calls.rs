@@ -73,14 +73,18 @@ fn permit(
     }
 }
 
-/// The same, with a refusal as `None`.
-fn permit_or_none(
+/// The same, with a refusal as `None`, or as its `Decision` with `refusal`.
+fn permit_or_refusal(
     py: Python<'_>,
     result: Result<ratesync::Permit, AcquireError>,
     rule: Option<Rule>,
     cost: u32,
+    refusal: bool,
 ) -> PyResult<Py<PyAny>> {
     match result {
+        Err(AcquireError::Denied { decision, .. }) if refusal => {
+            Ok(Py::new(py, Decision::new(&decision, rule.as_ref()))?.into_any())
+        }
         Err(AcquireError::Denied { .. }) => Ok(py.None()),
         other => permit(py, other, rule, cost),
     }
@@ -89,7 +93,10 @@ fn permit_or_none(
 /// Waits for a permit (timeout `None` = the limiter's own): a `Permit`, or an asyncio
 /// future of one. Every call is settleable: a Python caller that estimated its cost
 /// settles it on the permit, and the cost of that (the permit keeps its limiter and
-/// key) is nothing beside a Python call (`docs/design.md#settle`).
+/// key) is nothing beside a Python call (`docs/design.md#settle`). A wait that the
+/// store says cannot succeed in time is waited out, re-trying, as rate-sync's
+/// `try_acquire(timeout)` does (`Call::wait_out_timeout`); a zero timeout is one
+/// attempt.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost, timeout))]
 fn acquire(
@@ -104,7 +111,7 @@ fn acquire(
     let rule = limiter.policy().rule;
     let bound = wait_bound(timeout)?;
     let work = async move {
-        let call = limiter.key(&key).cost(cost).settleable();
+        let call = limiter.key(&key).cost(cost).settleable().wait_out_timeout();
         match timeout {
             Some(_) => call.timeout(bound).acquire().await,
             None => call.acquire().await,
@@ -115,16 +122,18 @@ fn acquire(
     })
 }
 
-/// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused, or
-/// an asyncio future of either.
+/// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused (with
+/// `refusal`: the refusing `Decision`, which says what refused), or an asyncio
+/// future of either.
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost))]
+#[pyo3(signature = (bridge, limiter_id, key, cost, refusal=false))]
 fn attempt(
     py: Python<'_>,
     bridge: Option<&Bound<'_, LoopBridge>>,
     limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
+    refusal: bool,
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
@@ -133,7 +142,7 @@ fn attempt(
         call.try_acquire().await
     };
     crate::bridge::run(py, bridge, work, move |py, result| {
-        permit_or_none(py, result, rule, cost)
+        permit_or_refusal(py, result, rule, cost, refusal)
     })
 }
 

@@ -5,17 +5,29 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use ratesync::{AcquireError, Error, SettleError};
 
-fn build(kind: &str, message: &str, name: Option<&str>, retry_after: Option<f64>) -> PyErr {
+/// The exception `_from_native` builds; `denied_by` (`"rate"`, `"concurrency"`) says
+/// what refused a call that was refused or timed out.
+fn build_refusal(
+    kind: &str,
+    message: &str,
+    name: Option<&str>,
+    retry_after: Option<f64>,
+    denied_by: Option<&str>,
+) -> PyErr {
     Python::attach(|py| {
         let made = py
             .import("ratesync.exceptions")
             .and_then(|m| m.getattr("_from_native"))
-            .and_then(|f| f.call1((kind, message, name, retry_after)));
+            .and_then(|f| f.call1((kind, message, name, retry_after, denied_by)));
         match made {
             Ok(exception) => PyErr::from_value(exception),
             Err(error) => error,
         }
     })
+}
+
+fn build(kind: &str, message: &str, name: Option<&str>, retry_after: Option<f64>) -> PyErr {
+    build_refusal(kind, message, name, retry_after, None)
 }
 
 pub(crate) fn config_error(message: &str) -> PyErr {
@@ -47,7 +59,20 @@ pub(crate) fn from_acquire(error: &AcquireError) -> PyErr {
         }
     };
     let retry_after = error.retry_after().map(|d| d.as_secs_f64());
-    build(kind, &error.to_string(), Some(limiter), retry_after)
+    let denied_by = error
+        .decision()
+        .and_then(|d| d.denied_by())
+        .map(|by| match by {
+            ratesync::DeniedBy::Rate => "rate",
+            ratesync::DeniedBy::Concurrency => "concurrency",
+        });
+    build_refusal(
+        kind,
+        &error.to_string(),
+        Some(limiter),
+        retry_after,
+        denied_by,
+    )
 }
 
 /// A settle that failed: the store's failure as for a call; a misuse as Python's

@@ -7,7 +7,8 @@
 //! - [`calls`]: acquire, try, peek: memory decisions synchronously, network engines
 //!   on the runtime with the GIL released.
 //! - [`bridge`]: a tokio future as an asyncio future of the caller's event loop.
-//! - [`metrics`]: the core's metrics as Prometheus text.
+//! - [`metrics`]: the core's metrics as Prometheus text; [`log`]: the core's
+//!   warnings as records of Python's `logging` (logger `ratesync`).
 //! - [`http`]: the client IP behind trusted proxies and the `RateLimit` headers of
 //!   `ratesync.contrib.fastapi`, from the core's `ratesync::http`.
 //! - [`types`]: `Permit` and `Decision` as Python objects; [`errors`]: core errors as
@@ -17,6 +18,7 @@ mod bridge;
 mod calls;
 mod errors;
 mod http;
+mod log;
 mod metrics;
 mod registry;
 mod runtime;
@@ -34,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     calls::register(m)?;
     bridge::register(m)?;
     metrics::register(m)?;
+    log::install();
     http::register(m)?;
     Ok(())
 }

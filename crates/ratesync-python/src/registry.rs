@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use ratesync::config::{format_utc_offset, EngineConfig, StoreConfig};
-use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
+use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder, TokenBucket};
 
 use crate::errors;
 
@@ -44,13 +44,6 @@ pub(crate) fn limiter(name: &str) -> PyResult<ratesync::Limiter> {
     current()?
         .limiter(name)
         .map_err(|_| errors::limiter_not_found(name))
-}
-
-fn replace(registry: Registry) {
-    *STATE.write() = Some(State {
-        registry,
-        pending: None,
-    });
 }
 
 /// Changes the registry with `change`, under the lock so that concurrent
@@ -111,17 +104,33 @@ fn discover_on_import() {
     });
 }
 
-/// Loads `path` (or the discovered file), replacing the whole configuration.
+/// Loads `path` (or the discovered file) into the configuration: its stores and
+/// limiters are added to those configured before, replacing those of the same ids
+/// (`Registry::merged`), as rate-sync's `load_config` does. After an invalid
+/// discovered file, the loaded one starts from nothing.
 #[pyfunction]
 #[pyo3(signature = (path=None))]
 fn load_config(path: Option<PathBuf>) -> PyResult<Option<PathBuf>> {
     let _runtime = crate::runtime::handle().enter();
     let config =
         Config::discover(path.as_deref()).map_err(|e| errors::config_error(&e.to_string()))?;
-    let source = config.as_ref().and_then(|c| c.source.clone());
-    let registry =
-        Registry::from_config(config.unwrap_or_default()).map_err(|e| errors::from_error(&e))?;
-    replace(registry);
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let source = config.source.clone();
+    let mut state = STATE.write();
+    let base = match state.as_ref() {
+        Some(State {
+            registry,
+            pending: None,
+        }) => registry.clone(),
+        _ => empty(),
+    };
+    let registry = base.merged(config).map_err(|e| errors::from_error(&e))?;
+    *state = Some(State {
+        registry,
+        pending: None,
+    });
     Ok(source)
 }
 
@@ -334,7 +343,7 @@ impl RuleInfo {
             },
             Some(Rule::TokenBucket(tb)) => RuleInfo {
                 algorithm: "token_bucket",
-                rate_per_second: Some(tb.rate_per_second()),
+                rate_per_second: Some(configured_rate(tb)),
                 burst: Some(tb.burst()),
                 ..RuleInfo::default()
             },
@@ -365,6 +374,21 @@ impl RuleInfo {
             },
         }
     }
+}
+
+/// A bucket's rate as configured: the shortest decimal that builds the same bucket.
+/// The bucket keeps its rate as whole nanoseconds per unit, rounded up, so the rate
+/// it enforces reads back a little off (90/s as 89.99999280000057); users wrote
+/// 90, and get 90.0 back.
+fn configured_rate(tb: &TokenBucket) -> f64 {
+    let enforced = tb.rate_per_second();
+    (0..17)
+        .filter_map(|precision| format!("{enforced:.precision$e}").parse::<f64>().ok())
+        .find(|candidate| {
+            TokenBucket::new(*candidate, tb.burst())
+                .is_ok_and(|bucket| bucket.interval_nanos() == tb.interval_nanos())
+        })
+        .unwrap_or(enforced)
 }
 
 /// The `[fastapi] trusted_proxy_networks` of the configuration (empty when unset).

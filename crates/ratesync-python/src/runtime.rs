@@ -119,6 +119,7 @@ pub(crate) fn after_fork_in_child() {
     fastrand::seed(fastrand::u64(..) ^ pid.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     crate::registry::after_fork_in_child();
     crate::metrics::after_fork_in_child();
+    crate::log::after_fork_in_child();
 }
 
 /// Called at interpreter exit (`atexit`). Waits, with the GIL released, for the

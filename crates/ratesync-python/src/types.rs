@@ -363,6 +363,26 @@ impl Ready {
         None
     }
 
+    // What an asyncio future of a settle also answers, so that code holding the
+    // awaitable reads the same whether the store answered at once or later.
+
+    /// Too late to cancel: it is done.
+    fn cancel(&self) -> bool {
+        false
+    }
+
+    fn cancelled(&self) -> bool {
+        false
+    }
+
+    fn done(&self) -> bool {
+        true
+    }
+
+    fn result(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
     fn __repr__(&self) -> &'static str {
         "Ready()"
     }

@@ -121,6 +121,59 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// This registry plus every store and limiter of `other` (a loaded file), which
+    /// replace those of the same ids: rate-sync's `load_config` adds to what was
+    /// configured before it, and the Python package keeps that
+    /// (`docs/design.md#python`). As with [`Registry::with_store`] and
+    /// [`Registry::with_limiter`], what `other` does not change keeps its state; a
+    /// store redefined with other settings is rebuilt, with every limiter that uses
+    /// it. `other`'s `[fastapi]` networks replace these when it lists any. Fails as a
+    /// whole.
+    pub fn merged(&self, other: Config) -> Result<Registry, Error> {
+        let mut next = Inner::clone(&self.inner);
+        let mut rebuilt_stores = Vec::new();
+        for (id, store) in other.stores {
+            if next.config.stores.get(&id) == Some(&store) {
+                continue;
+            }
+            let runtime = build_store(&id, &store, None)?;
+            next.config.stores.insert(id.clone(), store);
+            next.stores.insert(id.clone(), runtime);
+            rebuilt_stores.push(id);
+        }
+        for (name, limiter) in other.limiters {
+            next.config.limiters.insert(name, limiter);
+        }
+        let mut limiters = IndexMap::new();
+        for (name, limiter) in &next.config.limiters {
+            let kept = self
+                .inner
+                .config
+                .limiters
+                .get(name)
+                .filter(|old| *old == limiter && !rebuilt_stores.contains(&limiter.store))
+                .and_then(|_| self.inner.limiters.get(name));
+            let built = match kept {
+                Some(limiter) => limiter.clone(),
+                // The file was validated as a whole: its limiters' stores are its own.
+                None => build_limiter(name, limiter, next.stores[&limiter.store].clone())?,
+            };
+            limiters.insert(name.clone(), built);
+        }
+        next.limiters = limiters;
+        if !other.fastapi.trusted_proxy_networks.is_empty() {
+            next.config.fastapi = other.fastapi;
+        }
+        if other.source.is_some() {
+            next.config.source = other.source;
+        }
+        Ok(Registry {
+            inner: Arc::new(next),
+        })
+    }
+}
+
 fn build_store(
     id: &str,
     store: &StoreConfig,
@@ -200,5 +253,53 @@ impl RegistryBuilder {
                 limiters,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, LimiterBuilder, Registry, StoreBuilder};
+
+    fn config(stores: &[&str], limiters: &[(&str, &str, f64)]) -> Config {
+        let mut builder = Config::builder();
+        for store in stores {
+            builder = builder.store(store, StoreBuilder::memory());
+        }
+        for (name, store, rate) in limiters {
+            builder = builder.limiter(name, LimiterBuilder::token_bucket(store, *rate));
+        }
+        builder.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_merged_file_adds_to_the_registry_and_keeps_what_it_leaves_alone() {
+        let registry = Registry::from_config(config(&["a"], &[("kept", "a", 0.001)])).unwrap();
+        registry
+            .limiter("kept")
+            .unwrap()
+            .try_acquire()
+            .await
+            .unwrap();
+        let merged = registry
+            .merged(config(
+                &["b"],
+                &[("added", "b", 1.0), ("redefined", "b", 2.0)],
+            ))
+            .unwrap();
+        let names: Vec<&str> = merged.limiters().map(|l| l.name()).collect();
+        assert_eq!(names, ["kept", "added", "redefined"]);
+        // Untouched by the file: the same limiter, its state kept.
+        assert!(merged.limiter("kept").unwrap().try_acquire().await.is_err());
+
+        let replaced = merged
+            .merged(config(&["b"], &[("kept", "b", 5.0)]))
+            .unwrap();
+        let kept = replaced.limiter("kept").unwrap();
+        assert_eq!(kept.store_id(), "b");
+        assert!(
+            kept.try_acquire().await.is_ok(),
+            "a redefined limiter starts fresh"
+        );
+        assert_eq!(replaced.config().stores.len(), 2);
     }
 }

@@ -69,6 +69,8 @@ class _EngineRateLimiter(RateLimiter):
             "fail_closed": fail_closed,
             "burst": None,
         }
+        # As in rate-sync: usable once `await limiter.initialize()` has checked the
+        # store; before, calls raise `RateLimiterNotInitializedError`.
         self._initialized = False
         self._metrics = RateLimiterMetrics()
         self._held = []
@@ -84,9 +86,15 @@ class _EngineRateLimiter(RateLimiter):
         self._metrics.current_concurrent = 0
         self._build()
 
-    async def initialize(self) -> None:
-        """Marks the limiter ready (the store connects on first use)."""
-        self._initialized = True
+    def get_metrics(self) -> RateLimiterMetrics:
+        return self._metrics
+
+    def _clear_metrics(self) -> None:
+        self._metrics = RateLimiterMetrics()
+
+    async def disconnect(self) -> None:
+        """rate-sync's clean-up call. The store's connections belong to this object
+        and close with it; until then the limiter stays usable."""
 
 
 class MemoryRateLimiter(_EngineRateLimiter):

@@ -117,6 +117,7 @@ pub async fn acquire_all(
     until_admitted(
         &members,
         timeout,
+        false,
         || try_acquire_all(calls),
         |failure| match &failure.error {
             AcquireError::Denied { decision, .. } => Some(Refused {

@@ -144,6 +144,7 @@ impl Limiter {
             cost: 1,
             timeout: self.inner.config.timeout,
             settleable: false,
+            wait_out: false,
         }
     }
 
@@ -196,6 +197,7 @@ pub struct Call<'a> {
     cost: u32,
     timeout: Option<Duration>,
     settleable: bool,
+    wait_out: bool,
 }
 
 impl<'a> Call<'a> {
@@ -225,6 +227,18 @@ impl<'a> Call<'a> {
     /// Defaults to the limiter's configured `timeout`.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// `acquire` waits out its whole timeout even when the store's retry-after says
+    /// the call cannot be admitted within it, re-trying meanwhile, since a reset, a
+    /// settle or a release may free room early: admitted as soon as a re-try is,
+    /// else `TimedOut` at the deadline. The contract of rate-sync's
+    /// `try_acquire(timeout)`, which the Python package keeps
+    /// (`docs/design.md#waiting`). Off by default: a Rust caller learns at once that
+    /// the wait cannot succeed, with the retry-after to tell its own client.
+    pub fn wait_out_timeout(mut self) -> Self {
+        self.wait_out = true;
         self
     }
 

@@ -21,6 +21,11 @@ use crate::error::AcquireError;
 /// release signal from another process was lost.
 const FALLBACK_POLL: Duration = Duration::from_millis(500);
 
+/// Longest a call that waits out its timeout ([`Call::wait_out_timeout`]) sleeps
+/// between re-tries while its retry-after lies past the deadline: only a reset or
+/// a settle can admit it earlier, and a re-try is one store call.
+const WAIT_OUT_RECHECK: Duration = Duration::from_millis(100);
+
 /// What a refused attempt says: which of the waited-on calls refused, and how.
 pub(super) struct Refused {
     pub index: usize,
@@ -31,10 +36,13 @@ pub(super) struct Refused {
 ///
 /// `members` are the (limiter, key) pairs the attempts decide on; `refused` tells a
 /// refusal (to wait on) from any other error (returned at once), and `timed_out`
-/// turns the last refusal into the caller's timeout error.
+/// turns the last refusal into the caller's timeout error. With `wait_out`, a
+/// refusal whose retry-after lies past the deadline is re-tried until the deadline
+/// instead of ending the wait at once ([`Call::wait_out_timeout`]).
 pub(super) async fn until_admitted<T, E, F, Fut>(
     members: &[(&Arc<LimiterInner>, &str)],
     timeout: Option<Duration>,
+    wait_out: bool,
     mut attempt: F,
     refused: impl Fn(&E) -> Option<Refused>,
     timed_out: impl FnOnce(E, Duration) -> E,
@@ -83,8 +91,9 @@ where
         let now = Instant::now();
         if let Some(deadline) = deadline {
             // `retry_after` is the earliest the refusing limiter can admit (for a
-            // full cap, what its rate says): past the deadline, waiting is pointless.
-            if now >= deadline || now + decision.retry_after() > deadline {
+            // full cap, what its rate says): past the deadline, waiting is pointless,
+            // unless the caller waits out its timeout anyway.
+            if now >= deadline || (!wait_out && now + decision.retry_after() > deadline) {
                 members[index].0.metrics.timed_out.increment(1);
                 return Err(timed_out(error, now - started));
             }
@@ -93,6 +102,14 @@ where
             decision.retry_after().max(FALLBACK_POLL)
         } else {
             decision.retry_after()
+        };
+        // Waiting out a timeout that the retry-after overshoots: re-try now and then
+        // (a reset or a settle may free room), and once more at the deadline.
+        let wait = match deadline {
+            Some(deadline) if wait_out && !by_concurrency && now + wait > deadline => {
+                wait.min(WAIT_OUT_RECHECK)
+            }
+            _ => wait,
         };
         let wake_at = deadline.map_or(now + wait, |d| d.min(now + wait));
         let release = notified
@@ -116,6 +133,7 @@ pub(super) async fn acquire(call: Call<'_>) -> Result<Permit, AcquireError> {
     until_admitted(
         &[(&call.limiter.inner, call.key)],
         call.timeout,
+        call.wait_out,
         || call.try_acquire(),
         |error| match error {
             AcquireError::Denied { decision, .. } => Some(Refused {
@@ -127,4 +145,69 @@ pub(super) async fn acquire(call: Call<'_>) -> Result<Permit, AcquireError> {
         |error, waited| error.after_waiting(waited),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{AcquireError, Config, Limiter, LimiterBuilder, Registry, StoreBuilder};
+
+    /// A memory bucket of 1 unit per second, its one unit taken.
+    async fn empty_bucket() -> Limiter {
+        let config = Config::builder()
+            .store("m", StoreBuilder::memory())
+            .limiter("l", LimiterBuilder::token_bucket("m", 1.0))
+            .build()
+            .unwrap();
+        let limiter = Registry::from_config(config).unwrap().limiter("l").unwrap();
+        limiter.try_acquire().await.unwrap();
+        limiter
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(120);
+
+    #[tokio::test]
+    async fn a_wait_that_cannot_succeed_in_time_fails_at_once() {
+        let limiter = empty_bucket().await;
+        let started = Instant::now();
+        let error = limiter.cost(1).timeout(Some(TIMEOUT)).acquire().await;
+        assert!(matches!(error, Err(AcquireError::TimedOut { .. })));
+        assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn waiting_out_the_timeout_fails_at_the_deadline() {
+        let limiter = empty_bucket().await;
+        let started = Instant::now();
+        let call = limiter.cost(1).timeout(Some(TIMEOUT)).wait_out_timeout();
+        let error = call.acquire().await.unwrap_err();
+        let waited = error.waited().expect("a timeout");
+        assert!(waited >= TIMEOUT, "{waited:?}");
+        assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+        // The refusal is still the store's: when the unit comes back.
+        assert!(error.retry_after().unwrap() > Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_reset_admits_a_call_waiting_out_its_timeout() {
+        let limiter = empty_bucket().await;
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                // Shorter than the second the unit takes to come back.
+                let call = limiter.cost(1).timeout(Some(Duration::from_millis(800)));
+                call.wait_out_timeout().acquire().await.map(drop)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        limiter.reset().await.unwrap();
+        let reset = Instant::now();
+        waiting.await.unwrap().unwrap();
+        assert!(
+            reset.elapsed() <= super::WAIT_OUT_RECHECK * 3,
+            "{:?}",
+            reset.elapsed()
+        );
+    }
 }

@@ -4,42 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from ratesync import _api, _native
+from ratesync import _api, _native, _policy
 from ratesync._native import Decision, Permit
 from ratesync.contrib.fastapi.headers import RateLimitResult
 from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
-# The length of a calendar period; a month counts as its longest, 31 days, as in the
-# Rust layer's `Quota::of` (its real end is in the `t` of `RateLimit`).
-_PERIOD_SECONDS = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 31 * 86_400.0}
-
-
 def policy_window(config: dict[str, Any], limit: int) -> float | None:
-    """The IETF policy window: the limiter's window (a fixed window's period), or
-    for a token bucket the time to refill it from empty (``limit / rate``); ``None``
-    for concurrency only."""
-    if config.get("window_seconds"):
-        return float(config["window_seconds"])
-    if config.get("period"):
-        return _PERIOD_SECONDS[config["period"]]
-    rate = config.get("rate_per_second")
-    if rate:
-        return limit / float(rate)
-    return None
+    """The IETF policy window (``ratesync._policy``): the limiter's window (a fixed
+    window's period), or for a token bucket the whole seconds over which its rate
+    is its quota; ``None`` for concurrency only."""
+    return _policy.quota(config, limit)[1]
 
 
 def to_result(
     decision: Decision, allowed: bool, policy: str, config: dict[str, Any]
 ) -> RateLimitResult:
+    """The result of ``decision``, its quota the one configured (a token bucket's
+    rate per window, not its burst)."""
+    limit, window = _policy.quota(config, decision.limit)
     return RateLimitResult(
         allowed=allowed,
-        limit=decision.limit,
-        remaining=decision.remaining if allowed else 0,
+        limit=limit,
+        remaining=min(decision.remaining, limit) if allowed else 0,
         reset_in=decision.reset_after if allowed else max(decision.retry_after, 0.0),
         retry_after_seconds=None if allowed else max(decision.retry_after, 0.0),
         policy=policy,
-        window=policy_window(config, decision.limit),
+        window=window,
         quota_unit=quota_unit(config),
     )
 
@@ -63,12 +54,22 @@ async def check(
     Returns the permit (``None`` if refused; the caller releases it) and the result.
     Raises ``LimiterNotFoundError`` and ``StoreUnavailableError`` (fail-closed outage)."""
     config = _native.limiter_config(limiter_id)
+    # Counted in the limiter's metrics, as every admission is (`get_metrics()`).
+    metrics = _api._metrics_of(limiter_id)
     permit: Permit | None
     try:
         if timeout and timeout > 0:
-            permit = await _api._acquire(limiter_id, timeout, key, cost)
+            permit = await _api._take_counted(limiter_id, lambda: metrics, timeout, key, cost)
         else:
-            permit = await _api._attempt(limiter_id, key, cost)
+            answer = await _api._attempt_or_refusal(limiter_id, key, cost)
+            if isinstance(answer, Permit):
+                permit = answer
+                metrics.record_acquisition(0.0)
+                if permit.holds_slot:
+                    metrics.record_concurrent_acquire()
+            else:
+                permit = None
+                _api._count_refusal(metrics, answer.denied_by)
     except StoreUnavailableError:
         raise
     except RateLimiterAcquisitionError:

@@ -106,7 +106,7 @@ class CompositeRateLimitDependency:
             reset_in=r.reset_in,
             retry_after_seconds=None if r.allowed else r.reset_in,
             policy=name,
-            window=_check.policy_window(config, r.limit),
+            window=r.window,
             quota_unit=_check.quota_unit(config),
         )
 

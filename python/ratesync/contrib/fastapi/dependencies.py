@@ -19,7 +19,7 @@ from ratesync.contrib.fastapi.handlers import (
 )
 from ratesync.contrib.fastapi.headers import set_rate_limit_headers
 from ratesync.contrib.fastapi.ip_utils import get_client_ip
-from ratesync._api import release_permit
+from ratesync._api import _metrics_of, release_permit
 from ratesync.exceptions import LimiterNotFoundError, StoreUnavailableError
 
 try:
@@ -94,7 +94,7 @@ class RateLimitDependency:
         try:
             yield None
         finally:
-            await release_permit(permit)
+            await release_permit(permit, _metrics_of(self.limiter_id))
 
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, LimiterNotFoundError):

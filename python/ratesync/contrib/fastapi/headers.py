@@ -22,6 +22,7 @@ through the extension), the same bytes as the Rust tower layer:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ratesync import _native
 
@@ -113,18 +114,48 @@ class RateLimitResult:
         return _native.rate_limit_times(self._limit())
 
 
-def get_rate_limit_headers(
-    result: RateLimitResult, *others: RateLimitResult
-) -> dict[str, str]:
+class _AnyResult(Protocol):
+    """What rate-sync's header helpers read of a result: ``check_limiter``'s
+    ``ratesync.RateLimitResult``, ``check_multi_limiters``' ``MultiLimiterResult``
+    or this module's ``RateLimitResult``."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_in: float
+
+
+def _limit_of(result: _AnyResult) -> tuple[Any, ...]:
+    """Any result as the extension takes a limit: this module's own, or one with
+    rate-sync's fields (named after its limiter, with its policy window if known)."""
+    if isinstance(result, RateLimitResult):
+        return result._limit()
+    allowed = bool(result.allowed)
+    reset_in = float(result.reset_in)
+    return (
+        getattr(result, "limiter_id", None) or getattr(result, "blocking_limiter_id", None)
+        or "default",
+        allowed,
+        int(result.limit),
+        int(result.remaining),
+        reset_in,
+        reset_in,
+        "requests",
+        getattr(result, "window", None),
+    )
+
+
+def get_rate_limit_headers(result: _AnyResult, *others: _AnyResult) -> dict[str, str]:
     """The headers of ``result`` (and, for several limits, each of ``others`` in the
     IETF lists; the ``X-RateLimit-*`` values are those of the first limit on a rate,
     ``Retry-After`` is ``result``'s). Limits whose ``quota_unit`` is ``None`` appear
-    in none of the quota headers."""
-    return _native.rate_limit_headers([r._limit() for r in (result, *others)], True)
+    in none of the quota headers. ``result`` may be any result of the package, as
+    in rate-sync: ``check_limiter``'s and ``check_multi_limiters``' too."""
+    return _native.rate_limit_headers([_limit_of(r) for r in (result, *others)], True)
 
 
 def set_rate_limit_headers(
-    response: Response, result: RateLimitResult, *others: RateLimitResult
+    response: Response, result: _AnyResult, *others: _AnyResult
 ) -> None:
     """Sets the headers of ``get_rate_limit_headers`` on ``response``."""
     if not FASTAPI_AVAILABLE:

@@ -17,7 +17,7 @@ from ratesync.contrib.fastapi.handlers import (
 )
 from ratesync.contrib.fastapi.headers import get_rate_limit_headers
 from ratesync.contrib.fastapi.ip_utils import get_client_ip
-from ratesync._api import release_permit
+from ratesync._api import _metrics_of, release_permit
 from ratesync.exceptions import LimiterNotFoundError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class RateLimitMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            await release_permit(permit)
+            await release_permit(permit, _metrics_of(self.limiter_id))
 
 
 __all__ = ["RateLimitMiddleware"]
