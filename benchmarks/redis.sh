@@ -41,9 +41,9 @@ TOML
 anchor_script=$(cat benchmarks/gcra_anchor.lua)
 anchor_args=(1 '{bench:gcra}' 1 1000000)
 script=$(cat "$scripts/lib.lua"; echo; cat "$scripts/acquire.lua")
-# KEYS: rate state, log sequence, leases. ARGV: 1 call of 1 member: kind, interval_us,
-# burst, cost, max_concurrent, lease id, lease ttl (see `member` in lib.lua).
-ours_args=(3 '{bench:api:}:tb' '{bench:api:}:seq' '{bench:api:}:lease' 1 1 tb 1 1000000 1 0 '' 0)
+# KEYS: rate state, leases. ARGV: 1 call of 1 member: kind, interval_us, burst, runs,
+# align_us, cost, max_concurrent, lease id, lease ttl (see `member` in lib.lua).
+ours_args=(2 '{bench:api:}:tb' '{bench:api:}:lease' 1 1 tb 1 1000000 0 0 1 0 '' 0)
 sha=$(redis-cli -p 6379 script load "$script")
 per_second() {
   tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v = $i} END {print v}'

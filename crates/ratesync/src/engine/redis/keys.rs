@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! {<prefix>:<limiter>:<key>}:tb      token-bucket TAT (string, µs)
-//! {<prefix>:<limiter>:<key>}:sw      sliding-window log (ZSET: unique id -> admission µs)
-//! {<prefix>:<limiter>:<key>}:seq     the log's id sequence (INCRBY)
+//! {<prefix>:<limiter>:<key>}:runs    sliding-window log (string: packed runs, see lib.lua)
+//! {<prefix>:<limiter>:<key>}:fw      fixed window (string: packed start µs and units)
 //! {<prefix>:<limiter>:<key>}:lease   concurrency leases (ZSET: lease id -> expiry µs)
 //! <prefix>:releases                  pub/sub channel; messages are `<origin>:<limiter>:<key>`
 //! ```
@@ -16,7 +16,9 @@
 //! collisions, no escaping the namespace, no broken hash tag), and
 //! `{<prefix>:<limiter>:*` is a SCAN pattern that matches exactly one limiter's keys.
 //! The rate keys are named per algorithm so that a limiter reconfigured from one
-//! algorithm to the other never finds a value of the wrong type.
+//! algorithm to another never finds a value of the wrong type. The log has its own
+//! suffix for its bounded representation: the `:sw` ZSET (one member per unit) and
+//! the `:seq` counter of older versions are never read, and expire with their TTL.
 
 use redis::{RedisWrite, ToRedisArgs};
 
@@ -85,7 +87,7 @@ pub(crate) struct KeyTag(String);
 pub(crate) enum Suffix {
     TokenBucket,
     Log,
-    LogSequence,
+    FixedWindow,
     Leases,
 }
 
@@ -93,8 +95,8 @@ impl Suffix {
     fn as_str(self) -> &'static str {
         match self {
             Suffix::TokenBucket => ":tb",
-            Suffix::Log => ":sw",
-            Suffix::LogSequence => ":seq",
+            Suffix::Log => ":runs",
+            Suffix::FixedWindow => ":fw",
             Suffix::Leases => ":lease",
         }
     }
@@ -103,7 +105,7 @@ impl Suffix {
     pub const ALL: [Suffix; 4] = [
         Suffix::TokenBucket,
         Suffix::Log,
-        Suffix::LogSequence,
+        Suffix::FixedWindow,
         Suffix::Leases,
     ];
 }

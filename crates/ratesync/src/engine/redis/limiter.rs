@@ -31,28 +31,31 @@ pub(crate) struct Encoding {
 }
 
 impl Encoding {
-    /// Keys per member.
-    pub const KEYS: usize = 3;
+    /// Keys per member: its rate state and its leases.
+    pub const KEYS: usize = 2;
 
     /// Appends the keys of one member.
     pub fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
         let rate = match self.policy.kind {
             Kind::SlidingWindow => Suffix::Log,
-            Kind::TokenBucket | Kind::FixedWindow | Kind::FixedMonths | Kind::Slots => {
-                Suffix::TokenBucket
-            }
+            // One state, (start, units), for windows evenly spaced or on months, as
+            // the reference keeps one `RateState::Window` for both.
+            Kind::FixedWindow | Kind::FixedMonths => Suffix::FixedWindow,
+            // The TAT; a limiter without a rate never reads its rate key, so any
+            // name of the tag does.
+            Kind::TokenBucket | Kind::Slots => Suffix::TokenBucket,
         };
-        cmd.arg(tag.key(rate))
-            .arg(tag.key(Suffix::LogSequence))
-            .arg(tag.key(Suffix::Leases));
+        cmd.arg(tag.key(rate)).arg(tag.key(Suffix::Leases));
     }
 
-    /// Appends the arguments of one member.
+    /// Appends the arguments of one member (MEMBER_ARGS in `scripts/lib.lua`).
     pub fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
         let p = &self.policy;
         cmd.arg(p.kind.code())
             .arg(p.param)
             .arg(p.capacity)
+            .arg(p.runs)
+            .arg(p.align_us)
             .arg(cost)
             .arg(p.max_concurrent);
         match lease {
@@ -106,7 +109,7 @@ impl RedisLimiter {
             .shared
             .scripts
             .peek
-            .run(&self.shared.connection, 3, |cmd| {
+            .run(&self.shared.connection, Encoding::KEYS, |cmd| {
                 self.encoding.member_keys(cmd, &tag);
                 self.encoding.member_args(cmd, cost, None);
             })
@@ -129,7 +132,7 @@ impl RedisLimiter {
         let _: i64 = shared
             .scripts
             .refund
-            .run(&shared.connection, 3, |cmd| {
+            .run(&shared.connection, Encoding::KEYS, |cmd| {
                 self.encoding.member_keys(cmd, &tag);
                 self.encoding.member_args(cmd, cost, lease);
                 cmd.arg(receipt.now)

@@ -7,11 +7,14 @@
 -- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
 --          that refused, then six integers per member: its decision}
 --
--- Invariant: every member of a call is decided before any is written, so a refused
--- call writes nothing (algorithm::decide_all): its refusing member gets its refusal,
--- the others a peek. An admitted call writes each member as algorithm::decide would:
--- rate and slot together. Members of one call are distinct (limiter, key).
+-- Invariant: every member of a call is decided before any is recorded, so a refused
+-- call changes nothing (algorithm::decide_all): its refusing member gets its refusal,
+-- the others a peek. An admitted call records each member as algorithm::decide would:
+-- rate and slot together. Members of one call are distinct (limiter, key). Each rate
+-- state is read once and written once, at the end, whatever the number of calls on
+-- its key (`rate_state`, `save`).
 local now = clock()
+local states = {}
 -- Sized for the common answer, one call of one member (a table grows by doubling).
 local out, o = {now, 0, 0, 0, 0, 0, 0, 0}, 1
 local k, a = 1, 2
@@ -25,7 +28,7 @@ for _ = 1, tonumber(ARGV[1]) do
     a = a + MEMBER_ARGS
     members[i] = m
     if refused == 0 then
-      local d = decide(m, now)
+      local d = decide(states, m, now)
       decisions[i] = d
       if d[1] == 0 then
         refused = i
@@ -34,12 +37,12 @@ for _ = 1, tonumber(ARGV[1]) do
   end
   if refused == 0 then
     for i = 1, n do
-      admit(members[i], now, decisions[i])
+      admit(states, members[i], now, decisions[i])
     end
   else
     for i = 1, n do
       if i ~= refused then
-        decisions[i] = peek(members[i], now)
+        decisions[i] = peek(states, members[i], now)
       end
     end
   end
@@ -53,4 +56,5 @@ for _ = 1, tonumber(ARGV[1]) do
     o = o + 6
   end
 end
+save(states, now)
 return out

@@ -7,8 +7,9 @@
 -- decision is six integers:
 --   {allowed (0/1), remaining, retry_after_us, reset_after_us,
 --    denied_by (0 none, 1 rate, 2 concurrency), recorded_us}
--- where recorded is the TAT a token-bucket admission stored, or the time of the log
--- entries a sliding-window admission went into: what a refund names (Receipt).
+-- where recorded is the TAT a token-bucket admission stored, the time of the log run
+-- a sliding-window admission went into, or the start of the fixed window it was
+-- counted in: what a refund names (Receipt).
 
 -- Extra lifetime of every TTL: keys outlive the instant their state is fresh again,
 -- so rounding to milliseconds can never drop live state early.
@@ -32,6 +33,24 @@ local function idiv(a, b)
   return q
 end
 
+-- floor(a / b) for any integer a and b > 0 (Rust's div_euclid): a time before a
+-- window's phase, a year before 0.
+local function fdiv(a, b)
+  if a >= 0 then
+    return idiv(a, b)
+  end
+  return -idiv(b - 1 - a, b)
+end
+
+-- ceil(a / b) for a >= 0 and b > 0 (Rust's div_ceil).
+local function cdiv(a, b)
+  local q = idiv(a, b)
+  if q * b < a then
+    q = q + 1
+  end
+  return q
+end
+
 -- An integer as an argument or member: tostring would print only 14 digits.
 local function int(n)
   return string.format('%d', n)
@@ -45,20 +64,24 @@ end
 -- One member of a call: the keys and settings of one (limiter, key), from KEYS[k]
 -- and ARGV[a] of the operation's keys and arguments, as an array indexed by the
 -- names below (an array: cheaper to build than a table of named fields).
---   KEYS  rate state (TAT string or log ZSET), the log's id sequence, leases (ZSET)
---   ARGV  kind ('tb' token bucket, 'sw' sliding window, 'cc' concurrency only),
---         interval_us or window_us, burst or limit, cost, max_concurrent (0 = no
---         cap), lease id ('' = none), lease_ttl_us
-local MEMBER_KEYS = 3
-local MEMBER_ARGS = 7
-local RATE, SEQ, LEASES, KIND, PARAM, CAPACITY, COST, MAX, LEASE, LEASE_TTL =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+--   KEYS  rate state (per algorithm, see keys.rs), leases (ZSET)
+--   ARGV  kind ('tb' token bucket, 'sw' sliding window, 'fw' fixed windows, 'fm'
+--         calendar months, 'cc' concurrency only), param (interval_us, window_us or
+--         the windows' length_us), burst or limit, runs (the log's precision),
+--         align_us (the log's merge grid, the windows' phase, or the months' UTC
+--         offset), cost, max_concurrent (0 = no cap), lease id ('' = none),
+--         lease_ttl_us
+local MEMBER_KEYS = 2
+local MEMBER_ARGS = 9
+local RATE, LEASES, KIND, PARAM, CAPACITY, RUNS, ALIGN, COST, MAX, LEASE, LEASE_TTL =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 
 local function member(KEYS, ARGV, k, a)
   return {
-    KEYS[k], KEYS[k + 1], KEYS[k + 2],
+    KEYS[k], KEYS[k + 1],
     ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
-    tonumber(ARGV[a + 4]), ARGV[a + 5], tonumber(ARGV[a + 6]),
+    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), ARGV[a + 7],
+    tonumber(ARGV[a + 8]),
   }
 end
 
@@ -86,8 +109,528 @@ local function tb_peek(tat, now, interval, burst, cost)
   return d
 end
 
-local function tb_state(key)
-  return tonumber(redis.call('GET', key)) or 0
+-- TokenBucket::refund: the TAT the admission found when nothing was admitted since
+-- (the TAT is still the one it stored), else less only what is certainly still owed.
+local function tb_refund(tat, now, interval, cost, admitted, recorded)
+  local taken = cost * interval
+  if tat == recorded then
+    return math.max(tat - taken, 0)
+  end
+  return math.max(tat - math.max(taken - math.max(now - admitted, 0), 0), 0)
+end
+
+-- Sliding window: the log of one key (WindowLog), at most `runs` runs of units
+-- admitted at one time (docs/design.md#sliding-window), in one string,
+-- little-endian: a header, then slots of 12 bytes, each a run: its time (a double:
+-- exact) and its units (uint32). The header holds what most decisions need: the
+-- units in the log, the merge grid it was written with, the newest run and the
+-- oldest of the others, where those others lie (`count` slots from `first`, oldest
+-- first), how many runs from the oldest lie on the grid, and the number of slots.
+--
+-- A script reads the header (GETRANGE) and, when units only join the newest run,
+-- writes it back (SETRANGE): a batch costs the same whatever the log's length,
+-- where reading or building a string as long as a full log (12 KB) costs a script
+-- as much as ten commands. Runs change in place, with SETRANGE within the value
+-- (which neither moves nor grows it): runs that leave the window only move
+-- `first`, a new run takes the slot after the others, a merge rewrites the runs
+-- after those already on the grid. Only when no slot is left after the others is
+-- the value written afresh, runs first, with room for as many again but at most an
+-- eighth more than a full log: 56 + 1125 * 12 bytes (13.6 KB) at the largest
+-- precision (1000). A refund from an older run, and a refusal that counts past the
+-- oldest run, read more of it.
+--
+-- Read, a log is {key, total, nt, nn, ot, on, first, count, cap, g, ng}: the newest
+-- run (time nt, units nn; nil for an empty log), the oldest older run (ot, on), the
+-- slots of the older runs, the number of slots, how many older runs from the oldest
+-- lie on the grid (g), and whether the newest does (ng, when g = count). A merge
+-- leaves runs on the grid where they are (ceil(t / grid) * grid = t), so it decodes
+-- only the runs after them. Only a merge extends that claim; a refund that removes
+-- a run shortens it (a claim too short costs decoding, never a wrong decision).
+-- `dirty` says that the header changed, `moved` that the newest run moved forward
+-- (the TTL follows it).
+local RUN = '<dI4'
+local RUN_SIZE = 12
+-- Units, grid, newest and oldest time, newest and oldest units, first, count, runs
+-- on the grid, slots.
+local HEADER = '<ddddI4I4I4I4I4I4'
+local HEADER_SIZE = 56
+-- Older runs read at once when several may be needed.
+local CHUNK = 32
+-- What a value written afresh starts with, until `save` writes the header. A
+-- literal: a library being loaded cannot call into `string` yet.
+local NO_HEADER = '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
+  .. '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
+
+-- The log of `key`, for a rule whose merge grid is `grid`: its header.
+local function log_load(key, grid)
+  local log = {key = key, total = 0, first = 0, count = 0, cap = 0, g = 0, ng = false}
+  local head = redis.call('GETRANGE', key, 0, HEADER_SIZE - 1)
+  if #head == HEADER_SIZE then
+    local total, stored_grid, nt, ot, nn, on, first, count, on_grid, cap =
+      struct.unpack(HEADER, head)
+    -- Runs on the grid of another rule (the limiter was reconfigured) are not on
+    -- this one's.
+    if stored_grid ~= grid then
+      on_grid = 0
+    end
+    log.total, log.nt, log.nn, log.ot, log.on = total, nt, nn, ot, on
+    log.first, log.count, log.cap = first, count, cap
+    log.g, log.ng = math.min(on_grid, count), on_grid > count
+  end
+  return log
+end
+
+-- Older runs a..b (0 is the oldest), packed.
+local function log_read(log, a, b)
+  local first = HEADER_SIZE + (log.first + a) * RUN_SIZE
+  return redis.call('GETRANGE', log.key, first, first + (b - a + 1) * RUN_SIZE - 1)
+end
+
+-- Writes packed runs over the older runs from `a` on.
+local function log_write(log, a, runs)
+  redis.call('SETRANGE', log.key, HEADER_SIZE + (log.first + a) * RUN_SIZE, runs)
+end
+
+-- Runs of the log, the newest included.
+local function log_count(log)
+  if log.nt then
+    return log.count + 1
+  end
+  return 0
+end
+
+-- Drops the runs that have left the window (WindowLog::expire): that changes no
+-- decision, so a read-only script may do it too (nothing is written unless another
+-- change is). Runs are sorted: the newest goes only after all the others. Once per
+-- instant: what a log gains after it (runs at now or later, runs moved forward) is
+-- still in the window, so the calls of a batch after the first skip it.
+local function log_expire(log, now, window)
+  if log.expired_at == now and log.window == window then
+    return
+  end
+  log.expired_at, log.window = now, window
+  local dropped, chunk, base = 0, nil, 0
+  local t, n = log.ot, log.on
+  while dropped < log.count and t + window <= now do
+    log.total = log.total - n
+    dropped = dropped + 1
+    if dropped < log.count then
+      if not chunk or dropped - base >= #chunk / RUN_SIZE then
+        base, chunk = dropped, log_read(log, dropped, math.min(dropped + CHUNK, log.count) - 1)
+      end
+      t, n = struct.unpack(RUN, chunk, (dropped - base) * RUN_SIZE + 1)
+    end
+  end
+  if dropped > 0 then
+    log.first, log.count = log.first + dropped, log.count - dropped
+    log.g = math.max(log.g - dropped, 0)
+    log.ot, log.on, log.dirty = t, n, true
+  end
+  if log.count == 0 and log.nt and log.nt + window <= now then
+    log.total = log.total - log.nn
+    log.nt, log.nn, log.ng, log.dirty = nil, nil, false, true
+  end
+end
+
+-- The header to store for a log that is not empty.
+local function log_header(log, grid)
+  local on_grid = log.g
+  if log.ng and log.g == log.count then
+    on_grid = on_grid + 1
+  end
+  return struct.pack(HEADER, log.total, grid, log.nt, log.ot or 0, log.nn, log.on or 0,
+    log.first, log.count, on_grid, log.cap)
+end
+
+-- Where units admitted at `now` go (WindowLog::push): into the newest run when it is
+-- not older than now (time that stands still, a clock that stepped back); when the
+-- log is full and its newest run older, into the run it becomes once every run has
+-- moved forward on the grid, if that is not older than now; else a new run at now.
+local function log_slot(log, now, runs, grid)
+  local newest = log.nt
+  if newest and newest < now and log_count(log) >= runs then
+    newest = cdiv(newest, grid) * grid
+  end
+  if newest and newest >= now then
+    return newest
+  end
+  return now
+end
+
+-- WindowLog::merge_on: every run moves forward to the next multiple of `grid`, and
+-- the runs that meet merge. At most runs - 1 remain (SlidingWindow::grid_nanos).
+-- The g older runs on the grid stay; a run after them, later than the last of them,
+-- moves to a later multiple, so it never meets one of them. The merged runs fit in
+-- the slots of those they replace.
+local function log_merge(log, grid)
+  local g = log.g
+  local tail = ''
+  if g < log.count then
+    tail = log_read(log, g, log.count - 1)
+  end
+  local parts, at, units = {}, nil, 0
+  for i = g, log.count do
+    local t, n
+    if i == log.count then
+      t, n = log.nt, log.nn
+    else
+      t, n = struct.unpack(RUN, tail, (i - g) * RUN_SIZE + 1)
+    end
+    local moved = cdiv(t, grid) * grid
+    if moved == at then
+      units = units + n
+    else
+      if at then
+        parts[#parts + 1] = struct.pack(RUN, at, units)
+      end
+      at, units = moved, n
+    end
+  end
+  if #parts > 0 then
+    log_write(log, g, table.concat(parts))
+    if g == 0 then
+      log.ot, log.on = struct.unpack(RUN, parts[1])
+    end
+  end
+  log.count = g + #parts
+  log.nt, log.nn, log.ng, log.g = at, units, true, log.count
+  log.dirty, log.moved = true, true
+end
+
+-- The newest run joins the older ones, in the slot after them. When there is none,
+-- the value is written afresh: the older runs from the first slot, then room for as
+-- many again, up to an eighth more than a full log (`runs`).
+local function log_append(log, runs)
+  local run = struct.pack(RUN, log.nt, log.nn)
+  if log.first + log.count < log.cap then
+    log_write(log, log.count, run)
+  else
+    local older = ''
+    if log.count > 0 then
+      older = log_read(log, 0, log.count - 1)
+    end
+    local cap = math.max(math.min(2 * (log.count + 1), runs + math.floor(runs / 8)), log.count + 1)
+    redis.call('SET', log.key,
+      NO_HEADER .. older .. run .. string.rep('\0', (cap - log.count - 1) * RUN_SIZE))
+    log.first, log.cap = 0, cap
+  end
+  if log.count == 0 then
+    log.ot, log.on = log.nt, log.nn
+  end
+  if log.ng and log.g == log.count then
+    log.g = log.count + 1
+  end
+  log.count = log.count + 1
+end
+
+-- WindowLog::push, on a log whose expired runs are dropped: records `cost` units at
+-- `now` and returns the time of the run they went into (what log_slot said).
+local function log_push(log, now, cost, runs, grid)
+  if log.nt and log.nt < now and log_count(log) >= runs then
+    log_merge(log, grid)
+  end
+  log.total, log.dirty = log.total + cost, true
+  if log.nt and log.nt >= now then
+    log.nn = log.nn + cost
+  else
+    if log.nt then
+      log_append(log, runs)
+    end
+    log.nt, log.nn, log.ng, log.moved = now, cost, false, true
+  end
+  return log.nt
+end
+
+-- WindowLog::remove: takes back up to `cost` units of the run at `at`; false when
+-- there is none. The newest run first (a refund usually follows its admission), then
+-- a binary search of the others.
+local function log_remove(log, at, cost)
+  if log.nt == at then
+    local taken = math.min(log.nn, cost)
+    log.nn, log.total, log.dirty = log.nn - taken, log.total - taken, true
+    if log.nn == 0 then
+      -- The newest older run becomes the newest. The TTL, set for a later newest
+      -- run, only keeps the key longer than needed.
+      if log.count > 1 then
+        log.nt, log.nn = struct.unpack(RUN, log_read(log, log.count - 1, log.count - 1))
+      elseif log.count == 1 then
+        log.nt, log.nn = log.ot, log.on
+      else
+        log.nt, log.nn = nil, nil
+      end
+      log.count = math.max(log.count - 1, 0)
+      log.g, log.ng = math.min(log.g, log.count), false
+    end
+    return true
+  end
+  if log.count == 0 then
+    return false
+  end
+  local older = log_read(log, 0, log.count - 1)
+  local lo, hi = 0, log.count - 1
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local t, n = struct.unpack(RUN, older, mid * RUN_SIZE + 1)
+    if t == at then
+      local taken = math.min(n, cost)
+      log.total, log.dirty = log.total - taken, true
+      if taken < n then
+        log_write(log, mid, struct.pack(RUN, t, n - taken))
+        if mid == 0 then
+          log.on = n - taken
+        end
+      elseif mid == 0 then
+        log.first, log.count = log.first + 1, log.count - 1
+        log.g = math.max(log.g - 1, 0)
+        if log.count > 0 then
+          log.ot, log.on = struct.unpack(RUN, older, RUN_SIZE + 1)
+        end
+      else
+        -- The runs after it move back one slot, over it.
+        if mid < log.count - 1 then
+          log_write(log, mid, string.sub(older, (mid + 1) * RUN_SIZE + 1))
+        end
+        log.count = log.count - 1
+        log.g = math.min(log.g, mid)
+      end
+      return true
+    elseif t < at then
+      lo = mid + 1
+    else
+      hi = mid - 1
+    end
+  end
+  return false
+end
+
+-- Time of the run after which `units` of the oldest units in the window are gone
+-- (WindowLog::time_when_oldest_leave), on a log whose expired runs are dropped.
+local function log_oldest_leave(log, units)
+  if log.count > 0 and log.on >= units then
+    return log.ot
+  end
+  local seen, i = 0, 0
+  while i < log.count do
+    local last = math.min(i + CHUNK, log.count) - 1
+    local chunk = log_read(log, i, last)
+    for j = 0, last - i do
+      local t, n = struct.unpack(RUN, chunk, j * RUN_SIZE + 1)
+      seen = seen + n
+      if seen >= units then
+        return t
+      end
+    end
+    i = last + 1
+  end
+  return log.nt
+end
+
+-- A sliding-window refusal with `used` units in the window (SlidingWindow::refusal):
+-- it waits until enough of the oldest units have left.
+local function sw_refusal(log, m, now, used)
+  local window = m[PARAM]
+  local leaves_at = log_oldest_leave(log, used + m[COST] - m[CAPACITY]) + window
+  local newest = log.nt or now
+  return {0, math.max(m[CAPACITY] - used, 0), math.max(leaves_at - now, 0),
+    math.max(newest + window - now, 0), 1, 0}
+end
+
+-- SlidingWindow::decide, writing nothing (log_push records it).
+local function sw_decide(log, m, now)
+  log_expire(log, now, m[PARAM])
+  local used = log.total
+  if used + m[COST] <= m[CAPACITY] then
+    local at = log_slot(log, now, m[RUNS], m[ALIGN])
+    return {1, m[CAPACITY] - used - m[COST], 0, math.max(at + m[PARAM] - now, 0), 0, at}
+  end
+  return sw_refusal(log, m, now, used)
+end
+
+-- SlidingWindow::peek.
+local function sw_peek(log, m, now)
+  log_expire(log, now, m[PARAM])
+  local used = log.total
+  if used + m[COST] <= m[CAPACITY] then
+    local reset = 0
+    if used > 0 then
+      reset = math.max(log.nt + m[PARAM] - now, 0)
+    end
+    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
+  end
+  return sw_refusal(log, m, now, used)
+end
+
+-- Fixed windows (FixedWindow, docs/design.md#fixed-windows): the state of a key is
+-- its window's start and the units used in it, stored as two little-endian doubles.
+local DAY_US = 86400000000
+
+local function window_load(value)
+  if value and #value == 16 then
+    local start, used = struct.unpack('<dd', value)
+    return {start = start, used = used}
+  end
+  return {start = 0, used = 0}
+end
+
+-- Days from 1970-01-01 to the 1st of `month` of `year`, in the proleptic Gregorian
+-- calendar (days_from_civil: eras of 400 years, years starting in March).
+local function days_from_civil(year, month)
+  if month <= 2 then
+    year = year - 1
+  end
+  local era = fdiv(year, 400)
+  local yoe = year - era * 400
+  local mp = month + 9
+  if month > 2 then
+    mp = month - 3
+  end
+  local doy = idiv(153 * mp + 2, 5)
+  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+-- The year and month of the day `days` after 1970-01-01 (civil_from_days).
+local function civil_from_days(days)
+  local z = days + 719468
+  local era = fdiv(z, 146097)
+  local doe = z - era * 146097
+  local yoe = idiv(doe - idiv(doe, 1460) + idiv(doe, 36524) - idiv(doe, 146096), 365)
+  local doy = doe - (365 * yoe + idiv(yoe, 4) - idiv(yoe, 100))
+  local mp = idiv(5 * doy + 2, 153)
+  local month = mp - 9
+  if mp < 10 then
+    month = mp + 3
+  end
+  local year = yoe + era * 400
+  if month <= 2 then
+    year = year + 1
+  end
+  return year, month
+end
+
+-- FixedWindow::bounds: the window holding `at`, its start and its end (exclusive),
+-- clamped at the epoch as the reference clamps to u64.
+local function window_bounds(m, at)
+  local start, stop
+  if m[KIND] == 'fw' then
+    start = fdiv(at - m[ALIGN], m[PARAM]) * m[PARAM] + m[ALIGN]
+    stop = start + m[PARAM]
+  else
+    -- The month of local time at a UTC offset, from local midnight of its 1st to
+    -- local midnight of the next month's.
+    local offset = m[ALIGN]
+    local year, month = civil_from_days(fdiv(at + offset, DAY_US))
+    start = days_from_civil(year, month) * DAY_US - offset
+    if month == 12 then
+      year, month = year + 1, 1
+    else
+      month = month + 1
+    end
+    stop = days_from_civil(year, month) * DAY_US - offset
+  end
+  return math.max(start, 0), math.max(stop, 0)
+end
+
+-- FixedWindow::current: the window a key counts in at `now` (its start, units used
+-- and end): the one holding now, or the key's own when newer (a clock that stepped
+-- back never reopens an older window).
+local function window_current(state, m, now)
+  local start, stop = window_bounds(m, now)
+  if state.start > start then
+    local _, own_stop = window_bounds(m, state.start)
+    return state.start, state.used, own_stop
+  end
+  if state.start == start then
+    return start, state.used, stop
+  end
+  return start, 0, stop
+end
+
+-- A fixed-window refusal: the window's end starts a new one, where any cost fits.
+local function fw_refusal(m, now, used, stop)
+  local wait = math.max(stop - now, 0)
+  return {0, math.max(m[CAPACITY] - used, 0), wait, wait, 1, 0}
+end
+
+-- FixedWindow::decide, writing nothing.
+local function fw_decide(state, m, now)
+  local start, used, stop = window_current(state, m, now)
+  if used + m[COST] <= m[CAPACITY] then
+    return {1, m[CAPACITY] - used - m[COST], 0, math.max(stop - now, 0), 0, start}
+  end
+  return fw_refusal(m, now, used, stop)
+end
+
+-- FixedWindow::peek.
+local function fw_peek(state, m, now)
+  local start, used, stop = window_current(state, m, now)
+  if used + m[COST] <= m[CAPACITY] then
+    local reset = 0
+    if used > 0 then
+      reset = math.max(stop - now, 0)
+    end
+    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
+  end
+  return fw_refusal(m, now, used, stop)
+end
+
+-- The rate states a script has read, by key: each key is read once and, when
+-- changed, written once at the end of the script (`save`), so a batch of calls on
+-- one key costs one read and one write however many calls it holds
+-- (docs/design.md#batches). A state records in `by` the member that changed it,
+-- whose rule `save` needs for the TTL.
+local function rate_state(states, m)
+  local key = m[RATE]
+  local state = states[key]
+  if not state then
+    local kind = m[KIND]
+    if kind == 'sw' then
+      state = log_load(key, m[ALIGN])
+    elseif kind == 'tb' then
+      state = {tat = tonumber(redis.call('GET', key)) or 0}
+    else
+      state = window_load(redis.call('GET', key))
+    end
+    states[key] = state
+  end
+  return state
+end
+
+-- Writes back every state a script changed, each with the TTL of the time until it
+-- is fresh again (KeyState::idle_at); a state already fresh is deleted.
+local function save(states, now)
+  for key, state in pairs(states) do
+    local m = state.by
+    if m then
+      local kind = m[KIND]
+      -- When the state is fresh again, and the value to store until then; none for
+      -- a state fresh already.
+      local idle_at, value = 0, nil
+      if kind == 'tb' then
+        idle_at, value = state.tat, int(state.tat)
+      elseif kind == 'sw' then
+        log_expire(state, now, m[PARAM])
+        if state.nt then
+          -- The slots are written already; the TTL follows the newest run.
+          idle_at = nil
+          if state.dirty then
+            redis.call('SETRANGE', key, 0, log_header(state, m[ALIGN]))
+          end
+          if state.moved then
+            redis.call('PEXPIRE', key, ttl_ms(state.nt + m[PARAM] - now))
+          end
+        end
+      elseif state.used > 0 then
+        local _, stop = window_bounds(m, state.start)
+        idle_at, value = stop, struct.pack('<dd', state.start, state.used)
+      end
+      if idle_at and idle_at > now then
+        redis.call('SET', key, value, 'PX', ttl_ms(idle_at - now))
+      elseif idle_at then
+        redis.call('DEL', key)
+      end
+    end
+  end
 end
 
 -- Score of the newest entry of a ZSET, or nil when it is empty.
@@ -96,67 +639,28 @@ local function newest_score(zset)
   return tonumber(newest[2])
 end
 
--- Units in the window ending at `now`: entries at or before now - window have left
--- it (they are skipped, not deleted).
-local function sw_used(m, now)
-  return redis.call('ZCOUNT', m[RATE], '(' .. int(now - m[PARAM]), '+inf')
-end
-
--- A sliding-window refusal with `used` units in the window (SlidingWindow::refusal):
--- it waits until enough of the oldest units have left.
-local function sw_refusal(m, now, used)
-  local must_leave = used + m[COST] - m[CAPACITY]
-  local oldest = redis.call('ZRANGEBYSCORE', m[RATE], '(' .. int(now - m[PARAM]), '+inf',
-    'WITHSCORES', 'LIMIT', must_leave - 1, 1)
-  local newest = newest_score(m[RATE]) or now
-  local leaves_at = (tonumber(oldest[2]) or newest) + m[PARAM]
-  return {0, math.max(m[CAPACITY] - used, 0), math.max(leaves_at - now, 0),
-    math.max(newest + m[PARAM] - now, 0), 1, 0}
-end
-
--- SlidingWindow::decide, writing nothing: an admission goes into the entries at
--- max(now, newest) (a server clock that steps back cannot reorder the log).
-local function sw_decide(m, now)
-  local used = sw_used(m, now)
-  if used + m[COST] <= m[CAPACITY] then
-    local at = math.max(now, newest_score(m[RATE]) or now)
-    return {1, m[CAPACITY] - used - m[COST], 0, at + m[PARAM] - now, 0, at}
-  end
-  return sw_refusal(m, now, used)
-end
-
--- SlidingWindow::peek.
-local function sw_peek(m, now)
-  local used = sw_used(m, now)
-  if used + m[COST] <= m[CAPACITY] then
-    local reset = 0
-    if used > 0 then
-      reset = math.max(newest_score(m[RATE]) + m[PARAM] - now, 0)
-    end
-    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
-  end
-  return sw_refusal(m, now, used)
-end
-
 -- Live leases at `now` (LeaseSet::count_live).
 local function live_leases(m, now)
   return redis.call('ZCOUNT', m[LEASES], '(' .. int(now), '+inf')
 end
 
 -- The rate part of a peek; for a limiter without a rate, its free slots.
-local function rate_peek(m, now)
-  if m[KIND] == 'tb' then
-    return tb_peek(tb_state(m[RATE]), now, m[PARAM], m[CAPACITY], m[COST])
-  elseif m[KIND] == 'sw' then
-    return sw_peek(m, now)
+local function rate_peek(states, m, now)
+  local kind = m[KIND]
+  if kind == 'tb' then
+    return tb_peek(rate_state(states, m).tat, now, m[PARAM], m[CAPACITY], m[COST])
+  elseif kind == 'sw' then
+    return sw_peek(rate_state(states, m), m, now)
+  elseif kind == 'fw' or kind == 'fm' then
+    return fw_peek(rate_state(states, m), m, now)
   end
   return {1, math.max(m[MAX] - live_leases(m, now), 0), 0, 0, 0, 0}
 end
 
 -- Every slot is held: the rate's numbers, refused by concurrency. Its retry-after is
 -- the rate's alone; a slot comes back when its holder lets go.
-local function concurrency_refusal(m, now)
-  local d = rate_peek(m, now)
+local function concurrency_refusal(states, m, now)
+  local d = rate_peek(states, m, now)
   d[1] = 0
   d[5] = 2
   d[6] = 0
@@ -164,23 +668,27 @@ local function concurrency_refusal(m, now)
 end
 
 -- algorithm::peek: what an attempt would get now.
-local function peek(m, now)
+local function peek(states, m, now)
   if m[MAX] > 0 and live_leases(m, now) >= m[MAX] then
-    return concurrency_refusal(m, now)
+    return concurrency_refusal(states, m, now)
   end
-  return rate_peek(m, now)
+  return rate_peek(states, m, now)
 end
 
--- algorithm::decide, writing nothing: the decision an attempt gets. `admit` writes it.
-local function decide(m, now)
+-- algorithm::decide, changing no state: the decision an attempt gets. `admit`
+-- records it.
+local function decide(states, m, now)
   local taking = m[MAX] > 0 and m[LEASE] ~= ''
   if taking and live_leases(m, now) >= m[MAX] then
-    return concurrency_refusal(m, now)
+    return concurrency_refusal(states, m, now)
   end
-  if m[KIND] == 'tb' then
-    return tb_decide(tb_state(m[RATE]), now, m[PARAM], m[CAPACITY], m[COST])
-  elseif m[KIND] == 'sw' then
-    return sw_decide(m, now)
+  local kind = m[KIND]
+  if kind == 'tb' then
+    return tb_decide(rate_state(states, m).tat, now, m[PARAM], m[CAPACITY], m[COST])
+  elseif kind == 'sw' then
+    return sw_decide(rate_state(states, m), m, now)
+  elseif kind == 'fw' or kind == 'fm' then
+    return fw_decide(rate_state(states, m), m, now)
   end
   local taken = 0
   if taking then
@@ -195,33 +703,52 @@ local function hold_lease(leases, id, now, ttl)
   redis.call('PEXPIRE', leases, ttl_ms(newest_score(leases) - now))
 end
 
--- Records the admission `d` of member `m` (decided by `decide` at `now`).
-local function admit(m, now, d)
-  if m[KIND] == 'tb' then
-    redis.call('SET', m[RATE], int(d[6]), 'PX', ttl_ms(d[6] - now))
-  elseif m[KIND] == 'sw' then
-    -- Entries that left the window change no decision: drop them. Then one entry per
-    -- unit, with ids from the sequence so that none overwrites another.
-    redis.call('ZREMRANGEBYSCORE', m[RATE], '-inf', int(now - m[PARAM]))
-    local last = redis.call('INCRBY', m[SEQ], m[COST])
-    local score = int(d[6])
-    -- ZADD in chunks: unpack() of a huge cost would overflow the Lua stack.
-    local batch = {}
-    for id = last - m[COST] + 1, last do
-      batch[#batch + 1] = score
-      batch[#batch + 1] = int(id)
-      if #batch >= 1000 or id == last then
-        redis.call('ZADD', m[RATE], unpack(batch))
-        batch = {}
-      end
+-- Records the admission `d` of member `m` (decided by `decide` at `now`) in its
+-- state, written by `save`, and takes its lease.
+local function admit(states, m, now, d)
+  local kind = m[KIND]
+  if kind ~= 'cc' then
+    local state = rate_state(states, m)
+    state.by = m
+    if kind == 'tb' then
+      state.tat = d[6]
+    elseif kind == 'sw' then
+      log_expire(state, now, m[PARAM])
+      log_push(state, now, m[COST], m[RUNS], m[ALIGN])
+    else
+      local start, used = window_current(state, m, now)
+      state.start, state.used = start, used + m[COST]
     end
-    local ttl = ttl_ms(d[6] + m[PARAM] - now)
-    redis.call('PEXPIRE', m[RATE], ttl)
-    redis.call('PEXPIRE', m[SEQ], ttl)
   end
   if m[MAX] > 0 and m[LEASE] ~= '' then
     -- Expired leases free their slots (LeaseSet::live).
     redis.call('ZREMRANGEBYSCORE', m[LEASES], '-inf', int(now))
     hold_lease(m[LEASES], m[LEASE], now, m[LEASE_TTL])
+  end
+end
+
+-- algorithm::refund, rate part: gives back up to `cost` units of the admission whose
+-- receipt is (admitted, recorded), never more than it took.
+local function refund_rate(states, m, now, admitted, recorded)
+  local kind = m[KIND]
+  if kind == 'cc' then
+    return
+  end
+  local state = rate_state(states, m)
+  if kind == 'tb' then
+    local tat = tb_refund(state.tat, now, m[PARAM], m[COST], admitted, recorded)
+    if tat ~= state.tat then
+      state.tat, state.by = tat, m
+    end
+  elseif kind == 'sw' then
+    -- SlidingWindow::refund: from its own run, or from the grid run it was merged
+    -- into; units that left the window with their run are not taken twice.
+    if log_remove(state, recorded, m[COST])
+        or log_remove(state, cdiv(recorded, m[ALIGN]) * m[ALIGN], m[COST]) then
+      state.by = m
+    end
+  elseif state.start == recorded and state.used > 0 then
+    -- FixedWindow::refund: only in the window it was counted in.
+    state.used, state.by = state.used - math.min(state.used, m[COST]), m
   end
 end
