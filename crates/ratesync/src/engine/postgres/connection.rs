@@ -206,8 +206,8 @@ impl Pool {
             format!("SELECT {function}({})", list.join(", "))
         };
         let (acquire, refund, renew, release, reset, notify, cleanup) = futures::try_join!(
-            prepare(call(&names.acquire, 12, true)),
-            prepare(call(&names.refund, 10, true)),
+            prepare(call(&names.acquire, 14, true)),
+            prepare(call(&names.refund, 11, true)),
             prepare(call(&names.renew, 4, true)),
             prepare(call(&names.release, 5, false)),
             prepare(call(&names.reset, 2, false)),

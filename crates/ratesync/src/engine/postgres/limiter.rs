@@ -56,6 +56,8 @@ struct Params<'a> {
     rows: Vec<i32>,
     kinds: Vec<&'static str>,
     params: Vec<i64>,
+    aligns: Vec<i64>,
+    runs: Vec<i64>,
     caps: Vec<i64>,
     costs: Vec<i64>,
     max: Vec<i64>,
@@ -83,6 +85,8 @@ impl<'a> Params<'a> {
                 params.rows.push(row as i32 + 1);
                 params.kinds.push(p.kind.code());
                 params.params.push(p.param as i64);
+                params.aligns.push(p.align_us);
+                params.runs.push(i64::from(p.runs));
                 params.caps.push(i64::from(p.capacity));
                 params.costs.push(i64::from(m.cost));
                 params.max.push(i64::from(p.max_concurrent));
@@ -156,7 +160,7 @@ impl PostgresLimiter {
         lease: Option<LeaseId>,
     ) -> Result<(), StoreError> {
         let p = &self.policy;
-        let (param, cost) = (p.param as i64, i64::from(cost));
+        let (param, align, cost) = (p.param as i64, p.align_us, i64::from(cost));
         let lease = lease.map(|id| id.0 as i64);
         let (admitted, recorded) = (receipt.now as i64, receipt.recorded as i64);
         let message = self.message(true, key);
@@ -167,6 +171,7 @@ impl PostgresLimiter {
             &key_bytes,
             &kind,
             &param,
+            &align,
             &cost,
             &lease,
             &admitted,
@@ -314,6 +319,8 @@ async fn call_acquire(
         &p.rows,
         &p.kinds,
         &p.params,
+        &p.aligns,
+        &p.runs,
         &p.caps,
         &p.costs,
         &p.max,

@@ -10,13 +10,15 @@
 -- parameter.
 --
 -- All times are integer microseconds since the epoch, read with clock_timestamp() at
--- decision time (the server's clock, docs/design.md#time; the test build can pin it). The math is a line-by-line port of
--- crate::algorithm (gcra.rs, sliding_window.rs, leases.rs, group.rs), checked against
--- the Rust reference by tests/postgres_sql.rs. A decision is six integers:
+-- decision time (the server's clock, docs/design.md#time; the test build can pin it).
+-- The math is a line-by-line port of crate::algorithm (gcra.rs, sliding_window.rs,
+-- fixed_window.rs, leases.rs, group.rs), checked against the Rust reference by
+-- tests/postgres_sql.rs. A decision is six integers:
 --   {allowed (0/1), remaining, retry_after_us, reset_after_us,
 --    denied_by (0 none, 1 rate, 2 concurrency), recorded_us}
--- where recorded is the TAT a token-bucket admission stored, or the time of the log
--- run a sliding-window admission went into: what a refund names (Receipt).
+-- where recorded is the TAT a token-bucket admission stored, the time of the log run
+-- a sliding-window admission went into, or the start of the fixed window it was
+-- counted in: what a refund names (Receipt).
 
 @create_schema@
 
@@ -31,13 +33,17 @@ CREATE @unlogged@TABLE IF NOT EXISTS @table@ (
     -- token bucket: GCRA theoretical arrival time (0 = never admitted)
     tat        bigint    NOT NULL DEFAULT 0,
     -- sliding window: admission times oldest first, equal times merged into one run
-    -- of log_n[i] units (WindowLog)
+    -- of log_n[i] units, at most the rule's precision runs (WindowLog)
     log_at     bigint[]  NOT NULL DEFAULT '{}',
     log_n      bigint[]  NOT NULL DEFAULT '{}',
     -- concurrency leases: id and expiry, same index (LeaseSet)
     lease_id   bigint[]  NOT NULL DEFAULT '{}',
     lease_exp  bigint[]  NOT NULL DEFAULT '{}',
     expires_at bigint    NOT NULL,
+    -- fixed window: the start of the window the key counts in, and its units
+    -- (WindowCount); last, where the upgrade below adds them to an older table
+    win_start  bigint    NOT NULL DEFAULT 0,
+    win_used   bigint    NOT NULL DEFAULT 0,
     PRIMARY KEY (limiter, key)
 ) WITH (fillfactor = 70);
 -- Room on each page for updated row versions: with `expires_at` moving only once a
@@ -56,6 +62,32 @@ BEGIN
     END IF;
 END
 @body@;
+
+-- A table of the schema before fixed windows gets their columns, in place (existing
+-- rows read as keys that never counted in one). Checked first, so that a migration
+-- applied again takes no exclusive lock on a live table.
+DO @body@
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = @table_literal@::regclass
+                      AND attname = 'win_used' AND NOT attisdropped) THEN
+        ALTER TABLE @table@
+            ADD COLUMN IF NOT EXISTS win_start bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS win_used  bigint NOT NULL DEFAULT 0;
+    END IF;
+END
+@body@;
+
+-- The functions of that schema took fewer parameters: dropped, not left beside the
+-- new ones as overloads that decide without the rules' new settings.
+DROP FUNCTION IF EXISTS @acquire@(bytea[], bytea[], integer[], integer[], text[], bigint[],
+    bigint[], bigint[], bigint[], bigint[], bigint[], boolean);
+DROP FUNCTION IF EXISTS @acquire@(bytea[], bytea[], integer[], integer[], text[], bigint[],
+    bigint[], bigint[], bigint[], bigint[], bigint[], boolean, bigint);
+DROP FUNCTION IF EXISTS @refund@(bytea, bytea, text, bigint, bigint, bigint, bigint, bigint,
+    text, text);
+DROP FUNCTION IF EXISTS @refund@(bytea, bytea, text, bigint, bigint, bigint, bigint, bigint,
+    text, text, bigint);
 
 -- The cleanup finds expired rows through this index, a small batch at a time: never
 -- a scan of the whole table.
@@ -88,15 +120,22 @@ CREATE INDEX IF NOT EXISTS @expiry_index@ ON @table@ (expires_at);
 --   interval, and never beyond now + burst * interval.
 -- - Sliding window: an admission only when the units newer than now - window plus
 --   its cost fit in `limit`; never recorded earlier than the newest run (a clock that
---   steps back cannot reorder the log).
+--   steps back cannot reorder the log); a cost of n is one run of n units, and the
+--   log never holds more than p_runs runs (WindowLog::push merges it forward on the
+--   p_aligns grid first).
+-- - Fixed window: an admission only when the units of the key's window plus its cost
+--   fit in `limit`; a window older than the key's is never reopened.
 -- - Rate and concurrency lease are taken together or not at all.
 CREATE OR REPLACE FUNCTION @acquire@(
     p_limiters bytea[],
     p_keys     bytea[],
     p_calls    integer[],
     p_rows     integer[],
-    p_kinds    text[],    -- 'tb' token bucket, 'sw' sliding window, 'cc' concurrency only
-    p_params   bigint[],  -- interval_us (tb) or window_us (sw)
+    p_kinds    text[],    -- 'tb' token bucket, 'sw' sliding window, 'fw' fixed windows,
+                          -- 'fm' calendar months, 'cc' concurrency only
+    p_params   bigint[],  -- interval_us (tb), window_us (sw), length_us (fw), 0
+    p_aligns   bigint[],  -- merge grid_us (sw), phase_us (fw), UTC offset_us east (fm), 0
+    p_runs     bigint[],  -- most runs a log keeps (sw, its precision), 0
     p_caps     bigint[],  -- burst or limit
     p_costs    bigint[],
     p_max      bigint[],  -- concurrency cap, 0 = none
@@ -136,10 +175,19 @@ DECLARE
     v_cnt      bigint[];
     v_len      integer;
     v_start    integer;
+    v_k        integer;
+    v_t        bigint;
     v_total    bigint;
     v_seen     bigint;
     v_leaves   bigint;
     v_newest   bigint;
+    v_trimmed  boolean;
+    v_x        bigint;
+    v_back     boolean;
+    v_month    timestamp;
+    v_ws       bigint;
+    v_we       bigint;
+    v_used     bigint;
     v_idle     bigint;
 BEGIN
     -- One row (a single call, or a batch on one hot key) stays in v_row: rows go
@@ -148,7 +196,18 @@ BEGIN
         FOR r IN 1 .. v_count LOOP
             SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[r] AND key = p_keys[r];
             IF NOT FOUND THEN
-                v_row := ROW(p_limiters[r], p_keys[r], 0, '{}', '{}', '{}', '{}', 0);
+                -- A key never seen, field by field: the column order of a table
+                -- created by this schema and of one upgraded to it may differ.
+                v_row.limiter := p_limiters[r];
+                v_row.key := p_keys[r];
+                v_row.tat := 0;
+                v_row.log_at := '{}';
+                v_row.log_n := '{}';
+                v_row.lease_id := '{}';
+                v_row.lease_exp := '{}';
+                v_row.expires_at := 0;
+                v_row.win_start := 0;
+                v_row.win_used := 0;
             END IF;
             IF v_count > 1 THEN
                 v_state := v_state || v_row;
@@ -188,6 +247,7 @@ BEGIN
         v_at_out := cardinality(v_out);  -- this call's answer starts after it
         v_out[v_at_out + 1] := 0;
         v_refused := 0;
+        v_trimmed := false;
         -- Pass 1 decides every member (a peek when not consuming); when one refuses,
         -- pass 2 peeks at the others.
         FOR v_pass IN 1 .. 2 LOOP
@@ -240,60 +300,135 @@ BEGIN
                                      v_new_tat - v_horizon, v_tat - v_now, 1, 0];
                     END IF;
                 ELSIF p_kinds[v_i] = 'sw' THEN
-                    -- SlidingWindow::decide / peek: skip the runs that have left the window.
+                    -- SlidingWindow::decide / peek: the runs from v_start on are still
+                    -- in the window (WindowLog::live).
                     v_len := coalesce(array_length(v_row.log_at, 1), 0);
                     v_start := 1;
                     WHILE v_start <= v_len AND v_row.log_at[v_start] + p_params[v_i] <= v_now LOOP
                         v_start := v_start + 1;
                     END LOOP;
-                    v_at := coalesce(v_row.log_at[v_start:v_len], '{}');
-                    v_cnt := coalesce(v_row.log_n[v_start:v_len], '{}');
-                    v_len := v_len - v_start + 1;
                     v_total := 0;
-                    FOR k IN 1 .. v_len LOOP
-                        v_total := v_total + v_cnt[k];
+                    FOR k IN v_start .. v_len LOOP
+                        v_total := v_total + v_row.log_n[k];
                     END LOOP;
-                    IF v_total + p_costs[v_i] <= p_caps[v_i] THEN
-                        IF NOT v_peek THEN
-                            -- WindowLog::push: equal (or earlier) times merge into the
-                            -- newest run.
-                            IF v_len > 0 AND v_at[v_len] >= v_now THEN
-                                v_cnt[v_len] := v_cnt[v_len] + p_costs[v_i];
-                            ELSE
-                                v_at := v_at || v_now;
-                                v_cnt := v_cnt || p_costs[v_i];
-                                v_len := v_len + 1;
-                            END IF;
-                            v_total := v_total + p_costs[v_i];
+                    IF v_start > 1 AND NOT v_peek THEN
+                        -- WindowLog::expire, which the reference's decide runs whatever
+                        -- it decides: a refund after a refusal then finds the same runs.
+                        v_row.log_at := v_row.log_at[v_start:v_len];
+                        v_row.log_n := v_row.log_n[v_start:v_len];
+                        v_len := v_len - v_start + 1;
+                        v_start := 1;
+                        v_trimmed := true;
+                    END IF;
+                    IF v_total + p_costs[v_i] <= p_caps[v_i] AND v_peek THEN
+                        v_d := ARRAY[1, p_caps[v_i] - v_total, 0,
+                                     CASE WHEN v_total = 0 THEN 0
+                                          ELSE greatest(v_row.log_at[v_len] + p_params[v_i] - v_now, 0)
+                                     END, 0, 0];
+                    ELSIF v_total + p_costs[v_i] <= p_caps[v_i] THEN
+                        -- WindowLog::push. A full log whose newest run is older than now
+                        -- first moves every run forward to the next multiple of the grid,
+                        -- merging those that meet (merge_on): at most p_runs - 1 remain,
+                        -- so the log stays bounded (docs/design.md#sliding-window).
+                        IF v_len >= p_runs[v_i] AND v_row.log_at[v_len] < v_now THEN
+                            v_at := '{}';
+                            v_cnt := '{}';
+                            v_k := 0;
+                            FOR k IN 1 .. v_len LOOP
+                                v_t := (v_row.log_at[k] + p_aligns[v_i] - 1) / p_aligns[v_i] * p_aligns[v_i];
+                                IF v_k > 0 AND v_at[v_k] = v_t THEN
+                                    v_cnt[v_k] := v_cnt[v_k] + v_row.log_n[k];
+                                ELSE
+                                    v_k := v_k + 1;
+                                    v_at[v_k] := v_t;
+                                    v_cnt[v_k] := v_row.log_n[k];
+                                END IF;
+                            END LOOP;
                             v_row.log_at := v_at;
                             v_row.log_n := v_cnt;
-                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0,
-                                         greatest(v_at[v_len] + p_params[v_i] - v_now, 0), 0,
-                                         v_at[v_len]];
-                        ELSIF v_len > 0 THEN
-                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0,
-                                         greatest(v_at[v_len] + p_params[v_i] - v_now, 0), 0, 0];
-                        ELSE
-                            v_d := ARRAY[1, p_caps[v_i] - v_total, 0, 0, 0, 0];
+                            v_len := v_k;
                         END IF;
+                        -- Time that stands still, a clock that stepped back or a run
+                        -- merged forward: the units join the newest run (the log stays
+                        -- sorted; no unit is counted earlier than it was admitted).
+                        IF v_len > 0 AND v_row.log_at[v_len] >= v_now THEN
+                            v_row.log_n[v_len] := v_row.log_n[v_len] + p_costs[v_i];
+                        ELSE
+                            v_len := v_len + 1;
+                            v_row.log_at[v_len] := v_now;
+                            v_row.log_n[v_len] := p_costs[v_i];
+                        END IF;
+                        v_d := ARRAY[1, p_caps[v_i] - v_total - p_costs[v_i], 0,
+                                     greatest(v_row.log_at[v_len] + p_params[v_i] - v_now, 0), 0,
+                                     v_row.log_at[v_len]];
                     ELSE
                         -- SlidingWindow::refusal: wait until enough of the oldest units
                         -- have left.
                         v_seen := 0;
                         v_leaves := NULL;
-                        FOR k IN 1 .. v_len LOOP
-                            v_seen := v_seen + v_cnt[k];
+                        FOR k IN v_start .. v_len LOOP
+                            v_seen := v_seen + v_row.log_n[k];
                             IF v_seen >= v_total + p_costs[v_i] - p_caps[v_i] THEN
-                                v_leaves := v_at[k];
+                                v_leaves := v_row.log_at[k];
                                 EXIT;
                             END IF;
                         END LOOP;
-                        v_newest := CASE WHEN v_len > 0 THEN v_at[v_len] ELSE v_now END;
-                        v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_at[v_len] ELSE 0 END)
+                        v_newest := CASE WHEN v_len > 0 THEN v_row.log_at[v_len] ELSE v_now END;
+                        v_leaves := coalesce(v_leaves, CASE WHEN v_len > 0 THEN v_row.log_at[v_len] ELSE 0 END)
                                     + p_params[v_i];
                         v_d := ARRAY[0, greatest(p_caps[v_i] - v_total, 0),
                                      greatest(v_leaves - v_now, 0),
                                      greatest(v_newest + p_params[v_i] - v_now, 0), 1, 0];
+                    END IF;
+                ELSIF p_kinds[v_i] = 'fw' OR p_kinds[v_i] = 'fm' THEN
+                    -- FixedWindow::current: the window holding now, or the key's own
+                    -- when it is newer (a clock that stepped back never reopens an older
+                    -- window; docs/design.md#fixed-windows). The second round finds the
+                    -- end of the key's own window.
+                    v_x := v_now;
+                    v_back := false;
+                    LOOP
+                        IF p_kinds[v_i] = 'fw' THEN
+                            -- Windows::Every: floor((x - phase) / length) * length + phase.
+                            v_ws := v_x - p_aligns[v_i];
+                            v_ws := v_ws - ((v_ws % p_params[v_i]) + p_params[v_i]) % p_params[v_i]
+                                    + p_aligns[v_i];
+                            v_we := v_ws + p_params[v_i];
+                        ELSE
+                            -- Windows::Months: midnight of the 1st at the UTC offset, as
+                            -- the local time's month truncated, shifted back to UTC.
+                            v_month := date_trunc('month',
+                                to_timestamp(((v_x + p_aligns[v_i]) / 1000000)::double precision)
+                                    AT TIME ZONE 'UTC');
+                            v_ws := (extract(epoch FROM v_month) * 1000000)::bigint - p_aligns[v_i];
+                            v_we := (extract(epoch FROM v_month + interval '1 month') * 1000000)::bigint
+                                    - p_aligns[v_i];
+                        END IF;
+                        EXIT WHEN v_back OR v_row.win_start <= v_ws;
+                        v_back := true;
+                        v_x := v_row.win_start;
+                    END LOOP;
+                    IF v_back THEN
+                        v_ws := v_row.win_start;
+                        v_used := v_row.win_used;
+                    ELSIF v_row.win_start = v_ws THEN
+                        v_used := v_row.win_used;
+                    ELSE
+                        v_used := 0;
+                    END IF;
+                    IF v_used + p_costs[v_i] <= p_caps[v_i] AND v_peek THEN
+                        v_d := ARRAY[1, p_caps[v_i] - v_used, 0,
+                                     CASE WHEN v_used = 0 THEN 0 ELSE greatest(v_we - v_now, 0) END,
+                                     0, 0];
+                    ELSIF v_used + p_costs[v_i] <= p_caps[v_i] THEN
+                        v_row.win_start := v_ws;
+                        v_row.win_used := v_used + p_costs[v_i];
+                        v_d := ARRAY[1, p_caps[v_i] - v_row.win_used, 0, greatest(v_we - v_now, 0),
+                                     0, v_ws];
+                    ELSE
+                        -- FixedWindow::refusal: the window's end starts a new one.
+                        v_d := ARRAY[0, greatest(p_caps[v_i] - v_used, 0), greatest(v_we - v_now, 0),
+                                     greatest(v_we - v_now, 0), 1, 0];
                     END IF;
                 ELSE
                     -- No rate: the free slots, after this one when it takes one.
@@ -334,6 +469,14 @@ BEGIN
         END LOOP;
         IF v_refused > 0 THEN
             v_out[v_at_out + 1] := v_refused;
+            -- A single call refused by a sliding window still drops the runs that have
+            -- left it, as algorithm::decide does (a refused group changes nothing).
+            IF v_n = 1 AND v_trimmed THEN
+                IF v_count > 1 THEN
+                    v_state[p_rows[v_first + 1]] := v_row;
+                END IF;
+                v_written[p_rows[v_first + 1]] := v_first + 1;
+            END IF;
         ELSIF p_consume THEN
             FOR j IN 1 .. v_n LOOP
                 IF v_count > 1 THEN
@@ -357,6 +500,11 @@ BEGIN
         v_idle := v_row.tat;
         IF p_kinds[v_i] = 'sw' THEN
             v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_params[v_i]);
+        ELSIF p_kinds[v_i] = 'fw' AND v_row.win_used > 0 THEN
+            v_idle := greatest(v_idle, v_row.win_start + p_params[v_i]);
+        ELSIF p_kinds[v_i] = 'fm' AND v_row.win_used > 0 THEN
+            -- The end of the key's month, at the latest 31 days after its start.
+            v_idle := greatest(v_idle, v_row.win_start + 31 * 86400000000);
         END IF;
         -- A loop, not `SELECT max(e) FROM unnest(...)`: a query inside the function
         -- costs a trip through the executor on every admission.
@@ -366,6 +514,7 @@ BEGIN
         UPDATE @table@
            SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
                lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
+               win_start = v_row.win_start, win_used = v_row.win_used,
                expires_at = greatest(expires_at,
                                      ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
          WHERE limiter = p_limiters[r] AND key = p_keys[r];
@@ -379,14 +528,17 @@ END;
 -- Invariants: never more than the admission took. A token bucket gets its TAT back
 -- exactly when nothing was admitted since (the TAT is still the one it stored), else
 -- only the cost less the time since the admission (TokenBucket::refund). A sliding
--- window loses up to `cost` units of the run recorded at the admission's time; units
--- that already left the window are not taken twice. A lease given back is announced
--- like a release (p_message, when given), at commit.
+-- window loses up to `cost` units of the run recorded at the admission's time, or of
+-- the grid run it was merged into; units that already left the window are not taken
+-- twice. A fixed window loses up to `cost` units only while the key still counts in
+-- the admission's window. A settle is a refund of part of the cost without the lease.
+-- A lease given back is announced like a release (p_message, when given), at commit.
 CREATE OR REPLACE FUNCTION @refund@(
     p_limiter  bytea,
     p_key      bytea,
     p_kind     text,
     p_param    bigint,
+    p_align    bigint,   -- as p_aligns of the acquire function
     p_cost     bigint,
     p_lease    bigint,   -- NULL = none
     p_admitted bigint,   -- the receipt: the admission's now_us
@@ -402,6 +554,8 @@ DECLARE
     v_now   bigint := @now@;
     v_row   @table@%ROWTYPE;
     v_taken bigint;
+    v_run   bigint;
+    v_j     integer;
     v_ids   bigint[] := '{}';
     v_exps  bigint[] := '{}';
     v_freed boolean := false;
@@ -418,16 +572,27 @@ BEGIN
             v_row.tat := greatest(v_row.tat - greatest(v_taken - greatest(v_now - p_admitted, 0), 0), 0);
         END IF;
     ELSIF p_kind = 'sw' THEN
-        FOR j IN 1 .. coalesce(array_length(v_row.log_at, 1), 0) LOOP
-            IF v_row.log_at[j] = p_recorded THEN
-                v_row.log_n[j] := v_row.log_n[j] - least(v_row.log_n[j], p_cost);
-                IF v_row.log_n[j] = 0 THEN
-                    v_row.log_at := v_row.log_at[1:j - 1] || v_row.log_at[j + 1:];
-                    v_row.log_n := v_row.log_n[1:j - 1] || v_row.log_n[j + 1:];
+        -- SlidingWindow::refund: the admission's own run, else the grid run a full log
+        -- merged it into (WindowLog::merge_on).
+        v_run := p_recorded;
+        FOR attempt IN 1 .. 2 LOOP
+            v_j := array_position(v_row.log_at, v_run);
+            IF v_j IS NOT NULL THEN
+                v_row.log_n[v_j] := v_row.log_n[v_j] - least(v_row.log_n[v_j], p_cost);
+                IF v_row.log_n[v_j] = 0 THEN
+                    v_row.log_at := v_row.log_at[1:v_j - 1] || v_row.log_at[v_j + 1:];
+                    v_row.log_n := v_row.log_n[1:v_j - 1] || v_row.log_n[v_j + 1:];
                 END IF;
                 EXIT;
             END IF;
+            EXIT WHEN p_align <= 0;
+            v_run := (p_recorded + p_align - 1) / p_align * p_align;
         END LOOP;
+    ELSIF p_kind = 'fw' OR p_kind = 'fm' THEN
+        -- FixedWindow::refund: nothing once the key counts in a later window.
+        IF v_row.win_start = p_recorded THEN
+            v_row.win_used := v_row.win_used - least(v_row.win_used, p_cost);
+        END IF;
     END IF;
     FOR j IN 1 .. coalesce(array_length(v_row.lease_id, 1), 0) LOOP
         IF v_row.lease_id[j] = p_lease THEN
@@ -439,7 +604,7 @@ BEGIN
     END LOOP;
     UPDATE @table@
        SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
-           lease_id = v_ids, lease_exp = v_exps
+           win_used = v_row.win_used, lease_id = v_ids, lease_exp = v_exps
      WHERE limiter = p_limiter AND key = p_key;
     IF v_freed AND p_message IS NOT NULL THEN
         PERFORM pg_notify(p_channel, p_message);
