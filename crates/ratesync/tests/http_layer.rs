@@ -564,24 +564,82 @@ impl Service<Request<String>> for ReadyOnce {
 #[tokio::test]
 async fn the_service_polled_ready_is_the_one_called() {
     let setup = Setup::new(&[("api", LimiterBuilder::token_bucket("m", 1.0).burst(10))]);
-    let limits = RouteLimits::builder()
+    // One limit is decided in `call` itself; two are a group, checked in the future.
+    let one = RouteLimits::builder()
         .limit(Limit::new(setup.limiter("api"), LimiterWide))
         .build();
-    let inner = ReadyOnce::default();
-    let misuse = inner.misuse.clone();
-    let mut service = limits.layer().layer(inner);
-    for _ in 0..3 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(String::new()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+    let two = RouteLimits::builder()
+        .limit(Limit::new(setup.limiter("api"), LimiterWide))
+        .limit(Limit::new(
+            setup.limiter("api"),
+            Header::named("x-user").unwrap(),
+        ))
+        .build();
+    for limits in [one, two] {
+        let inner = ReadyOnce::default();
+        let misuse = inner.misuse.clone();
+        let mut service = limits.layer().layer(inner);
+        for _ in 0..3 {
+            let request = with_header(Request::new(String::new()), "x-user", "u");
+            let response = service.ready().await.unwrap().call(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        assert!(
+            !misuse.load(Ordering::SeqCst),
+            "called a clone never polled ready"
+        );
+    }
+}
+
+/// A route of one limit on a store deciding in this process is checked in `call`
+/// itself, without a future; on any other store the check is awaited. Both answer
+/// the same, header for header.
+#[tokio::test]
+async fn a_store_asked_later_answers_as_one_deciding_in_place() {
+    let limiter = LimiterBuilder::token_bucket("m", 0.4).burst(3);
+    let in_place = Setup::new(&[("api", limiter.clone())]);
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_secs(1));
+    let faults = Arc::new(Faults::default());
+    let engine = FlakyEngine {
+        inner: MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(clock.clone())),
+        faults: faults.clone(),
+    };
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .trusted_proxy_networks(["10.0.0.0/8", "2001:db8::/32"])
+        .limiter("api", limiter)
+        .build()
+        .unwrap();
+    let asked = Registry::builder(config)
+        .engine("m", Arc::new(engine))
+        .build()
+        .unwrap();
+    let route = |registry: &Registry| {
+        RouteLimits::builder()
+            .limit(Limit::new(
+                registry.limiter("api").unwrap(),
+                ClientIp::from_config(registry.config()),
+            ))
+            .build()
+    };
+    let (in_place, asked) = (route(&in_place.registry), route(&asked));
+    let forwarded = |client: &str| with_header(request_from("10.0.0.1"), "x-forwarded-for", client);
+    for client in ["203.0.113.9", "2001:db8:0:0:0:0:0:7"] {
+        for _ in 0..4 {
+            let expected = send(&in_place, forwarded(client)).await;
+            let response = send(&asked, forwarded(client)).await;
+            assert_eq!(response.status(), expected.status());
+            assert_eq!(response.headers(), expected.headers());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let expected = expected.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, expected);
+        }
+        let last = send(&in_place, forwarded(client)).await;
+        assert_eq!(last.status(), StatusCode::TOO_MANY_REQUESTS);
     }
     assert!(
-        !misuse.load(Ordering::SeqCst),
-        "called a clone never polled ready"
+        faults.calls.load(Ordering::SeqCst) >= 8,
+        "the check was awaited"
     );
 }

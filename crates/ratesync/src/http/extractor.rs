@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::HeaderMap;
 
-use super::limits::RouteLimits;
+use super::limits::{Checked, RouteLimits};
 use super::rejection::Rejection;
 use crate::Permit;
 
@@ -65,11 +65,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
         let limits: RouteLimits = L::from_ref(state).as_ref().clone();
-        let keys = limits.keys(parts)?;
-        let admitted = limits.check(&keys).await?;
+        let admitted = match limits.check_now(parts) {
+            Checked::Now(decided) => decided?,
+            Checked::Later(keys) => limits.check(&keys).await?,
+        };
+        let mut headers = HeaderMap::new();
+        admitted.headers.add_to(&mut headers);
         Ok(RateLimited {
-            permits: admitted.permits,
-            headers: admitted.headers,
+            permits: admitted.permits.into_vec(),
+            headers,
             _limits: PhantomData,
         })
     }

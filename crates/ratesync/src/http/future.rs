@@ -10,8 +10,10 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::body::RateLimitBody;
+use super::headers::RateLimitValues;
 use super::limits::Admitted;
 use super::rejection::Rejection;
+use crate::Permit;
 
 type Check = BoxFuture<'static, Result<Admitted, Rejection>>;
 
@@ -35,11 +37,14 @@ pin_project! {
             service: Option<S>,
             request: Option<Request<B>>,
         },
-        // Admitted: the inner service runs while the permits hold their slots.
+        // Admitted: the inner service runs while the permits hold their slots. Only
+        // the permits that hold one are kept (no vector for a route without a
+        // concurrency cap).
         Calling {
             #[pin]
             future: F,
-            admitted: Option<Admitted>,
+            permits: Vec<Permit>,
+            headers: Option<RateLimitValues>,
         },
         // Refused before any check (no key).
         Rejected {
@@ -62,11 +67,27 @@ where
         }
     }
 
+    pub(crate) fn calling(future: S::Future, admitted: Admitted) -> Self {
+        ResponseFuture {
+            state: State::calling(future, admitted),
+        }
+    }
+
     pub(crate) fn rejected(rejection: Rejection) -> Self {
         ResponseFuture {
             state: State::Rejected {
                 rejection: Some(rejection),
             },
+        }
+    }
+}
+
+impl<S, B, F> State<S, B, F> {
+    fn calling(future: F, admitted: Admitted) -> Self {
+        State::Calling {
+            future,
+            permits: admitted.permits.holding_slots(),
+            headers: Some(admitted.headers),
         }
     }
 }
@@ -95,20 +116,19 @@ where
                     let mut service = service.take().expect(POLLED_AFTER_COMPLETION);
                     let request = request.take().expect(POLLED_AFTER_COMPLETION);
                     let future = service.call(request);
-                    state.set(State::Calling {
-                        future,
-                        admitted: Some(admitted),
-                    });
+                    state.set(State::calling(future, admitted));
                 }
-                StateProj::Calling { future, admitted } => {
+                StateProj::Calling {
+                    future,
+                    permits,
+                    headers,
+                } => {
                     // On an error the permits drop here, releasing their slots.
                     let mut response = ready!(future.poll(cx))?;
-                    let Admitted { permits, headers } =
-                        admitted.take().expect(POLLED_AFTER_COMPLETION);
-                    for (name, value) in &headers {
-                        // A header the service set itself wins.
-                        response.headers_mut().entry(name).or_insert(value.clone());
-                    }
+                    let headers = headers.take().expect(POLLED_AFTER_COMPLETION);
+                    // A header the service set itself wins.
+                    headers.add_to(response.headers_mut());
+                    let permits = std::mem::take(permits);
                     return Poll::Ready(Ok(response.map(|body| RateLimitBody::new(body, permits))));
                 }
                 StateProj::Rejected { rejection } => {

@@ -29,8 +29,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::value::ValueBuf;
 use crate::Decision;
 
 /// What a limit's quota counts.
@@ -121,23 +123,32 @@ impl LimitState<'_> {
         }
     }
 
-    fn policy_item(&self) -> String {
-        let mut item = format!("{};q={}", sf_string(self.policy), self.decision.limit);
+    // The items are written into the value being built, without `format!`: an
+    // admitted request's headers are on the layer's hot path (`docs/design.md#http`).
+    fn write_policy_item(&self, out: &mut ValueBuf) {
+        out.push_sf_string(self.policy);
+        out.push_str(";q=");
+        out.push_u64(self.decision.limit);
         match self.quota {
             Quota::Rate { window } if window > 0.0 => {
-                item.push_str(&format!(";w={}", ceil_seconds(window).max(1)));
+                out.push_str(";w=");
+                out.push_u64(ceil_seconds(window).max(1));
             }
             Quota::Rate { .. } | Quota::Unknown => {}
-            Quota::Concurrency => item.push_str(";qu=\"concurrent-requests\""),
+            Quota::Concurrency => out.push_str(";qu=\"concurrent-requests\""),
         }
-        item
     }
 
-    fn state_item(&self) -> String {
-        let item = format!("{};r={}", sf_string(self.policy), self.remaining());
+    fn write_state_item(&self, out: &mut ValueBuf) {
+        out.push_sf_string(self.policy);
+        out.push_str(";r=");
+        out.push_u64(self.remaining());
         match self.quota {
-            Quota::Rate { .. } => format!("{item};t={}", self.reset_seconds()),
-            Quota::Concurrency | Quota::Unknown => item,
+            Quota::Rate { .. } => {
+                out.push_str(";t=");
+                out.push_u64(self.reset_seconds());
+            }
+            Quota::Concurrency | Quota::Unknown => {}
         }
     }
 }
@@ -151,49 +162,113 @@ pub fn rate_limit_headers(
     legacy: bool,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let limits: Vec<&LimitState<'_>> = std::iter::once(main)
-        .chain(others)
-        .filter(|limit| limit.quota != Quota::Unknown)
-        .collect();
-    if !limits.is_empty() {
-        let policies = limits.iter().map(|l| l.policy_item()).collect::<Vec<_>>();
-        let states = limits.iter().map(|l| l.state_item()).collect::<Vec<_>>();
-        insert(&mut headers, "ratelimit-policy", policies.join(", "));
-        insert(&mut headers, "ratelimit", states.join(", "));
-    }
-    let first_rate = limits
-        .iter()
-        .find(|limit| matches!(limit.quota, Quota::Rate { .. }));
-    if let Some(first) = first_rate {
-        if legacy {
-            insert(
-                &mut headers,
-                "x-ratelimit-limit",
-                first.decision.limit.to_string(),
-            );
-            insert(
-                &mut headers,
-                "x-ratelimit-remaining",
-                first.remaining().to_string(),
-            );
-            insert(
-                &mut headers,
-                "x-ratelimit-reset",
-                reset_at(first.reset_in()).to_string(),
-            );
-        }
-    }
+    rate_limit_values(main, others, legacy).add_to(&mut headers);
     if !main.allowed {
-        insert(&mut headers, "retry-after", main.retry_after().to_string());
+        headers.insert(RETRY_AFTER, HeaderValue::from(main.retry_after()));
     }
     headers
 }
 
-fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
-    // Every value built here is visible ASCII (`sf_string` drops anything else), so
-    // the conversion cannot fail; if it ever did, the header is left out.
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(HeaderName::from_static(name), value);
+/// The headers of [`rate_limit_headers`] but `Retry-After`, as values: the layer adds
+/// an admitted request's to its response without building a map.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimitValues {
+    /// `RateLimit-Policy` and `RateLimit`; none when no limit's quota is known.
+    quota: Option<(HeaderValue, HeaderValue)>,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset`. Boxed: rarely asked for, and the
+    /// layer's future carries these values.
+    legacy: Option<Box<[HeaderValue; 3]>>,
+}
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const LEGACY: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit"),
+    HeaderName::from_static("x-ratelimit-remaining"),
+    HeaderName::from_static("x-ratelimit-reset"),
+];
+
+/// [`rate_limit_headers`] without `Retry-After`: the one implementation of the
+/// quota headers, which the layer also adds to an admitted response.
+pub(crate) fn rate_limit_values(
+    main: &LimitState<'_>,
+    others: &[LimitState<'_>],
+    legacy: bool,
+) -> RateLimitValues {
+    let policies = list(quoted(main, others), LimitState::write_policy_item);
+    rate_limit_values_with(policies, main, others, legacy)
+}
+
+/// `RateLimit-Policy` alone. It depends on the limits' configuration only (name,
+/// quota, window: `decision.limit` is the quota), so the layer builds a route's once.
+pub(crate) fn policy_value(
+    main: &LimitState<'_>,
+    others: &[LimitState<'_>],
+) -> Option<HeaderValue> {
+    list(quoted(main, others), LimitState::write_policy_item)
+}
+
+/// [`rate_limit_values`] with `policies`, the [`policy_value`] of the same limits.
+pub(crate) fn rate_limit_values_with(
+    policies: Option<HeaderValue>,
+    main: &LimitState<'_>,
+    others: &[LimitState<'_>],
+    legacy: bool,
+) -> RateLimitValues {
+    let states = list(quoted(main, others), LimitState::write_state_item);
+    let quota = policies.zip(states);
+    let first_rate =
+        || quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }));
+    let legacy = legacy.then(first_rate).flatten().map(|first| {
+        Box::new([
+            HeaderValue::from(first.decision.limit),
+            HeaderValue::from(first.remaining()),
+            HeaderValue::from(reset_at(first.reset_in())),
+        ])
+    });
+    RateLimitValues { quota, legacy }
+}
+
+/// The limits shown in the quota headers, in order: those whose quota is known.
+fn quoted<'a, 'b>(
+    main: &'a LimitState<'b>,
+    others: &'a [LimitState<'b>],
+) -> impl Iterator<Item = &'a LimitState<'b>> {
+    std::iter::once(main)
+        .chain(others)
+        .filter(|limit| limit.quota != Quota::Unknown)
+}
+
+/// The items of `limits`, comma-separated, or `None` for no limit. Every value built
+/// here is visible ASCII (`push_sf_string` drops anything else), so the conversion
+/// cannot fail; if it ever did, the header is left out.
+fn list<'a, 'b: 'a>(
+    limits: impl Iterator<Item = &'a LimitState<'b>>,
+    item: impl Fn(&LimitState<'b>, &mut ValueBuf),
+) -> Option<HeaderValue> {
+    let mut buf = ValueBuf::new();
+    for limit in limits {
+        if !buf.is_empty() {
+            buf.push_str(", ");
+        }
+        item(limit, &mut buf);
+    }
+    (!buf.is_empty()).then(|| buf.value()).flatten()
+}
+
+impl RateLimitValues {
+    /// Adds these headers to `headers`, keeping any it already has (a header the
+    /// service set itself wins).
+    pub(crate) fn add_to(self, headers: &mut HeaderMap) {
+        if let Some((policy, state)) = self.quota {
+            headers.entry(RATELIMIT_POLICY).or_insert(policy);
+            headers.entry(RATELIMIT).or_insert(state);
+        }
+        if let Some(legacy) = self.legacy {
+            for (name, value) in LEGACY.into_iter().zip(*legacy) {
+                headers.entry(name).or_insert(value);
+            }
+        }
     }
 }
 
@@ -218,21 +293,6 @@ fn reset_at(seconds: f64) -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     (now.as_secs_f64() + seconds.max(0.0) - RESET_SLACK_SECONDS).ceil() as u64
-}
-
-/// A structured-field string (RFC 8941): quoted, `\` and `"` escaped, characters
-/// outside printable ASCII dropped.
-fn sf_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars().filter(|c| (' '..='~').contains(c)) {
-        if c == '\\' || c == '"' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -356,6 +416,8 @@ mod tests {
 
     #[test]
     fn policy_names_are_escaped() {
-        assert_eq!(sf_string("a\"b\\c\u{e9}\n"), "\"a\\\"b\\\\c\"");
+        let mut quoted = ValueBuf::new();
+        quoted.push_sf_string("a\"b\\c\u{e9}\n");
+        assert_eq!(quoted.as_bytes(), b"\"a\\\"b\\\\c\"");
     }
 }

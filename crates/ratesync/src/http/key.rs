@@ -3,12 +3,15 @@
 //! A [`KeyExtractor`] turns a request into a key; small named implementations cover
 //! the usual cases, and any `Fn(&Parts) -> Option<String>` closure is one too.
 
+use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{HeaderName, InvalidHeaderName};
 use http::request::Parts;
+use http::HeaderMap;
 
 use super::client_ip::{client_ip, TrustedProxies};
+use super::value::IpText;
 
 /// Picks the key a request counts against.
 pub trait KeyExtractor: Send + Sync + 'static {
@@ -79,8 +82,15 @@ impl ClientIp {
 
 impl KeyExtractor for ClientIp {
     fn extract(&self, parts: &mut Parts) -> Result<String, KeyError> {
+        self.key(parts).map(|ip| ip.as_str().to_owned())
+    }
+}
+
+impl ClientIp {
+    /// The key: the client IP as text, on the stack.
+    fn key(&self, parts: &Parts) -> Result<IpText, KeyError> {
         self.client_ip(parts)
-            .map(|ip| ip.to_string())
+            .map(IpText::new)
             .ok_or(KeyError::NoPeerAddress)
     }
 }
@@ -117,14 +127,19 @@ impl Header {
 
 impl KeyExtractor for Header {
     fn extract(&self, parts: &mut Parts) -> Result<String, KeyError> {
-        let value = parts
-            .headers
+        self.key(&parts.headers).map(str::to_owned)
+    }
+}
+
+impl Header {
+    /// The key: the header's value, borrowed.
+    fn key<'p>(&self, headers: &'p HeaderMap) -> Result<&'p str, KeyError> {
+        let value = headers
             .get(&self.name)
             .filter(|value| !value.is_empty())
             .ok_or_else(|| KeyError::MissingHeader(self.name.clone()))?;
         value
             .to_str()
-            .map(str::to_owned)
             .map_err(|_| KeyError::InvalidHeader(self.name.clone()))
     }
 }
@@ -185,5 +200,66 @@ where
 {
     fn extract(&self, parts: &mut Parts) -> Result<String, KeyError> {
         self(parts).ok_or(KeyError::NoKey)
+    }
+}
+
+/// A limit's key extractor. The ones of this module are kept by type, so that their
+/// keys are read without allocating: a borrowed header value, an IP address as text
+/// on the stack (`KeyExtractor::extract` returns a `String`, one allocation per
+/// request on the layer's hot path, `docs/design.md#http`). Any other goes through
+/// the trait.
+pub(crate) enum Keyer {
+    ClientIp(ClientIp),
+    Header(Header),
+    LimiterWide,
+    Any(Box<dyn KeyExtractor>),
+}
+
+impl Keyer {
+    pub(crate) fn new<K: KeyExtractor>(key: K) -> Self {
+        let known = &key as &dyn Any;
+        if let Some(ip) = known.downcast_ref::<ClientIp>() {
+            Keyer::ClientIp(ip.clone())
+        } else if let Some(header) = known.downcast_ref::<Header>() {
+            Keyer::Header(header.clone())
+        } else if known.is::<LimiterWide>() {
+            Keyer::LimiterWide
+        } else {
+            Keyer::Any(Box::new(key))
+        }
+    }
+
+    /// The key of this request, as [`KeyExtractor::extract`] gives it.
+    pub(crate) fn key<'p>(&self, parts: &'p mut Parts) -> Result<RequestKey<'p>, KeyError> {
+        match self {
+            Keyer::ClientIp(ip) => ip.key(parts).map(RequestKey::Ip),
+            Keyer::Header(header) => header.key(&parts.headers).map(RequestKey::Borrowed),
+            Keyer::LimiterWide => Ok(RequestKey::Borrowed("")),
+            Keyer::Any(key) => key.extract(parts).map(RequestKey::Owned),
+        }
+    }
+}
+
+/// One request's key for one limit, from [`Keyer::key`].
+pub(crate) enum RequestKey<'p> {
+    Borrowed(&'p str),
+    Ip(IpText),
+    Owned(String),
+}
+
+impl RequestKey<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            RequestKey::Borrowed(key) => key,
+            RequestKey::Ip(ip) => ip.as_str(),
+            RequestKey::Owned(key) => key,
+        }
+    }
+
+    pub(crate) fn into_owned(self) -> String {
+        match self {
+            RequestKey::Owned(key) => key,
+            key => key.as_str().to_owned(),
+        }
     }
 }

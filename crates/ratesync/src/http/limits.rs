@@ -1,14 +1,19 @@
 //! The limits of one route, and the one check that both the layer and the axum
-//! extractor run: keys from the request, then [`crate::try_acquire_all`].
+//! extractor run: keys from the request, then [`crate::try_acquire_all`]; for a
+//! route of one limit on a store deciding in this process, the same decision made at
+//! once ([`RouteLimits::check_now`], the layer's hot path).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::request::Parts;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
-use super::headers::{rate_limit_headers, LimitState, Quota};
-use super::key::KeyExtractor;
+use super::headers::{
+    policy_value, rate_limit_headers, rate_limit_values, rate_limit_values_with, LimitState, Quota,
+    RateLimitValues,
+};
+use super::key::{KeyError, KeyExtractor, Keyer, RequestKey};
 use super::layer::RateLimitLayer;
 use super::rejection::Rejection;
 use crate::{try_acquire_all, AcquireAllError, AcquireError, Call, Decision, Limiter, Permit};
@@ -17,9 +22,13 @@ use crate::{try_acquire_all, AcquireAllError, AcquireError, Call, Decision, Limi
 /// of a request (default 1).
 pub struct Limit {
     limiter: Limiter,
-    key: Box<dyn KeyExtractor>,
+    key: Keyer,
     cost: u32,
     quota: Quota,
+    /// Its `RateLimit-Policy` value and the quota it shows, built on the first
+    /// admission: it depends on the configuration alone, and a clone costs no
+    /// allocation (`docs/design.md#http`).
+    policy: OnceLock<(u64, HeaderValue)>,
 }
 
 impl Limit {
@@ -28,8 +37,9 @@ impl Limit {
         Limit {
             quota: Quota::of(&limiter),
             limiter,
-            key: Box::new(key),
+            key: Keyer::new(key),
             cost: 1,
+            policy: OnceLock::new(),
         }
     }
 
@@ -39,6 +49,10 @@ impl Limit {
     pub fn cost(mut self, cost: u32) -> Self {
         self.cost = cost;
         self
+    }
+
+    fn call<'a>(&'a self, key: &'a str) -> Call<'a> {
+        self.limiter.key(key).cost(self.cost)
     }
 
     fn state(&self, allowed: bool, decision: Decision) -> LimitState<'_> {
@@ -101,41 +115,94 @@ impl RouteLimits {
         RateLimitLayer::new(self.clone())
     }
 
+    /// The key of `limit` for this request.
+    fn key<'p>(&self, limit: &Limit, parts: &'p mut Parts) -> Result<RequestKey<'p>, Rejection> {
+        match limit.key.key(parts) {
+            Ok(key) => Ok(key),
+            Err(error) => self.missing_key(limit, error).map(RequestKey::Borrowed),
+        }
+    }
+
+    fn missing_key(&self, limit: &Limit, error: KeyError) -> Result<&'static str, Rejection> {
+        match self.shared.missing_key {
+            MissingKey::LimiterWide => {
+                tracing::debug!(limiter = limit.limiter.name(), %error, "no key; using the limiter-wide key");
+                Ok("")
+            }
+            MissingKey::Reject => Err(Rejection::Key(error)),
+        }
+    }
+
     /// The key of each limit for this request, in order.
     pub(crate) fn keys(&self, parts: &mut Parts) -> Result<Vec<String>, Rejection> {
-        let missing_key = self.shared.missing_key;
         self.shared
             .limits
             .iter()
-            .map(|limit| match limit.key.extract(parts) {
-                Ok(key) => Ok(key),
-                Err(error) if missing_key == MissingKey::LimiterWide => {
-                    tracing::debug!(limiter = limit.limiter.name(), %error, "no key; using the limiter-wide key");
-                    Ok(String::new())
-                }
-                Err(error) => Err(Rejection::Key(error)),
-            })
+            .map(|limit| self.key(limit, parts).map(RequestKey::into_owned))
             .collect()
     }
 
-    /// Takes every limit for `keys` (from [`RouteLimits::keys`]), all or nothing.
-    /// Never waits: an HTTP request that would have to wait is answered 429 now.
+    /// Checks this request now when that takes no waiting: a route of one limit
+    /// whose store decides in this process (the memory engine). That is the layer's
+    /// hot path: the key is read without allocating, the limiter decides in place
+    /// (`Call::try_acquire_now`), and nothing is boxed or cloned around it
+    /// (`docs/design.md#http`). Otherwise the keys, for [`RouteLimits::check`].
+    pub(crate) fn check_now(&self, parts: &mut Parts) -> Checked {
+        let [limit] = self.shared.limits.as_slice() else {
+            return match self.keys(parts) {
+                Ok(keys) => Checked::Later(keys),
+                Err(rejection) => Checked::Now(Err(rejection)),
+            };
+        };
+        let key = match self.key(limit, parts) {
+            Ok(key) => key,
+            Err(rejection) => return Checked::Now(Err(rejection)),
+        };
+        // What `try_acquire_all` does for a group of one, without its future.
+        match limit.call(key.as_str()).try_acquire_now() {
+            Some(Ok(permit)) => {
+                let headers = match self.shared.headers {
+                    true => self.one_limit_values(limit, *permit.decision()),
+                    false => RateLimitValues::default(),
+                };
+                Checked::Now(Ok(Admitted {
+                    permits: Permits::One(permit),
+                    headers,
+                }))
+            }
+            Some(Err(error)) => Checked::Now(Err(self.rejection(AcquireAllError {
+                index: 0,
+                decisions: vec![error.decision().copied()],
+                error,
+            }))),
+            None => Checked::Later(vec![key.into_owned()]),
+        }
+    }
+
+    /// Takes every limit for `keys` (from [`RouteLimits::check_now`]), all or
+    /// nothing. Never waits: an HTTP request that would have to wait is answered 429
+    /// now.
     pub(crate) async fn check(&self, keys: &[String]) -> Result<Admitted, Rejection> {
         let limits = &self.shared.limits;
         let calls: Vec<Call<'_>> = limits
             .iter()
             .zip(keys)
-            .map(|(limit, key)| limit.limiter.key(key).cost(limit.cost))
+            .map(|(limit, key)| limit.call(key))
             .collect();
         match try_acquire_all(&calls).await {
             Ok(permits) => {
-                let decisions: Vec<_> = permits.iter().map(|p| Some(*p.decision())).collect();
-                let headers = if self.shared.headers {
-                    self.headers(&decisions, None)
-                } else {
-                    HeaderMap::new()
+                let headers = match self.shared.headers {
+                    true => {
+                        let decisions: Vec<_> =
+                            permits.iter().map(|p| Some(*p.decision())).collect();
+                        self.admitted_values(&decisions)
+                    }
+                    false => RateLimitValues::default(),
                 };
-                Ok(Admitted { permits, headers })
+                Ok(Admitted {
+                    permits: Permits::All(permits),
+                    headers,
+                })
             }
             Err(refusal) => Err(self.rejection(refusal)),
         }
@@ -166,9 +233,48 @@ impl RouteLimits {
         }
     }
 
-    /// The headers for these decisions: the refusing limit first, else the one with
-    /// the least remaining (as the Python composite dependency orders them).
+    /// The headers of an admission by the one limit of the route, without the
+    /// vectors of [`Self::states`], and with the limit's `RateLimit-Policy` built
+    /// once.
+    fn one_limit_values(&self, limit: &Limit, decision: Decision) -> RateLimitValues {
+        let state = limit.state(decision.allowed(), decision);
+        let policy = match limit.policy.get() {
+            Some((quota, policy)) if *quota == decision.limit => Some(policy.clone()),
+            _ => {
+                let policy = policy_value(&state, &[]);
+                if let Some(policy) = &policy {
+                    let _ = limit.policy.set((decision.limit, policy.clone()));
+                }
+                policy
+            }
+        };
+        rate_limit_values_with(policy, &state, &[], self.shared.legacy_headers)
+    }
+
+    /// The headers of an admission.
+    fn admitted_values(&self, decisions: &[Option<Decision>]) -> RateLimitValues {
+        match self.states(decisions, None) {
+            Some((main, others)) => rate_limit_values(&main, &others, self.shared.legacy_headers),
+            None => RateLimitValues::default(),
+        }
+    }
+
+    /// The headers of a refusal.
     fn headers(&self, decisions: &[Option<Decision>], refused: Option<usize>) -> HeaderMap {
+        match self.states(decisions, refused) {
+            Some((main, others)) => rate_limit_headers(&main, &others, self.shared.legacy_headers),
+            None => HeaderMap::new(),
+        }
+    }
+
+    /// The limits as the headers show them: the refusing limit first, else the one
+    /// with the least remaining (as the Python composite dependency orders them),
+    /// then the others; `None` when no limit has a decision.
+    fn states(
+        &self,
+        decisions: &[Option<Decision>],
+        refused: Option<usize>,
+    ) -> Option<(LimitState<'_>, Vec<LimitState<'_>>)> {
         let states: Vec<(usize, LimitState<'_>)> = self
             .shared
             .limits
@@ -185,16 +291,14 @@ impl RouteLimits {
             Some(index) => states.iter().position(|(i, _)| *i == index),
             None => (0..states.len()).min_by_key(|&i| states[i].1.decision.remaining),
         };
-        let Some(main) = main else {
-            return HeaderMap::new();
-        };
+        let main = main?;
         let others: Vec<LimitState<'_>> = states
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != main)
             .map(|(_, (_, state))| state.clone())
             .collect();
-        rate_limit_headers(&states[main].1, &others, self.shared.legacy_headers)
+        Some((states[main].1.clone(), others))
     }
 }
 
@@ -232,11 +336,50 @@ impl RouteLimitsBuilder {
     }
 }
 
-/// An admitted request: the permits that hold its concurrency slots, and the
-/// headers for its response.
+/// What [`RouteLimits::check_now`] found.
+pub(crate) enum Checked {
+    /// Decided.
+    Now(Result<Admitted, Rejection>),
+    /// To be decided by [`RouteLimits::check`], with these keys.
+    Later(Vec<String>),
+}
+
+/// An admitted request: its permits, and the headers for its response.
 pub(crate) struct Admitted {
-    pub permits: Vec<Permit>,
-    pub headers: HeaderMap,
+    pub permits: Permits,
+    pub headers: RateLimitValues,
+}
+
+/// The permits of an admitted request, one per limit, in order; a route of one
+/// limit has its permit without a vector.
+pub(crate) enum Permits {
+    One(Permit),
+    All(Vec<Permit>),
+}
+
+impl Permits {
+    /// All of them (the axum extractor's).
+    #[cfg(feature = "axum")]
+    pub(crate) fn into_vec(self) -> Vec<Permit> {
+        match self {
+            Permits::One(permit) => vec![permit],
+            Permits::All(permits) => permits,
+        }
+    }
+
+    /// Those that hold a concurrency slot: the response body keeps them until it
+    /// has been sent. The others hold nothing and are let go now (no vector, for a
+    /// route without a concurrency cap).
+    pub(crate) fn holding_slots(self) -> Vec<Permit> {
+        match self {
+            Permits::One(permit) if permit.holds_slot() => vec![permit],
+            Permits::One(_) => Vec::new(),
+            Permits::All(mut permits) => {
+                permits.retain(Permit::holds_slot);
+                permits
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Limit {

@@ -57,8 +57,9 @@
 //!
 //! Files: `limits` (the limits of a route and their one check), `key` and
 //! `client_ip` (which key a request counts against), `headers` (the `RateLimit`
-//! headers), `rejection` (the refusal responses), `layer` / `service` / `future` /
-//! `body` (the tower middleware), `extractor` (axum).
+//! headers), `value` (header values and keys written on the stack), `rejection` (the
+//! refusal responses), `layer` / `service` / `future` / `body` (the tower
+//! middleware), `extractor` (axum).
 
 mod body;
 mod client_ip;
@@ -71,6 +72,7 @@ mod layer;
 mod limits;
 mod rejection;
 mod service;
+mod value;
 
 pub use self::body::RateLimitBody;
 pub use self::client_ip::{

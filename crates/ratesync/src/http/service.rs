@@ -8,7 +8,7 @@ use tower::Service;
 
 use super::body::RateLimitBody;
 use super::future::ResponseFuture;
-use super::limits::RouteLimits;
+use super::limits::{Checked, RouteLimits};
 
 /// The service of [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -49,16 +49,22 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let keys = match self.limits.check_now(&mut parts) {
+            // Decided in this process: the service that was polled ready is called
+            // right away, as a layer without a check would (`docs/design.md#http`).
+            Checked::Now(Ok(admitted)) => {
+                let future = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::calling(future, admitted);
+            }
+            Checked::Now(Err(rejection)) => return ResponseFuture::rejected(rejection),
+            Checked::Later(keys) => keys,
+        };
         // The service that was polled ready goes with this request and is called once
         // the limits admit it (whatever its readiness reserved, it keeps during the
         // check); the fresh clone stays, to be polled ready next (tower's usual swap).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (mut parts, body) = request.into_parts();
-        let keys = match self.limits.keys(&mut parts) {
-            Ok(keys) => keys,
-            Err(rejection) => return ResponseFuture::rejected(rejection),
-        };
         let limits = self.limits.clone();
         // Boxed: the check is an async call into the stores, whose type cannot be
         // named; it owns everything it uses, so it borrows nothing from the request.
