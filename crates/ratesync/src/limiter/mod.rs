@@ -317,23 +317,15 @@ impl LimiterInner {
         settleable: Option<u32>,
         result: Result<(Decision, Receipt), StoreError>,
     ) -> Result<Permit, AcquireError> {
-        match result {
-            Ok((decision, receipt)) => {
-                let permit = self.decided(key, lease, decision)?;
-                Ok(match settleable {
-                    Some(cost) => self.reserved(permit, key, cost, Some(receipt)),
-                    None => permit,
-                })
-            }
-            Err(error) => {
-                let permit = Permit::new(self.on_store_error(error)?, None);
-                // Fail-open took nothing from the store: there is nothing to settle.
-                Ok(match settleable {
-                    Some(cost) => self.reserved(permit, key, cost, None),
-                    None => permit,
-                })
-            }
-        }
+        let (permit, receipt) = match result {
+            Ok((decision, receipt)) => (self.decided(key, lease, decision)?, Some(receipt)),
+            // Fail-open took nothing from the store: there is nothing to settle.
+            Err(error) => (Permit::new(self.on_store_error(error)?, None), None),
+        };
+        Ok(match settleable {
+            Some(cost) => self.reserved(permit, key, cost, receipt),
+            None => permit,
+        })
     }
 
     /// `permit`, able to settle the `cost` it took (`receipt`: where the store
