@@ -34,8 +34,11 @@ fn next_xid(server: &PostgresServer) -> u64 {
         .expect("a transaction id")
 }
 
-/// Attempts started together are decided one after another, in far fewer
-/// transactions than attempts.
+/// Attempts started together while another session locks the table all queue
+/// behind the few sent at once, then are decided one after another in far fewer
+/// transactions than attempts. The lock makes the count independent of how fast a
+/// loaded machine polls the attempts: without it, answers arriving mid-poll split
+/// the queue into smaller batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_that_queue_are_decided_together_in_order() {
     let server = PostgresServer::start();
@@ -45,7 +48,16 @@ async fn calls_that_queue_are_decided_together_in_order() {
     api.key("warm-up").try_acquire().await.unwrap();
 
     let before = next_xid(&server);
+    // Taking a lock writes nothing, so the holder's transaction takes no id.
+    let mut holder = server.psql_spawn(
+        "BEGIN; LOCK TABLE rate_limiter_state IN EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     batches::attempts_together_are_decided_in_order(&api).await;
+    let held = tokio::task::spawn_blocking(move || holder.wait())
+        .await
+        .unwrap();
+    assert!(held.unwrap().success(), "the session holding the lock ran");
     // Less the read of `before` and the state read at the end (which writes nothing).
     let transactions = next_xid(&server) - before - 1;
     assert!(

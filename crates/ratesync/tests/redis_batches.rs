@@ -33,8 +33,11 @@ fn acquire_calls(server: &RedisServer) -> u64 {
         .map_or(0, |calls| calls.parse().expect("a call count"))
 }
 
-/// Attempts started together are decided one after another, in far fewer function
-/// calls than attempts.
+/// Attempts started together while the server is stalled (`DEBUG SLEEP`) all queue
+/// behind the few sent at once, then are decided one after another in far fewer
+/// function calls than attempts. The stall makes the count independent of how fast
+/// a loaded machine polls the attempts: without it, answers arriving mid-poll split
+/// the queue into smaller batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_that_queue_are_decided_together_in_order() {
     let server = RedisServer::start();
@@ -44,7 +47,13 @@ async fn calls_that_queue_are_decided_together_in_order() {
     api.key("warm-up").try_acquire().await.unwrap();
     assert_eq!(server.cli(&["CONFIG", "RESETSTAT"]), "OK");
 
+    let mut sleeper = server.cli_spawn(&["DEBUG", "SLEEP", "2"]);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     batches::attempts_together_are_decided_in_order(&api).await;
+    let slept = tokio::task::spawn_blocking(move || sleeper.wait())
+        .await
+        .unwrap();
+    assert!(slept.unwrap().success(), "DEBUG SLEEP ran");
     let calls = acquire_calls(&server);
     assert!(
         calls < TOGETHER / 4,

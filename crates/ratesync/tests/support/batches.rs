@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 pub const TOGETHER: u64 = 64;
 
 /// Makes [`TOGETHER`] attempts at key `k` of `api` (a token bucket with a burst of
-/// 1000, far below its rate) from one task that polls them all: the first calls are
-/// sent at once, the others queue behind them within the same poll, before any answer
-/// can arrive. Asserts that each was decided after the one before it (`remaining` is
+/// 1000, far below its rate) from one task that polls them all, while the caller
+/// keeps the store stalled: the first calls are sent at once, the others queue behind
+/// them before any answer can arrive. Asserts that each was decided after the one before it (`remaining` is
 /// 999 down to 936, each once) and that the key is left at 936.
 pub async fn attempts_together_are_decided_in_order(api: &Limiter) {
     let attempts = (0..TOGETHER).map(|_| api.key("k").try_acquire());
