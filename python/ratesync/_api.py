@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ratesync import _bridge, _native, _policy
+from ratesync import _bridge, _native
 from ratesync._native import Permit
 from ratesync.exceptions import (
     LimiterNotFoundError,
@@ -301,7 +301,8 @@ def _result(
 ) -> RateLimitResult:
     """The result of decision ``d`` on the limiter ``target`` (a configured limiter's
     id, by default ``limiter_id``), labelled ``limiter_id``. ``limit`` is the quota
-    users configured (``ratesync._policy``): a token bucket's rate, not its burst."""
+    users configured (``_native.limiter_quota``, the core's ``RateQuota``): a token
+    bucket's rate over a round window, not its burst."""
     if d is None:
         # The store could not say (a reservation-based store refused meanwhile).
         return RateLimitResult(
@@ -311,9 +312,11 @@ def _result(
     name = limiter_id if target is None else target
     if isinstance(name, str):
         try:
-            limit, window = _policy.quota(_native.limiter_config(name), d.limit)
+            quota = _native.limiter_quota(name)
         except LimiterNotFoundError:
-            pass
+            quota = None
+        if quota is not None:
+            limit, window = quota
     allowed = d.allowed and not force_denied
     reset_in = d.reset_after if allowed else max(d.retry_after, 0.0)
     return RateLimitResult(

@@ -27,7 +27,7 @@ class RateLimitResult:
 
     ``limit`` is the quota users configured: a window's ``limit``, a token bucket's
     rate as ``limit`` units per ``window`` seconds (10/s: 10 per 1 s, not its burst;
-    ``ratesync._policy``). ``window``: those seconds, for the ``RateLimit-Policy``
+    the core's ``RateQuota``). ``window``: those seconds, for the ``RateLimit-Policy``
     header (``None`` when not known). Not compared either."""
 
     allowed: bool

@@ -20,7 +20,6 @@ from ratesync import (
     RateLimiterAcquisitionError,
     RateLimiterNotInitializedError,
     StoreUnavailableError,
-    _policy,
 )
 
 # --- Engine classes constructed directly: initialize() first -------------------------
@@ -358,23 +357,6 @@ def test_rate_sync_extras_are_declared():
 
 
 # --- The quota results report --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("rate", "burst", "quota"),
-    [
-        (10.0, 1, (10, 1.0)),
-        (10.0, 20, (20, 2.0)),
-        (1.0, 10, (10, 10.0)),
-        (100 / 60, 1, (5, 3.0)),
-        (100 / 60, 10, (10, 6.0)),
-        (0.5, 1, (1, 2.0)),
-        (1 / 7, 1, (1, 7.0)),
-        (90.0, 1, (90, 1.0)),
-    ],
-)
-def test_a_token_bucket_quota_is_its_rate_over_a_round_window(rate, burst, quota):
-    assert _policy.token_bucket_quota(rate, burst) == quota
 
 
 async def test_results_and_headers_report_a_token_bucket_as_configured(store, name):

@@ -192,6 +192,7 @@ impl PyLimit {
             self;
         let quota = match unit.as_deref() {
             Some("requests") => Quota::Rate {
+                units: u64::try_from(*limit).unwrap_or(0),
                 window: window.unwrap_or(0.0),
             },
             Some("concurrent-requests") => Quota::Concurrency,

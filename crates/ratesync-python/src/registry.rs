@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use ratesync::config::{format_utc_offset, EngineConfig, StoreConfig};
-use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder, TokenBucket};
+use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
 
 use crate::errors;
 
@@ -285,6 +285,14 @@ fn list_limiters(py: Python<'_>) -> PyResult<Py<PyDict>> {
     Ok(out.unbind())
 }
 
+/// The quota limiter `limiter_id` was configured with, `(units, window seconds)`
+/// (`ratesync::RateQuota`), or `None` when it has no rate (a concurrency cap).
+#[pyfunction]
+fn limiter_quota(limiter_id: &str) -> PyResult<Option<(u64, f64)>> {
+    let quota = limiter(limiter_id)?.quota();
+    Ok(quota.map(|quota| (quota.units, quota.window.as_secs_f64())))
+}
+
 /// The settings of limiter `limiter_id`.
 #[pyfunction]
 fn limiter_config(py: Python<'_>, limiter_id: &str) -> PyResult<Py<PyDict>> {
@@ -343,7 +351,7 @@ impl RuleInfo {
             },
             Some(Rule::TokenBucket(tb)) => RuleInfo {
                 algorithm: "token_bucket",
-                rate_per_second: Some(configured_rate(tb)),
+                rate_per_second: Some(tb.configured_rate()),
                 burst: Some(tb.burst()),
                 ..RuleInfo::default()
             },
@@ -376,21 +384,6 @@ impl RuleInfo {
     }
 }
 
-/// A bucket's rate as configured: the shortest decimal that builds the same bucket.
-/// The bucket keeps its rate as whole nanoseconds per unit, rounded up, so the rate
-/// it enforces reads back a little off (90/s as 89.99999280000057); users wrote
-/// 90, and get 90.0 back.
-fn configured_rate(tb: &TokenBucket) -> f64 {
-    let enforced = tb.rate_per_second();
-    (0..17)
-        .filter_map(|precision| format!("{enforced:.precision$e}").parse::<f64>().ok())
-        .find(|candidate| {
-            TokenBucket::new(*candidate, tb.burst())
-                .is_ok_and(|bucket| bucket.interval_nanos() == tb.interval_nanos())
-        })
-        .unwrap_or(enforced)
-}
-
 /// The `[fastapi] trusted_proxy_networks` of the configuration (empty when unset).
 #[pyfunction]
 fn trusted_proxy_networks() -> PyResult<Vec<String>> {
@@ -406,5 +399,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list_stores, m)?)?;
     m.add_function(wrap_pyfunction!(list_limiters, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_config, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_quota, m)?)?;
     Ok(())
 }

@@ -46,7 +46,9 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use algorithm::{FixedWindow, LeaseId, Period, Policy, Rule, SlidingWindow, TokenBucket};
+pub use algorithm::{
+    FixedWindow, LeaseId, Period, Policy, RateQuota, Rule, SlidingWindow, TokenBucket,
+};
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 pub use decision::{Decision, DeniedBy};

@@ -83,7 +83,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn admits_the_burst_then_refuses_with_exact_headers() {
-    // 0.4/s = one unit per 2.5 s; a full bucket of 3 refills in 7.5 s (w=8).
+    // 0.4/s = one unit per 2.5 s, burst 3: the quota users configured is 4 per 10 s
+    // (the first round window where the rate is whole units, at least the burst).
     let setup = Setup::new(&[("api", LimiterBuilder::token_bucket("m", 0.4).burst(3))]);
     let limits = RouteLimits::builder()
         .limit(Limit::new(setup.limiter("api"), LimiterWide))
@@ -92,7 +93,7 @@ async fn admits_the_burst_then_refuses_with_exact_headers() {
         let response = send(&limits, Request::new(String::new())).await;
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
-        assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=3;w=8");
+        assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=4;w=10");
         assert_eq!(
             header(headers, "ratelimit"),
             format!("\"api\";r={remaining};t={reset}")
@@ -111,7 +112,7 @@ async fn admits_the_burst_then_refuses_with_exact_headers() {
     let headers = refused.headers();
     assert_eq!(header(headers, "retry-after"), "3", "2.5 s, rounded up");
     assert_eq!(header(headers, "ratelimit"), "\"api\";r=0;t=3");
-    assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=3;w=8");
+    assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=4;w=10");
     assert_eq!(header(headers, "content-type"), "text/plain; charset=utf-8");
     let body = refused.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "rate limit exceeded: retry after 3 s\n");
@@ -128,6 +129,25 @@ async fn admits_the_burst_then_refuses_with_exact_headers() {
         status(&limits, Request::new(String::new())).await,
         StatusCode::OK
     );
+}
+
+/// A token bucket shows the rate users configured, not the burst its decisions
+/// count: 10/s with the default burst of 1 is 10 per 1 s, as the Python results say.
+#[tokio::test]
+async fn a_token_bucket_shows_its_rate_as_configured() {
+    let setup = Setup::new(&[("api", LimiterBuilder::token_bucket("m", 10.0))]);
+    let limits = RouteLimits::builder()
+        .limit(Limit::new(setup.limiter("api"), LimiterWide))
+        .legacy_headers(true)
+        .build();
+    let response = send(&limits, Request::new(String::new())).await;
+    let headers = response.headers();
+    assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=10;w=1");
+    assert_eq!(header(headers, "x-ratelimit-limit"), "10");
+    assert_eq!(header(headers, "x-ratelimit-remaining"), "0", "a burst of 1");
+    let refused = send(&limits, Request::new(String::new())).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(refused.headers(), "ratelimit"), "\"api\";r=0;t=1");
 }
 
 #[tokio::test]

@@ -87,6 +87,43 @@ impl TokenBucket {
         1e9 / self.interval as f64
     }
 
+    /// The rate as configured: the shortest decimal that builds this bucket. The
+    /// bucket keeps whole nanoseconds per unit, rounded up, so the rate it enforces
+    /// reads back a little off (90/s as 89.99999280000057); users wrote 90.
+    pub fn configured_rate(&self) -> f64 {
+        let enforced = self.rate_per_second();
+        (0..17)
+            .filter_map(|precision| format!("{enforced:.precision$e}").parse::<f64>().ok())
+            .find(|candidate| {
+                TokenBucket::new(*candidate, self.burst)
+                    .is_ok_and(|bucket| bucket.interval == self.interval)
+            })
+            .unwrap_or(enforced)
+    }
+
+    /// The bucket as a quota, `(units, window seconds)`: its configured rate as whole
+    /// units over the first round window where it is whole and holds the burst (10/s
+    /// is 10 per 1 s; 100 per minute is 100 per 60 s; 1/s with a burst of 10 is 10 per
+    /// 10 s); failing that, the shortest whole-second window holding the burst
+    /// (`docs/design.md#quotas`). Never below the burst, so `remaining` fits in it.
+    pub fn quota(&self) -> (u64, u64) {
+        const ROUND_WINDOWS: [u64; 18] = [
+            1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600,
+        ];
+        let (rate, burst) = (self.configured_rate(), u64::from(self.burst));
+        let whole_units = ROUND_WINDOWS.into_iter().find_map(|window| {
+            let units = rate * window as f64;
+            let whole = units.round();
+            (whole >= burst as f64 && (units - whole).abs() <= 1e-6 * units)
+                .then_some((whole as u64, window))
+        });
+        whole_units.unwrap_or_else(|| {
+            // `as` saturates: a bucket slower than one unit in u64::MAX s is not one.
+            let window = ((burst as f64 / rate).ceil() as u64).max(1);
+            (burst.max((rate * window as f64).floor() as u64), window)
+        })
+    }
+
     /// Decides an attempt of `cost` units at `now` against the stored `tat`
     /// (0 for a key never seen). Returns the decision and, when admitted, the new TAT
     /// to store. The caller has checked `1 <= cost <= burst`.
@@ -176,6 +213,33 @@ mod tests {
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_configured_rate_reads_back_as_written() {
+        for rate in [90.0, 7.0, 0.2, 1.5e-3, 3e5, 1e9] {
+            assert_eq!(TokenBucket::new(rate, 1).unwrap().configured_rate(), rate);
+        }
+    }
+
+    #[test]
+    fn a_bucket_is_its_rate_over_a_round_window() {
+        for (rate, burst, quota) in [
+            (10.0, 1, (10, 1)),
+            (10.0, 20, (20, 2)),
+            (1.0, 10, (10, 10)),
+            (100.0 / 60.0, 1, (5, 3)),
+            (100.0 / 60.0, 10, (10, 6)),
+            (0.5, 1, (1, 2)),
+            (1.0 / 7.0, 1, (1, 7)),
+            (90.0, 1, (90, 1)),
+            (3e5, 1, (300_000, 1)),
+            // No round window makes 1/7000 s whole: the shortest holding the burst.
+            (1.0 / 7000.0, 1, (1, 7000)),
+        ] {
+            let tb = TokenBucket::new(rate, burst).unwrap();
+            assert_eq!(tb.quota(), quota, "{rate}/s, burst {burst}");
+        }
+    }
 
     #[test]
     fn burst_one_spaces_calls_exactly() {

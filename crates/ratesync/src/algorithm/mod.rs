@@ -25,6 +25,8 @@ pub use sliding_window::{
     SlidingWindow, WindowLog, DEFAULT_PRECISION, MAX_PRECISION, MAX_WINDOW_SECONDS, MIN_PRECISION,
 };
 
+use std::time::Duration;
+
 use crate::decision::{Decision, DeniedBy};
 
 /// A rule that has failed validation.
@@ -76,6 +78,27 @@ impl Rule {
         }
     }
 
+    /// The rule as a quota (see [`RateQuota`]).
+    pub fn quota(&self) -> RateQuota {
+        match self {
+            Rule::TokenBucket(tb) => {
+                let (units, seconds) = tb.quota();
+                RateQuota {
+                    units,
+                    window: Duration::from_secs(seconds),
+                }
+            }
+            Rule::SlidingWindow(sw) => RateQuota {
+                units: u64::from(sw.limit()),
+                window: Duration::from_nanos(sw.window_nanos()),
+            },
+            Rule::FixedWindow(fw) => RateQuota {
+                units: u64::from(fw.limit()),
+                window: Duration::from_nanos(fw.window_nanos()),
+            },
+        }
+    }
+
     /// How long the rule's state can matter after the last admission (ns): the time
     /// to refill an empty bucket, or the (longest) window.
     pub fn span_nanos(&self) -> u64 {
@@ -85,6 +108,17 @@ impl Rule {
             Rule::FixedWindow(fw) => fw.window_nanos(),
         }
     }
+}
+
+/// A rule as the quota users configured: `units` per `window`. It is what the IETF
+/// `RateLimit-Policy` header and Python's results show (`docs/design.md#quotas`): a
+/// window's limit over its window (a calendar month over its longest length, 31
+/// days), a token bucket's rate over a round window ([`TokenBucket::quota`]), not the
+/// burst its decisions count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    pub units: u64,
+    pub window: Duration,
 }
 
 /// Everything that decides one limiter: a rate rule, a concurrency cap, or both.

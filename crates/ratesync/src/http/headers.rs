@@ -7,9 +7,10 @@
 //! - `RateLimit-Policy: "<policy>";q=<quota>;w=<window s>` and
 //!   `RateLimit: "<policy>";r=<remaining>;t=<s>`, the structured-field lists of
 //!   draft-ietf-httpapi-ratelimit-headers (one item per limit, the tightest first).
-//!   `w` is the window of a sliding window, or `burst / rate` (the time to refill an
-//!   empty bucket) for a token bucket. `t` is the time until the quota is available
-//!   again (refused) or fully reset (admitted).
+//!   `q` and `w` are the quota users configured ([`crate::RateQuota`]): a window's
+//!   limit and length, a token bucket's rate over a round window (10/s is `q=10;w=1`
+//!   whatever the burst it admits at once). `t` is the time until the quota is
+//!   available again (refused) or fully reset (admitted).
 //! - A limiter that only caps concurrency is the draft's concurrent-requests quota:
 //!   `"<policy>";q=<max_concurrent>;qu="concurrent-requests"` and
 //!   `"<policy>";r=<free slots>`, without a window or a reset time (a slot comes
@@ -38,10 +39,12 @@ use crate::Decision;
 /// What a limit's quota counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Quota {
-    /// Requests (units) per window: the IETF policy window in seconds (`w`; left out
-    /// when not above zero, for a rate whose window is not known).
-    Rate { window: f64 },
-    /// Requests in flight at once (`qu="concurrent-requests"`).
+    /// `units` requests per `window`: the quota (`q`) and the IETF policy window in
+    /// seconds (`w`; left out when not above zero, for a rate whose window is not
+    /// known).
+    Rate { units: u64, window: f64 },
+    /// Requests in flight at once (`qu="concurrent-requests"`): as many as the
+    /// decision's `limit`.
     Concurrency,
     /// Not known: the limit is left out of the quota headers (only its
     /// `Retry-After` shows, when it refuses). [`Quota::of`] never gives it.
@@ -49,21 +52,13 @@ pub enum Quota {
 }
 
 impl Quota {
-    /// The quota of `limiter`: its rate, or for a limiter without one its cap.
+    /// The quota of `limiter`: its rate as configured ([`crate::Limiter::quota`]), or
+    /// for a limiter without one its cap.
     pub fn of(limiter: &crate::Limiter) -> Self {
-        use crate::algorithm::Rule;
-        match limiter.policy().rule {
-            // The time to refill an empty bucket, computed as the Python headers do.
-            Some(Rule::TokenBucket(tb)) => Quota::Rate {
-                window: f64::from(tb.burst()) / tb.rate_per_second(),
-            },
-            Some(Rule::SlidingWindow(sw)) => Quota::Rate {
-                window: sw.window_nanos() as f64 / 1e9,
-            },
-            // A calendar month reports its longest length (31 days); its real end is
-            // in `t`.
-            Some(Rule::FixedWindow(fw)) => Quota::Rate {
-                window: fw.window_nanos() as f64 / 1e9,
+        match limiter.quota() {
+            Some(quota) => Quota::Rate {
+                units: quota.units,
+                window: quota.window.as_secs_f64(),
             },
             None => Quota::Concurrency,
         }
@@ -77,15 +72,23 @@ pub struct LimitState<'a> {
     pub policy: &'a str,
     /// Whether this limit admitted the request.
     pub allowed: bool,
-    /// Its decision: `limit` is the quota (`q`), `remaining` the `r` of an admitted
-    /// request (a refused one shows 0), `reset_after` the `t` of an admitted one and
-    /// `retry_after` that of a refused one.
+    /// Its decision: `remaining` is the `r` of an admitted request (a refused one
+    /// shows 0), `reset_after` the `t` of an admitted one and `retry_after` that of a
+    /// refused one; `limit` is the quota of a concurrency cap.
     pub decision: Decision,
     /// What the quota counts.
     pub quota: Quota,
 }
 
 impl LimitState<'_> {
+    /// The quota, `q`: a rate's units per window, a cap's slots.
+    fn quota_units(&self) -> u64 {
+        match self.quota {
+            Quota::Rate { units, .. } => units,
+            Quota::Concurrency | Quota::Unknown => self.decision.limit,
+        }
+    }
+
     fn remaining(&self) -> u64 {
         if self.allowed {
             self.decision.remaining
@@ -128,9 +131,9 @@ impl LimitState<'_> {
     fn write_policy_item(&self, out: &mut ValueBuf) {
         out.push_sf_string(self.policy);
         out.push_str(";q=");
-        out.push_u64(self.decision.limit);
+        out.push_u64(self.quota_units());
         match self.quota {
-            Quota::Rate { window } if window > 0.0 => {
+            Quota::Rate { window, .. } if window > 0.0 => {
                 out.push_str(";w=");
                 out.push_u64(ceil_seconds(window).max(1));
             }
@@ -200,7 +203,7 @@ pub(crate) fn rate_limit_values(
 }
 
 /// `RateLimit-Policy` alone. It depends on the limits' configuration only (name,
-/// quota, window: `decision.limit` is the quota), so the layer builds a route's once.
+/// quota, window), so the layer builds a route's once.
 pub(crate) fn policy_value(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
@@ -221,7 +224,7 @@ pub(crate) fn rate_limit_values_with(
         || quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }));
     let legacy = legacy.then(first_rate).flatten().map(|first| {
         Box::new([
-            HeaderValue::from(first.decision.limit),
+            HeaderValue::from(first.quota_units()),
             HeaderValue::from(first.remaining()),
             HeaderValue::from(reset_at(first.reset_in())),
         ])
@@ -311,12 +314,16 @@ mod tests {
         }
     }
 
+    /// A rate limit whose quota is `d`'s limit per `window` seconds.
     fn state(policy: &str, allowed: bool, d: Decision, window: f64) -> LimitState<'_> {
         LimitState {
             policy,
             allowed,
+            quota: Quota::Rate {
+                units: d.limit,
+                window,
+            },
             decision: d,
-            quota: Quota::Rate { window },
         }
     }
 

@@ -29,7 +29,7 @@ pub use self::permit::Permit;
 
 use self::permit::{HeldSlot, Reservation};
 use self::waiters::Waiters;
-use crate::algorithm::{check_cost, LeaseId, Policy, Receipt};
+use crate::algorithm::{check_cost, LeaseId, Policy, RateQuota, Receipt, Rule};
 use crate::config::LimiterConfig;
 use crate::decision::Decision;
 use crate::engine::memory::MemoryLimiter;
@@ -53,6 +53,9 @@ pub(crate) struct LimiterInner {
     /// call, future or copy of an answer around it (`docs/design.md#calls`). The one
     /// place the in-process path is chosen; everything else goes through `engine`.
     in_process: Option<Arc<MemoryLimiter>>,
+    /// The rule as users configured it, computed once: Python reads it with every
+    /// result.
+    quota: Option<RateQuota>,
     /// The largest cost the policy can ever admit (its rule's capacity; any without
     /// a rule).
     max_cost: u32,
@@ -90,6 +93,7 @@ impl Limiter {
                 policy,
                 engine,
                 in_process,
+                quota: policy.rule.as_ref().map(Rule::quota),
                 max_cost: policy
                     .rule
                     .as_ref()
@@ -123,6 +127,13 @@ impl Limiter {
     /// The rule and concurrency cap the store enforces.
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    /// The rule as the quota users configured (`None` without a rate): what the
+    /// HTTP headers show, where [`Decision::limit`] is what decisions count (a token
+    /// bucket's burst).
+    pub fn quota(&self) -> Option<RateQuota> {
+        self.inner.quota
     }
 
     /// A call on one key.

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ratesync import _api, _native, _policy
+from ratesync import _api, _native
 from ratesync._native import Decision, Permit
 from ratesync.contrib.fastapi.headers import RateLimitResult
 from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
-def policy_window(config: dict[str, Any], limit: int) -> float | None:
-    """The IETF policy window (``ratesync._policy``): the limiter's window (a fixed
-    window's period), or for a token bucket the whole seconds over which its rate
-    is its quota; ``None`` for concurrency only."""
-    return _policy.quota(config, limit)[1]
-
-
-def to_result(
-    decision: Decision, allowed: bool, policy: str, config: dict[str, Any]
-) -> RateLimitResult:
-    """The result of ``decision``, its quota the one configured (a token bucket's
-    rate per window, not its burst)."""
-    limit, window = _policy.quota(config, decision.limit)
+def to_result(decision: Decision, allowed: bool, policy: str) -> RateLimitResult:
+    """The result of ``decision`` of limiter ``policy``, its quota the one configured
+    (``_native.limiter_quota``: a token bucket's rate per window, not its burst)."""
+    quota = _native.limiter_quota(policy)
+    limit, window = quota if quota is not None else (decision.limit, None)
     return RateLimitResult(
         allowed=allowed,
         limit=limit,
@@ -31,19 +21,14 @@ def to_result(
         retry_after_seconds=None if allowed else max(decision.retry_after, 0.0),
         policy=policy,
         window=window,
-        quota_unit=quota_unit(config),
+        quota_unit="requests" if quota is not None else "concurrent-requests",
     )
 
 
-def has_quota(config: dict[str, Any]) -> bool:
-    """Whether the limiter limits a rate (not only concurrency)."""
-    return config.get("rate_per_second") is not None or config.get("limit") is not None
-
-
-def quota_unit(config: dict[str, Any]) -> str:
+def quota_unit(limiter_id: str) -> str:
     """What the limiter's quota counts: ``"requests"`` over time for a limiter with a
     rate, else (concurrency only) ``"concurrent-requests"``."""
-    return "requests" if has_quota(config) else "concurrent-requests"
+    return "requests" if _native.limiter_quota(limiter_id) is not None else "concurrent-requests"
 
 
 async def check(
@@ -53,7 +38,6 @@ async def check(
 
     Returns the permit (``None`` if refused; the caller releases it) and the result.
     Raises ``LimiterNotFoundError`` and ``StoreUnavailableError`` (fail-closed outage)."""
-    config = _native.limiter_config(limiter_id)
     # Counted in the limiter's metrics, as every admission is (`get_metrics()`).
     metrics = _api._metrics_of(limiter_id)
     permit: Permit | None
@@ -75,6 +59,6 @@ async def check(
     except RateLimiterAcquisitionError:
         permit = None
     if permit is not None:
-        return permit, to_result(permit.decision, True, limiter_id, config)
+        return permit, to_result(permit.decision, True, limiter_id)
     decision = await _api._state(limiter_id, key, cost)
-    return None, to_result(decision, False, limiter_id, config)
+    return None, to_result(decision, False, limiter_id)

@@ -98,7 +98,6 @@ class CompositeRateLimitDependency:
             await _release(held)
 
     def _convert(self, name: str, r: CoreResult) -> RateLimitResult:
-        config = _native.limiter_config(self.composite.limiters[name])
         return RateLimitResult(
             allowed=r.allowed,
             limit=r.limit,
@@ -107,7 +106,7 @@ class CompositeRateLimitDependency:
             retry_after_seconds=None if r.allowed else r.reset_in,
             policy=name,
             window=r.window,
-            quota_unit=_check.quota_unit(config),
+            quota_unit=_check.quota_unit(self.composite.limiters[name]),
         )
 
     async def _get_identifiers(self, request: Request) -> dict[str, str]:

@@ -6,9 +6,10 @@ through the extension), the same bytes as the Rust tower layer:
 * ``RateLimit-Policy: "<policy>";q=<quota>;w=<window seconds>`` and
   ``RateLimit: "<policy>";r=<remaining>;t=<seconds>`` in the form of
   draft-ietf-httpapi-ratelimit-headers (structured-field lists whose items are the
-  quoted policy name with the ``q``/``w`` and ``r``/``t`` parameters). ``w`` is the
-  window of a window limiter, or ``ceil(burst / rate)`` (the time to refill an empty
-  bucket) for a token bucket; omitted when the window is not known. ``t`` is the time
+  quoted policy name with the ``q``/``w`` and ``r``/``t`` parameters). ``q`` per
+  ``w`` seconds is the quota users configured: a window limiter's limit and window,
+  a token bucket's rate over a round window (10/s is ``q=10;w=1`` whatever its
+  burst); ``w`` is omitted when the window is not known. ``t`` is the time
   until the quota is available again (denied) or fully reset (allowed), in whole
   seconds rounded up.
 * A limiter that only caps concurrency is the draft's concurrent-requests quota:
