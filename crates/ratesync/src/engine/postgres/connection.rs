@@ -16,12 +16,11 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::OnceCell;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::database::{chain, Database, CONNECT_TIMEOUT};
-use super::schema::Names;
+use super::schema::{self, Names};
 use crate::config::PostgresConfig;
 use crate::store::{client_timeout, StoreError, DEFAULT_DEADLINE};
 
@@ -205,7 +204,7 @@ impl Pool {
             let list: Vec<String> = (1..=params).map(|n| format!("${n}")).collect();
             format!("SELECT {function}({})", list.join(", "))
         };
-        let (acquire, refund, renew, release, reset, notify, cleanup) = futures::try_join!(
+        let prepared = futures::try_join!(
             prepare(call(&names.acquire, 14, true)),
             prepare(call(&names.refund, 11, true)),
             prepare(call(&names.renew, 4, true)),
@@ -213,8 +212,11 @@ impl Pool {
             prepare(call(&names.reset, 2, false)),
             prepare("SELECT pg_notify($1, $2)".to_owned()),
             prepare(call(&names.cleanup, 1, false)),
-        )
-        .map_err(|e| map_error(&e, names))?;
+        );
+        let (acquire, refund, renew, release, reset, notify, cleanup) = match prepared {
+            Ok(statements) => statements,
+            Err(error) => return Err(schema_error(&client, names, &error).await),
+        };
         Ok(Session {
             client,
             statements: Statements {
@@ -278,8 +280,23 @@ pub(crate) async fn apply_migration(
     .await;
     if applied.is_err() {
         let _ = client.batch_execute("ROLLBACK").await;
+        // The migration refuses a table of another shape under the store's name.
+        if let Some(error) = schema::rate_sync_table_error(client, names, false).await {
+            return Err(error);
+        }
     }
     applied
+}
+
+/// The error of a statement that could not be prepared: when the store's objects are
+/// missing and rate-sync's table is the cause, the error that says so by name.
+async fn schema_error(client: &Client, names: &Names, error: &tokio_postgres::Error) -> StoreError {
+    if error.code().is_some_and(schema::is_missing_object) {
+        if let Some(error) = schema::rate_sync_table_error(client, names, true).await {
+            return error;
+        }
+    }
+    map_error(error, names)
 }
 
 fn discard(slot: &Slot, generation: u64) {
@@ -310,11 +327,7 @@ pub(crate) fn map_error(error: &tokio_postgres::Error, names: &Names) -> StoreEr
         return StoreError::Connection(chain(error));
     };
     let code = db.code();
-    if *code == SqlState::UNDEFINED_TABLE
-        || *code == SqlState::UNDEFINED_FUNCTION
-        || *code == SqlState::INVALID_SCHEMA_NAME
-        || *code == SqlState::UNDEFINED_OBJECT
-    {
+    if schema::is_missing_object(code) {
         return StoreError::Backend(format!(
             "the ratesync table {} (or its functions) does not exist: run `ratesync migrate` \
              (or apply the SQL of `ratesync migrate --print`), or set `auto_create = true` \

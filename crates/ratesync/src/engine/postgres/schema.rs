@@ -8,6 +8,14 @@
 //! `schema_name` or `table_name` longer than that is refused with a clear error, and
 //! a derived name that would not fit is shortened to a prefix of the table name plus a
 //! hash of the whole, so two long table names never share their functions.
+//!
+//! rate-sync keeps its state in a table of another shape under the same default name:
+//! when the store cannot be used because of it, [`rate_sync_table_error`] says so by
+//! name and how to get ratesync's table instead.
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
 
 use crate::config::PostgresConfig;
 use crate::store::StoreError;
@@ -205,6 +213,101 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Whether a failed statement means the store's objects are missing: its table, its
+/// schema or its functions.
+pub(crate) fn is_missing_object(code: &SqlState) -> bool {
+    *code == SqlState::UNDEFINED_TABLE
+        || *code == SqlState::UNDEFINED_FUNCTION
+        || *code == SqlState::INVALID_SCHEMA_NAME
+        || *code == SqlState::UNDEFINED_OBJECT
+}
+
+/// rate-sync's default `table_name`, which ratesync keeps as its own default.
+const RATE_SYNC_DEFAULT_TABLE: &str = "rate_limiter_state";
+
+/// The columns that tell rate-sync's state table (one row per limiter, `group_id`),
+/// in both the shape its engine creates and the one its docs show, from any table
+/// of ratesync's.
+const RATE_SYNC_COLUMNS: [&str; 2] = ["group_id", "last_acquisition_at"];
+
+/// The store's table, when it exists, else the table of rate-sync's shape most likely
+/// to be the one this store replaces (its schema, rate-sync's default name first).
+/// `$3` false: the store's table only.
+const FIND_TABLE: &str = "\
+    SELECT n.nspname::text, c.relname::text, \
+           ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                  ORDER BY a.attnum) \
+      FROM pg_catalog.pg_class c \
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') \
+       AND ((n.nspname = $1 AND c.relname = $2) \
+            OR ($3 AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                                WHERE a.attrelid = c.oid AND NOT a.attisdropped \
+                                  AND a.attname = 'last_acquisition_at'))) \
+     ORDER BY (n.nspname = $1 AND c.relname = $2) DESC, n.nspname = $1 DESC, \
+              c.relname = $4 DESC, n.nspname, c.relname \
+     LIMIT 1";
+
+/// When rate-sync's table is why the store cannot be used, the error that says so and
+/// how to get ratesync's: the store's table is rate-sync's (the two share their
+/// default name), or, with `beside`, the store's table is missing and one of
+/// rate-sync's is there (ratesync does not read it). `None` otherwise, or when the
+/// catalog cannot be read: the caller's error stands.
+pub(crate) async fn rate_sync_table_error(
+    client: &Client,
+    names: &Names,
+    beside: bool,
+) -> Option<StoreError> {
+    let params: [&(dyn ToSql + Sync); 4] = [
+        &names.schema_name,
+        &names.table_name,
+        &beside,
+        &RATE_SYNC_DEFAULT_TABLE,
+    ];
+    let row = client.query_opt(FIND_TABLE, &params).await.ok()??;
+    let (schema, table, columns): (String, String, Vec<String>) = (
+        row.try_get(0).ok()?,
+        row.try_get(1).ok()?,
+        row.try_get(2).ok()?,
+    );
+    if !RATE_SYNC_COLUMNS
+        .iter()
+        .all(|needed| columns.iter().any(|c| c == needed))
+    {
+        return None;
+    }
+    let found = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+    let columns = columns.join(", ");
+    let not_carried = "rate-sync's state is not carried over: every key starts as never seen \
+                       (limits restart from full)";
+    let message = if schema == names.schema_name && table == names.table_name {
+        let shared = if table == RATE_SYNC_DEFAULT_TABLE {
+            format!(" (rate-sync and ratesync both default to \"{RATE_SYNC_DEFAULT_TABLE}\")")
+        } else {
+            String::new()
+        };
+        format!(
+            "table {found} was not created by ratesync: it is rate-sync's table (columns \
+             {columns}), and ratesync keeps its state in a table of another shape, which \
+             cannot take the same name{shared}. Set the store's `table_name` to a free \
+             name (for example \"ratesync_state\") and create ratesync's table there with \
+             `ratesync migrate` (`ratesync migrate --print` shows its SQL) or `auto_create \
+             = true`; or, once no rate-sync process uses it, drop rate-sync's table and do \
+             the same under this name. {not_carried}"
+        )
+    } else {
+        format!(
+            "table {} does not exist; {found} is rate-sync's table (columns {columns}), \
+             which ratesync does not read. Create ratesync's table with `ratesync migrate` \
+             (`ratesync migrate --print` shows its SQL), or set `auto_create = true` on the \
+             store. {not_carried}",
+            names.table
+        )
+    };
+    Some(StoreError::Backend(message))
 }
 
 /// The migration SQL for a store (what `ratesync migrate --print` shows): one
