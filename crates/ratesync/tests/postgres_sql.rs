@@ -1,9 +1,9 @@
 //! The PostgreSQL engine's SQL functions against the reference math of
 //! `ratesync::algorithm`: for the same rule, history and times, both give the same
 //! decisions (allowed, remaining, retry-after, reset-after, denied-by), receipts,
-//! lease answers, refunds and group outcomes. Also: the server's clock, cleanup,
-//! reset, release notifications across engines, a missing table's error, and hostile
-//! schema, table and key names.
+//! lease answers, refunds and group outcomes, also for calls decided together in one
+//! batch. Also: the server's clock, cleanup, reset, release notifications across
+//! engines, a missing table's error, and hostile schema, table and key names.
 //!
 //! The functions decide in microseconds and the reference in nanoseconds, so each rule
 //! is built from whole microseconds (`interval_us * 1000`) and the reference decides
@@ -18,13 +18,14 @@ mod support;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ratesync::algorithm::{LeaseId, Policy};
+use futures::future::{FutureExt, LocalBoxFuture};
+use ratesync::algorithm::{GroupDecision, LeaseId, Policy};
 use ratesync::config::PostgresConfig;
 use ratesync::engine::postgres::PostgresEngine;
-use ratesync::store::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal, StoreError};
+use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal, StoreError};
 use ratesync::testing::PinnedClock;
 use ratesync::{Config, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
-use reference::{concurrency, sliding_window, token_bucket, PinnedStore};
+use reference::{concurrency, sliding_window, token_bucket, BatchSender, PinnedStore};
 use support::PostgresServer;
 
 /// The server this test process shares.
@@ -49,14 +50,20 @@ fn engine(server: &PostgresServer) -> PostgresEngine {
 /// An engine whose functions read the time the test pins (on a table of its own:
 /// its functions take the pinned time as an extra parameter).
 fn pinned(server: &PostgresServer) -> PinnedStore {
+    pinned_engine(server).0
+}
+
+/// [`pinned`], and the engine itself.
+fn pinned_engine(server: &PostgresServer) -> (PinnedStore, PostgresEngine) {
     let clock = PinnedClock::new();
     let config = config(server, &[("table_name", "ratesync_pinned")]);
     let engine = PostgresEngine::with_pinned_clock(&config, clock.clone()).unwrap();
-    PinnedStore {
-        engine: Arc::new(engine),
+    let store = PinnedStore {
+        engine: Arc::new(engine.clone()),
         set_now: Box::new(move |t_us| clock.set_micros(t_us)),
         unit_ns: 1000,
-    }
+    };
+    (store, engine)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -91,6 +98,29 @@ fn hand_written_histories_match() {
 #[test]
 fn sql_groups_equal_the_reference() {
     reference::check_random_groups(&runtime(), &pinned(server()));
+}
+
+#[test]
+fn hand_written_batches_match() {
+    let (store, engine) = pinned_engine(server());
+    reference::check_hand_written_batches(&runtime(), &store, &engine);
+}
+
+#[test]
+fn sql_batches_equal_the_reference() {
+    let (store, engine) = pinned_engine(server());
+    reference::check_random_batches(&runtime(), &store, &engine);
+}
+
+/// Batches go to the server through a test hook: one call of the acquire function
+/// for exactly the calls given, as for calls that queued together on a client.
+impl BatchSender for PostgresEngine {
+    fn send_batch<'a>(
+        &'a self,
+        calls: &'a [Vec<GroupMember<'a>>],
+    ) -> LocalBoxFuture<'a, Result<Vec<GroupDecision>, StoreError>> {
+        self.acquire_batch(calls).boxed_local()
+    }
 }
 
 #[test]

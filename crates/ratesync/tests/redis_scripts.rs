@@ -1,7 +1,7 @@
 //! The Redis engine's Lua scripts against the reference math of `ratesync::algorithm`:
 //! for the same rule, history and times, both give the same decisions (allowed,
 //! remaining, retry-after, reset-after, denied-by), receipts, lease answers, refunds
-//! and group outcomes.
+//! and group outcomes, also for calls decided together in one batch.
 //!
 //! The scripts decide in microseconds and the reference in nanoseconds, so each rule
 //! is built from whole microseconds (`interval_us * 1000`) and the reference decides
@@ -13,19 +13,26 @@
 mod reference;
 mod support;
 
-use std::sync::Arc;
+use std::future::IntoFuture;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use ratesync::algorithm::{self, KeyState, LeaseId, Policy, Receipt, Rule, MAX_PRECISION};
+use ratesync::algorithm::{
+    self, GroupDecision, KeyState, LeaseId, Policy, Receipt, Rule, MAX_PRECISION,
+};
 use ratesync::engine::redis::RedisEngine;
-use ratesync::store::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal};
+use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal, StoreError};
 use ratesync::testing::PinnedClock;
 use ratesync::{
     Config, DeniedBy, FixedWindow, LimiterBuilder, Period, Registry, SlidingWindow, StoreBuilder,
 };
-use reference::{bounded_window, concurrency, sliding_window, Op, Pair, PinnedStore, EPOCH_US};
+use reference::{
+    bounded_window, concurrency, sliding_window, BatchSender, Op, Pair, PinnedStore, EPOCH_US,
+};
 use support::{RedisCluster, RedisServer};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -42,14 +49,20 @@ fn engine(server: &RedisServer) -> RedisEngine {
 
 /// An engine on `server` whose scripts read the time the test pins.
 fn pinned(server: &RedisServer) -> PinnedStore {
+    pinned_engine(server).0
+}
+
+/// [`pinned`], and the engine itself.
+fn pinned_engine(server: &RedisServer) -> (PinnedStore, RedisEngine) {
     let clock = PinnedClock::new();
     let config = support::redis_config(StoreBuilder::redis(&server.url()));
     let engine = RedisEngine::with_pinned_clock(&config, clock.clone()).unwrap();
-    PinnedStore {
-        engine: Arc::new(engine),
+    let store = PinnedStore {
+        engine: Arc::new(engine.clone()),
         set_now: Box::new(move |t_us| clock.set_micros(t_us)),
         unit_ns: 1000,
-    }
+    };
+    (store, engine)
 }
 
 fn limiter(engine: &RedisEngine, policy: Policy) -> Arc<dyn EngineLimiter> {
@@ -79,6 +92,143 @@ fn hand_written_histories_match() {
 fn lua_groups_equal_the_reference() {
     let server = RedisServer::start();
     reference::check_random_groups(&runtime(), &pinned(&server));
+}
+
+#[test]
+fn hand_written_batches_match() {
+    with_batches(reference::check_hand_written_batches);
+}
+
+#[test]
+fn lua_batches_equal_the_reference() {
+    with_batches(reference::check_random_batches);
+}
+
+/// Calls the engine sends at once, alone, before others wait on their queue
+/// (`docs/design.md#redis`: four calls in flight).
+const SENT_AT_ONCE: usize = 4;
+
+/// Runs `check` with batches sent through the engine's own queue ([`Queued`]), on
+/// a current-thread runtime: nothing runs while the test's task polls, and the task
+/// that sent a batch has left the queue (it does so as soon as it has handed out the
+/// answers, without yielding) before the test sees them and queues the next one.
+fn with_batches(check: fn(&tokio::runtime::Runtime, &PinnedStore, &dyn BatchSender)) {
+    let server = RedisServer::start();
+    let (store, engine) = pinned_engine(&server);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let filler = limiter(
+        &engine,
+        Policy {
+            rule: Some(reference::token_bucket(1, 1)),
+            concurrency: None,
+        },
+    );
+    // Connected and the function library loaded: what the batches count is only
+    // their calls.
+    rt.block_on(filler.acquire("filler", 1, None).into_future())
+        .unwrap();
+    let stats = redis::Client::open(server.url()).unwrap();
+    let queued = Queued {
+        stats: Mutex::new(stats.get_connection().unwrap()),
+        engine,
+        filler,
+    };
+    check(&rt, &store, &queued);
+}
+
+/// Batches through the engine's own queue (`docs/design.md#batches`):
+/// [`SENT_AT_ONCE`] acquires on `filler` take every sender of the queue, then the
+/// calls join it behind them, in order, all in the first poll of one task, before
+/// any answer can be read; the first sender answered sends every call waiting as
+/// one call of `acquire.lua`. Each batch checks that the server ran exactly that
+/// many function calls.
+struct Queued {
+    /// A connection of the test's own, for `INFO`.
+    stats: Mutex<redis::Connection>,
+    engine: RedisEngine,
+    filler: Arc<dyn EngineLimiter>,
+}
+
+impl Queued {
+    /// Calls of functions the server has run.
+    fn function_calls(&self) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut *self.stats.lock().unwrap())
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_fcall:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().expect("a call count"))
+    }
+}
+
+impl BatchSender for Queued {
+    fn send_batch<'a>(
+        &'a self,
+        calls: &'a [Vec<GroupMember<'a>>],
+    ) -> LocalBoxFuture<'a, Result<Vec<GroupDecision>, StoreError>> {
+        Box::pin(async move {
+            let before = self.function_calls();
+            let filler = self.filler.as_ref();
+            let fillers = (0..SENT_AT_ONCE).map(|_| alone(filler, "filler", 1, None));
+            let batch = calls.iter().map(|members| match &members[..] {
+                [m] => alone(m.limiter, m.key, m.cost, m.lease),
+                members => Box::pin(self.engine.acquire_all(members).into_future()),
+            });
+            let mut answers = in_order(fillers.chain(batch).collect())
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            assert_eq!(
+                self.function_calls() - before,
+                SENT_AT_ONCE as u64 + 1,
+                "{} calls queued behind {SENT_AT_ONCE} were not sent as one batch",
+                calls.len()
+            );
+            Ok(answers.split_off(SENT_AT_ONCE))
+        })
+    }
+}
+
+/// A single acquire, answered as a call of one member.
+fn alone<'a>(
+    limiter: &'a dyn EngineLimiter,
+    key: &'a str,
+    cost: u32,
+    lease: Option<LeaseId>,
+) -> LocalBoxFuture<'a, Result<GroupDecision, StoreError>> {
+    Box::pin(async move {
+        let answer = limiter.acquire(key, cost, lease).await?;
+        Ok(reference::alone_as_group(answer))
+    })
+}
+
+/// Awaits `futures` together, polling each in turn: the first poll of each, where a
+/// call joins its queue, comes in order.
+async fn in_order<T>(mut futures: Vec<LocalBoxFuture<'_, T>>) -> Vec<T> {
+    let mut answers: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, answer) in futures.iter_mut().zip(&mut answers) {
+            if answer.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *answer = Some(value),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        match done {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    })
+    .await;
+    answers.into_iter().flatten().collect()
 }
 
 #[test]

@@ -6,18 +6,25 @@
 //! the memory engine's own `ManualClock`). The stores that decide in microseconds get
 //! rules built from whole microseconds (`interval_us * 1000`) and the reference
 //! decides at `t_us * 1000` while the store's clock reads `t_us`.
+//!
+//! Batched histories (`docs/design.md#batches`) run several limiters on a few keys:
+//! at one instant, acquires and groups on any of those keys go to the store as one
+//! batch (each engine's test says how: a [`BatchSender`]), and each call's answer
+//! must be what the reference gives deciding them one after another; single
+//! operations (peeks, refunds, settles, releases, renewals) come in between.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
+use futures::future::LocalBoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use ratesync::algorithm::{
     self, Concurrency, GroupDecision, KeyState, LeaseId, Policy, Receipt, Rule,
 };
-use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal};
-use ratesync::{FixedWindow, Period, SlidingWindow, TokenBucket};
+use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSignal, StoreError};
+use ratesync::{Decision, FixedWindow, Period, SlidingWindow, TokenBucket};
 
 /// A plausible epoch time in µs: the stores must stay exact at real magnitudes.
 pub const EPOCH_US: u64 = 1_750_000_000_000_000;
@@ -127,12 +134,23 @@ pub struct Pair<'s> {
 
 impl<'s> Pair<'s> {
     pub fn new(store: &'s PinnedStore, policy: Policy) -> Self {
+        let key = format!("user:{{{}}}", fastrand::u32(..));
+        Pair::on(store, policy, store.limiter(policy), key)
+    }
+
+    /// The pair of `key` on `limiter`, made for `policy` (limiters with several keys).
+    fn on(
+        store: &'s PinnedStore,
+        policy: Policy,
+        limiter: Arc<dyn EngineLimiter>,
+        key: String,
+    ) -> Self {
         Pair {
             store,
             policy,
             state: KeyState::fresh(&policy),
-            limiter: store.limiter(policy),
-            key: format!("user:{{{}}}", fastrand::u32(..)),
+            limiter,
+            key,
             leases: Vec::new(),
             taken: Vec::new(),
         }
@@ -278,22 +296,28 @@ fn steps() -> impl Strategy<Value = u64> + Clone {
     ]
 }
 
-pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
-    let op = prop_oneof![
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
         6 => (1u32..=8, any::<bool>()).prop_map(|(cost, lease)| Op::Acquire { cost, lease }),
         2 => (1u32..=8).prop_map(|cost| Op::Peek { cost }),
         1 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::Renew),
         1 => any::<usize>().prop_map(Op::Refund),
         1 => (any::<usize>(), 0u32..=8).prop_map(|(n, kept)| Op::Settle { n, kept }),
-    ];
-    // Steps of zero (same microsecond), small, long enough to refill or expire, and
-    // exactly one span of the rule or lease (±1 µs), where off-by-one errors show.
-    let spans = spans(policy);
+    ]
+}
+
+/// Steps of zero (same microsecond), small, long enough to refill or expire, and
+/// exactly one span of a rule or lease in `spans` (±1 µs), where off-by-one errors
+/// show.
+fn time_steps(spans: Vec<u64>) -> impl Strategy<Value = u64> + Clone {
     let edge = (prop::sample::select(spans), -1i64..=1)
         .prop_map(|(span, off)| span.saturating_add_signed(off));
-    let dt = prop_oneof![4 => steps(), 1 => edge];
-    prop::collection::vec((dt, op), 1..40)
+    prop_oneof![4 => steps(), 1 => edge]
+}
+
+pub fn ops(policy: &Policy) -> impl Strategy<Value = Vec<(u64, Op)>> {
+    prop::collection::vec((time_steps(spans(policy)), op()), 1..40)
 }
 
 /// Runs `ops` (µs after [`EPOCH_US`], op) on one fresh key, comparing every step.
@@ -602,4 +626,380 @@ pub fn check_random_groups(rt: &tokio::runtime::Runtime, store: &PinnedStore) {
             })
         })
         .unwrap();
+}
+
+/// How a test gets calls to its store as one batch (`docs/design.md#batches`).
+pub trait BatchSender {
+    /// Sends `calls` to the store as one batch, decided in order: each call is its
+    /// members, a single acquire being a call of one member. The store's answer to
+    /// each call, as a group's.
+    fn send_batch<'a>(
+        &'a self,
+        calls: &'a [Vec<GroupMember<'a>>],
+    ) -> LocalBoxFuture<'a, Result<Vec<GroupDecision>, StoreError>>;
+}
+
+/// A single acquire's answer as the answer to a call of one member.
+pub fn alone_as_group((decision, receipt): (Decision, Receipt)) -> GroupDecision {
+    match decision.allowed() {
+        true => GroupDecision::Admitted(vec![(decision, receipt)]),
+        false => GroupDecision::Refused {
+            index: 0,
+            refusal: decision,
+            peeks: vec![None],
+        },
+    }
+}
+
+/// One call of a batch: its members, each `(pair, cost, takes a lease)` on a
+/// distinct pair (limiter, key) of the history; one member is a single acquire.
+#[derive(Debug, Clone)]
+pub struct BatchCall(Vec<(usize, u32, bool)>);
+
+/// What a batched history does at one instant.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Acquires and groups sent together, as one batch.
+    Batch(Vec<BatchCall>),
+    /// One operation on one pair, sent alone.
+    Alone(usize, Op),
+}
+
+/// A single acquire on pair `at`, with a lease where its limiter has slots.
+fn one(at: usize, cost: u32) -> BatchCall {
+    BatchCall(vec![(at, cost, true)])
+}
+
+/// A group of `(pair, cost)`, with leases where the limiters have slots.
+fn group(members: &[(usize, u32)]) -> BatchCall {
+    BatchCall(members.iter().map(|&(at, cost)| (at, cost, true)).collect())
+}
+
+/// Runs `steps` (time in µs, step) on fresh limiters of `policies` with `keys` keys
+/// each (pair `i` is key `i % keys` of limiter `i / keys`), comparing every answer.
+async fn run_batched(
+    store: &PinnedStore,
+    send: &dyn BatchSender,
+    policies: &[Policy],
+    keys: usize,
+    steps: &[(u64, Step)],
+) -> Result<(), TestCaseError> {
+    let mut pairs = Vec::new();
+    for &policy in policies {
+        let limiter = store.limiter(policy);
+        for key in 0..keys {
+            let key = format!("user:{{{key}}}");
+            pairs.push(Pair::on(store, policy, limiter.clone(), key));
+        }
+    }
+    for (t_us, step) in steps {
+        match step {
+            Step::Alone(at, op) => pairs[*at].step(*t_us, op).await?,
+            Step::Batch(calls) => decide_batch(store, send, &mut pairs, *t_us, calls).await?,
+        }
+    }
+    Ok(())
+}
+
+/// One batch at `t_us`: the reference decides its calls one after the other, the
+/// store in one operation; every answer compared, then each admission kept on its
+/// pairs for the refunds, settles and releases that follow.
+async fn decide_batch(
+    store: &PinnedStore,
+    send: &dyn BatchSender,
+    pairs: &mut [Pair<'_>],
+    t_us: u64,
+    calls: &[BatchCall],
+) -> Result<(), TestCaseError> {
+    (store.set_now)(t_us);
+    let now = t_us * 1000;
+    let mut sent: Vec<Vec<(usize, u32, Option<LeaseId>)>> = Vec::new();
+    let mut expected = Vec::new();
+    for BatchCall(members) in calls {
+        let members: Vec<_> = members
+            .iter()
+            .map(|&(at, cost, lease)| {
+                let pair = &pairs[at];
+                let lease = (lease && pair.policy.concurrency.is_some()).then(LeaseId::random);
+                (at, pair.cost(cost), lease)
+            })
+            .collect();
+        expected.push(match members[..] {
+            [(at, cost, lease)] => {
+                let pair = &mut pairs[at];
+                alone_as_group(algorithm::decide(
+                    &pair.policy,
+                    &mut pair.state,
+                    now,
+                    cost,
+                    lease,
+                ))
+            }
+            _ => {
+                let policies: Vec<Policy> = members.iter().map(|m| pairs[m.0].policy).collect();
+                let mut states: Vec<KeyState> =
+                    members.iter().map(|m| pairs[m.0].state.clone()).collect();
+                let mut group: Vec<algorithm::Member<'_>> = states
+                    .iter_mut()
+                    .zip(&policies)
+                    .zip(&members)
+                    .map(|((state, policy), &(_, cost, lease))| algorithm::Member {
+                        policy,
+                        state,
+                        cost,
+                        lease,
+                    })
+                    .collect();
+                let decision = algorithm::decide_all(&mut group, now);
+                for (state, &(at, ..)) in states.into_iter().zip(&members) {
+                    pairs[at].state = state;
+                }
+                decision
+            }
+        });
+        sent.push(members);
+    }
+    let batch: Vec<Vec<GroupMember<'_>>> = sent
+        .iter()
+        .map(|members| {
+            let member = |&(at, cost, lease): &(usize, u32, Option<LeaseId>)| GroupMember {
+                limiter: &*pairs[at].limiter,
+                key: &pairs[at].key,
+                cost,
+                lease,
+            };
+            members.iter().map(member).collect()
+        })
+        .collect();
+    let answers = send
+        .send_batch(&batch)
+        .await
+        .expect("the store decides the batch");
+    drop(batch);
+    prop_assert_eq!(
+        answers.len(),
+        calls.len(),
+        "answers to the batch at {}",
+        t_us
+    );
+    for (i, (answer, expected)) in answers.into_iter().zip(expected).enumerate() {
+        let in_ns = match &answer {
+            GroupDecision::Admitted(decided) => {
+                GroupDecision::Admitted(decided.iter().map(|&(d, r)| (d, store.in_ns(r))).collect())
+            }
+            refused => refused.clone(),
+        };
+        prop_assert_eq!(&in_ns, &expected, "call {} of the batch at {}", i, t_us);
+        if let (GroupDecision::Admitted(actual), GroupDecision::Admitted(expected)) =
+            (answer, expected)
+        {
+            let decided = sent[i].iter().zip(actual).zip(expected);
+            for ((&(at, cost, lease), (_, actual)), (_, expected)) in decided {
+                pairs[at].leases.extend(lease);
+                pairs[at].taken.push(Taken {
+                    cost,
+                    lease,
+                    expected,
+                    actual,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hand-written batches (`docs/design.md#batches`): calls on one key see the calls
+/// before them in their batch, a group refused because of an earlier call takes
+/// nothing (so a later call gets what the group would have taken), slots taken
+/// earlier in a batch refuse later calls, and single operations in between see
+/// what the batches took.
+pub fn check_hand_written_batches(
+    rt: &tokio::runtime::Runtime,
+    store: &PinnedStore,
+    send: &dyn BatchSender,
+) {
+    let run = |policies: &[Policy], keys, steps: &[(u64, Step)]| {
+        let steps: Vec<_> = steps
+            .iter()
+            .map(|(t, s)| (EPOCH_US + t, s.clone()))
+            .collect();
+        rt.block_on(run_batched(store, send, policies, keys, &steps))
+            .unwrap();
+    };
+    // Pairs 0, 1: a token bucket 3/s, burst 3, keys 0 and 1; pairs 2, 3: fixed
+    // windows of 3 per second on the same key names.
+    let rates = [
+        Policy {
+            rule: Some(token_bucket(333_334, 3)),
+            concurrency: None,
+        },
+        Policy {
+            rule: Some(fixed_window(3, 1_000_000)),
+            concurrency: None,
+        },
+    ];
+    run(
+        &rates,
+        2,
+        &[
+            (
+                0,
+                Step::Batch(vec![
+                    one(0, 2),
+                    one(0, 2),
+                    one(0, 1),
+                    one(1, 3),
+                    group(&[(0, 1), (2, 1)]),
+                    one(2, 3),
+                    one(2, 1),
+                    group(&[(3, 2), (1, 1)]),
+                    one(3, 2),
+                ]),
+            ),
+            (0, Step::Alone(0, Op::Refund(0))),
+            (0, Step::Alone(0, Op::Peek { cost: 3 })),
+            (
+                333_333,
+                Step::Batch(vec![one(0, 1), one(0, 2), one(0, 1), one(0, 1)]),
+            ),
+            (
+                333_334,
+                Step::Batch(vec![one(0, 1), group(&[(1, 1), (3, 1)]), one(1, 1)]),
+            ),
+            (999_999, Step::Alone(2, Op::Settle { n: 0, kept: 1 })),
+            (
+                1_000_000,
+                Step::Batch(vec![
+                    group(&[(2, 3), (3, 1), (0, 1)]),
+                    one(3, 3),
+                    one(3, 2),
+                    one(2, 1),
+                ]),
+            ),
+            (1_000_000, Step::Alone(3, Op::Peek { cost: 1 })),
+        ],
+    );
+    // A sliding window bounded to 4 runs (grid 250 ms) with 2 slots of 500 ms,
+    // keys 0 and 1: batches fill the slots, then the runs, which merge.
+    let window_cap = [Policy {
+        rule: Some(bounded_window(8, 1_000_000, 4)),
+        concurrency: concurrency(2, 500_000),
+    }];
+    run(
+        &window_cap,
+        2,
+        &[
+            (
+                0,
+                Step::Batch(vec![one(0, 1), one(0, 1), one(0, 1), one(1, 2)]),
+            ),
+            (100_000, Step::Alone(0, Op::Release(0))),
+            (100_000, Step::Batch(vec![one(0, 2), one(0, 1), one(1, 1)])),
+            (300_000, Step::Alone(1, Op::Refund(0))),
+            (300_000, Step::Batch(vec![one(1, 1), one(1, 1), one(1, 1)])),
+            (499_999, Step::Alone(0, Op::Renew(0))),
+            (500_000, Step::Batch(vec![one(0, 1), one(0, 1), one(1, 1)])),
+            (650_000, Step::Batch(vec![one(0, 1), one(0, 1), one(0, 1)])),
+            (900_000, Step::Alone(0, Op::Settle { n: 1, kept: 0 })),
+            (
+                1_000_001,
+                Step::Batch(vec![one(0, 3), one(0, 2), one(1, 1), one(0, 1)]),
+            ),
+            (1_250_000, Step::Alone(0, Op::Peek { cost: 4 })),
+        ],
+    );
+    // Slots without a rate and a sliding window 2/s in groups: a group refused by
+    // the window leaves the slot to the single call after it.
+    let slots_and_window = [
+        Policy {
+            rule: None,
+            concurrency: concurrency(1, 1_000_000),
+        },
+        Policy {
+            rule: Some(sliding_window(2, 1_000_000)),
+            concurrency: None,
+        },
+    ];
+    run(
+        &slots_and_window,
+        1,
+        &[
+            (
+                0,
+                Step::Batch(vec![one(1, 2), group(&[(0, 1), (1, 1)]), one(0, 1)]),
+            ),
+            (10, Step::Alone(0, Op::Release(0))),
+            (10, Step::Batch(vec![group(&[(1, 1), (0, 5)]), one(0, 1)])),
+            (
+                1_000_000,
+                Step::Batch(vec![group(&[(0, 1), (1, 2)]), one(1, 1)]),
+            ),
+            (1_000_010, Step::Alone(0, Op::Refund(0))),
+            (1_000_010, Step::Batch(vec![group(&[(0, 1), (1, 1)])])),
+        ],
+    );
+}
+
+/// Random histories of batches and single operations (proptest, 200 cases): one to
+/// three limiters, each its own policy, on one to three keys each; batches of 2 to
+/// 10 acquires and groups of distinct pairs, on any of those keys.
+pub fn check_random_batches(
+    rt: &tokio::runtime::Runtime,
+    store: &PinnedStore,
+    send: &dyn BatchSender,
+) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    });
+    let start = EPOCH_US + fastrand::u64(..1_000_000_000);
+    runner
+        .run(&batched_histories(), |(policies, keys, steps)| {
+            let mut t = start;
+            let steps: Vec<_> = steps
+                .into_iter()
+                .map(|(dt, step)| {
+                    t += dt;
+                    (t, step)
+                })
+                .collect();
+            rt.block_on(run_batched(store, send, &policies, keys, &steps))
+        })
+        .unwrap();
+}
+
+/// Policies, keys per limiter, and (time step, step).
+fn batched_histories() -> impl Strategy<Value = (Vec<Policy>, usize, Vec<(u64, Step)>)> {
+    (prop::collection::vec(policies(), 1..=3), 1usize..=3).prop_flat_map(|(policies, keys)| {
+        let pairs = policies.len() * keys;
+        let single = (0..pairs, 1u32..=4, any::<bool>()).prop_map(|m| BatchCall(vec![m]));
+        let call = match pairs {
+            1 => single.boxed(),
+            _ => {
+                let members =
+                    prop::sample::subsequence((0..pairs).collect::<Vec<_>>(), 2..=pairs.min(3))
+                        .prop_shuffle()
+                        .prop_flat_map(|at| {
+                            let costs = prop::collection::vec((1u32..=4, any::<bool>()), at.len());
+                            (Just(at), costs)
+                        });
+                let group = members.prop_map(|(at, costs)| {
+                    let members = at.into_iter().zip(costs);
+                    BatchCall(
+                        members
+                            .map(|(at, (cost, lease))| (at, cost, lease))
+                            .collect(),
+                    )
+                });
+                prop_oneof![3 => single, 1 => group].boxed()
+            }
+        };
+        let step = prop_oneof![
+            2 => prop::collection::vec(call, 2..=10).prop_map(Step::Batch),
+            3 => (0..pairs, op()).prop_map(|(at, op)| Step::Alone(at, op)),
+        ];
+        let spans = policies.iter().flat_map(spans).collect();
+        let steps = prop::collection::vec((time_steps(spans), step), 1..25);
+        (Just(policies), Just(keys), steps)
+    })
 }

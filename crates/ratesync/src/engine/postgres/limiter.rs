@@ -355,6 +355,48 @@ pub(super) async fn acquire_group(
     acquire(shared, call).await?.group(&limits)
 }
 
+/// Test hook (`tests/postgres_sql.rs`): the queues send a batch only under load, so
+/// the differential tests choose what goes together here instead.
+#[cfg(feature = "testing")]
+impl super::PostgresEngine {
+    /// Decides `calls` in one call of the acquire function, in order, as a batch
+    /// of calls that queued together is decided. Each call is its members (at least
+    /// one; distinct (limiter, key) on limiters of this engine); a single acquire is
+    /// a call of one member. Each call's answer is a group's.
+    #[doc(hidden)]
+    pub async fn acquire_batch(
+        &self,
+        calls: &[Vec<GroupMember<'_>>],
+    ) -> Result<Vec<GroupDecision>, StoreError> {
+        let mut batch: Vec<Call> = Vec::with_capacity(calls.len());
+        let mut limits: Vec<Vec<u64>> = Vec::with_capacity(calls.len());
+        for members in calls {
+            let limiters = members
+                .iter()
+                .map(|m| m.limiter.downcast::<PostgresLimiter>())
+                .collect::<Option<Vec<_>>>()
+                .filter(|limiters| limiters.iter().all(|l| l.is_of(&self.shared)))
+                .ok_or(StoreError::ForeignLimiter)?;
+            let call = limiters.iter().zip(members);
+            batch.push(
+                call.map(|(l, m)| l.member(m.key, m.cost, m.lease))
+                    .collect(),
+            );
+            limits.push(limiters.iter().map(|l| l.policy.limit).collect());
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<&Call> = batch.iter().collect();
+        let answers = batches::Sender::send(self.shared.as_ref(), &batch).await?;
+        answers
+            .iter()
+            .zip(&limits)
+            .map(|(answer, limits)| answer.group(limits))
+            .collect()
+    }
+}
+
 impl EngineLimiter for PostgresLimiter {
     fn acquire<'a>(
         &'a self,
