@@ -59,6 +59,7 @@ def configure_limiter(
     period: str | None = None,
     utc_offset: str | None = None,
     precision: int | None = None,
+    shadow: bool = False,
 ) -> None:
     """Adds (or redefines) a limiter, validated as ``[limiters.<id>]`` of a file.
 
@@ -67,7 +68,9 @@ def configure_limiter(
     ``period`` (``"day"``, ``"week"`` from Monday, ``"month"``); ``utc_offset``
     (``"+05:30"``, ``"-08:00"``, ``"UTC"``) moves the windows to local midnight (a
     ``window_seconds`` must then divide a day). ``precision``: the runs a sliding
-    window keeps per key (4 to 1000, default 100)."""
+    window keeps per key (4 to 1000, default 100). ``shadow=True``: calls the limit
+    would refuse are admitted without consuming anything, and counted in
+    ``get_metrics().shadow_denied``."""
     options: dict[str, Any] = {"store": store_id, "algorithm": algorithm}
     for name, value in (
         ("rate_per_second", rate_per_second),
@@ -84,6 +87,7 @@ def configure_limiter(
         if value is not None:
             options[name] = value
     options["fail_closed"] = fail_closed
+    options["shadow"] = shadow
     _native.configure_limiter(limiter_id, options)
     _INSTANCES.pop(limiter_id, None)
 
@@ -165,11 +169,21 @@ async def _take_counted(
     except RateLimiterAcquisitionError as error:
         _count_refusal(metrics(), error.denied_by)
         raise
-    counted = metrics()
-    counted.record_acquisition((time.perf_counter() - start) * 1000.0)
-    if permit.holds_slot:
-        counted.record_concurrent_acquire()
+    _count_admission(metrics(), permit, (time.perf_counter() - start) * 1000.0)
     return permit
+
+
+def _count_admission(
+    metrics: RateLimiterMetrics, permit: Permit, wait_time_ms: float = 0.0, *, slot: bool = True
+) -> None:
+    """Counts an admission as rate-sync does: the acquisition and its wait, and (with
+    ``slot``, where the release is counted too) the concurrency slot taken; and a
+    shadow-mode admission of a call the limit would refuse as ``shadow_denied``."""
+    metrics.record_acquisition(wait_time_ms)
+    if slot and permit.holds_slot:
+        metrics.record_concurrent_acquire()
+    if permit.decision.shadow_denied_by is not None:
+        metrics.shadow_denied += 1
 
 
 def _count_refusal(metrics: RateLimiterMetrics, denied_by: str | None) -> None:
@@ -409,9 +423,7 @@ class RateLimiter:
         if not isinstance(answer, Permit):
             _count_refusal(metrics, answer.denied_by)
             return None
-        metrics.record_acquisition(0.0)
-        if answer.holds_slot:
-            metrics.record_concurrent_acquire()
+        _count_admission(metrics, answer)
         return answer
 
     def _give_back(self, permit: Permit) -> None:
@@ -526,6 +538,7 @@ class RateLimiter:
             precision=c.get("precision"),
             period=c.get("period"),
             utc_offset=c.get("utc_offset"),
+            shadow=c.get("shadow", False),
         )
 
     def __repr__(self) -> str:
@@ -602,6 +615,7 @@ def clone_limiter(
         "store": source["store_id"],
         "algorithm": source["algorithm"],
         "fail_closed": source["fail_closed"],
+        "shadow": source["shadow"],
     }
     if window_seconds is not None:
         source = {**source, "period": None}
@@ -734,7 +748,7 @@ async def _decide_all(
     if outcome.admitted:
         for (target, _key, _cost), permit in zip(calls, outcome.permits):
             if isinstance(target, str):
-                _metrics_of(target).record_acquisition(0.0)
+                _count_admission(_metrics_of(target), permit, slot=False)
             if keep is not None:
                 keep.append(permit)
             else:

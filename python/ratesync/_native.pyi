@@ -14,6 +14,8 @@ class Decision:
     retry_at: float
     reset_at: float
     denied_by: str | None
+    # What a limiter in shadow mode would have refused the admitted call by.
+    shadow_denied_by: str | None
 
 class Permit:
     decision: Decision

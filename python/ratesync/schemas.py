@@ -72,10 +72,11 @@ class LimiterReadOnlyConfig:
     fail_closed: bool = False
     burst: int | None = None
     # ratesync's own: a sliding window's runs per key; a fixed window's calendar
-    # period ("day", "week", "month") and UTC offset ("+05:30").
+    # period ("day", "week", "month") and UTC offset ("+05:30"); shadow mode.
     precision: int | None = None
     period: str | None = None
     utc_offset: str | None = None
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ class RateLimiterMetrics:
     current_concurrent: int = 0
     max_concurrent_reached: int = 0
     total_releases: int = 0
+    # ratesync's own: calls a limiter in shadow mode admitted although its limit
+    # would refuse them (also counted in total_acquisitions).
+    shadow_denied: int = 0
 
     def record_acquisition(self, wait_time_ms: float) -> None:
         self.total_acquisitions += 1

@@ -34,7 +34,8 @@ def acquire(
     except RateLimiterAcquisitionError as error:
         _api._count_refusal(_api._metrics_of(limiter_id), error.denied_by)
         raise
-    _api._metrics_of(limiter_id).record_acquisition((time.perf_counter() - start) * 1000.0)
+    waited_ms = (time.perf_counter() - start) * 1000.0
+    _api._count_admission(_api._metrics_of(limiter_id), permit, waited_ms, slot=False)
     return permit
 
 
@@ -44,7 +45,7 @@ def try_acquire(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Pe
     answer = _native.attempt(None, limiter_id, key or "", cost, True)
     metrics = _api._metrics_of(limiter_id)
     if isinstance(answer, Permit):
-        metrics.record_acquisition(0.0)
+        _api._count_admission(metrics, answer, slot=False)
         return answer
     _api._count_refusal(metrics, answer.denied_by)
     return None

@@ -38,8 +38,17 @@ pub fn rate(per_second: f64) -> String {
 /// What a limiter allows, in words: `100/s, burst 20`, `5 per 300 s` (a sliding
 /// window, with `, precision 20` when not the default), `3 per day (UTC+05:30)` or
 /// `60 per 60 s` (fixed windows), either with `; ≤ 4 in flight`, or `no rate limit,
-/// ≤ 3 in flight`.
+/// ≤ 3 in flight`; a limiter in shadow mode ends with `, shadow (not enforced)`.
 pub fn limit(limiter: &LimiterConfig) -> String {
+    let rule = rule(limiter);
+    match limiter.shadow {
+        true => format!("{rule}, shadow (not enforced)"),
+        false => rule,
+    }
+}
+
+/// [`limit`] without the shadow mode.
+fn rule(limiter: &LimiterConfig) -> String {
     let rate = match &limiter.rule {
         Some(Rule::TokenBucket(tb)) => {
             format!("{}, burst {}", rate(tb.rate_per_second()), tb.burst())
@@ -211,6 +220,10 @@ mod tests {
         assert_eq!(
             described(LimiterBuilder::sliding_window("s", 5, 300.0)),
             "5 per 300 s"
+        );
+        assert_eq!(
+            described(LimiterBuilder::sliding_window("s", 5, 300.0).shadow(true)),
+            "5 per 300 s, shadow (not enforced)"
         );
         assert_eq!(
             described(LimiterBuilder::sliding_window("s", 5, 300.0).precision(20)),

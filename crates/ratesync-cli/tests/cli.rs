@@ -270,10 +270,12 @@ fn status_json_has_the_documented_keys() {
         "remaining",
         "retry_after_s",
         "reset_after_s",
+        "shadow",
     ] {
         assert!(one.get(key).is_some(), "missing {key} in {one}");
     }
     assert_eq!(one["limit"], 10);
+    assert_eq!(one["shadow"], false);
     // All limiters: an array of those whose store answers; the redis one (nothing
     // listens on port 1) is named in a note, without its password, and the exit code
     // says a store was unavailable.

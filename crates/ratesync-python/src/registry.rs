@@ -322,6 +322,7 @@ fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound
     info.set_item("lease_ttl", limiter.lease_ttl.as_secs_f64())?;
     info.set_item("timeout", limiter.timeout.map(|t| t.as_secs_f64()))?;
     info.set_item("fail_closed", limiter.fail_closed)?;
+    info.set_item("shadow", limiter.shadow)?;
     info.set_item("initialized", true)?;
     Ok(info)
 }

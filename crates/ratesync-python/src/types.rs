@@ -38,6 +38,10 @@ pub(crate) struct Decision {
     /// `"rate"`, `"concurrency"` or `None`.
     #[pyo3(get)]
     denied_by: Option<&'static str>,
+    /// What would have refused a call that a limiter in shadow mode admitted
+    /// (`"rate"`, `"concurrency"`), else `None` (`docs/design.md#shadow-mode`).
+    #[pyo3(get)]
+    shadow_denied_by: Option<&'static str>,
 }
 
 impl Decision {
@@ -54,11 +58,16 @@ impl Decision {
             reset_after: d.reset_after().as_secs_f64(),
             retry_at: unix_time(now, d.retry_after(), rule),
             reset_at: unix_time(now, d.reset_after(), rule),
-            denied_by: d.denied_by().map(|by| match by {
-                ratesync::DeniedBy::Rate => "rate",
-                ratesync::DeniedBy::Concurrency => "concurrency",
-            }),
+            denied_by: d.denied_by().map(denied_by_name),
+            shadow_denied_by: d.shadow_denied_by().map(denied_by_name),
         }
+    }
+}
+
+fn denied_by_name(by: ratesync::DeniedBy) -> &'static str {
+    match by {
+        ratesync::DeniedBy::Rate => "rate",
+        ratesync::DeniedBy::Concurrency => "concurrency",
     }
 }
 

@@ -33,13 +33,19 @@ pub struct Decision {
     pub(crate) reset_after_nanos: u64,
 }
 
-/// Admitted, or refused and by what; one word wide (see [`Decision`]).
+/// Admitted, or refused and by what; one word wide (see [`Decision`]). The admitting
+/// verdicts come first, so that [`Decision::allowed`] is one comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u64)]
 pub(crate) enum Verdict {
-    Allowed,
-    DeniedByRate,
-    DeniedByConcurrency,
+    Allowed = 0,
+    /// Admitted by a limiter in shadow mode, which would have refused by rate
+    /// (`docs/design.md#shadow-mode`).
+    ShadowDeniedByRate = 1,
+    /// Admitted in shadow mode; enforcing, every slot was held.
+    ShadowDeniedByConcurrency = 2,
+    DeniedByRate = 3,
+    DeniedByConcurrency = 4,
 }
 
 impl Decision {
@@ -100,24 +106,50 @@ impl Decision {
         }
     }
 
+    /// This refusal as a shadow-mode admission (`docs/design.md#shadow-mode`): allowed,
+    /// with what refused it kept in [`Decision::shadow_denied_by`] and its numbers
+    /// (`remaining`, the would-be `retry_after`) as the store gave them.
+    #[must_use]
+    pub(crate) const fn shadowed(self) -> Self {
+        let verdict = match self.verdict {
+            Verdict::DeniedByRate => Verdict::ShadowDeniedByRate,
+            Verdict::DeniedByConcurrency => Verdict::ShadowDeniedByConcurrency,
+            admitting => admitting,
+        };
+        Decision { verdict, ..self }
+    }
+
     /// A decision that admits without consulting a store: used for fail-open admissions.
     pub(crate) fn fail_open(limit: u64) -> Self {
         Self::admitted(limit, 0, 0)
     }
 
-    /// Whether the attempt was (or, for a peek, would be) admitted.
+    /// Whether the attempt was (or, for a peek, would be) admitted: a limiter in
+    /// shadow mode admits what it would refuse ([`Decision::shadow_denied_by`]).
     #[inline]
     pub fn allowed(&self) -> bool {
-        self.verdict == Verdict::Allowed
+        (self.verdict as u64) < (Verdict::DeniedByRate as u64)
     }
 
     /// Why the attempt was refused; `None` when allowed.
     #[inline]
     pub fn denied_by(&self) -> Option<DeniedBy> {
         match self.verdict {
-            Verdict::Allowed => None,
             Verdict::DeniedByRate => Some(DeniedBy::Rate),
             Verdict::DeniedByConcurrency => Some(DeniedBy::Concurrency),
+            _ => None,
+        }
+    }
+
+    /// What would have refused an attempt that a limiter in shadow mode admitted
+    /// without consuming anything (`docs/design.md#shadow-mode`); `None` for any
+    /// other decision.
+    #[inline]
+    pub fn shadow_denied_by(&self) -> Option<DeniedBy> {
+        match self.verdict {
+            Verdict::ShadowDeniedByRate => Some(DeniedBy::Rate),
+            Verdict::ShadowDeniedByConcurrency => Some(DeniedBy::Concurrency),
+            _ => None,
         }
     }
 
@@ -134,7 +166,8 @@ impl Decision {
         self.remaining
     }
 
-    /// How long until an attempt of the same cost can be admitted; zero when allowed.
+    /// How long until an attempt of the same cost can be admitted; zero when allowed
+    /// (but for a shadow-mode admission, which keeps the refusal's).
     /// For a concurrency refusal it is the rate's part alone (zero without a rate):
     /// a slot comes back when its holder releases it, which no clock can tell
     /// (`docs/design.md#concurrency`).
@@ -155,6 +188,7 @@ impl std::fmt::Debug for Decision {
         f.debug_struct("Decision")
             .field("allowed", &self.allowed())
             .field("denied_by", &self.denied_by())
+            .field("shadow_denied_by", &self.shadow_denied_by())
             .field("limit", &self.limit)
             .field("remaining", &self.remaining)
             .field("retry_after", &self.retry_after())

@@ -21,6 +21,7 @@ fn describe() {
         describe_counter!("ratesync_denied_total", "Decisions that refused an attempt (rate or concurrency); a waiting acquire counts each re-check");
         describe_counter!("ratesync_timed_out_total", "Waits that ended at their timeout without a permit");
         describe_counter!("ratesync_store_errors_total", "Calls whose store gave no answer (timeouts, connection errors, open circuit)");
+        describe_counter!("ratesync_shadow_denied_total", "Attempts a limiter in shadow mode admitted although its limit would refuse them (also counted as admitted)");
         describe_counter!("ratesync_fail_open_total", "Attempts admitted without a decision because the store failed and the limiter fails open");
         describe_histogram!("ratesync_wait_seconds", Unit::Seconds, "Time acquire waited before its permit");
         describe_gauge!("ratesync_permits_in_use", "Concurrency permits held in this process");
@@ -37,6 +38,7 @@ pub(crate) struct LimiterMetrics {
     pub timed_out: Counter,
     pub store_errors: Counter,
     pub fail_open: Counter,
+    pub shadow_denied: Counter,
     pub wait_seconds: Histogram,
     pub permits_in_use: Gauge,
 }
@@ -52,6 +54,7 @@ impl LimiterMetrics {
             timed_out: counter!("ratesync_timed_out_total", &labels),
             store_errors: counter!("ratesync_store_errors_total", &labels),
             fail_open: counter!("ratesync_fail_open_total", &labels),
+            shadow_denied: counter!("ratesync_shadow_denied_total", &labels),
             wait_seconds: histogram!("ratesync_wait_seconds", &labels),
             permits_in_use: gauge!("ratesync_permits_in_use", &labels),
         }

@@ -1563,3 +1563,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shadow_is_a_boolean_off_by_default() {
+    let on = parse(&with_limiter("rate_per_second = 5.0\nshadow = true\n")).unwrap();
+    assert!(on.limiters["api"].shadow);
+    let off = parse(&with_limiter("rate_per_second = 5.0\n")).unwrap();
+    assert!(!off.limiters["api"].shadow);
+    assert_issue(
+        &with_limiter("rate_per_second = 5.0\nshadow = \"yes\"\n"),
+        "limiters.api.shadow",
+        6,
+        &["expected a boolean"],
+    );
+}

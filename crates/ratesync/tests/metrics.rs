@@ -67,3 +67,37 @@ async fn decisions_are_counted_per_limiter_without_key_labels() {
     assert_eq!(seen.get("ratesync_admitted_total"), Some(&3));
     assert_eq!(seen.get("ratesync_denied_total"), Some(&1));
 }
+
+/// `docs/design.md#shadow-mode`: what a shadow limiter would refuse is admitted and
+/// counted twice: as admitted, and in `ratesync_shadow_denied_total`; never as denied.
+#[tokio::test]
+async fn shadow_refusals_are_counted_apart() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let config = Config::builder()
+        .store("mem", StoreBuilder::memory())
+        .limiter(
+            "trial",
+            LimiterBuilder::sliding_window("mem", 3, 60.0).shadow(true),
+        )
+        .build()
+        .unwrap();
+    let registry =
+        metrics::with_local_recorder(&recorder, || Registry::from_config(config)).unwrap();
+    let trial = registry.limiter("trial").unwrap();
+    for _ in 0..6 {
+        trial.try_acquire().await.expect("shadow mode admits");
+    }
+    let counters: std::collections::HashMap<String, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) => Some((key.key().name().to_owned(), n)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counters.get("ratesync_admitted_total"), Some(&6));
+    assert_eq!(counters.get("ratesync_shadow_denied_total"), Some(&3));
+    assert_eq!(counters.get("ratesync_denied_total"), Some(&0));
+}

@@ -70,6 +70,7 @@ fn to_json(limiter: &Limiter, key: &str, d: &Decision) -> Value {
         "key": key,
         "algorithm": output::algorithm(limiter.config()),
         "rule": output::limit(limiter.config()),
+        "shadow": limiter.config().shadow,
         "allowed": d.allowed(),
         "limit": d.limit(),
         "remaining": d.remaining(),

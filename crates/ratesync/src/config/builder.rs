@@ -237,6 +237,12 @@ impl LimiterBuilder {
         self.option("fail_closed", fail_closed)
     }
 
+    /// Shadow mode (default `false`): calls the limit would refuse are admitted
+    /// without consuming anything, and counted (`docs/design.md#shadow-mode`).
+    pub fn shadow(self, shadow: bool) -> Self {
+        self.option("shadow", shadow)
+    }
+
     /// Seconds a concurrency lease lives without renewal (default 60).
     pub fn lease_ttl(self, seconds: f64) -> Self {
         self.option("lease_ttl", seconds)

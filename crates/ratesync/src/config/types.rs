@@ -127,6 +127,9 @@ pub struct LimiterConfig {
     pub timeout: Option<Duration>,
     /// On store failure: `false` admits (fail-open), `true` errors.
     pub fail_closed: bool,
+    /// Shadow mode: every call is decided, but one the limit would refuse is admitted
+    /// without consuming anything (`docs/design.md#shadow-mode`).
+    pub shadow: bool,
 }
 
 impl LimiterConfig {

@@ -45,42 +45,58 @@ pub async fn try_acquire_all(calls: &[Call<'_>]) -> Result<Vec<Permit>, AcquireA
     let mut decided: Vec<Option<Decision>> = vec![None; members.len()];
     let mut taken: Vec<(usize, Receipt)> = Vec::new();
     for store in stores(&members) {
-        let part: Vec<usize> = (0..members.len())
+        let mut part: Vec<usize> = (0..members.len())
             .filter(|&i| Arc::ptr_eq(&members[i].limiter.store, store))
             .collect();
-        let group: Vec<GroupMember<'_>> = part.iter().map(|&i| members[i].as_group()).collect();
-        let failure = match store.ask(store.engine.acquire_all(&group)).await {
-            Ok(GroupDecision::Admitted(admitted)) => {
-                for (&i, (decision, receipt)) in part.iter().zip(admitted) {
-                    decided[i] = Some(decision);
-                    taken.push((i, receipt));
-                }
-                continue;
-            }
-            Ok(GroupDecision::Refused {
-                index,
-                refusal,
-                peeks,
-            }) => {
-                for (&i, peek) in part.iter().zip(peeks) {
-                    decided[i] = peek;
-                }
-                decided[part[index]] = Some(refusal);
-                (part[index], members[part[index]].limiter.denied(refusal))
-            }
-            Err(error) => match fail_closed(&members, &part, error) {
-                Some(failure) => failure,
-                None => {
-                    // Every member fails open: admitted without a decision.
-                    for &i in &part {
-                        decided[i] = Some(Decision::fail_open(members[i].limiter.policy.limit()));
+        let failure = loop {
+            let group: Vec<GroupMember<'_>> = part.iter().map(|&i| members[i].as_group()).collect();
+            match store.ask(store.engine.acquire_all(&group)).await {
+                Ok(GroupDecision::Admitted(admitted)) => {
+                    for (&i, (decision, receipt)) in part.iter().zip(admitted) {
+                        decided[i] = Some(decision);
+                        taken.push((i, receipt));
                     }
-                    continue;
+                    break None;
                 }
-            },
+                Ok(GroupDecision::Refused { index, refusal, .. })
+                    if members[part[index]].limiter.config.shadow =>
+                {
+                    // A limiter in shadow mode refuses nothing: the member is admitted
+                    // without consuming, and the others decided again without it
+                    // (the refused group took nothing).
+                    decided[part.remove(index)] = Some(refusal.shadowed());
+                    if part.is_empty() {
+                        break None;
+                    }
+                }
+                Ok(GroupDecision::Refused {
+                    index,
+                    refusal,
+                    peeks,
+                }) => {
+                    for (&i, peek) in part.iter().zip(peeks) {
+                        decided[i] = peek;
+                    }
+                    decided[part[index]] = Some(refusal);
+                    break Some((part[index], members[part[index]].limiter.denied(refusal)));
+                }
+                Err(error) => match fail_closed(&members, &part, error) {
+                    Some(failure) => break Some(failure),
+                    None => {
+                        // Every member fails open: admitted without a decision.
+                        for &i in &part {
+                            decided[i] =
+                                Some(Decision::fail_open(members[i].limiter.policy.limit()));
+                        }
+                        break None;
+                    }
+                },
+            }
+        };
+        let Some((member, error)) = failure else {
+            continue;
         };
         refund(&members, &taken).await;
-        let (member, error) = failure;
         return Err(AcquireAllError {
             index: members[member].calls[0],
             error,
@@ -94,6 +110,9 @@ pub async fn try_acquire_all(calls: &[Call<'_>]) -> Result<Vec<Permit>, AcquireA
         for (n, &call) in member.calls.iter().enumerate() {
             // The slot, if any, goes with the first call of the member.
             let permit = match n {
+                _ if decision.shadow_denied_by().is_some() => {
+                    member.limiter.shadow_admitted(decision)
+                }
                 0 => member.limiter.admitted(member.key, member.lease, decision),
                 _ => member.limiter.admitted(member.key, None, decision),
             };

@@ -340,7 +340,8 @@ impl LimiterInner {
     }
 
     /// `permit`, able to settle the `cost` it took (`receipt`: where the store
-    /// recorded it; `None` when nothing was taken).
+    /// recorded it; `None` when nothing was taken). A shadow-mode admission took
+    /// nothing, whatever the store recorded of the refusal.
     #[cold]
     #[inline(never)]
     fn reserved(
@@ -350,6 +351,7 @@ impl LimiterInner {
         cost: u32,
         receipt: Option<Receipt>,
     ) -> Permit {
+        let receipt = receipt.filter(|_| permit.decision().shadow_denied_by().is_none());
         permit.with_reservation(Reservation::new(self.clone(), key, cost, receipt))
     }
 
@@ -365,8 +367,27 @@ impl LimiterInner {
     ) -> Result<Permit, AcquireError> {
         match decision.allowed() {
             true => Ok(self.admitted(key, lease, decision)),
+            false if self.config.shadow => Ok(self.shadow_admitted(decision)),
             false => Err(self.denied(decision)),
         }
+    }
+
+    /// A refusal of a limiter in shadow mode (`docs/design.md#shadow-mode`): admitted,
+    /// holding nothing (the refusal consumed nothing, so neither does this), counted
+    /// and logged at debug level.
+    #[cold]
+    #[inline(never)]
+    fn shadow_admitted(&self, refusal: Decision) -> Permit {
+        let decision = refusal.shadowed();
+        self.metrics.admitted.increment(1);
+        self.metrics.shadow_denied.increment(1);
+        tracing::debug!(
+            limiter = %self.name,
+            denied_by = ?decision.shadow_denied_by(),
+            retry_after = ?decision.retry_after(),
+            "shadow mode: admitted a call the limit would refuse"
+        );
+        Permit::new(decision, None)
     }
 
     /// The permit of an admission: it holds the slot when a lease was taken.

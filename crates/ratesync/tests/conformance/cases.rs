@@ -647,3 +647,100 @@ pub async fn groups_are_all_or_nothing(b: &dyn Backend) {
         .expect("the released slot is free");
     assert_eq!(window.key("j").state().await.unwrap().remaining(), 1);
 }
+
+/// `docs/design.md#shadow-mode`: a limiter in shadow mode decides every call, admits
+/// the ones its limit would refuse without consuming anything (so its state is what
+/// enforcing would have left), and says so in the decision; in a group it refuses
+/// nothing, and the others are decided as if it were not there.
+pub async fn shadow_mode_admits_what_it_would_refuse(b: &dyn Backend) {
+    let (window, slots, bucket) = (unique("window"), unique("slots"), unique("bucket"));
+    let reg = registry(
+        b,
+        vec![
+            (
+                window.clone(),
+                LimiterBuilder::sliding_window("s", 3, 60.0).shadow(true),
+            ),
+            (
+                slots.clone(),
+                LimiterBuilder::new("s").max_concurrent(1).shadow(true),
+            ),
+            (bucket.clone(), LimiterBuilder::token_bucket("s", 0.01)),
+        ],
+    );
+    let (window, slots, bucket) = (
+        reg.limiter(&window).unwrap(),
+        reg.limiter(&slots).unwrap(),
+        reg.limiter(&bucket).unwrap(),
+    );
+
+    let mut would_refuse = 0;
+    for _ in 0..6 {
+        let permit = window.try_acquire().await.expect("shadow mode admits");
+        assert!(permit.decision().allowed() && permit.decision().denied_by().is_none());
+        if let Some(by) = permit.decision().shadow_denied_by() {
+            assert_eq!(by, DeniedBy::Rate);
+            assert!(
+                permit.decision().retry_after() > Duration::ZERO,
+                "the would-be wait"
+            );
+            would_refuse += 1;
+        }
+    }
+    assert_eq!(would_refuse, 3);
+    assert_eq!(
+        window.state().await.unwrap().remaining(),
+        0,
+        "3 taken, as enforcing would have"
+    );
+    let peek = window.state().await.unwrap();
+    assert_eq!(
+        peek.denied_by(),
+        Some(DeniedBy::Rate),
+        "a peek tells the truth"
+    );
+    let mut shadowed = window.cost(1).settleable().try_acquire().await.unwrap();
+    assert!(shadowed.decision().shadow_denied_by().is_some());
+    shadowed.settle(0).await.unwrap();
+    assert_eq!(
+        window.state().await.unwrap().remaining(),
+        0,
+        "a shadow admission took nothing, so settles nothing back"
+    );
+    let started = Instant::now();
+    window
+        .acquire()
+        .await
+        .expect("acquire does not wait either");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let held = slots.key("k").acquire().await.unwrap();
+    let second = slots.key("k").try_acquire().await.unwrap();
+    assert_eq!(
+        second.decision().shadow_denied_by(),
+        Some(DeniedBy::Concurrency)
+    );
+    assert!(held.holds_slot() && !second.holds_slot(), "no second slot");
+    drop(second);
+    held.release().await;
+    assert!(slots.key("k").try_acquire().await.unwrap().holds_slot());
+
+    // A group: the shadow window would refuse, the bucket has room; admitted, and
+    // only the bucket consumed.
+    let group = [window.key("g"), bucket.key("g")];
+    for _ in 0..3 {
+        window.key("g").try_acquire().await.unwrap();
+    }
+    let permits = ratesync::try_acquire_all(&group)
+        .await
+        .expect("a shadow limiter refuses no group");
+    assert_eq!(
+        permits[0].decision().shadow_denied_by(),
+        Some(DeniedBy::Rate)
+    );
+    assert!(permits[1].decision().shadow_denied_by().is_none());
+    assert_eq!(bucket.key("g").state().await.unwrap().remaining(), 0);
+    let refusal = ratesync::try_acquire_all(&group).await.unwrap_err();
+    assert_eq!(refusal.index, 1, "the enforced bucket still refuses");
+    assert_eq!(window.key("g").state().await.unwrap().remaining(), 0);
+}

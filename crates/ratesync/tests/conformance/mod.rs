@@ -86,6 +86,7 @@ macro_rules! conformance_suite {
             cancelled_acquire_consumes_nothing,
             concurrent_callers_never_exceed_the_limit,
             groups_are_all_or_nothing,
+            shadow_mode_admits_what_it_would_refuse,
         );
     };
     (@cases $factory:expr, $paused:literal; $($case:ident),* $(,)?) => {

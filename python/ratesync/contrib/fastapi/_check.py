@@ -48,9 +48,7 @@ async def check(
             answer = await _api._attempt_or_refusal(limiter_id, key, cost)
             if isinstance(answer, Permit):
                 permit = answer
-                metrics.record_acquisition(0.0)
-                if permit.holds_slot:
-                    metrics.record_concurrent_acquire()
+                _api._count_admission(metrics, permit)
             else:
                 permit = None
                 _api._count_refusal(metrics, answer.denied_by)

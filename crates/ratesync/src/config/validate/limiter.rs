@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "timeout",
     "fail_closed",
     "lease_ttl",
+    "shadow",
 ];
 const ALGORITHMS: &[&str] = &["token_bucket", "sliding_window", "fixed_window"];
 /// The keys of the rules, each with the algorithms that read it: any other
@@ -89,6 +90,7 @@ pub(crate) fn limiter(
     }
     let timeout = f.seconds(issues, "timeout", true).ok();
     let fail_closed = f.boolean(issues, "fail_closed").or(false);
+    let shadow = f.boolean(issues, "shadow").or(false);
     let config = LimiterConfig {
         store: store?,
         rule: rule?,
@@ -96,6 +98,7 @@ pub(crate) fn limiter(
         lease_ttl: lease_ttl.or(DEFAULT_LEASE_TTL),
         timeout,
         fail_closed,
+        shadow,
     };
     (issues.len() == before).then_some(config)
 }
