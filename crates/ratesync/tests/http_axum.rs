@@ -222,3 +222,32 @@ async fn each_route_can_extract_its_own_limits_from_the_state() {
     assert_eq!(refused.headers()["retry-after"], "60");
     assert_eq!(call(&app, req("/api")).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn serving_without_connect_info_names_the_fix_in_the_500() {
+    let registry = registry();
+    let limits = RouteLimits::builder()
+        .limit(Limit::new(
+            registry.limiter("per_ip").unwrap(),
+            ClientIp::from_config(registry.config()),
+        ))
+        .build();
+    let layered = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route_layer(limits.layer());
+    let extracted = Router::new()
+        .route("/", get(greet))
+        .with_state(limits.clone());
+    for app in [layered, extracted] {
+        // What `axum::serve(listener, app)` gives a handler: no `ConnectInfo`.
+        let bare = Request::get("/").body(Body::empty()).unwrap();
+        let response = call(&app, bare).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = text(response).await;
+        assert!(
+            body.contains("`ClientIp` needs the peer address")
+                && body.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+            "the body names the cause without a tracing subscriber: {body:?}"
+        );
+    }
+}

@@ -44,7 +44,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// The `[fastapi]` proxy networks whose forwarding headers are trusted.
+    /// The proxy networks whose forwarding headers are trusted: the `[http]` table's
+    /// `trusted_proxy_networks`, read by `ClientIp::from_config` and by the Python
+    /// FastAPI integration.
     pub fn trusted_proxy_networks<S: Into<String>>(
         mut self,
         networks: impl IntoIterator<Item = S>,
@@ -78,9 +80,8 @@ impl ConfigBuilder {
             .push(entry("limiters".into(), Value::Table(section(limiters))));
         if let Some(networks) = self.trusted_proxy_networks {
             let array = toml::Value::Array(networks.into_iter().map(toml::Value::String).collect());
-            let fastapi = raw::table_from_entries([("trusted_proxy_networks".to_owned(), array)]);
-            root.entries
-                .push(entry("fastapi".into(), Value::Table(fastapi)));
+            let http = raw::table_from_entries([("trusted_proxy_networks".to_owned(), array)]);
+            root.entries.push(entry("http".into(), Value::Table(http)));
         }
         validate::validate(&root, Issues::default(), ORIGIN)
     }

@@ -22,7 +22,9 @@ pub struct Config {
     pub stores: IndexMap<String, StoreConfig>,
     /// Limiters by id, in file order.
     pub limiters: IndexMap<String, LimiterConfig>,
-    /// The `[fastapi]` table, read by the HTTP integrations.
+    /// The `[http]` table (or `[fastapi]`, its name in rate-sync files), read by
+    /// the HTTP integrations: the Rust layer and FastAPI. The field keeps its
+    /// rate-sync name.
     pub fastapi: FastApiConfig,
 }
 
@@ -152,7 +154,8 @@ impl LimiterConfig {
     }
 }
 
-/// The `[fastapi]` table.
+/// The `[http]` table, also accepted as `[fastapi]` (rate-sync's name; a file with
+/// both is invalid).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FastApiConfig {
     /// Proxy networks whose forwarding headers are trusted, as CIDR strings.

@@ -54,8 +54,8 @@ impl TrustedProxies {
         Ok(TrustedProxies { networks })
     }
 
-    /// The `[fastapi] trusted_proxy_networks` of a configuration: the one list that
-    /// both the Python and the Rust HTTP integrations read.
+    /// The `[http]` (or `[fastapi]`) `trusted_proxy_networks` of a configuration:
+    /// the one list that both the Python and the Rust HTTP integrations read.
     pub fn from_config(config: &crate::Config) -> Self {
         // Validated when the configuration was loaded, so nothing is dropped here.
         let networks = config

@@ -31,7 +31,7 @@ pub enum KeyError {
     InvalidHeader(HeaderName),
     #[error("the key extractor found no key in the request")]
     NoKey,
-    #[error("the request carries no peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert a `SocketAddr` request extension")]
+    #[error("`ClientIp` needs the peer address, and the request carries none: serve the app with `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert a `SocketAddr` request extension")]
     NoPeerAddress,
     #[error("the request has no path parameter `{0}`: parameters exist only once a route matched, so add the layer with `Router::route_layer` (or use the `RateLimited` extractor)")]
     NoPathParam(String),
@@ -67,8 +67,9 @@ impl ClientIp {
         Self::default()
     }
 
-    /// Trusts the `[fastapi] trusted_proxy_networks` of `config`, the list the
-    /// Python integration reads too (e.g. `ClientIp::from_config(registry.config())`).
+    /// Trusts the `[http] trusted_proxy_networks` of `config` (or `[fastapi]`, its
+    /// rate-sync name), the list the Python integration reads too (e.g.
+    /// `ClientIp::from_config(registry.config())`).
     pub fn from_config(config: &crate::Config) -> Self {
         Self::new(TrustedProxies::from_config(config))
     }

@@ -23,7 +23,8 @@
 //!
 //! [`ClientIp`] believes `X-Forwarded-For`, `Forwarded` and `X-Real-IP` only from
 //! the proxies in [`TrustedProxies`] (by default none; [`ClientIp::from_config`]
-//! reads `[fastapi] trusted_proxy_networks`, as the Python integration does).
+//! reads `[http] trusted_proxy_networks`, or `[fastapi]` as rate-sync files name it,
+//! as the Python integration does).
 //!
 //! ```
 //! use std::convert::Infallible;

@@ -44,7 +44,11 @@ impl Rejection {
     }
 
     /// Status, headers and a short plain-text body. A server-side fault is logged
-    /// here and described to the client only by its status.
+    /// here. A missing key that is the server's wiring (no peer address, a path
+    /// parameter the route lacks) is named in the body too, since it shows on the
+    /// first request and a log needs a `tracing` subscriber to be seen; the text
+    /// describes the setup, never the request or the configuration. Other faults
+    /// are described to the client only by their status.
     pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
         let status = self.status();
         let (mut headers, body) = match self {
@@ -68,7 +72,10 @@ impl Rejection {
             }
             Rejection::Key(error) => {
                 tracing::error!(%error, "refusing a request: no rate-limit key");
-                (HeaderMap::new(), "internal server error\n".to_owned())
+                (
+                    HeaderMap::new(),
+                    format!("internal server error (rate limit setup): {error}\n"),
+                )
             }
         };
         headers.insert(

@@ -14,7 +14,11 @@ use super::raw::{Item, Table, Value};
 use super::types::{Config, FastApiConfig};
 use fields::Fields;
 
-const TOP_LEVEL_KEYS: &[&str] = &["stores", "limiters", "fastapi"];
+const TOP_LEVEL_KEYS: &[&str] = &["stores", "limiters", "http", "fastapi"];
+
+/// The names of the HTTP table: `[http]`, and `[fastapi]`, its name in rate-sync
+/// files, which the Rust HTTP layer reads too. A file holds one or the other.
+const HTTP_TABLES: [&str; 2] = ["http", "fastapi"];
 
 /// Validates `root`, adding to the issues already found (e.g. by environment
 /// expansion); fails if there are any.
@@ -42,7 +46,7 @@ pub(crate) fn validate(
         }
     }
 
-    let fastapi = fastapi(root, &mut issues);
+    let fastapi = http(root, &mut issues);
     issues.finish(origin, || Config {
         source: None,
         stores,
@@ -102,16 +106,40 @@ fn as_table<'a>(
     }
 }
 
-fn fastapi(root: &Table, issues: &mut Issues) -> FastApiConfig {
+/// The `[http]` table (or `[fastapi]`): settings of the HTTP integrations, the
+/// Rust layer's and FastAPI's alike.
+fn http(root: &Table, issues: &mut Issues) -> FastApiConfig {
     let mut config = FastApiConfig::default();
-    let line = root.get("fastapi").and_then(|i| i.line);
-    let Some(table) = as_table(root.get("fastapi"), "fastapi", None, issues) else {
-        return config;
+    let [http, fastapi] = HTTP_TABLES.map(|name| root.get(name));
+    if let (Some(_), Some(alias)) = (http, fastapi) {
+        issues.push(
+            "fastapi",
+            alias.line,
+            "`[http]` and `[fastapi]` are the same table under two names \
+             (`[fastapi]` is rate-sync's): keep one",
+        );
+    }
+    for name in HTTP_TABLES {
+        http_table(root, name, &mut config, issues);
+    }
+    config
+}
+
+/// Reads the HTTP table `name` of `root`, if present, into `config`.
+fn http_table(root: &Table, name: &str, config: &mut FastApiConfig, issues: &mut Issues) {
+    let line = root.get(name).and_then(|i| i.line);
+    let Some(table) = as_table(root.get(name), name, None, issues) else {
+        return;
     };
-    let f = Fields::new(table, "fastapi".to_owned(), line);
-    f.check_keys(issues, "[fastapi]", &["trusted_proxy_networks"], |_| None);
+    let f = Fields::new(table, name.to_owned(), line);
+    f.check_keys(
+        issues,
+        &format!("[{name}]"),
+        &["trusted_proxy_networks"],
+        |_| None,
+    );
     let items = match table.get("trusted_proxy_networks").map(|i| &i.value) {
-        None | Some(Value::Invalid) => return config,
+        None | Some(Value::Invalid) => return,
         Some(Value::Array(items)) => items,
         Some(other) => {
             f.report(
@@ -122,7 +150,7 @@ fn fastapi(root: &Table, issues: &mut Issues) -> FastApiConfig {
                     other.type_name()
                 ),
             );
-            return config;
+            return;
         }
     };
     for (i, item) in items.iter().enumerate() {
@@ -143,5 +171,4 @@ fn fastapi(root: &Table, issues: &mut Issues) -> FastApiConfig {
             ),
         }
     }
-    config
 }
