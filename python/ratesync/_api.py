@@ -60,6 +60,7 @@ def configure_limiter(
     utc_offset: str | None = None,
     precision: int | None = None,
     shadow: bool = False,
+    overrides: list[dict[str, Any]] | None = None,
 ) -> None:
     """Adds (or redefines) a limiter, validated as ``[limiters.<id>]`` of a file.
 
@@ -70,7 +71,10 @@ def configure_limiter(
     ``window_seconds`` must then divide a day). ``precision``: the runs a sliding
     window keeps per key (4 to 1000, default 100). ``shadow=True``: calls the limit
     would refuse are admitted without consuming anything, and counted in
-    ``get_metrics().shadow_denied``."""
+    ``get_metrics().shadow_denied``. ``overrides``: rules of their own for some keys,
+    each a dict as a ``[[limiters.ID.overrides]]`` table (``keys`` and/or
+    ``key_prefix``, and the rule fields it changes: ``{"keys": ["vip"], "burst": 10}``);
+    the first that matches a key decides it."""
     options: dict[str, Any] = {"store": store_id, "algorithm": algorithm}
     for name, value in (
         ("rate_per_second", rate_per_second),
@@ -83,6 +87,7 @@ def configure_limiter(
         ("precision", precision),
         ("timeout", timeout),
         ("lease_ttl", lease_ttl),
+        ("overrides", overrides),
     ):
         if value is not None:
             options[name] = value
@@ -312,10 +317,11 @@ def _result(
     d: _native.Decision | None,
     force_denied: bool = False,
     target: Any = None,
+    key: str = "",
 ) -> RateLimitResult:
-    """The result of decision ``d`` on the limiter ``target`` (a configured limiter's
-    id, by default ``limiter_id``), labelled ``limiter_id``. ``limit`` is the quota
-    users configured (``_native.limiter_quota``, the core's ``RateQuota``): a token
+    """The result of decision ``d`` for ``key`` on the limiter ``target`` (a configured
+    limiter's id, by default ``limiter_id``), labelled ``limiter_id``. ``limit`` is the
+    quota users configured for the key (``_native.limiter_quota``, the core's ``RateQuota``): a token
     bucket's rate over a round window, not its burst."""
     if d is None:
         # The store could not say (a reservation-based store refused meanwhile).
@@ -326,7 +332,7 @@ def _result(
     name = limiter_id if target is None else target
     if isinstance(name, str):
         try:
-            quota = _native.limiter_quota(name)
+            quota = _native.limiter_quota(name, key)
         except LimiterNotFoundError:
             quota = None
         if quota is not None:
@@ -742,7 +748,8 @@ async def _decide_all(
     if not take or not calls:
         peeks = [await _state(target, key, cost) for target, key, cost in calls]
         return [
-            _result(label, d, target=call[0]) for label, d, call in zip(labels, peeks, calls)
+            _result(label, d, target=call[0], key=call[1])
+            for label, d, call in zip(labels, peeks, calls)
         ]
     outcome = await _acquire_all(calls, timeout)
     if outcome.admitted:
@@ -759,7 +766,7 @@ async def _decide_all(
             _metrics_of(calls[outcome.index][0]), refusal.denied_by if refusal else None
         )
     return [
-        _result(label, d, force_denied=(i == outcome.index), target=call[0])
+        _result(label, d, force_denied=(i == outcome.index), target=call[0], key=call[1])
         for i, (label, d, call) in enumerate(zip(labels, outcome.decisions, calls))
     ]
 

@@ -45,3 +45,40 @@ def test_the_sync_api_counts_shadow_admissions(store, name):
 def test_shadow_must_be_a_boolean(store, name):
     with pytest.raises(ratesync.ConfigValidationError, match="shadow"):
         ratesync.configure_limiter(name, store_id=store, rate_per_second=1.0, shadow="yes")
+
+
+async def test_an_override_gives_its_keys_their_own_limit(store, name):
+    ratesync.configure_limiter(
+        name,
+        store_id=store,
+        rate_per_second=0.01,
+        burst=2,
+        overrides=[{"keys": ["vip"], "burst": 10}],
+    )
+    limiter = ratesync.get_limiter(name)
+    vip = [await limiter.try_acquire(key="vip") for _ in range(11)]
+    other = [await limiter.try_acquire(key="someone") for _ in range(3)]
+    assert vip == [True] * 10 + [False]
+    assert other == [True, True, False]
+    result = await ratesync.check_limiter(name, key="vip")
+    assert (result.allowed, result.limit) == (False, 18), "its own quota: 18 per 1800 s"
+    assert ratesync.list_limiters()[name]["overrides"] == [
+        {
+            "keys": ["vip"],
+            "rate_per_second": 0.01,
+            "burst": 10,
+            "limit": None,
+            "window_seconds": None,
+            "precision": None,
+            "period": None,
+            "utc_offset": None,
+            "max_concurrent": None,
+        }
+    ]
+
+
+def test_an_invalid_override_names_itself(store, name):
+    with pytest.raises(ratesync.ConfigValidationError, match=r"overrides\[0\]"):
+        ratesync.configure_limiter(
+            name, store_id=store, rate_per_second=1.0, overrides=[{"burst": 10}]
+        )

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 use ratesync::config::{format_utc_offset, EngineConfig, StoreConfig};
 use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
 
@@ -184,6 +184,17 @@ fn to_toml(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Option<toml::Value>>
     if value.is_instance_of::<PyString>() {
         return Ok(Some(toml::Value::String(value.extract()?)));
     }
+    // A table: one of a limiter's `overrides`.
+    if let Ok(dict) = value.cast::<PyDict>() {
+        let mut table = toml::Table::new();
+        for (name, item) in dict.iter() {
+            let name: String = name.extract()?;
+            if let Some(item) = to_toml(&item, &format!("{key}.{name}"))? {
+                table.insert(name, item);
+            }
+        }
+        return Ok(Some(toml::Value::Table(table)));
+    }
     if let Ok(items) = value.extract::<Vec<Bound<'_, PyAny>>>() {
         let mut array = Vec::new();
         for item in &items {
@@ -285,11 +296,13 @@ fn list_limiters(py: Python<'_>) -> PyResult<Py<PyDict>> {
     Ok(out.unbind())
 }
 
-/// The quota limiter `limiter_id` was configured with, `(units, window seconds)`
-/// (`ratesync::RateQuota`), or `None` when it has no rate (a concurrency cap).
+/// The quota limiter `limiter_id` was configured with for `key` (its override's, else
+/// its own), `(units, window seconds)` (`ratesync::RateQuota`), or `None` when it has
+/// no rate (a concurrency cap).
 #[pyfunction]
-fn limiter_quota(limiter_id: &str) -> PyResult<Option<(u64, f64)>> {
-    let quota = limiter(limiter_id)?.quota();
+#[pyo3(signature = (limiter_id, key = ""))]
+fn limiter_quota(limiter_id: &str, key: &str) -> PyResult<Option<(u64, f64)>> {
+    let quota = limiter(limiter_id)?.quota_for(key);
     Ok(quota.map(|quota| (quota.units, quota.window.as_secs_f64())))
 }
 
@@ -309,16 +322,25 @@ fn limiter_info<'py>(py: Python<'py>, limiter: &LimiterConfig) -> PyResult<Bound
     let info = PyDict::new(py);
     info.set_item("store_id", &limiter.store)?;
     info.set_item("backend", &limiter.store)?;
-    let rule = RuleInfo::of(limiter.rule.as_ref());
-    info.set_item("algorithm", rule.algorithm)?;
-    info.set_item("rate_per_second", rule.rate_per_second)?;
-    info.set_item("burst", rule.burst)?;
-    info.set_item("limit", rule.limit)?;
-    info.set_item("window_seconds", rule.window_seconds)?;
-    info.set_item("precision", rule.precision)?;
-    info.set_item("period", rule.period)?;
-    info.set_item("utc_offset", rule.utc_offset)?;
+    RuleInfo::of(limiter.rule.as_ref()).set_items(&info)?;
     info.set_item("max_concurrent", limiter.max_concurrent.map(|n| n.get()))?;
+    let overrides = PyList::empty(py);
+    for over in &limiter.overrides {
+        // As configured: what it applies to, and the rule it gives them.
+        let item = PyDict::new(py);
+        if !over.keys.is_empty() {
+            item.set_item("keys", &over.keys)?;
+        }
+        if let Some(prefix) = &over.key_prefix {
+            item.set_item("key_prefix", prefix)?;
+        }
+        RuleInfo::of(over.rule.as_ref()).set_items(&item)?;
+        // The limiter's own, which an override cannot set.
+        item.del_item("algorithm")?;
+        item.set_item("max_concurrent", over.max_concurrent.map(|n| n.get()))?;
+        overrides.append(item)?;
+    }
+    info.set_item("overrides", overrides)?;
     info.set_item("lease_ttl", limiter.lease_ttl.as_secs_f64())?;
     info.set_item("timeout", limiter.timeout.map(|t| t.as_secs_f64()))?;
     info.set_item("fail_closed", limiter.fail_closed)?;
@@ -342,6 +364,18 @@ struct RuleInfo {
 }
 
 impl RuleInfo {
+    /// These keys in `dict`.
+    fn set_items(self, dict: &Bound<'_, PyDict>) -> PyResult<()> {
+        dict.set_item("algorithm", self.algorithm)?;
+        dict.set_item("rate_per_second", self.rate_per_second)?;
+        dict.set_item("burst", self.burst)?;
+        dict.set_item("limit", self.limit)?;
+        dict.set_item("window_seconds", self.window_seconds)?;
+        dict.set_item("precision", self.precision)?;
+        dict.set_item("period", self.period)?;
+        dict.set_item("utc_offset", self.utc_offset)
+    }
+
     fn of(rule: Option<&Rule>) -> Self {
         match rule {
             // A limiter without a rate is configured as rate-sync's default

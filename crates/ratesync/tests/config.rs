@@ -1577,3 +1577,155 @@ fn shadow_is_a_boolean_off_by_default() {
         &["expected a boolean"],
     );
 }
+
+#[test]
+fn the_http_table_is_named_http_or_fastapi_but_not_both() {
+    let http = parse("[http]\ntrusted_proxy_networks = [\"10.0.0.0/8\"]\n").unwrap();
+    assert_eq!(http.fastapi.trusted_proxy_networks, ["10.0.0.0/8"]);
+    let fastapi = parse("[fastapi]\ntrusted_proxy_networks = [\"10.0.0.0/8\"]\n").unwrap();
+    assert_eq!(
+        fastapi.fastapi, http.fastapi,
+        "[fastapi] is rate-sync's name"
+    );
+    assert_issue(
+        "[http]\ntrusted_proxy_networks = [\"10.0.0.0/33\"]\n",
+        "http.trusted_proxy_networks[0]",
+        2,
+        &["longer than 32 bits"],
+    );
+    assert_issue(
+        "[http]\ntrusted_proxies = []\n",
+        "http.trusted_proxies",
+        2,
+        &["unknown key `trusted_proxies` in [http]"],
+    );
+    assert_issue(
+        "[http]\ntrusted_proxy_networks = [\"10.0.0.0/8\"]\n\n[fastapi]\ntrusted_proxy_networks = []\n",
+        "fastapi",
+        4,
+        &["`[http]` and `[fastapi]` are the same table", "keep one"],
+    );
+    let built = Config::builder()
+        .trusted_proxy_networks(["192.0.2.0/24"])
+        .build()
+        .unwrap();
+    assert_eq!(built.fastapi.trusted_proxy_networks, ["192.0.2.0/24"]);
+    let error = Config::builder()
+        .trusted_proxy_networks(["proxy.internal"])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.issues[0].path, "http.trusted_proxy_networks[0]",
+        "the builder writes the [http] table"
+    );
+}
+
+/// `[[limiters.ID.overrides]]`: the limiter's table with the override's fields,
+/// validated as a limiter (`docs/design.md#overrides`).
+#[test]
+fn overrides_are_the_limiter_with_some_fields_replaced() {
+    let text = with_limiter(
+        "algorithm = \"fixed_window\"\nlimit = 100\nperiod = \"day\"\n\
+         [[limiters.api.overrides]]\nkeys = [\"acme\", \"globex\"]\nlimit = 1000\n\
+         [[limiters.api.overrides]]\nkey_prefix = \"plan-pro:\"\nwindow_seconds = 3600\nmax_concurrent = 4\n",
+    );
+    let config = parse(&text).unwrap();
+    let api = &config.limiters["api"];
+    let [tenants, pro] = &api.overrides[..] else {
+        panic!("two overrides: {:?}", api.overrides)
+    };
+    assert_eq!(tenants.keys, ["acme", "globex"]);
+    let Some(ratesync::Rule::FixedWindow(fw)) = tenants.rule else {
+        panic!("{tenants:?}")
+    };
+    assert_eq!((fw.limit(), fw.period()), (1000, Some(ratesync::Period::Day)));
+    let Some(ratesync::Rule::FixedWindow(fw)) = pro.rule else {
+        panic!("{pro:?}")
+    };
+    // The override's window replaces the limiter's period.
+    assert_eq!((fw.limit(), fw.period()), (100, None));
+    assert_eq!(fw.window_nanos(), 3_600_000_000_000);
+    assert_eq!(pro.max_concurrent.map(|n| n.get()), Some(4));
+    assert!(pro.matches("plan-pro:42") && !pro.matches("plan-basic:42"));
+}
+
+#[test]
+fn override_errors_name_the_override() {
+    let table = "rate_per_second = 5.0\n[[limiters.api.overrides]]\n";
+    let cases: &[(&str, &str, usize, &[&str])] = &[
+        (
+            "burst = 10\n",
+            "limiters.api.overrides[0]",
+            6,
+            &["an override needs `keys`, `key_prefix` or both"],
+        ),
+        (
+            "keys = [\"vip\"]\n",
+            "limiters.api.overrides[0]",
+            6,
+            &["sets none of the rule fields"],
+        ),
+        (
+            "keys = [\"vip\"]\nburst = 10\nfail_closed = true\n",
+            "limiters.api.overrides[0].fail_closed",
+            9,
+            &["`fail_closed` is the limiter's own, the same for every key"],
+        ),
+        (
+            "keys = [\"vip\"]\nlimit = 10\n",
+            "limiters.api.overrides[0].limit",
+            8,
+            &["`limit` is a sliding_window or fixed_window setting"],
+        ),
+        (
+            "keys = []\nburst = 2\n",
+            "limiters.api.overrides[0].keys",
+            7,
+            &["must list at least one key"],
+        ),
+        (
+            "key_prefix = \"\"\nburst = 2\n",
+            "limiters.api.overrides[0].key_prefix",
+            7,
+            &["must not be empty"],
+        ),
+        (
+            "keys = [\"vip\"]\nburst = 0\n",
+            "limiters.api.overrides[0].burst",
+            8,
+            &["positive integer, got 0"],
+        ),
+    ];
+    for (body, path, line, needles) in cases {
+        assert_issue(&with_limiter(&format!("{table}{body}")), path, *line, needles);
+    }
+}
+
+#[test]
+fn the_builder_adds_overrides_in_order() {
+    use ratesync::OverrideBuilder;
+    let config = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter(
+            "api",
+            LimiterBuilder::token_bucket("m", 10.0)
+                .key_override(OverrideBuilder::keys(["vip"]).burst(20))
+                .key_override(OverrideBuilder::key_prefix("pro:").rate_per_second(100.0)),
+        )
+        .build()
+        .unwrap();
+    let overrides = &config.limiters["api"].overrides;
+    assert_eq!(overrides.len(), 2);
+    assert_eq!(overrides[0].keys, ["vip"]);
+    assert_eq!(overrides[1].key_prefix.as_deref(), Some("pro:"));
+    let error = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter(
+            "api",
+            LimiterBuilder::token_bucket("m", 10.0)
+                .key_override(OverrideBuilder::keys(["vip"]).option("store", "m")),
+        )
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("limiters.api.overrides[0].store"), "{error}");
+}

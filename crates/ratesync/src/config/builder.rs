@@ -255,6 +255,29 @@ impl LimiterBuilder {
         self
     }
 
+    /// Adds a rule of their own for some keys, after those added before (the first
+    /// that matches a key decides it): one `[[limiters.ID.overrides]]` table
+    /// (`docs/design.md#overrides`).
+    pub fn key_override(mut self, over: OverrideBuilder) -> Self {
+        let table = raw::from_toml(toml::Value::Table(over.table));
+        if !self.table.contains("overrides") {
+            set(&mut self.table, "overrides", toml::Value::Array(Vec::new()));
+        }
+        // Set to something else through `option`: validation reports it.
+        if let Some(Entry {
+            item:
+                Item {
+                    value: Value::Array(items),
+                    ..
+                },
+            ..
+        }) = self.table.entries.iter_mut().find(|e| e.key == "overrides")
+        {
+            items.push(table);
+        }
+        self
+    }
+
     /// Validates this limiter alone, as table `[limiters.<id>]` of a file whose
     /// stores are `stores` would be. Those stores are already valid: limiter rules
     /// only need their ids, so memory placeholders stand in for them.
@@ -271,5 +294,61 @@ impl LimiterBuilder {
             .limiters
             .swap_remove(id)
             .expect("a valid configuration keeps its limiter"))
+    }
+}
+
+/// One per-key override of a limiter's rule, as the keys of a
+/// `[[limiters.ID.overrides]]` table: `OverrideBuilder::keys(["vip"]).burst(10)`.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct OverrideBuilder {
+    table: toml::Table,
+}
+
+impl OverrideBuilder {
+    /// An override for these exact keys.
+    pub fn keys<S: Into<String>>(keys: impl IntoIterator<Item = S>) -> Self {
+        let keys = keys.into_iter().map(|k| toml::Value::String(k.into()));
+        OverrideBuilder::default().option("keys", toml::Value::Array(keys.collect()))
+    }
+
+    /// An override for the keys that start with `prefix`.
+    pub fn key_prefix(prefix: &str) -> Self {
+        OverrideBuilder::default().option("key_prefix", prefix)
+    }
+
+    /// Also the keys that start with `prefix`.
+    pub fn and_key_prefix(self, prefix: &str) -> Self {
+        self.option("key_prefix", prefix)
+    }
+
+    pub fn rate_per_second(self, rate_per_second: f64) -> Self {
+        self.option("rate_per_second", rate_per_second)
+    }
+
+    pub fn burst(self, burst: u32) -> Self {
+        self.option("burst", i64::from(burst))
+    }
+
+    pub fn limit(self, limit: u32) -> Self {
+        self.option("limit", i64::from(limit))
+    }
+
+    pub fn window_seconds(self, window_seconds: f64) -> Self {
+        self.option("window_seconds", window_seconds)
+    }
+
+    pub fn period(self, period: Period) -> Self {
+        self.option("period", period.name())
+    }
+
+    pub fn max_concurrent(self, max_concurrent: u32) -> Self {
+        self.option("max_concurrent", i64::from(max_concurrent))
+    }
+
+    /// Sets any override key, as the file would.
+    pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.table.insert(key.to_owned(), value.into());
+        self
     }
 }

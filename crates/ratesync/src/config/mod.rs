@@ -31,7 +31,7 @@ pub(crate) mod sentinel_url;
 mod types;
 mod validate;
 
-pub use builder::{ConfigBuilder, LimiterBuilder, StoreBuilder};
+pub use builder::{ConfigBuilder, LimiterBuilder, OverrideBuilder, StoreBuilder};
 pub use discover::{discover_path, discover_path_in, CONFIG_ENV_VAR, DEFAULT_LOCATIONS};
 pub use error::{ConfigError, ConfigIssue};
 pub use offset::{format_utc_offset, parse_utc_offset};

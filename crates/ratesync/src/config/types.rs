@@ -132,9 +132,45 @@ pub struct LimiterConfig {
     /// Shadow mode: every call is decided, but one the limit would refuse is admitted
     /// without consuming anything (`docs/design.md#shadow-mode`).
     pub shadow: bool,
+    /// Rules of their own for some keys, in order: the first that matches a key
+    /// decides it (`docs/design.md#overrides`).
+    pub overrides: Vec<KeyOverride>,
+}
+
+/// One `[[limiters.ID.overrides]]` table: the keys it applies to and their rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyOverride {
+    /// Keys matched exactly.
+    pub keys: Vec<String>,
+    /// Keys matched by their start.
+    pub key_prefix: Option<String>,
+    /// The limiter's rule with the override's fields: same algorithm.
+    pub rule: Option<Rule>,
+    pub max_concurrent: Option<NonZeroU32>,
+}
+
+impl KeyOverride {
+    /// Whether this override applies to `key`.
+    pub fn matches(&self, key: &str) -> bool {
+        self.key_prefix
+            .as_deref()
+            .is_some_and(|prefix| key.starts_with(prefix))
+            || self.keys.iter().any(|k| k == key)
+    }
 }
 
 impl LimiterConfig {
+    /// This limiter as it decides the keys of `over`: its rule and cap replaced,
+    /// everything else (store, timeout, failure policy, shadow mode) its own.
+    pub fn overridden(&self, over: &KeyOverride) -> LimiterConfig {
+        LimiterConfig {
+            rule: over.rule,
+            max_concurrent: over.max_concurrent,
+            overrides: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The rule and concurrency cap the engines enforce.
     pub fn policy(&self) -> Policy {
         Policy {

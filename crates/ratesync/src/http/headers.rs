@@ -55,7 +55,14 @@ impl Quota {
     /// The quota of `limiter`: its rate as configured ([`crate::Limiter::quota`]), or
     /// for a limiter without one its cap.
     pub fn of(limiter: &crate::Limiter) -> Self {
-        match limiter.quota() {
+        Quota::from(limiter.quota())
+    }
+}
+
+impl From<Option<crate::RateQuota>> for Quota {
+    /// A rule's quota as a rate; no rule is a concurrency cap.
+    fn from(quota: Option<crate::RateQuota>) -> Self {
+        match quota {
             Some(quota) => Quota::Rate {
                 units: quota.units,
                 window: quota.window.as_secs_f64(),

@@ -55,12 +55,17 @@ impl Limit {
         self.limiter.key(key).cost(self.cost)
     }
 
-    fn state(&self, allowed: bool, decision: Decision) -> LimitState<'_> {
+    /// The limit as the headers show it for `key`, which its own override may give
+    /// a quota of its own (`docs/design.md#overrides`).
+    fn state(&self, key: &str, allowed: bool, decision: Decision) -> LimitState<'_> {
         LimitState {
             policy: self.limiter.name(),
             allowed,
             decision,
-            quota: self.quota,
+            quota: match self.limiter.has_overrides() {
+                false => self.quota,
+                true => Quota::from(self.limiter.quota_for(key)),
+            },
         }
     }
 }
@@ -162,7 +167,7 @@ impl RouteLimits {
         match limit.call(key.as_str()).try_acquire_now() {
             Some(Ok(permit)) => {
                 let headers = match self.shared.headers {
-                    true => self.one_limit_values(limit, *permit.decision()),
+                    true => self.one_limit_values(limit, key.as_str(), *permit.decision()),
                     false => RateLimitValues::default(),
                 };
                 Checked::Now(Ok(Admitted {
@@ -170,11 +175,14 @@ impl RouteLimits {
                     headers,
                 }))
             }
-            Some(Err(error)) => Checked::Now(Err(self.rejection(AcquireAllError {
-                index: 0,
-                decisions: vec![error.decision().copied()],
-                error,
-            }))),
+            Some(Err(error)) => Checked::Now(Err(self.rejection(
+                &[key.as_str()],
+                AcquireAllError {
+                    index: 0,
+                    decisions: vec![error.decision().copied()],
+                    error,
+                },
+            ))),
             None => Checked::Later(vec![key.into_owned()]),
         }
     }
@@ -184,9 +192,10 @@ impl RouteLimits {
     /// now.
     pub(crate) async fn check(&self, keys: &[String]) -> Result<Admitted, Rejection> {
         let limits = &self.shared.limits;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let calls: Vec<Call<'_>> = limits
             .iter()
-            .zip(keys)
+            .zip(&keys)
             .map(|(limit, key)| limit.call(key))
             .collect();
         match try_acquire_all(&calls).await {
@@ -195,7 +204,7 @@ impl RouteLimits {
                     true => {
                         let decisions: Vec<_> =
                             permits.iter().map(|p| Some(*p.decision())).collect();
-                        self.admitted_values(&decisions)
+                        self.admitted_values(&keys, &decisions)
                     }
                     false => RateLimitValues::default(),
                 };
@@ -204,23 +213,23 @@ impl RouteLimits {
                     headers,
                 })
             }
-            Err(refusal) => Err(self.rejection(refusal)),
+            Err(refusal) => Err(self.rejection(&keys, refusal)),
         }
     }
 
-    fn rejection(&self, refusal: AcquireAllError) -> Rejection {
+    fn rejection(&self, keys: &[&str], refusal: AcquireAllError) -> Rejection {
         match refusal.error {
             AcquireError::Denied { .. } | AcquireError::TimedOut { .. } => {
-                let headers = self.headers(&refusal.decisions, Some(refusal.index));
+                let headers = self.headers(keys, &refusal.decisions, Some(refusal.index));
                 let refused = refusal.decisions.get(refusal.index).copied().flatten();
-                let retry_after = self
-                    .shared
-                    .limits
-                    .get(refusal.index)
-                    .zip(refused)
-                    .map_or(1, |(limit, decision)| {
-                        limit.state(false, decision).retry_after()
-                    });
+                let retry_after = self.shared.limits.get(refusal.index).zip(refused).map_or(
+                    1,
+                    |(limit, decision)| {
+                        limit
+                            .state(keys[refusal.index], false, decision)
+                            .retry_after()
+                    },
+                );
                 Rejection::RateLimited {
                     retry_after,
                     headers,
@@ -236,9 +245,11 @@ impl RouteLimits {
     /// The headers of an admission by the one limit of the route, without the
     /// vectors of [`Self::states`], and with the limit's `RateLimit-Policy` built
     /// once.
-    fn one_limit_values(&self, limit: &Limit, decision: Decision) -> RateLimitValues {
-        let state = limit.state(decision.allowed(), decision);
+    fn one_limit_values(&self, limit: &Limit, key: &str, decision: Decision) -> RateLimitValues {
+        let state = limit.state(key, decision.allowed(), decision);
         let policy = match limit.policy.get() {
+            // A limiter with overrides shows each key its own policy.
+            _ if limit.limiter.has_overrides() => policy_value(&state, &[]),
             Some((quota, policy)) if *quota == decision.limit => Some(policy.clone()),
             _ => {
                 let policy = policy_value(&state, &[]);
@@ -252,16 +263,21 @@ impl RouteLimits {
     }
 
     /// The headers of an admission.
-    fn admitted_values(&self, decisions: &[Option<Decision>]) -> RateLimitValues {
-        match self.states(decisions, None) {
+    fn admitted_values(&self, keys: &[&str], decisions: &[Option<Decision>]) -> RateLimitValues {
+        match self.states(keys, decisions, None) {
             Some((main, others)) => rate_limit_values(&main, &others, self.shared.legacy_headers),
             None => RateLimitValues::default(),
         }
     }
 
     /// The headers of a refusal.
-    fn headers(&self, decisions: &[Option<Decision>], refused: Option<usize>) -> HeaderMap {
-        match self.states(decisions, refused) {
+    fn headers(
+        &self,
+        keys: &[&str],
+        decisions: &[Option<Decision>],
+        refused: Option<usize>,
+    ) -> HeaderMap {
+        match self.states(keys, decisions, refused) {
             Some((main, others)) => rate_limit_headers(&main, &others, self.shared.legacy_headers),
             None => HeaderMap::new(),
         }
@@ -272,6 +288,7 @@ impl RouteLimits {
     /// then the others; `None` when no limit has a decision.
     fn states(
         &self,
+        keys: &[&str],
         decisions: &[Option<Decision>],
         refused: Option<usize>,
     ) -> Option<(LimitState<'_>, Vec<LimitState<'_>>)> {
@@ -284,7 +301,7 @@ impl RouteLimits {
             .filter_map(|(index, (limit, decision))| {
                 let decision = (*decision)?;
                 let allowed = decision.allowed() && refused != Some(index);
-                Some((index, limit.state(allowed, decision)))
+                Some((index, limit.state(keys[index], allowed, decision)))
             })
             .collect();
         let main = match refused {

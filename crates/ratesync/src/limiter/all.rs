@@ -129,10 +129,8 @@ pub async fn acquire_all(
     calls: &[Call<'_>],
     timeout: Option<Duration>,
 ) -> Result<Vec<Permit>, AcquireAllError> {
-    let members: Vec<(&Arc<LimiterInner>, &str)> = calls
-        .iter()
-        .map(|call| (&call.limiter.inner, call.key))
-        .collect();
+    let members: Vec<(&Arc<LimiterInner>, &str)> =
+        calls.iter().map(|call| (call.inner, call.key)).collect();
     until_admitted(
         &members,
         timeout,
@@ -182,7 +180,7 @@ fn members<'a>(calls: &[Call<'a>]) -> Result<Vec<Member<'a>>, AcquireAllError> {
         decisions: vec![None; calls.len()],
     };
     for (index, call) in calls.iter().enumerate() {
-        let limiter = &call.limiter.inner;
+        let limiter = call.inner;
         limiter
             .check_cost(call.cost)
             .map_err(|e| refuse(index, e))?;

@@ -71,7 +71,7 @@ impl<'a> Call<'a> {
         memory: &MemoryLimiter,
         answer: impl FnOnce(Result<Permit, AcquireError>) -> R,
     ) -> R {
-        let limiter = &self.limiter.inner;
+        let limiter = &self.inner;
         if let Err(error) = limiter.check_cost(self.cost) {
             return answer(Err(error));
         }
@@ -93,7 +93,7 @@ impl<'a> Call<'a> {
 
     /// An attempt at any other store: asked through the engine contract.
     fn ask(self) -> Asked<'a> {
-        let limiter = &self.limiter.inner;
+        let limiter = &self.inner;
         if let Err(error) = limiter.check_cost(self.cost) {
             return Asked::Decided(Err(error));
         }
@@ -119,7 +119,7 @@ impl Future for TryAcquire<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let State::Start(call) = this.state {
-            if let Some(memory) = call.limiter.inner.in_process.as_deref() {
+            if let Some(memory) = call.inner.in_process.as_deref() {
                 this.state = State::Done;
                 return call.decide_in_process(memory, Poll::Ready);
             }
@@ -140,7 +140,7 @@ impl TryAcquire<'_> {
                 }
                 Asked::Pending { answer, lease } => {
                     self.state = State::Asking {
-                        limiter: &call.limiter.inner,
+                        limiter: call.inner,
                         key: call.key,
                         lease,
                         settleable: call.settle_cost(),

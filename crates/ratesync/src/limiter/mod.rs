@@ -64,6 +64,33 @@ pub(crate) struct LimiterInner {
     metrics: LimiterMetrics,
     /// Fail-open admissions are logged, at most once per interval.
     fail_open_log: LogThrottle,
+    /// The limiters deciding the keys of its overrides; `None` without any, so that
+    /// routing a key costs one check (`docs/design.md#overrides`).
+    overrides: Option<Box<Overrides>>,
+}
+
+/// A limiter's overrides, each a limiter of the same name, store and waiters with its
+/// own rule, and how a key finds the first that matches it.
+struct Overrides {
+    limiters: Vec<Arc<LimiterInner>>,
+    /// Each exact key, with the first override listing it.
+    exact: std::collections::HashMap<Box<str>, usize>,
+    /// The prefixes, in override order.
+    prefixes: Vec<(usize, Box<str>)>,
+}
+
+impl Overrides {
+    /// The override deciding `key`, if any: the first that matches it.
+    fn route(&self, key: &str) -> Option<&Arc<LimiterInner>> {
+        let exact = self.exact.get(key).copied();
+        let prefixed = self
+            .prefixes
+            .iter()
+            .take_while(|(index, _)| exact.is_none_or(|first| *index < first))
+            .find(|(_, prefix)| key.starts_with(&**prefix))
+            .map(|(index, _)| *index);
+        prefixed.or(exact).map(|index| &self.limiters[index])
+    }
 }
 
 impl Limiter {
@@ -73,34 +100,33 @@ impl Limiter {
         store: Arc<StoreRuntime>,
     ) -> Result<Self, StoreError> {
         let name: Arc<str> = name.into();
-        let policy = config.policy();
         let waiters = Arc::new(Waiters::default());
         let woken = waiters.clone();
-        let engine = store.engine.limiter(LimiterSpec {
-            id: name.clone(),
-            policy,
-            releases: ReleaseSignal::new(move |key| woken.released(key)),
-        })?;
-        let in_process = (engine.clone() as Arc<dyn std::any::Any + Send + Sync>)
-            .downcast::<MemoryLimiter>()
-            .ok();
+        let releases = ReleaseSignal::new(move |key| woken.released(key));
+        let mut inner = LimiterInner::new(&name, config, &store, &waiters, releases)?;
+        if !inner.config.overrides.is_empty() {
+            let mut overrides = Overrides {
+                limiters: Vec::new(),
+                exact: std::collections::HashMap::new(),
+                prefixes: Vec::new(),
+            };
+            for (index, over) in inner.config.overrides.iter().enumerate() {
+                // The limiter's own signal wakes the waiters they share.
+                let config = inner.config.overridden(over);
+                let limiter =
+                    LimiterInner::new(&name, config, &store, &waiters, ReleaseSignal::detached())?;
+                overrides.limiters.push(Arc::new(limiter));
+                for key in &over.keys {
+                    overrides.exact.entry(key.as_str().into()).or_insert(index);
+                }
+                if let Some(prefix) = &over.key_prefix {
+                    overrides.prefixes.push((index, prefix.as_str().into()));
+                }
+            }
+            inner.overrides = Some(Box::new(overrides));
+        }
         Ok(Limiter {
-            inner: Arc::new(LimiterInner {
-                metrics: LimiterMetrics::new(&name, &store.id),
-                fail_open_log: LogThrottle::default(),
-                name,
-                config,
-                policy,
-                engine,
-                in_process,
-                quota: policy.rule.as_ref().map(Rule::quota),
-                max_cost: policy
-                    .rule
-                    .as_ref()
-                    .map_or(u32::MAX, |rule| rule.capacity()),
-                store,
-                waiters,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -151,6 +177,7 @@ impl Limiter {
     fn call(&self) -> Call<'_> {
         Call {
             limiter: self,
+            inner: self.inner.route(""),
             key: "",
             cost: 1,
             timeout: self.inner.config.timeout,
@@ -182,9 +209,28 @@ impl Limiter {
         self.call().state().await
     }
 
-    /// Forgets the state of every key of this limiter.
+    /// Forgets the state of every key of this limiter (its overrides' keys too).
     pub async fn reset(&self) -> Result<(), AcquireError> {
-        self.inner.reset(None).await
+        for inner in self.inner.with_overrides() {
+            inner.reset(None).await?;
+        }
+        Ok(())
+    }
+
+    /// The rule as the quota users configured for `key` (its override's, else the
+    /// limiter's; `None` without a rate): what the HTTP headers show for it.
+    pub fn quota_for(&self, key: &str) -> Option<RateQuota> {
+        self.inner.route(key).quota
+    }
+
+    /// Whether some keys have rules of their own (`docs/design.md#overrides`).
+    pub fn has_overrides(&self) -> bool {
+        self.inner.overrides.is_some()
+    }
+
+    /// The rule and cap that decide `key` (its override's, else the limiter's).
+    pub fn policy_for(&self, key: &str) -> &Policy {
+        &self.inner.route(key).policy
     }
 }
 
@@ -204,6 +250,8 @@ impl std::fmt::Debug for Limiter {
 #[must_use = "a Call does nothing until acquire, try_acquire, state or reset"]
 pub struct Call<'a> {
     limiter: &'a Limiter,
+    /// The limiter deciding `key`: `limiter`'s, or its override's for the key.
+    inner: &'a Arc<LimiterInner>,
     key: &'a str,
     cost: u32,
     timeout: Option<Duration>,
@@ -216,6 +264,7 @@ impl<'a> Call<'a> {
     #[inline]
     pub fn key(mut self, key: &'a str) -> Self {
         self.key = key;
+        self.inner = self.limiter.inner.route(key);
         self
     }
 
@@ -275,22 +324,74 @@ impl<'a> Call<'a> {
     /// `try_acquire().await` (the attempt is not made twice; nothing was asked).
     #[inline]
     pub fn try_acquire_now(self) -> Option<Result<Permit, AcquireError>> {
-        let memory = self.limiter.inner.in_process.as_deref()?;
+        let memory = self.inner.in_process.as_deref()?;
         self.decide_in_process(memory, Some)
     }
 
     /// The decision this call would get now, consuming nothing.
     pub async fn state(self) -> Result<Decision, AcquireError> {
-        self.limiter.inner.peek(self.key, self.cost).await
+        self.inner.peek(self.key, self.cost).await
     }
 
     /// Forgets this key's state.
     pub async fn reset(self) -> Result<(), AcquireError> {
-        self.limiter.inner.reset(Some(self.key)).await
+        self.inner.reset(Some(self.key)).await
     }
 }
 
 impl LimiterInner {
+    /// A limiter deciding by `config`'s policy in `store`, its waiters `waiters` woken
+    /// by `releases` from other processes.
+    fn new(
+        name: &Arc<str>,
+        config: LimiterConfig,
+        store: &Arc<StoreRuntime>,
+        waiters: &Arc<Waiters>,
+        releases: ReleaseSignal,
+    ) -> Result<Self, StoreError> {
+        let policy = config.policy();
+        let engine = store.engine.limiter(LimiterSpec {
+            id: name.clone(),
+            policy,
+            releases,
+        })?;
+        let in_process = (engine.clone() as Arc<dyn std::any::Any + Send + Sync>)
+            .downcast::<MemoryLimiter>()
+            .ok();
+        Ok(LimiterInner {
+            metrics: LimiterMetrics::new(name, &store.id),
+            fail_open_log: LogThrottle::default(),
+            name: name.clone(),
+            config,
+            policy,
+            engine,
+            in_process,
+            quota: policy.rule.as_ref().map(Rule::quota),
+            max_cost: policy
+                .rule
+                .as_ref()
+                .map_or(u32::MAX, |rule| rule.capacity()),
+            store: store.clone(),
+            waiters: waiters.clone(),
+            overrides: None,
+        })
+    }
+
+    /// The limiter deciding `key`: an override's, else this one.
+    #[inline]
+    fn route(self: &Arc<Self>, key: &str) -> &Arc<Self> {
+        match &self.overrides {
+            None => self,
+            Some(overrides) => overrides.route(key).unwrap_or(self),
+        }
+    }
+
+    /// This limiter and those of its overrides.
+    fn with_overrides(self: &Arc<Self>) -> impl Iterator<Item = &Arc<Self>> {
+        let overrides = self.overrides.as_deref().map(|o| o.limiters.iter());
+        std::iter::once(self).chain(overrides.into_iter().flatten())
+    }
+
     /// One comparison on the way to every decision: `1 <= cost <= max_cost`
     /// (`cost - 1` wraps to the largest value for 0); the reason comes out of line.
     #[inline]

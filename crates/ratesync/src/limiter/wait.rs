@@ -131,7 +131,7 @@ where
 /// [`Call::acquire`]: attempts until admitted or timed out.
 pub(super) async fn acquire(call: Call<'_>) -> Result<Permit, AcquireError> {
     until_admitted(
-        &[(&call.limiter.inner, call.key)],
+        &[(call.inner, call.key)],
         call.timeout,
         call.wait_out,
         || call.try_acquire(),

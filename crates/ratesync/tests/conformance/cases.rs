@@ -744,3 +744,62 @@ pub async fn shadow_mode_admits_what_it_would_refuse(b: &dyn Backend) {
     assert_eq!(refusal.index, 1, "the enforced bucket still refuses");
     assert_eq!(window.key("g").state().await.unwrap().remaining(), 0);
 }
+
+/// `docs/design.md#overrides`: keys an override matches are decided by its rule (the
+/// limiter's with the override's fields), the first matching override winning; every
+/// other key by the limiter's; a reset of the limiter forgets them all.
+pub async fn overrides_give_keys_their_own_rule(b: &dyn Backend) {
+    use ratesync::OverrideBuilder;
+    let api = limiter(
+        b,
+        LimiterBuilder::token_bucket("s", 0.01)
+            .burst(2)
+            .key_override(OverrideBuilder::keys(["vip", "pro:special"]).burst(10))
+            .key_override(OverrideBuilder::key_prefix("pro:").burst(5))
+            .key_override(OverrideBuilder::keys(["batch"]).max_concurrent(1)),
+    );
+    let admitted = |key: &'static str, n: u64| {
+        let api = api.clone();
+        async move {
+            for taken in 1..=n {
+                let permit = api.key(key).try_acquire().await.expect("within its burst");
+                assert_eq!(permit.decision().remaining(), n - taken, "{key}");
+                assert_eq!(permit.decision().limit(), n, "{key}: its own limit");
+            }
+            assert_eq!(
+                denied(api.key(key).try_acquire().await).denied_by(),
+                Some(DeniedBy::Rate),
+                "{key}"
+            );
+        }
+    };
+    admitted("vip", 10).await;
+    admitted("pro:special", 10).await; // listed exactly in the first override
+    admitted("pro:acme", 5).await;
+    admitted("anyone", 2).await;
+    // 0.01/s: 18 per 1800 s holds a burst of 10; 3 per 300 s one of 2.
+    assert_eq!(api.quota_for("vip").map(|q| q.units), Some(18));
+    assert_eq!(api.quota_for("anyone").map(|q| q.units), Some(3));
+    assert_eq!(api.policy_for("anyone").rule, api.policy().rule);
+
+    let held = api.key("batch").acquire().await.unwrap();
+    assert!(held.holds_slot());
+    assert_eq!(
+        denied(api.key("batch").try_acquire().await).denied_by(),
+        Some(DeniedBy::Concurrency)
+    );
+    held.release().await;
+
+    // A group takes each key's own rule.
+    let other = limiter(b, LimiterBuilder::sliding_window("s", 5, 60.0));
+    api.reset().await.unwrap();
+    let group = [api.key("vip"), other.key("vip")];
+    let permits = ratesync::try_acquire_all(&group).await.unwrap();
+    assert_eq!(permits[0].decision().limit(), 10);
+    assert_eq!(api.key("vip").state().await.unwrap().remaining(), 9);
+    assert_eq!(
+        api.key("anyone").state().await.unwrap().remaining(),
+        2,
+        "the reset reached the limiter's own keys"
+    );
+}

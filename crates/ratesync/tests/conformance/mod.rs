@@ -87,6 +87,7 @@ macro_rules! conformance_suite {
             concurrent_callers_never_exceed_the_limit,
             groups_are_all_or_nothing,
             shadow_mode_admits_what_it_would_refuse,
+            overrides_give_keys_their_own_rule,
         );
     };
     (@cases $factory:expr, $paused:literal; $($case:ident),* $(,)?) => {

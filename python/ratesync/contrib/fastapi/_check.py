@@ -8,10 +8,11 @@ from ratesync.contrib.fastapi.headers import RateLimitResult
 from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
-def to_result(decision: Decision, allowed: bool, policy: str) -> RateLimitResult:
-    """The result of ``decision`` of limiter ``policy``, its quota the one configured
-    (``_native.limiter_quota``: a token bucket's rate per window, not its burst)."""
-    quota = _native.limiter_quota(policy)
+def to_result(decision: Decision, allowed: bool, policy: str, key: str) -> RateLimitResult:
+    """The result of ``decision`` of limiter ``policy`` for ``key``, its quota the one
+    configured for the key (``_native.limiter_quota``: a token bucket's rate per
+    window, not its burst)."""
+    quota = _native.limiter_quota(policy, key)
     limit, window = quota if quota is not None else (decision.limit, None)
     return RateLimitResult(
         allowed=allowed,
@@ -57,6 +58,6 @@ async def check(
     except RateLimiterAcquisitionError:
         permit = None
     if permit is not None:
-        return permit, to_result(permit.decision, True, limiter_id)
+        return permit, to_result(permit.decision, True, limiter_id, key)
     decision = await _api._state(limiter_id, key, cost)
-    return None, to_result(decision, False, limiter_id)
+    return None, to_result(decision, False, limiter_id, key)

@@ -5,7 +5,8 @@ use std::num::NonZeroU32;
 
 use super::super::error::Issues;
 use super::super::offset::parse_utc_offset;
-use super::super::types::{LimiterConfig, DEFAULT_LEASE_TTL};
+use super::super::raw::{Table, Value};
+use super::super::types::{KeyOverride, LimiterConfig, DEFAULT_LEASE_TTL};
 use super::fields::{Field, Fields};
 use super::suggest::did_you_mean;
 use crate::algorithm::{
@@ -27,6 +28,21 @@ const KEYS: &[&str] = &[
     "fail_closed",
     "lease_ttl",
     "shadow",
+    "overrides",
+];
+/// The keys of an `overrides` table: what it applies to, and the rule fields it may
+/// set (the algorithm, store and call defaults are the limiter's own).
+const OVERRIDE_KEYS: &[&str] = &[
+    "keys",
+    "key_prefix",
+    "rate_per_second",
+    "burst",
+    "limit",
+    "window_seconds",
+    "precision",
+    "period",
+    "utc_offset",
+    "max_concurrent",
 ];
 const ALGORITHMS: &[&str] = &["token_bucket", "sliding_window", "fixed_window"];
 /// The keys of the rules, each with the algorithms that read it: any other
@@ -55,7 +71,41 @@ pub(crate) fn limiter(
     let before = issues.len();
     f.check_keys(issues, "a limiter", KEYS, |_| None);
     let store = store_id(f, stores, issues);
-    // `Some(None)`: valid, without a rate (concurrency only); `None`: invalid.
+    let rule = rule_and_cap(f, issues);
+    let lease_ttl = f.seconds(issues, "lease_ttl", false);
+    if lease_ttl.is_present() && !f.table.contains("max_concurrent") {
+        f.report(
+            issues,
+            "lease_ttl",
+            "`lease_ttl` only applies to a limiter with `max_concurrent`",
+        );
+    }
+    let timeout = f.seconds(issues, "timeout", true).ok();
+    let fail_closed = f.boolean(issues, "fail_closed").or(false);
+    let shadow = f.boolean(issues, "shadow").or(false);
+    // Overrides are the limiter's table with some fields replaced: checked once the
+    // limiter itself is valid, so that its own problems are not reported again.
+    let overrides = match issues.len() == before {
+        true => overrides(f, issues),
+        false => Vec::new(),
+    };
+    let (rule, max_concurrent) = rule?;
+    let config = LimiterConfig {
+        store: store?,
+        rule,
+        max_concurrent,
+        lease_ttl: lease_ttl.or(DEFAULT_LEASE_TTL),
+        timeout,
+        fail_closed,
+        shadow,
+        overrides,
+    };
+    (issues.len() == before).then_some(config)
+}
+
+/// The rule of a limiter table (`None`: concurrency only) and its cap; `None` when
+/// either is invalid (reported).
+fn rule_and_cap(f: &Fields<'_>, issues: &mut Issues) -> Option<(Option<Rule>, Option<NonZeroU32>)> {
     let rule: Option<Option<Rule>> = match f.string(issues, "algorithm") {
         Field::Absent => token_bucket(f, "token_bucket (the default)", issues),
         Field::Valid("token_bucket") => token_bucket(f, "token_bucket", issues),
@@ -76,31 +126,156 @@ pub(crate) fn limiter(
         }
         Field::Invalid => None,
     };
-    let max_concurrent = f
-        .u32(issues, "max_concurrent", 1)
-        .ok()
-        .and_then(NonZeroU32::new);
-    let lease_ttl = f.seconds(issues, "lease_ttl", false);
-    if lease_ttl.is_present() && !f.table.contains("max_concurrent") {
-        f.report(
+    let max_concurrent = match f.u32(issues, "max_concurrent", 1) {
+        Field::Invalid => return None,
+        cap => cap.ok().and_then(NonZeroU32::new),
+    };
+    Some((rule?, max_concurrent))
+}
+
+/// The `[[limiters.ID.overrides]]` tables of a valid limiter table `f`
+/// (`docs/design.md#overrides`).
+fn overrides(f: &Fields<'_>, issues: &mut Issues) -> Vec<KeyOverride> {
+    let items = match f.table.get("overrides").map(|i| &i.value) {
+        None | Some(Value::Invalid) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            f.report(
+                issues,
+                "overrides",
+                format!(
+                    "expected an array of tables ([[limiters.ID.overrides]]), got {}",
+                    other.type_name()
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{}[{i}]", f.path("overrides"));
+        match &item.value {
+            Value::Table(table) => {
+                let o = Fields::new(table, path, item.line.or(f.line));
+                out.extend(key_override(f, &o, issues));
+            }
+            Value::Invalid => {}
+            other => issues.push(
+                &path,
+                item.line,
+                format!("expected a table, got {}", other.type_name()),
+            ),
+        }
+    }
+    out
+}
+
+/// One override `o` of the limiter table `f`: its keys, and the limiter's rule with
+/// the override's fields, validated as a limiter table (so with the same messages).
+fn key_override(f: &Fields<'_>, o: &Fields<'_>, issues: &mut Issues) -> Option<KeyOverride> {
+    let before = issues.len();
+    o.check_keys(issues, "an override", OVERRIDE_KEYS, |key| {
+        KEYS.contains(&key)
+            .then(|| format!("`{key}` is the limiter's own, the same for every key"))
+    });
+    let keys = key_list(o, issues);
+    let key_prefix = match o.string(issues, "key_prefix") {
+        Field::Valid("") => {
+            o.report(
+                issues,
+                "key_prefix",
+                "must not be empty: it would match every key",
+            );
+            None
+        }
+        prefix => prefix.ok().map(str::to_owned),
+    };
+    if !o.table.contains("keys") && !o.table.contains("key_prefix") {
+        o.report_table(
             issues,
-            "lease_ttl",
-            "`lease_ttl` only applies to a limiter with `max_concurrent`",
+            "an override needs `keys`, `key_prefix` or both: the keys it applies to",
         );
     }
-    let timeout = f.seconds(issues, "timeout", true).ok();
-    let fail_closed = f.boolean(issues, "fail_closed").or(false);
-    let shadow = f.boolean(issues, "shadow").or(false);
-    let config = LimiterConfig {
-        store: store?,
-        rule: rule?,
-        max_concurrent,
-        lease_ttl: lease_ttl.or(DEFAULT_LEASE_TTL),
-        timeout,
-        fail_closed,
-        shadow,
+    let sets_a_rule = o
+        .table
+        .entries
+        .iter()
+        .any(|e| e.key != "keys" && e.key != "key_prefix");
+    if !sets_a_rule {
+        o.report_table(
+            issues,
+            "an override sets none of the rule fields (rate_per_second, burst, limit, window_seconds, period, max_concurrent, ...)",
+        );
+    }
+    if issues.len() != before {
+        return None;
+    }
+    // A window given by the override replaces the limiter's, whichever way it is
+    // given (`window_seconds` and `period` exclude each other).
+    let replaced = |key: &str| {
+        o.table.contains(key)
+            || (key == "period" && o.table.contains("window_seconds"))
+            || (key == "window_seconds" && o.table.contains("period"))
     };
-    (issues.len() == before).then_some(config)
+    let mut merged = Table::default();
+    merged.entries.extend(
+        f.table
+            .entries
+            .iter()
+            .filter(|e| e.key != "overrides" && !replaced(&e.key))
+            .cloned(),
+    );
+    merged.entries.extend(
+        o.table
+            .entries
+            .iter()
+            .filter(|e| e.key != "keys" && e.key != "key_prefix")
+            .cloned(),
+    );
+    let merged = Fields::new(&merged, o.path.clone(), o.line);
+    let (rule, max_concurrent) = rule_and_cap(&merged, issues)?;
+    Some(KeyOverride {
+        keys: keys.unwrap_or_default(),
+        key_prefix,
+        rule,
+        max_concurrent,
+    })
+}
+
+/// `keys = ["a", "b"]`: non-empty strings; `None` when absent or invalid.
+fn key_list(o: &Fields<'_>, issues: &mut Issues) -> Option<Vec<String>> {
+    let items = match o.table.get("keys").map(|i| &i.value) {
+        None | Some(Value::Invalid) => return None,
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => {
+            o.report(issues, "keys", "must list at least one key");
+            return None;
+        }
+        Some(other) => {
+            o.report(
+                issues,
+                "keys",
+                format!(
+                    "expected an array of key strings, got {}",
+                    other.type_name()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut keys = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            Value::String { text, .. } => keys.push(text.clone()),
+            Value::Invalid => {}
+            other => issues.push(
+                &format!("{}[{i}]", o.path("keys")),
+                item.line,
+                format!("expected a key string, got {}", other.type_name()),
+            ),
+        }
+    }
+    Some(keys)
 }
 
 fn store_id(f: &Fields<'_>, stores: &[&str], issues: &mut Issues) -> Option<String> {
