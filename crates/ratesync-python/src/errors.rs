@@ -51,6 +51,7 @@ pub(crate) fn from_error(error: &Error) -> PyErr {
 
 pub(crate) fn from_acquire(error: &AcquireError) -> PyErr {
     let (kind, limiter) = match error {
+        AcquireError::NotConfigured { limiter } => return limiter_not_found(limiter),
         AcquireError::Denied { limiter, .. } => ("denied", limiter),
         AcquireError::TimedOut { limiter, .. } => ("timed_out", limiter),
         AcquireError::StoreUnavailable { limiter, .. } => ("store_unavailable", limiter),

@@ -62,6 +62,10 @@ pub enum AcquireError {
     /// A group names the same key of a limiter with `max_concurrent` twice.
     #[error("limiter `{limiter}` appears twice with the same key in one group; a group takes at most one concurrency slot per limiter and key")]
     SlotTwice { limiter: Arc<str> },
+    /// A reload of the configuration removed the limiter: a handle taken before it
+    /// refuses new calls (permits it gave stay valid until released).
+    #[error("limiter `{limiter}` is not configured: a reload of the configuration removed it")]
+    NotConfigured { limiter: Arc<str> },
 }
 
 /// Why [`crate::Permit::settle`] could not settle.

@@ -27,6 +27,7 @@ fn describe() {
         describe_gauge!("ratesync_permits_in_use", "Concurrency permits held in this process");
         describe_histogram!("ratesync_store_call_seconds", Unit::Seconds, "Latency of each call to the store");
         describe_gauge!("ratesync_circuit_open", "1 while the store's circuit breaker is open");
+        describe_counter!("ratesync_config_reloads_total", "Edits of a followed configuration file, by result: applied, or rejected (invalid; the running limits stay)");
     });
 }
 

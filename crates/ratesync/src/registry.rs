@@ -90,7 +90,7 @@ impl Registry {
         next.stores.insert(id.to_owned(), runtime.clone());
         for (name, limiter) in &next.config.limiters {
             if limiter.store == id {
-                let rebuilt = build_limiter(name, limiter, runtime.clone())?;
+                let rebuilt = build_limiter(name, limiter, runtime.clone(), None)?;
                 next.limiters.insert(name.clone(), rebuilt);
             }
         }
@@ -111,7 +111,7 @@ impl Registry {
             return Ok(self.clone());
         }
         // Validation guarantees the store exists.
-        let built = build_limiter(id, &config, self.inner.stores[&config.store].clone())?;
+        let built = build_limiter(id, &config, self.inner.stores[&config.store].clone(), None)?;
         let mut next = Inner::clone(&self.inner);
         next.config.limiters.insert(id.to_owned(), config);
         next.limiters.insert(id.to_owned(), built);
@@ -131,45 +131,98 @@ impl Registry {
     /// it. `other`'s `[fastapi]` networks replace these when it lists any. Fails as a
     /// whole.
     pub fn merged(&self, other: Config) -> Result<Registry, Error> {
-        let mut next = Inner::clone(&self.inner);
-        let mut rebuilt_stores = Vec::new();
-        for (id, store) in other.stores {
-            if next.config.stores.get(&id) == Some(&store) {
-                continue;
-            }
-            let runtime = build_store(&id, &store, None)?;
-            next.config.stores.insert(id.clone(), store);
-            next.stores.insert(id.clone(), runtime);
-            rebuilt_stores.push(id);
+        self.reloaded(&Config::default(), other)
+    }
+
+    /// This registry with the part that came from a file replaced by the file's new
+    /// contents: `before` is what the file held, `after` what it holds now
+    /// (`docs/design.md#hot-reload`). What the file added and no longer has is
+    /// removed (a store only once no limiter uses it); what it has is added or
+    /// replaces what was there. Everything else is as in [`Registry::merged`]:
+    /// what does not change is shared as is, a limiter whose settings change keeps
+    /// its keys' state where its store keeps them and the algorithm is the same, and
+    /// handles taken from this registry follow (a removed limiter's refuse new calls
+    /// with [`crate::AcquireError::NotConfigured`]). Fails as a whole: on an error
+    /// nothing changes.
+    pub fn reloaded(&self, before: &Config, after: Config) -> Result<Registry, Error> {
+        let mut config = self.inner.config.clone();
+        config
+            .limiters
+            .retain(|id, _| !before.limiters.contains_key(id) || after.limiters.contains_key(id));
+        let in_use = |config: &Config, id: &str| config.limiters.values().any(|l| l.store == id);
+        let gone: Vec<String> = before
+            .stores
+            .keys()
+            .filter(|id| !after.stores.contains_key(*id) && !in_use(&config, id))
+            .cloned()
+            .collect();
+        for id in gone {
+            config.stores.shift_remove(&id);
         }
-        for (name, limiter) in other.limiters {
-            next.config.limiters.insert(name, limiter);
+        config.stores.extend(after.stores);
+        config.limiters.extend(after.limiters);
+        if !after.fastapi.trusted_proxy_networks.is_empty()
+            || !before.fastapi.trusted_proxy_networks.is_empty()
+        {
+            config.fastapi = after.fastapi;
         }
-        let mut limiters = IndexMap::new();
-        for (name, limiter) in &next.config.limiters {
+        if after.source.is_some() {
+            config.source = after.source;
+        }
+        self.rebuilt(config)
+    }
+
+    /// The registry of `config`, sharing this one's stores and limiters where their
+    /// settings are the same; the limiters it rebuilds or drops hand their calls
+    /// over once everything is built.
+    fn rebuilt(&self, config: Config) -> Result<Registry, Error> {
+        let mut stores = IndexMap::new();
+        for (id, store) in &config.stores {
             let kept = self
                 .inner
-                .config
-                .limiters
-                .get(name)
-                .filter(|old| *old == limiter && !rebuilt_stores.contains(&limiter.store))
-                .and_then(|_| self.inner.limiters.get(name));
+                .stores
+                .get(id)
+                .filter(|_| self.inner.config.stores.get(id) == Some(store));
+            let runtime = match kept {
+                Some(runtime) => runtime.clone(),
+                None => build_store(id, store, None)?,
+            };
+            stores.insert(id.clone(), runtime);
+        }
+        let mut limiters = IndexMap::new();
+        let mut handed_over = Vec::new();
+        for (name, limiter) in &config.limiters {
+            // Validation guarantees the store exists.
+            let store = &stores[&limiter.store];
+            let old = self.inner.limiters.get(name);
+            let kept = old.filter(|old| {
+                self.inner.config.limiters.get(name) == Some(limiter)
+                    && Arc::ptr_eq(old.store(), store)
+            });
             let built = match kept {
                 Some(limiter) => limiter.clone(),
-                // The file was validated as a whole: its limiters' stores are its own.
-                None => build_limiter(name, limiter, next.stores[&limiter.store].clone())?,
+                None => {
+                    let built = build_limiter(name, limiter, store.clone(), old)?;
+                    handed_over.extend(old.map(|old| (old.clone(), Some(built.clone()))));
+                    built
+                }
             };
             limiters.insert(name.clone(), built);
         }
-        next.limiters = limiters;
-        if !other.fastapi.trusted_proxy_networks.is_empty() {
-            next.config.fastapi = other.fastapi;
+        for (name, old) in &self.inner.limiters {
+            if !limiters.contains_key(name) {
+                handed_over.push((old.clone(), None));
+            }
         }
-        if other.source.is_some() {
-            next.config.source = other.source;
+        for (old, next) in handed_over {
+            old.replace_with(next.as_ref());
         }
         Ok(Registry {
-            inner: Arc::new(next),
+            inner: Arc::new(Inner {
+                config,
+                stores,
+                limiters,
+            }),
         })
     }
 }
@@ -193,8 +246,9 @@ fn build_limiter(
     name: &str,
     limiter: &LimiterConfig,
     store: Arc<StoreRuntime>,
+    previous: Option<&Limiter>,
 ) -> Result<Limiter, Error> {
-    Limiter::new(name, limiter.clone(), store).map_err(|source| Error::Store {
+    Limiter::new(name, limiter.clone(), store, previous).map_err(|source| Error::Store {
         store: limiter.store.clone(),
         source,
     })
@@ -243,7 +297,7 @@ impl RegistryBuilder {
         let mut limiters = IndexMap::new();
         for (name, limiter) in &self.config.limiters {
             // Validation guarantees the store exists.
-            let built = build_limiter(name, limiter, stores[&limiter.store].clone())?;
+            let built = build_limiter(name, limiter, stores[&limiter.store].clone(), None)?;
             limiters.insert(name.clone(), built);
         }
         Ok(Registry {

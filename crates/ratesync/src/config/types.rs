@@ -14,7 +14,7 @@ use crate::algorithm::{Concurrency, Policy, Rule};
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// A whole configuration: stores and the limiters that use them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// The file this came from, if any.
     pub source: Option<PathBuf>,

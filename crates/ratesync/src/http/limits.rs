@@ -236,9 +236,9 @@ impl RouteLimits {
                 }
             }
             error @ AcquireError::StoreUnavailable { .. } => Rejection::StoreUnavailable(error),
-            error @ (AcquireError::InvalidCost { .. } | AcquireError::SlotTwice { .. }) => {
-                Rejection::InvalidCost(error)
-            }
+            error @ (AcquireError::InvalidCost { .. }
+            | AcquireError::SlotTwice { .. }
+            | AcquireError::NotConfigured { .. }) => Rejection::InvalidCost(error),
         }
     }
 

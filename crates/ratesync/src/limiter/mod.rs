@@ -20,7 +20,7 @@ mod permit;
 mod wait;
 mod waiters;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use self::all::{acquire_all, try_acquire_all};
@@ -30,7 +30,7 @@ pub use self::permit::Permit;
 use self::permit::{HeldSlot, Reservation};
 use self::waiters::Waiters;
 use crate::algorithm::{check_cost, LeaseId, Policy, RateQuota, Receipt, Rule};
-use crate::config::LimiterConfig;
+use crate::config::{KeyOverride, LimiterConfig};
 use crate::decision::Decision;
 use crate::engine::memory::MemoryLimiter;
 use crate::error::{AcquireError, SettleError};
@@ -67,6 +67,13 @@ pub(crate) struct LimiterInner {
     /// The limiters deciding the keys of its overrides; `None` without any, so that
     /// routing a key costs one check (`docs/design.md#overrides`).
     overrides: Option<Box<Overrides>>,
+    /// Set once a reload has replaced (or removed) this limiter: calls through
+    /// handles taken before go to its successor, while its permits stay its own
+    /// (`docs/design.md#hot-reload`).
+    successor: OnceLock<Arc<LimiterInner>>,
+    /// A removed limiter's successor: it refuses every call as not configured (its
+    /// `max_cost` is 0, so the check every call makes is the only one).
+    removed: bool,
 }
 
 /// A limiter's overrides, each a limiter of the same name, store and waiters with its
@@ -94,16 +101,25 @@ impl Overrides {
 }
 
 impl Limiter {
+    /// Limiter `name` of `config` on `store`. `previous`: the limiter it replaces on
+    /// a reload (`docs/design.md#hot-reload`): on the same store, the keys a store
+    /// keeps in the process carry over, and its waiters are woken by this one's
+    /// releases.
     pub(crate) fn new(
         name: &str,
         config: LimiterConfig,
         store: Arc<StoreRuntime>,
+        previous: Option<&Limiter>,
     ) -> Result<Self, StoreError> {
         let name: Arc<str> = name.into();
-        let waiters = Arc::new(Waiters::default());
+        let previous = previous
+            .map(|limiter| limiter.inner.current())
+            .filter(|previous| Arc::ptr_eq(&previous.store, &store));
+        let waiters = previous.map_or_else(Default::default, |p| p.waiters.clone());
         let woken = waiters.clone();
         let releases = ReleaseSignal::new(move |key| woken.released(key));
-        let mut inner = LimiterInner::new(&name, config, &store, &waiters, releases)?;
+        let before = previous.map(|p| &p.engine);
+        let mut inner = LimiterInner::new(&name, config, &store, &waiters, releases, before)?;
         if !inner.config.overrides.is_empty() {
             let mut overrides = Overrides {
                 limiters: Vec::new(),
@@ -111,10 +127,14 @@ impl Limiter {
                 prefixes: Vec::new(),
             };
             for (index, over) in inner.config.overrides.iter().enumerate() {
-                // The limiter's own signal wakes the waiters they share.
+                // The limiter's own signal wakes the waiters they share. An override
+                // for the same keys as before keeps their state.
                 let config = inner.config.overridden(over);
-                let limiter =
-                    LimiterInner::new(&name, config, &store, &waiters, ReleaseSignal::detached())?;
+                let before = previous
+                    .and_then(|p| p.override_for(over))
+                    .map(|o| &o.engine);
+                let signal = ReleaseSignal::detached();
+                let limiter = LimiterInner::new(&name, config, &store, &waiters, signal, before)?;
                 overrides.limiters.push(Arc::new(limiter));
                 for key in &over.keys {
                     overrides.exact.entry(key.as_str().into()).or_insert(index);
@@ -130,6 +150,18 @@ impl Limiter {
         })
     }
 
+    /// Hands this limiter's calls over to `next` (a reload rebuilt it), or with
+    /// `None` retires it (a reload removed it): handles taken before follow
+    /// (`docs/design.md#hot-reload`).
+    pub(crate) fn replace_with(&self, next: Option<&Limiter>) {
+        self.inner.current().replace_with(next);
+    }
+
+    /// The store this limiter decides in now.
+    pub(crate) fn store(&self) -> &Arc<StoreRuntime> {
+        &self.inner.current().store
+    }
+
     /// The limiter's configured name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -137,29 +169,29 @@ impl Limiter {
 
     /// Id of the store the limiter decides in.
     pub fn store_id(&self) -> &str {
-        &self.inner.store.id
+        &self.inner.current().store.id
     }
 
     /// The engine of that store (`"memory"`, `"redis"`, ...).
     pub fn engine_name(&self) -> &'static str {
-        self.inner.store.engine.name()
+        self.inner.current().store.engine.name()
     }
 
     /// The limiter's validated configuration.
     pub fn config(&self) -> &LimiterConfig {
-        &self.inner.config
+        &self.inner.current().config
     }
 
     /// The rule and concurrency cap the store enforces.
     pub fn policy(&self) -> &Policy {
-        &self.inner.policy
+        &self.inner.current().policy
     }
 
     /// The rule as the quota users configured (`None` without a rate): what the
     /// HTTP headers show, where [`Decision::limit`] is what decisions count (a token
     /// bucket's burst).
     pub fn quota(&self) -> Option<RateQuota> {
-        self.inner.quota
+        self.inner.current().quota
     }
 
     /// A call on one key.
@@ -180,7 +212,7 @@ impl Limiter {
             inner: self.inner.route(""),
             key: "",
             cost: 1,
-            timeout: self.inner.config.timeout,
+            timeout: self.inner.current().config.timeout,
             settleable: false,
             wait_out: false,
         }
@@ -211,7 +243,7 @@ impl Limiter {
 
     /// Forgets the state of every key of this limiter (its overrides' keys too).
     pub async fn reset(&self) -> Result<(), AcquireError> {
-        for inner in self.inner.with_overrides() {
+        for inner in self.inner.current().with_overrides() {
             inner.reset(None).await?;
         }
         Ok(())
@@ -225,7 +257,7 @@ impl Limiter {
 
     /// Whether some keys have rules of their own (`docs/design.md#overrides`).
     pub fn has_overrides(&self) -> bool {
-        self.inner.overrides.is_some()
+        self.inner.current().overrides.is_some()
     }
 
     /// The rule and cap that decide `key` (its override's, else the limiter's).
@@ -348,13 +380,18 @@ impl LimiterInner {
         store: &Arc<StoreRuntime>,
         waiters: &Arc<Waiters>,
         releases: ReleaseSignal,
+        previous: Option<&Arc<dyn EngineLimiter>>,
     ) -> Result<Self, StoreError> {
         let policy = config.policy();
-        let engine = store.engine.limiter(LimiterSpec {
+        let spec = LimiterSpec {
             id: name.clone(),
             policy,
             releases,
-        })?;
+        };
+        let engine = match previous {
+            Some(previous) => store.engine.limiter_replacing(spec, previous)?,
+            None => store.engine.limiter(spec)?,
+        };
         let in_process = (engine.clone() as Arc<dyn std::any::Any + Send + Sync>)
             .downcast::<MemoryLimiter>()
             .ok();
@@ -374,16 +411,68 @@ impl LimiterInner {
             store: store.clone(),
             waiters: waiters.clone(),
             overrides: None,
+            successor: OnceLock::new(),
+            removed: false,
         })
     }
 
-    /// The limiter deciding `key`: an override's, else this one.
+    /// What a handle on this limiter decides with now: the limiter itself, or after a
+    /// reload its successor (`docs/design.md#hot-reload`). One atomic load when no
+    /// reload ever happened.
+    #[inline]
+    fn current(self: &Arc<Self>) -> &Arc<Self> {
+        match self.successor.get() {
+            None => self,
+            Some(next) => next.current(),
+        }
+    }
+
+    /// Hands this limiter's calls over to `next` (a reload rebuilt it), or with
+    /// `None` retires it (a reload removed it).
+    pub(crate) fn replace_with(self: &Arc<Self>, next: Option<&Limiter>) {
+        let next = match next {
+            Some(next) => next.inner.clone(),
+            None => Arc::new(LimiterInner {
+                name: self.name.clone(),
+                config: self.config.clone(),
+                policy: self.policy,
+                engine: self.engine.clone(),
+                in_process: None,
+                quota: self.quota,
+                max_cost: 0,
+                store: self.store.clone(),
+                waiters: self.waiters.clone(),
+                metrics: self.metrics.clone(),
+                fail_open_log: LogThrottle::default(),
+                overrides: None,
+                successor: OnceLock::new(),
+                removed: true,
+            }),
+        };
+        // The one place successors are set, under the registry's reload: once.
+        let _ = self.successor.set(next);
+    }
+
+    /// The limiter deciding `key` now: an override's, else this one (after a reload,
+    /// its successor's).
     #[inline]
     fn route(self: &Arc<Self>, key: &str) -> &Arc<Self> {
-        match &self.overrides {
-            None => self,
-            Some(overrides) => overrides.route(key).unwrap_or(self),
+        let this = self.current();
+        match &this.overrides {
+            None => this,
+            Some(overrides) => overrides.route(key).unwrap_or(this),
         }
+    }
+
+    /// The limiter of this limiter's override for exactly the keys of `over`.
+    fn override_for(&self, over: &KeyOverride) -> Option<&Arc<Self>> {
+        let overrides = self.overrides.as_deref()?;
+        let index = self
+            .config
+            .overrides
+            .iter()
+            .position(|mine| mine.keys == over.keys && mine.key_prefix == over.key_prefix)?;
+        overrides.limiters.get(index)
     }
 
     /// This limiter and those of its overrides.
@@ -405,6 +494,11 @@ impl LimiterInner {
     #[cold]
     #[inline(never)]
     fn invalid_cost(&self, cost: u32) -> AcquireError {
+        if self.removed {
+            return AcquireError::NotConfigured {
+                limiter: self.name.clone(),
+            };
+        }
         let source = match check_cost(&self.policy, cost) {
             Err(source) => source,
             Ok(()) => unreachable!("max_cost is the policy's capacity"),

@@ -98,6 +98,20 @@ pub trait Engine: Send + Sync + 'static {
     /// once per limiter when a registry is built.
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError>;
 
+    /// The handle of limiter `spec.id` replacing `previous` (the same limiter before a
+    /// reload, on this engine). A store that keeps state outside the process finds it
+    /// under the same id, as [`Engine::limiter`] does; one that keeps it in the
+    /// process carries `previous`'s keys over when the new policy reads them the same
+    /// way (`docs/design.md#hot-reload`).
+    fn limiter_replacing(
+        &self,
+        spec: LimiterSpec,
+        previous: &Arc<dyn EngineLimiter>,
+    ) -> Result<Arc<dyn EngineLimiter>, StoreError> {
+        let _ = previous;
+        self.limiter(spec)
+    }
+
     /// A cheap call that succeeds when the store answers; the circuit breaker probes
     /// with it in the background while the circuit is open.
     fn ping(&self) -> StoreCall<'_, ()> {

@@ -58,14 +58,16 @@ pub(super) fn make_room(limiter: &MemoryLimiter, now: u64) {
     if shared.is_full() {
         return make_room_in_store(shared, now);
     }
-    if limiter.sweeper.due(limiter.keys.len()) {
+    if limiter.state.sweeper.due(limiter.state.keys.len()) {
         // Skipped while a group or another sweep holds the keys in place: the next
         // addition tries again.
         if let Some(_keys_in_place) = shared.limiters.try_lock() {
-            let removed =
-                limiter
-                    .sweeper
-                    .drop_idle(&limiter.keys, &limiter.policy, now, IDLE_GRACE_NANOS);
+            let removed = limiter.state.sweeper.drop_idle(
+                &limiter.state.keys,
+                &limiter.policy,
+                now,
+                IDLE_GRACE_NANOS,
+            );
             shared.keys.fetch_sub(removed, Ordering::Relaxed);
         }
     }
@@ -89,8 +91,9 @@ fn make_room_in_store(shared: &Shared, now: u64) {
     let live: Vec<Arc<MemoryLimiter>> = limiters.iter().filter_map(Weak::upgrade).collect();
     for limiter in &live {
         let removed = limiter
+            .state
             .sweeper
-            .drop_idle(&limiter.keys, &limiter.policy, now, 0);
+            .drop_idle(&limiter.state.keys, &limiter.policy, now, 0);
         shared.keys.fetch_sub(removed, Ordering::Relaxed);
     }
     if shared.is_full() {
@@ -105,7 +108,7 @@ fn make_room_in_store(shared: &Shared, now: u64) {
 fn evict_nearest_idle(limiters: &[Arc<MemoryLimiter>]) -> usize {
     let mut candidates: Vec<(u64, usize, compact_str::CompactString)> = Vec::new();
     for (index, limiter) in limiters.iter().enumerate() {
-        candidates.extend(limiter.keys.iter().map(|entry| {
+        candidates.extend(limiter.state.keys.iter().map(|entry| {
             (
                 entry.value().idle_at(&limiter.policy),
                 index,
@@ -120,6 +123,6 @@ fn evict_nearest_idle(limiters: &[Arc<MemoryLimiter>]) -> usize {
     candidates.select_nth_unstable_by_key(count - 1, |(idle_at, _, _)| *idle_at);
     candidates[..count]
         .iter()
-        .filter(|(_, index, key)| limiters[*index].keys.remove(key.as_str()).is_some())
+        .filter(|(_, index, key)| limiters[*index].state.keys.remove(key.as_str()).is_some())
         .count()
 }

@@ -130,24 +130,65 @@ impl EngineClock {
     }
 }
 
+impl MemoryEngine {
+    fn limiter_on(&self, policy: Policy, state: Arc<KeyStates>) -> Arc<dyn EngineLimiter> {
+        let limiter = Arc::new(MemoryLimiter {
+            policy,
+            clock: self.shared.clock.clone(),
+            shared: self.shared.clone(),
+            state,
+        });
+        let mut limiters = self.shared.limiters.lock();
+        limiters.retain(|l| l.strong_count() > 0);
+        limiters.push(Arc::downgrade(&limiter));
+        limiter
+    }
+}
+
+/// Whether state kept for `old` reads the same under `new`: the same algorithm, and
+/// the same kind of slot (a bare bucket's is one atomic word, any other a locked
+/// state with its leases).
+fn same_layout(old: &Policy, new: &Policy) -> bool {
+    let algorithm = |policy: &Policy| policy.rule.as_ref().map(|rule| rule.algorithm_name());
+    algorithm(old) == algorithm(new)
+        && std::mem::discriminant(&Slot::fresh(old)) == std::mem::discriminant(&Slot::fresh(new))
+}
+
 impl Engine for MemoryEngine {
     fn name(&self) -> &'static str {
         "memory"
     }
 
     fn limiter(&self, spec: LimiterSpec) -> Result<Arc<dyn EngineLimiter>, StoreError> {
-        let limiter = Arc::new(MemoryLimiter {
-            policy: spec.policy,
-            clock: self.shared.clock.clone(),
-            shared: self.shared.clone(),
+        let state = Arc::new(KeyStates {
             limiter_wide: Slot::fresh(&spec.policy),
             keys: KeyMap::with_hasher_and_shard_amount(Default::default(), KEY_MAP_SHARDS),
             sweeper: Sweeper::default(),
+            shared: self.shared.clone(),
         });
-        let mut limiters = self.shared.limiters.lock();
-        limiters.retain(|l| l.strong_count() > 0);
-        limiters.push(Arc::downgrade(&limiter));
-        Ok(limiter)
+        Ok(self.limiter_on(spec.policy, state))
+    }
+
+    /// The keys of the limiter a reload replaces carry over to its successor when
+    /// both keep them the same way: the same algorithm, and a cap on both or neither
+    /// (`docs/design.md#hot-reload`).
+    fn limiter_replacing(
+        &self,
+        spec: LimiterSpec,
+        previous: &Arc<dyn EngineLimiter>,
+    ) -> Result<Arc<dyn EngineLimiter>, StoreError> {
+        let previous = previous.clone() as Arc<dyn std::any::Any + Send + Sync>;
+        let kept = previous
+            .downcast::<MemoryLimiter>()
+            .ok()
+            .filter(|previous| {
+                Arc::ptr_eq(&previous.shared, &self.shared)
+                    && same_layout(&previous.policy, &spec.policy)
+            });
+        match kept {
+            Some(previous) => Ok(self.limiter_on(spec.policy, previous.state.clone())),
+            None => self.limiter(spec),
+        }
     }
 
     fn acquire_all<'a>(&'a self, members: &'a [GroupMember<'a>]) -> StoreCall<'a, GroupDecision> {
@@ -160,9 +201,26 @@ pub struct MemoryLimiter {
     policy: Policy,
     clock: EngineClock,
     shared: Arc<Shared>,
+    /// Shared with the limiter this one replaced on a reload, when both keep keys the
+    /// same way (`MemoryEngine::limiter_replacing`).
+    state: Arc<KeyStates>,
+}
+
+/// The state of a limiter's keys.
+struct KeyStates {
     limiter_wide: Slot,
     keys: KeyMap,
     sweeper: Sweeper,
+    shared: Arc<Shared>,
+}
+
+impl Drop for KeyStates {
+    fn drop(&mut self) {
+        // Keys no limiter decides any more leave the store's count.
+        self.shared
+            .keys
+            .fetch_sub(self.keys.len(), Ordering::Relaxed);
+    }
 }
 
 impl MemoryLimiter {
@@ -175,9 +233,9 @@ impl MemoryLimiter {
     #[inline]
     fn slot<'a>(&'a self, key: &str, now: u64) -> SlotRef<'a> {
         if key.is_empty() {
-            return SlotRef::LimiterWide(&self.limiter_wide);
+            return SlotRef::LimiterWide(&self.state.limiter_wide);
         }
-        match self.keys.get(key) {
+        match self.state.keys.get(key) {
             Some(slot) => SlotRef::Found(slot),
             None => SlotRef::Added(self.add_slot(key, now)),
         }
@@ -186,9 +244,9 @@ impl MemoryLimiter {
     /// The slot of `key` if it exists.
     fn existing_slot<'a>(&'a self, key: &str) -> Option<SlotRef<'a>> {
         if key.is_empty() {
-            return Some(SlotRef::LimiterWide(&self.limiter_wide));
+            return Some(SlotRef::LimiterWide(&self.state.limiter_wide));
         }
-        self.keys.get(key).map(SlotRef::Found)
+        self.state.keys.get(key).map(SlotRef::Found)
     }
 
     /// The first sighting of a key: kept out of line so the lookup path stays small.
@@ -201,7 +259,8 @@ impl MemoryLimiter {
 
     /// Inserts `key` with a fresh slot unless it is there.
     fn insert<'a>(&'a self, key: &str) -> RefMut<'a, CompactString, Slot> {
-        self.keys
+        self.state
+            .keys
             .entry(CompactString::from(key))
             .or_insert_with(|| {
                 self.shared.keys.fetch_add(1, Ordering::Relaxed);
@@ -254,30 +313,21 @@ impl MemoryLimiter {
 
     fn reset_now(&self, key: Option<&str>) {
         match key {
-            Some("") => self.limiter_wide.reset(&self.policy),
+            Some("") => self.state.limiter_wide.reset(&self.policy),
             Some(key) => {
                 let _keys_in_place = self.shared.limiters.lock();
-                if self.keys.remove(key).is_some() {
+                if self.state.keys.remove(key).is_some() {
                     self.shared.keys.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             None => {
-                self.limiter_wide.reset(&self.policy);
+                self.state.limiter_wide.reset(&self.policy);
                 let _keys_in_place = self.shared.limiters.lock();
-                let before = self.keys.len();
-                self.keys.clear();
+                let before = self.state.keys.len();
+                self.state.keys.clear();
                 self.shared.keys.fetch_sub(before, Ordering::Relaxed);
             }
         }
-    }
-}
-
-impl Drop for MemoryLimiter {
-    fn drop(&mut self) {
-        // A limiter replaced by a reconfiguration takes its keys with it.
-        self.shared
-            .keys
-            .fetch_sub(self.keys.len(), Ordering::Relaxed);
     }
 }
 
