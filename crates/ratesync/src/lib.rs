@@ -45,12 +45,17 @@ mod registry;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "watch")]
+mod watch;
 
 pub use algorithm::{
     FixedWindow, LeaseId, Period, Policy, RateQuota, Rule, SlidingWindow, TokenBucket,
 };
 pub use clock::{Clock, ManualClock, MonotonicClock, TokioClock};
-pub use config::{Config, ConfigError, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
+pub use config::{
+    Config, ConfigError, KeyOverride, LimiterBuilder, LimiterConfig, OverrideBuilder, StoreBuilder,
+    StoreConfig,
+};
 pub use decision::{Decision, DeniedBy};
 pub use error::{AcquireAllError, AcquireError, Error, SettleError};
 pub use global::{
@@ -58,3 +63,9 @@ pub use global::{
 };
 pub use limiter::{acquire_all, try_acquire_all, Call, Limiter, Permit, TryAcquire};
 pub use registry::{Registry, RegistryBuilder};
+#[cfg(feature = "watch")]
+pub use watch::{ConfigWatch, WatchedRegistry};
+
+/// The Rust examples of the documentation pages, compiled and run as doc tests.
+#[cfg(doctest)]
+mod documentation;

@@ -20,8 +20,8 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["limiter"],
     &["registry"],
-    // Surfaces.
-    &["global", "http"],
+    // Surfaces, and the documentation's examples (doc tests only).
+    &["global", "http", "watch", "documentation"],
 ];
 
 fn src() -> PathBuf {

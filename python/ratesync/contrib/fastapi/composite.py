@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - FastAPI is optional
 
 logger = logging.getLogger(__name__)
 
-IdentifierExtractor = Callable[["Request"], Union[dict, Awaitable[dict]]]
+IdentifierExtractor = Callable[["Request"], Union[dict[str, str], Awaitable[dict[str, str]]]]
 
 
 class CompositeRateLimitDependency:

@@ -94,12 +94,19 @@ def _body(message: str, result: RateLimitResult, limiter_id: str | None) -> dict
     return {"detail": [{"type": "rate_limit_exceeded", "msg": message, "context": context}]}
 
 
-async def rate_limit_exception_handler(_request: Request, exc: RateLimitExceededError) -> JSONResponse:
+async def rate_limit_exception_handler(_request: Request, exc: Exception) -> JSONResponse:
     """``app.add_exception_handler(RateLimitExceededError, rate_limit_exception_handler)``:
-    a 429 with ``Retry-After``, ``RateLimit``/``RateLimit-Policy`` and ``X-RateLimit-*``."""
+    a 429 with ``Retry-After``, ``RateLimit``/``RateLimit-Policy`` and ``X-RateLimit-*``.
+
+    ``exc`` is typed ``Exception`` because Starlette types every handler so: with
+    ``RateLimitExceededError`` there, that line fails a strict type check."""
     if not FASTAPI_AVAILABLE:
         raise RuntimeError(
             "FastAPI/Starlette not installed. Install with: pip install ratesync[fastapi]"
+        )
+    if not isinstance(exc, RateLimitExceededError):
+        raise TypeError(
+            f"rate_limit_exception_handler handles RateLimitExceededError, not {type(exc).__name__}"
         )
     result = exc.to_result()
     logger.warning(
