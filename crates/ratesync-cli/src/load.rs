@@ -5,6 +5,7 @@ use std::path::Path;
 use ratesync::{Config, Limiter, Registry};
 
 use crate::failure::Failure;
+use crate::output;
 
 /// The discovered configuration (`docs/design.md#configuration-files`), or `None` when
 /// there is no file.
@@ -49,10 +50,10 @@ pub fn registry_of_available(config: &Config) -> Result<Registry, Failure> {
                     .copied()
                     .filter(|n| config.limiters[*n].store == store)
                     .collect();
-                eprintln!(
+                output::note(format_args!(
                     "note: skipping {}: store `{store}`: {source}",
                     skipped.join(", ")
-                );
+                ));
                 names.retain(|n| config.limiters[*n].store != store);
             }
             Err(err) => return Err(err.into()),

@@ -13,14 +13,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0   success (for `acquire` and `run`: admitted; `run` then exits with CMD's code)
-  1   invalid configuration, unknown limiter, impossible cost, no configuration found
-  2   invalid command line
-  69  the store is unavailable (a `fail_closed` limiter could not reach it)
-  75  refused or timed out (the retry-after is printed on stderr)";
+  0      success (for `acquire` and `run`: admitted; `run` then exits with CMD's code);
+         also when stdout's reader stops reading (`ratesync check | head -1`)
+  1      invalid configuration, unknown limiter, impossible cost, no configuration found
+  2      invalid command line
+  69     the store is unavailable (a `fail_closed` limiter could not reach it)
+  74     the output could not be written
+  75     refused or timed out (the retry-after is printed on stderr)
+  126    `run`: CMD was found but cannot be run
+  127    `run`: CMD was not found
+  128+N  `run`: CMD was killed by signal N";
 
 /// Distributed rate limiting from the shell: check a configuration, acquire,
 /// run commands under a limit, inspect state, benchmark.
@@ -51,6 +57,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    log_to_stderr();
     let config = cli.config.as_deref();
     let outcome = match cli.command {
         Command::Check(args) => commands::check::run(config, args).await,
@@ -69,6 +76,21 @@ async fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// The core's warnings on stderr, one line each: without them a fail-open
+/// admission (the store is down, the limiter admits without deciding) would pass
+/// unseen. `RUST_LOG` chooses what to show; by default, warnings and errors.
+fn log_to_stderr() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
 }
 
 #[cfg(test)]

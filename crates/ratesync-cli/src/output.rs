@@ -1,5 +1,7 @@
 //! Shared presentation: tables, numbers with units, the words used for a rule.
 
+use std::fmt::Display;
+use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
@@ -8,6 +10,8 @@ use ratesync::algorithm::DEFAULT_PRECISION;
 use ratesync::config::format_utc_offset;
 use ratesync::{FixedWindow, LimiterConfig, Rule};
 use time::{OffsetDateTime, UtcOffset};
+
+use crate::failure::Failure;
 
 /// A table with a header row, sized to the terminal when there is one.
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
@@ -179,9 +183,26 @@ pub fn optional(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
+/// Prints `text` and a newline on stdout. Unlike `println!`, which panics, a reader
+/// that stopped reading (`ratesync check | head -1`) ends the command quietly
+/// ([`Failure::output`]).
+pub fn print(text: impl Display) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(Failure::output)
+}
+
 /// Prints one JSON value on stdout.
-pub fn json(value: &serde_json::Value) {
-    println!("{value}");
+pub fn json(value: &serde_json::Value) -> Result<(), Failure> {
+    print(value)
+}
+
+/// Prints a note (or what the command is about to do) on stderr. Unlike
+/// `eprintln!`, which panics, a stderr that cannot be written is let be: there is
+/// nowhere left to say so.
+pub fn note(text: impl Display) {
+    let _ = writeln!(io::stderr(), "{text}");
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! limits `bench` observes. Each invocation is a fresh process, so memory stores
 //! start fresh every time: refusals (exit 75) are covered by unit tests instead.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use assert_cmd::prelude::*;
 use predicates::prelude::*;
@@ -105,7 +106,10 @@ fn dir_with(text: &str) -> TempDir {
 /// `ratesync` run in `dir`, with no configuration from the environment.
 fn ratesync(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratesync"));
-    cmd.current_dir(dir).env_remove("RATE_SYNC_CONFIG");
+    // RUST_LOG would add the core's logs to stderr.
+    cmd.current_dir(dir)
+        .env_remove("RATE_SYNC_CONFIG")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -505,4 +509,105 @@ fn every_command_has_help() {
         .assert()
         .success()
         .stdout(predicate::str::contains("75"));
+}
+
+/// Every command that prints, its stdout a pipe whose reader has gone
+/// (`ratesync check | head -0`): it ends quietly with 0, as `rg` and `fd` do,
+/// instead of panicking on the broken pipe.
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = dir_with(VALID);
+    let postgres = dir_with(RATE_SYNC_STYLE);
+    let runs: [(&Path, &[&str]); 9] = [
+        (dir.path(), &["check"]),
+        (dir.path(), &["status", "tb"]),
+        (dir.path(), &["status", "tb", "--json"]),
+        (dir.path(), &["reset", "tb"]),
+        (
+            dir.path(),
+            &["bench", "--limiter", "tb", "--duration", "0.1"],
+        ),
+        (
+            dir.path(),
+            &["bench", "--limiter", "tb", "--duration", "0.1", "--json"],
+        ),
+        (dir.path(), &["demo", "--duration", "0.1"]),
+        (postgres.path(), &["migrate", "--print"]),
+        (dir.path(), &["--help"]),
+    ];
+    for (dir, args) in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = ratesync(dir).args(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
+
+/// `ratesync migrate --print | head -1`: the reader takes one line and leaves.
+#[test]
+fn a_reader_that_stops_after_one_line_ends_the_command_quietly() {
+    let dir = dir_with(RATE_SYNC_STYLE);
+    for args in [&["migrate", "--print"][..], &["check"]] {
+        let mut child = ratesync(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// A fail-open limiter whose store is down admits (exit 0), and says so on stderr:
+/// the core's rate-limited warning, its URL's password masked.
+#[test]
+fn acquire_on_a_down_fail_open_store_admits_with_a_warning() {
+    let dir = dir_with(VALID);
+    let output = ratesync(dir.path())
+        .args(["acquire", "remote"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains("fail-open"), "{stderr}");
+    assert!(stderr.contains("limiter=remote store=cache"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // RUST_LOG chooses what to show.
+    ratesync(dir.path())
+        .args(["acquire", "remote"])
+        .env("RUST_LOG", "error")
+        .assert()
+        .success()
+        .stderr("");
+}
+
+/// `status --help` names every key `status --json` prints.
+#[test]
+fn status_help_lists_every_json_key() {
+    let dir = dir_with(VALID);
+    let one = json_of(ratesync(dir.path()).args(["status", "tb", "--json"]));
+    let help = ratesync(dir.path())
+        .args(["status", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    for key in one.as_object().unwrap().keys() {
+        assert!(
+            help.contains(&format!("`{key}`")),
+            "{key} missing in {help}"
+        );
+    }
 }

@@ -74,7 +74,10 @@ fn separate_invocations_share_one_limit() {
     );
     let refused = ratesync(&config, &["acquire", "once", "--key", "k"]);
     assert_eq!(code(&refused), 75);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("retry after"));
+    // With `timeout = 0` nothing waited: a refusal, not "timed out after 0.001s".
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused: retry after"), "{stderr}");
+    assert!(!stderr.contains("timed out"), "{stderr}");
     assert_eq!(
         code(&ratesync(&config, &["acquire", "once", "--key", "other"])),
         0

@@ -1729,3 +1729,38 @@ fn the_builder_adds_overrides_in_order() {
         .unwrap_err();
     assert!(error.to_string().contains("limiters.api.overrides[0].store"), "{error}");
 }
+
+#[test]
+fn a_postgres_pool_size_is_a_client_count_from_1_to_64() {
+    // The engine opens exactly `pool_max_size` clients, else `pool_min_size`: a size
+    // it would change is an error, not a silent clamp.
+    let pg = "[stores.p]\nengine = \"postgres\"\nurl = \"postgres://db/x\"\n";
+    assert_issue(
+        &format!("{pg}pool_max_size = 65\n"),
+        "stores.p.pool_max_size",
+        4,
+        &["at most 64", "got 65"],
+    );
+    assert_issue(
+        &format!("{pg}pool_min_size = 100\n"),
+        "stores.p.pool_min_size",
+        4,
+        &["at most 64", "got 100"],
+    );
+    assert_issue(
+        &format!("{pg}pool_min_size = 0\n"),
+        "stores.p.pool_min_size",
+        4,
+        &["at least 1", "`pool_max_size` is not set", "got 0"],
+    );
+    for fine in [
+        "pool_max_size = 64\n",
+        "pool_max_size = 1\n",
+        "pool_min_size = 0\npool_max_size = 4\n",
+        "pool_min_size = 64\n",
+    ] {
+        parse(&format!("{pg}{fine}")).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    // Redis accepts and ignores the pool keys: no client count to bound.
+    parse("[stores.c]\nengine = \"redis\"\nurl = \"redis://c\"\npool_max_size = 100\n").unwrap();
+}

@@ -135,9 +135,9 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
 
     let report = Report::new(&limiter, &args, &total, total.stopped.duration_since(start));
     if args.json {
-        crate::output::json(&report.to_json());
+        crate::output::json(&report.to_json())?;
     } else {
-        println!("{}", report.to_table());
+        crate::output::print(report.to_table())?;
     }
     Ok(exit::OK)
 }

@@ -21,16 +21,16 @@ pub async fn run(explicit: Option<&Path>, _args: Args) -> Result<u8, Failure> {
         .source
         .as_ref()
         .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-    println!(
+    output::print(format_args!(
         "{origin}: valid, {} store(s), {} limiter(s)",
         config.stores.len(),
         config.limiters.len()
-    );
+    ))?;
     if !config.stores.is_empty() {
-        println!("{}", stores(&config));
+        output::print(stores(&config))?;
     }
     if !config.limiters.is_empty() {
-        println!("{}", limiters(&config));
+        output::print(limiters(&config))?;
     }
     Ok(exit::OK)
 }

@@ -18,7 +18,7 @@ use self::view::{Live, Row};
 use self::worker::Stats;
 use super::parse_positive_seconds;
 use crate::failure::{exit, Failure};
-use crate::load;
+use crate::{load, output};
 
 /// How often the live view is refreshed.
 const REFRESH: Duration = Duration::from_millis(250);
@@ -50,11 +50,11 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
             }
         }
     };
-    eprintln!(
+    output::note(format_args!(
         "{origin}: driving {} limiter(s) for {} s",
         drives.len(),
         args.duration.as_secs_f64()
-    );
+    ));
 
     let base = Instant::now();
     let mut workers = JoinSet::new();
@@ -92,7 +92,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     let figures: Vec<_> = rows.iter().map(Row::figures).collect();
     workers.abort_all();
     live.finish();
-    println!("{}", view::final_table(&rows, &figures));
+    output::print(view::final_table(&rows, &figures))?;
     Ok(exit::OK)
 }
 
@@ -117,11 +117,11 @@ fn from_file(config: Config) -> Result<Plan, Failure> {
             let drive = builtin::drive_for(limiter.max_concurrent.map(|m| m.get()));
             drives.push((name.clone(), drive));
         } else {
-            eprintln!(
+            output::note(format_args!(
                 "note: skipping `{name}`: its store `{}` uses the {engine} engine; \
                  the demo drives memory stores only",
                 limiter.store
-            );
+            ));
         }
     }
     if drives.is_empty() {

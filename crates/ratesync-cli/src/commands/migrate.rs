@@ -6,7 +6,7 @@ use std::path::Path;
 use ratesync::config::{EngineConfig, PostgresConfig};
 
 use crate::failure::{exit, Failure};
-use crate::load;
+use crate::{load, output};
 
 /// Create the PostgreSQL schema of the configured stores (idempotent, safe to run
 /// while other processes use or create it), or print its SQL with --print.
@@ -47,14 +47,14 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     for (id, postgres) in stores {
         if args.print {
             let sql = postgres_sql(postgres, args.unlogged)?;
-            println!("-- store `{id}` ({})\n{sql}", postgres.url);
+            output::print(format_args!("-- store `{id}` ({})\n{sql}", postgres.url))?;
             continue;
         }
         apply(id, postgres, args.unlogged).await?;
-        println!(
+        output::print(format_args!(
             "store `{id}`: {}.{} is up to date",
             postgres.schema_name, postgres.table_name
-        );
+        ))?;
     }
     Ok(exit::OK)
 }

@@ -12,7 +12,9 @@ pub mod status;
 
 use std::time::Duration;
 
-use ratesync::{Call, Limiter};
+use ratesync::{Call, Limiter, Permit};
+
+use crate::failure::Failure;
 
 /// Key, cost and timeout of one call, shared by `acquire` and `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,6 +43,16 @@ impl CallArgs {
             call = call.timeout(Some(timeout));
         }
         call
+    }
+
+    /// [`Self::call`]'s `acquire`, its failure as the command reports it.
+    pub async fn acquire(&self, limiter: &Limiter) -> Result<Permit, Failure> {
+        // What the call waits at most: `--timeout`, else the limiter's.
+        let timeout = self.timeout.or(limiter.config().timeout);
+        self.call(limiter)
+            .acquire()
+            .await
+            .map_err(|err| Failure::acquire(err, timeout))
     }
 }
 

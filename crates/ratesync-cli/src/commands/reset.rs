@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::failure::{exit, Failure};
-use crate::load;
+use crate::{load, output};
 
 /// Forget the state of one key of a limiter, or of all its keys.
 #[derive(Debug, clap::Args)]
@@ -26,12 +26,12 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
         Some(key) => format!("key `{key}`"),
         None => "all keys".to_owned(),
     };
-    println!("reset `{}` ({scope})", limiter.name());
+    output::print(format_args!("reset `{}` ({scope})", limiter.name()))?;
     if limiter.engine_name() == "memory" {
-        eprintln!(
+        output::note(format_args!(
             "note: store `{}` is process memory: its state lives only inside one process",
             limiter.store_id()
-        );
+        ));
     }
     Ok(exit::OK)
 }

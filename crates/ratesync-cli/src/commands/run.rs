@@ -31,7 +31,7 @@ pub struct Args {
 
 pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     let limiter = load::limiter(explicit, &args.limiter)?;
-    let permit = args.call.call(&limiter).acquire().await?;
+    let permit = args.call.acquire(&limiter).await?;
     // Ctrl-C reaches the command too (same process group): let it decide, and stay
     // alive to release the permit and report its exit code.
     let _interrupts = ignore_interrupts();

@@ -11,9 +11,9 @@ use crate::{load, output};
 /// Show the current state of one limiter, or of all, without consuming anything.
 ///
 /// With --json: one object for a named limiter, an array of them otherwise, each
-/// with `limiter`, `key`, `algorithm`, `rule` (in words), `allowed`, `limit`,
-/// `remaining`, `retry_after_s`, `reset_after_s` and `denied_by` ("rate",
-/// "concurrency" or null).
+/// with `limiter`, `key`, `algorithm`, `rule` (in words), `shadow` (whether it is in
+/// shadow mode), `allowed`, `limit`, `remaining`, `retry_after_s`, `reset_after_s`
+/// and `denied_by` ("rate", "concurrency" or null).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The limiter's id; default: every limiter of the configuration.
@@ -42,7 +42,7 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
             Ok(decision) => states.push((limiter, decision)),
             // Listing every limiter: report the ones whose store is down, show the rest.
             Err(err @ AcquireError::StoreUnavailable { .. }) if args.limiter.is_none() => {
-                eprintln!("note: {err}");
+                output::note(format_args!("note: {err}"));
                 unavailable = true;
             }
             Err(err) => return Err(err.into()),
@@ -51,11 +51,11 @@ pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
     if args.json {
         let objects: Vec<Value> = states.iter().map(|(l, d)| to_json(l, key, d)).collect();
         match (&args.limiter, objects.as_slice()) {
-            (Some(_), [one]) => output::json(one),
-            _ => output::json(&Value::Array(objects)),
+            (Some(_), [one]) => output::json(one)?,
+            _ => output::json(&Value::Array(objects))?,
         }
     } else {
-        print_table(&states, key);
+        print_table(&states, key)?;
     }
     Ok(if unavailable {
         exit::UNAVAILABLE
@@ -87,7 +87,7 @@ fn denied_by(by: DeniedBy) -> &'static str {
     }
 }
 
-fn print_table(states: &[(&Limiter, Decision)], key: &str) {
+fn print_table(states: &[(&Limiter, Decision)], key: &str) -> Result<(), Failure> {
     let mut table = output::table([
         "limiter",
         "rule",
@@ -111,10 +111,11 @@ fn print_table(states: &[(&Limiter, Decision)], key: &str) {
         ]);
     }
     if !key.is_empty() {
-        println!("key `{key}`");
+        output::print(format_args!("key `{key}`"))?;
     }
-    println!("{table}");
+    output::print(table)?;
     if states.iter().any(|(l, _)| l.engine_name() == "memory") {
-        eprintln!("note: memory stores keep state inside one process: this shows a fresh state");
+        output::note("note: memory stores keep state inside one process: this shows a fresh state");
     }
+    Ok(())
 }

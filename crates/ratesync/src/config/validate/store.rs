@@ -187,6 +187,40 @@ fn pool(f: &Fields<'_>, issues: &mut Issues) -> (Option<u32>, Option<u32>) {
     (min.ok(), max.ok())
 }
 
+/// Most clients a PostgreSQL store opens (the bound of `engine/postgres/connection.rs`).
+const POSTGRES_MAX_CLIENTS: u32 = 64;
+
+/// [`pool`] for a PostgreSQL store, whose engine opens exactly `pool_max_size`
+/// clients, else `pool_min_size`: that size must lie in 1..=64, or the engine would
+/// quietly open a different number.
+fn postgres_pool(f: &Fields<'_>, issues: &mut Issues) -> (Option<u32>, Option<u32>) {
+    let (min, max) = pool(f, issues);
+    // An invalid `pool_max_size` is already reported; `pool_min_size` is then unused.
+    let in_use = match (max, f.table.contains("pool_max_size")) {
+        (Some(max), _) => Some(("pool_max_size", max)),
+        (None, false) => min.map(|min| ("pool_min_size", min)),
+        (None, true) => None,
+    };
+    match in_use {
+        Some((key, 0)) => f.report(
+            issues,
+            key,
+            "must be at least 1 when `pool_max_size` is not set (it is then the number of \
+             clients), got 0",
+        ),
+        Some((key, size)) if size > POSTGRES_MAX_CLIENTS => f.report(
+            issues,
+            key,
+            format!(
+                "must be at most {POSTGRES_MAX_CLIENTS} (the most clients a postgres store \
+                 opens), got {size}"
+            ),
+        ),
+        _ => {}
+    }
+    (min, max)
+}
+
 fn timing_margin(f: &Fields<'_>, issues: &mut Issues) -> Option<f64> {
     f.positive(issues, "timing_margin_ms", true).ok()
 }
@@ -341,7 +375,7 @@ fn postgres(f: &Fields<'_>, issues: &mut Issues) -> Option<PostgresConfig> {
     let schema_name = identifier("schema_name", "public");
     let table_name = identifier("table_name", "rate_limiter_state");
     let auto_create = f.boolean(issues, "auto_create").or(false);
-    let (pool_min_size, pool_max_size) = pool(f, issues);
+    let (pool_min_size, pool_max_size) = postgres_pool(f, issues);
     let timing_margin_ms = timing_margin(f, issues);
     Some(PostgresConfig {
         url: url?,

@@ -7,9 +7,10 @@
 //! u64  origin: the engine instance that wrote it (release watchers skip their own)
 //!      with FREED only: u32 length, then the key's bytes (a hashed entry name
 //!      cannot be turned back into the key the release watcher must wake)
-//! u8   rate kind: 0 = token bucket, 1 = sliding window, 2 = no rate
+//! u8   rate kind: 0 = token bucket, 1 = sliding window, 2 = no rate, 3 = fixed window
 //!      0: u64 TAT (ns, server clock)
 //!      1: u32 run count, then per run: u64 time (ns), u32 units
+//!      3: u64 window start (ns, server clock), u64 units used in it
 //! u32  lease count, then per lease: u64 id, u64 expiry (ns)
 //! ```
 //!

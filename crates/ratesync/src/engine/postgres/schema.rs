@@ -312,7 +312,8 @@ pub(crate) async fn rate_sync_table_error(
 
 /// The migration SQL for a store (what `ratesync migrate --print` shows): one
 /// idempotent transaction creating the schema (unless `public`), the table, its index
-/// and its functions. `unlogged` makes the table UNLOGGED (see the README).
+/// and its functions. `unlogged` makes the table UNLOGGED
+/// (`docs/engines/postgres.md#unlogged`).
 pub fn migration_sql(config: &PostgresConfig, unlogged: bool) -> Result<String, StoreError> {
     Ok(Names::new(config, SqlClock::Server)?.migration(unlogged))
 }
