@@ -97,14 +97,19 @@ def configure_limiter(
     _INSTANCES.pop(limiter_id, None)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> None:
+def load_config(path: str | os.PathLike[str] | None = None, *, watch: bool = False) -> None:
     """Loads ``path`` (or the discovered file) into the configuration, as rate-sync
     does: its stores and limiters are added to those configured before, and replace
     those of the same ids (a store or limiter redefined with the same settings keeps
     its state).
 
-    All or nothing: an invalid file raises ``ConfigValidationError`` and changes nothing."""
-    _native.load_config(None if path is None else os.fspath(path))
+    All or nothing: an invalid file raises ``ConfigValidationError`` and changes nothing.
+
+    ``watch=True`` follows the file: each valid edit is applied within about a second,
+    as a whole (a limiter whose algorithm is unchanged keeps its keys' state; one the
+    file no longer has raises ``LimiterNotFoundError``); an invalid edit is logged on
+    ``logging.getLogger("ratesync")`` and the running limits stay."""
+    _native.load_config(None if path is None else os.fspath(path), watch)
     _INSTANCES.clear()
 
 
@@ -582,10 +587,17 @@ _METRICS: dict[str, RateLimiterMetrics] = {}
 # One `RateLimiter` per id, as rate-sync hands out (`get_limiter(a) is get_limiter(a)`);
 # dropped when its limiter or any store is redefined, or a file is loaded.
 _INSTANCES: dict[str, RateLimiter] = {}
+_RELOADS_SEEN = 0
 
 
 def get_limiter(limiter_id: str) -> RateLimiter:
     """The limiter ``limiter_id``; ``LimiterNotFoundError`` if not configured."""
+    global _RELOADS_SEEN
+    reloads = _native.reloads()
+    if reloads != _RELOADS_SEEN:
+        # A followed file changed: the objects handed out describe the old one.
+        _INSTANCES.clear()
+        _RELOADS_SEEN = reloads
     limiter = _INSTANCES.get(limiter_id)
     if limiter is None:
         limiter = _INSTANCES[limiter_id] = RateLimiter(limiter_id)

@@ -82,3 +82,87 @@ def test_an_invalid_override_names_itself(store, name):
         ratesync.configure_limiter(
             name, store_id=store, rate_per_second=1.0, overrides=[{"burst": 10}]
         )
+
+
+# --- Hot reload (docs/design.md#hot-reload) --------------------------------------------
+
+_STORE = '[stores.live]\nengine = "memory"\n\n'
+
+
+def _window(name: str, limit: int, **extra: object) -> str:
+    lines = [
+        f"[limiters.{name}]",
+        'store = "live"',
+        'algorithm = "sliding_window"',
+        f"limit = {limit}",
+        "window_seconds = 600",
+    ]
+    lines += [f"{key} = {str(value).lower()}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _save(path, text: str) -> None:
+    """As editors save: a new file renamed over the old one."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+async def _until(condition, what: str, within: float = 5.0) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not applied within {within} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_followed_file_applies_edits_keeps_state_and_refuses_broken_ones(
+    tmp_path, caplog
+):
+    import asyncio
+    import logging
+
+    api, vip, trial = (f"api{id(tmp_path)}", f"vip{id(tmp_path)}", f"trial{id(tmp_path)}")
+    path = tmp_path / "rate-sync.toml"
+    path.write_text(_STORE + _window(api, 5))
+    ratesync.load_config(path, watch=True)
+    limiter = ratesync.get_limiter(api)
+    assert [await limiter.try_acquire(key="k") for _ in range(6)] == [True] * 5 + [False]
+
+    _save(path, _STORE + _window(api, 8))
+    await _until(lambda: ratesync.get_limiter(api).limit == 8, "limit 8")
+    again = [await ratesync.get_limiter(api).try_acquire(key="k") for _ in range(4)]
+    assert again == [True, True, True, False], "the same key gets exactly 3 more"
+
+    with caplog.at_level(logging.ERROR, logger="ratesync"):
+        _save(path, _STORE + f'[limiters.{api}]\nstore = "live"\nlimit = "eight"\n')
+        await _until(
+            lambda: any("reload refused" in r.getMessage() for r in caplog.records),
+            "the broken edit logged",
+        )
+    assert ratesync.get_limiter(api).limit == 8, "the running limits stay"
+    fresh = [await ratesync.get_limiter(api).try_acquire(key="new") for _ in range(9)]
+    assert fresh == [True] * 8 + [False]
+
+    # An override, and a limiter in shadow mode, added by an edit.
+    bucket = (
+        f'[limiters.{vip}]\nstore = "live"\nrate_per_second = 0.001\nburst = 2\n'
+        f'[[limiters.{vip}.overrides]]\nkeys = ["vip"]\nburst = 10\n'
+    )
+    _save(path, _STORE + _window(api, 8) + bucket + _window(trial, 3, shadow=True))
+    await _until(lambda: trial in ratesync.list_limiters(), "two limiters added")
+    vips = ratesync.get_limiter(vip)
+    assert sum([await vips.try_acquire(key="vip") for _ in range(11)]) == 10
+    assert sum([await vips.try_acquire(key="other") for _ in range(3)]) == 2
+    shadowed = ratesync.get_limiter(trial)
+    assert [await shadowed.try_acquire(key="k") for _ in range(6)] == [True] * 6
+    assert shadowed.get_metrics().shadow_denied == 3
+
+    # Removed from the file: not configured any more.
+    _save(path, _STORE + _window(api, 8))
+    await _until(lambda: trial not in ratesync.list_limiters(), "trial removed")
+    with pytest.raises(ratesync.LimiterNotFoundError):
+        await ratesync.acquire(trial)
+    await asyncio.sleep(0)

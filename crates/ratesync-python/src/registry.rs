@@ -6,7 +6,7 @@
 //! The file discovered at import is loaded then; if it is invalid, the error is kept
 //! and raised by every use until `load_config` succeeds (import itself never fails).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -108,9 +108,14 @@ fn discover_on_import() {
 /// limiters are added to those configured before, replacing those of the same ids
 /// (`Registry::merged`), as rate-sync's `load_config` does. After an invalid
 /// discovered file, the loaded one starts from nothing.
+///
+/// With `watch`, the file is followed (`ratesync::ConfigWatch`,
+/// `docs/design.md#hot-reload`): each valid edit replaces what the file gave before
+/// (`Registry::reloaded`); an invalid one is logged and changes nothing. A file
+/// loaded with `watch` again replaces its earlier watch.
 #[pyfunction]
-#[pyo3(signature = (path=None))]
-fn load_config(path: Option<PathBuf>) -> PyResult<Option<PathBuf>> {
+#[pyo3(signature = (path=None, watch=false))]
+fn load_config(py: Python<'_>, path: Option<PathBuf>, watch: bool) -> PyResult<Option<PathBuf>> {
     let _runtime = crate::runtime::handle().enter();
     let config =
         Config::discover(path.as_deref()).map_err(|e| errors::config_error(&e.to_string()))?;
@@ -118,6 +123,7 @@ fn load_config(path: Option<PathBuf>) -> PyResult<Option<PathBuf>> {
         return Ok(None);
     };
     let source = config.source.clone();
+    let loaded = config.clone();
     let mut state = STATE.write();
     let base = match state.as_ref() {
         Some(State {
@@ -131,7 +137,55 @@ fn load_config(path: Option<PathBuf>) -> PyResult<Option<PathBuf>> {
         registry,
         pending: None,
     });
+    drop(state);
+    if let (true, Some(file)) = (watch, &source) {
+        // Reloads take the registry's lock on the watch thread: not under the GIL.
+        py.detach(|| follow(file, loaded))?;
+    }
     Ok(source)
+}
+
+/// Reloads of followed files applied so far: Python drops the `RateLimiter` objects
+/// it handed out (they describe the configuration of their day) when it changes.
+static RELOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many reloads of followed files have been applied.
+#[pyfunction]
+fn reloads() -> u64 {
+    RELOADS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The files followed, by path: dropping a watch stops it.
+static WATCHES: parking_lot::Mutex<Vec<(PathBuf, ratesync::ConfigWatch)>> =
+    parking_lot::Mutex::new(Vec::new());
+
+/// Follows `file`, whose contents `loaded` are being merged into the registry.
+fn follow(file: &Path, loaded: Config) -> PyResult<()> {
+    let mut before = loaded;
+    let watch = ratesync::ConfigWatch::start(file, move |after| {
+        let _runtime = crate::runtime::handle().enter();
+        let mut state = STATE.write();
+        let registry = match state.as_ref() {
+            Some(State {
+                registry,
+                pending: None,
+            }) => registry.clone(),
+            _ => empty(),
+        };
+        let next = registry.reloaded(&before, after.clone())?;
+        *state = Some(State {
+            registry: next,
+            pending: None,
+        });
+        before = after;
+        RELOADS.fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(())
+    })
+    .map_err(|e| errors::from_error(&e))?;
+    let mut watches = WATCHES.lock();
+    watches.retain(|(path, _)| path != file);
+    watches.push((file.to_path_buf(), watch));
+    Ok(())
 }
 
 #[pyfunction]
@@ -435,5 +489,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list_limiters, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_config, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_quota, m)?)?;
+    m.add_function(wrap_pyfunction!(reloads, m)?)?;
     Ok(())
 }
