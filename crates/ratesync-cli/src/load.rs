@@ -90,6 +90,32 @@ pub fn limiter(explicit: Option<&Path>, name: &str) -> Result<Limiter, Failure> 
     Ok(registry.limiter(name)?)
 }
 
+/// The limiter `name` of the discovered configuration file, the file followed while
+/// the returned registry lives (`docs/design.md#hot-reload`): its calls and the
+/// renewal of its permits' leases go to the limiter as the file says now. Where the
+/// whole file cannot be built (a store of an engine this build lacks), the limiter
+/// alone, not followed, with a note saying so.
+pub fn followed_limiter(
+    explicit: Option<&Path>,
+    name: &str,
+) -> Result<(Option<ratesync::WatchedRegistry>, Limiter), Failure> {
+    let config = require(explicit)?;
+    if let Some(path) = &config.source {
+        match Registry::watch(path) {
+            Ok(watched) => {
+                let limiter = watched.limiter(name).map_err(|_| unknown(&config, name))?;
+                return Ok((Some(watched), limiter));
+            }
+            Err(error) => output::note(format_args!(
+                "note: not following {}: {error}",
+                path.display()
+            )),
+        }
+    }
+    let registry = registry_for(&config, [name])?;
+    Ok((None, registry.limiter(name)?))
+}
+
 /// "no limiter named `x`", listing the ones there are.
 pub fn unknown(config: &Config, name: &str) -> Failure {
     let known: Vec<&str> = config.limiters.keys().map(String::as_str).collect();

@@ -42,12 +42,20 @@ pub fn rate(per_second: f64) -> String {
 /// What a limiter allows, in words: `100/s, burst 20`, `5 per 300 s` (a sliding
 /// window, with `, precision 20` when not the default), `3 per day (UTC+05:30)` or
 /// `60 per 60 s` (fixed windows), either with `; ≤ 4 in flight`, or `no rate limit,
-/// ≤ 3 in flight`; a limiter in shadow mode ends with `, shadow (not enforced)`.
+/// ≤ 3 in flight`; then its overrides, `; for vip, acme: 100/s, burst 200; for
+/// plan-pro:*: 5 per 60 s`; a limiter in shadow mode ends with `, shadow (not
+/// enforced)`.
 pub fn limit(limiter: &LimiterConfig) -> String {
-    let rule = rule(limiter);
+    let mut text = rule(limiter);
+    for over in &limiter.overrides {
+        let prefix = over.key_prefix.iter().map(|p| format!("{p}*"));
+        let keys: Vec<String> = over.keys.iter().cloned().chain(prefix).collect();
+        let rule = rule(&limiter.overridden(over));
+        text.push_str(&format!("; for {}: {rule}", keys.join(", ")));
+    }
     match limiter.shadow {
-        true => format!("{rule}, shadow (not enforced)"),
-        false => rule,
+        true => format!("{text}, shadow (not enforced)"),
+        false => text,
     }
 }
 
@@ -209,7 +217,7 @@ pub fn note(text: impl Display) {
 mod tests {
     use super::*;
     use ratesync::config::LimiterBuilder;
-    use ratesync::{Config, Period, StoreBuilder};
+    use ratesync::{Config, OverrideBuilder, Period, StoreBuilder};
 
     fn described(limiter: LimiterBuilder) -> String {
         let config = Config::builder()
@@ -245,6 +253,15 @@ mod tests {
         assert_eq!(
             described(LimiterBuilder::sliding_window("s", 5, 300.0).shadow(true)),
             "5 per 300 s, shadow (not enforced)"
+        );
+        assert_eq!(
+            described(
+                LimiterBuilder::token_bucket("s", 10.0)
+                    .burst(20)
+                    .key_override(OverrideBuilder::keys(["vip", "acme"]).burst(200))
+                    .key_override(OverrideBuilder::key_prefix("pro:").max_concurrent(4))
+            ),
+            "10/s, burst 20; for vip, acme: 10/s, burst 200; for pro:*: 10/s, burst 20; ≤ 4 in flight"
         );
         assert_eq!(
             described(LimiterBuilder::sliding_window("s", 5, 300.0).precision(20)),

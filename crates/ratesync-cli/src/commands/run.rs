@@ -9,7 +9,8 @@ use super::CallArgs;
 use crate::failure::Failure;
 use crate::load;
 
-/// Wait for a permit, run a command while holding it, then release it.
+/// Wait for a permit, run a command while holding it, then release it. The
+/// configuration file is followed while the command runs.
 ///
 /// Exits with the command's exit code (128 + N when it is killed by signal N), 75
 /// when refused or timed out, 69 when a fail-closed limiter's store is unavailable,
@@ -30,7 +31,8 @@ pub struct Args {
 }
 
 pub async fn run(explicit: Option<&Path>, args: Args) -> Result<u8, Failure> {
-    let limiter = load::limiter(explicit, &args.limiter)?;
+    // The file is followed while the command runs: a long run sees its edits.
+    let (_followed, limiter) = load::followed_limiter(explicit, &args.limiter)?;
     let permit = args.call.acquire(&limiter).await?;
     // Ctrl-C reaches the command too (same process group): let it decide, and stay
     // alive to release the permit and report its exit code.
