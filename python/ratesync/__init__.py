@@ -39,6 +39,7 @@ from ratesync._api import (  # noqa: E402
     list_limiters,
     list_stores,
     load_config,
+    set_resolver,
 )
 from ratesync.composite import (  # noqa: E402
     CompositeLimitCheck,
@@ -107,6 +108,7 @@ __all__ = [
     "combine_identifiers",
     "EngineNotAvailableError",
     "load_config",
+    "set_resolver",
     "configure_store",
     "configure_limiter",
     "check_limiter",

@@ -604,6 +604,24 @@ def get_limiter(limiter_id: str) -> RateLimiter:
     return limiter
 
 
+def set_resolver(
+    limiter_id: str,
+    resolver: Callable[[str], dict[str, Any] | None],
+    *,
+    cache_size: int = 10_000,
+) -> None:
+    """Gives keys of limiter ``limiter_id`` rules of their own from ``resolver(key)``,
+    for tiers that live elsewhere (a database of plans): ``None`` for the limiter's own
+    rule, or a dict of the rule fields an override may set (``{"burst": 200}``),
+    validated as an override of the limiter. A key no override of the configuration
+    matches is asked about once while its answer stays among the ``cache_size`` kept.
+    A resolver that raises, or answers what does not validate, leaves the key to the
+    limiter's rule (logged on ``logging.getLogger("ratesync")``). It is called from
+    the calls of the limiter: keep it fast (a lookup, not a query per call)."""
+    _native.set_resolver(limiter_id, resolver, cache_size)
+    _INSTANCES.pop(limiter_id, None)
+
+
 def clone_limiter(
     source_id: str,
     new_id: str,

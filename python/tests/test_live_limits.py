@@ -166,3 +166,27 @@ async def test_a_followed_file_applies_edits_keeps_state_and_refuses_broken_ones
     with pytest.raises(ratesync.LimiterNotFoundError):
         await ratesync.acquire(trial)
     await asyncio.sleep(0)
+
+
+async def test_a_resolver_gives_keys_their_rule(store, name):
+    asked: list[str] = []
+
+    def plans(key: str):
+        asked.append(key)
+        if key.startswith("gold:"):
+            return {"burst": 10}
+        if key == "broken":
+            return {"limit": 3}  # not a token-bucket field: the limiter's rule applies
+        if key == "raises":
+            raise RuntimeError("the plans database is down")
+        return None
+
+    ratesync.configure_limiter(name, store_id=store, rate_per_second=0.001, burst=2)
+    ratesync.set_resolver(name, plans, cache_size=100)
+    limiter = ratesync.get_limiter(name)
+    assert sum([await limiter.try_acquire(key="gold:acme") for _ in range(11)]) == 10
+    assert sum([await limiter.try_acquire(key="someone") for _ in range(3)]) == 2
+    assert sum([await limiter.try_acquire(key="broken") for _ in range(3)]) == 2
+    assert sum([await limiter.try_acquire(key="raises") for _ in range(3)]) == 2
+    assert sorted(set(asked)) == ["broken", "gold:acme", "raises", "someone"]
+    assert len(asked) == 4, "each key asked once while cached"

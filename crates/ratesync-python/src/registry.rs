@@ -12,7 +12,10 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use ratesync::config::{format_utc_offset, EngineConfig, StoreConfig};
-use ratesync::{Config, LimiterBuilder, LimiterConfig, Registry, Rule, StoreBuilder};
+use ratesync::{
+    Config, KeyRule, LimiterBuilder, LimiterConfig, OverrideBuilder, Registry, Resolver, Rule,
+    StoreBuilder,
+};
 
 use crate::errors;
 
@@ -153,6 +156,83 @@ static RELOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 #[pyfunction]
 fn reloads() -> u64 {
     RELOADS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Gives keys of limiter `limiter_id` rules of their own from `resolver(key)`: `None`,
+/// or a dict of the rule fields an override may set (`docs/design.md#overrides`),
+/// validated against the limiter's rule as an override would be. The answers of up
+/// to `cache_size` keys are kept. A resolver that raises, or answers what does not
+/// validate, leaves the key to the limiter's own rule (logged).
+#[pyfunction]
+#[pyo3(signature = (limiter_id, resolver, cache_size = 10_000))]
+fn set_resolver(limiter_id: &str, resolver: Py<PyAny>, cache_size: usize) -> PyResult<()> {
+    let name = limiter_id.to_owned();
+    let resolve = move |key: &str| {
+        Python::attach(|py| match resolver.call1(py, (key,)) {
+            Ok(answer) if answer.is_none(py) => None,
+            Ok(answer) => key_rule(&name, answer.bind(py))
+                .map_err(
+                    |error| tracing::warn!(limiter = %name, "resolver answer not used: {error}"),
+                )
+                .ok(),
+            Err(error) => {
+                tracing::warn!(limiter = %name, "resolver raised: {error}");
+                None
+            }
+        })
+    };
+    update(|registry| registry.with_resolver(limiter_id, Resolver::new(cache_size, resolve)))
+}
+
+/// A resolver's `answer` as the rule of a key of limiter `name`: the limiter's rule with
+/// the answer's fields, validated as an override of it.
+fn key_rule(name: &str, answer: &Bound<'_, PyAny>) -> PyResult<KeyRule> {
+    let answer = answer
+        .cast::<PyDict>()
+        .map_err(|_| errors::config_error("a resolver answers None or a dict of rule fields"))?;
+    let registry = current()?;
+    let base = registry
+        .config()
+        .limiters
+        .get(name)
+        .ok_or_else(|| errors::limiter_not_found(name))?;
+    let rule = RuleInfo::of(base.rule.as_ref());
+    let mut limiter = LimiterBuilder::new("s").option("algorithm", rule.algorithm);
+    let fields: [(&str, Option<toml::Value>); 8] = [
+        ("rate_per_second", rule.rate_per_second.map(Into::into)),
+        ("burst", rule.burst.map(|n| i64::from(n).into())),
+        ("limit", rule.limit.map(|n| i64::from(n).into())),
+        ("window_seconds", rule.window_seconds.map(Into::into)),
+        ("precision", rule.precision.map(|n| i64::from(n).into())),
+        ("period", rule.period.map(Into::into)),
+        ("utc_offset", rule.utc_offset.map(Into::into)),
+        (
+            "max_concurrent",
+            base.max_concurrent.map(|n| i64::from(n.get()).into()),
+        ),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            limiter = limiter.option(key, value);
+        }
+    }
+    let mut over = OverrideBuilder::keys(["resolved"]);
+    for (key, value) in answer.iter() {
+        let key: String = key.extract()?;
+        if let Some(value) = to_toml(&value, &key)? {
+            over = over.option(&key, value);
+        }
+    }
+    let config = Config::builder()
+        .store("s", StoreBuilder::memory())
+        .limiter(name, limiter.key_override(over))
+        .build()
+        .map_err(|e| errors::config_error(&e.to_string()))?;
+    let over = &config.limiters[name].overrides[0];
+    Ok(KeyRule {
+        rule: over.rule,
+        max_concurrent: over.max_concurrent,
+    })
 }
 
 /// The files followed, by path: dropping a watch stops it.
@@ -490,5 +570,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limiter_config, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_quota, m)?)?;
     m.add_function(wrap_pyfunction!(reloads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_resolver, m)?)?;
     Ok(())
 }

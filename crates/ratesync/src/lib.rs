@@ -61,7 +61,10 @@ pub use error::{AcquireAllError, AcquireError, Error, SettleError};
 pub use global::{
     acquire, default_registry, limiter, set_default_registry, try_acquire, DefaultAcquireError,
 };
-pub use limiter::{acquire_all, try_acquire_all, Call, Limiter, Permit, TryAcquire};
+pub use limiter::{
+    acquire_all, try_acquire_all, Call, KeyRule, Limiter, Permit, ResolveFn, Resolver, TryAcquire,
+    MAX_RESOLVED_RULES,
+};
 pub use registry::{Registry, RegistryBuilder};
 #[cfg(feature = "watch")]
 pub use watch::{ConfigWatch, WatchedRegistry};

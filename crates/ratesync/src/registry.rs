@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use crate::config::{Config, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
 use crate::engine;
 use crate::error::Error;
-use crate::limiter::Limiter;
+use crate::limiter::{Limiter, Resolver};
 use crate::store::{Engine, StoreRuntime};
 
 /// The limiters of one configuration and the stores they share (one client per
@@ -28,6 +28,8 @@ pub struct Registry {
 #[derive(Clone)]
 struct Inner {
     config: Config,
+    /// The resolvers given in code, by limiter: kept across reloads.
+    resolvers: HashMap<String, Resolver>,
     stores: IndexMap<String, Arc<StoreRuntime>>,
     limiters: IndexMap<String, Limiter>,
 }
@@ -90,7 +92,8 @@ impl Registry {
         next.stores.insert(id.to_owned(), runtime.clone());
         for (name, limiter) in &next.config.limiters {
             if limiter.store == id {
-                let rebuilt = build_limiter(name, limiter, runtime.clone(), None)?;
+                let resolver = next.resolvers.get(name);
+                let rebuilt = build_limiter(name, limiter, runtime.clone(), None, resolver)?;
                 next.limiters.insert(name.clone(), rebuilt);
             }
         }
@@ -111,7 +114,8 @@ impl Registry {
             return Ok(self.clone());
         }
         // Validation guarantees the store exists.
-        let built = build_limiter(id, &config, self.inner.stores[&config.store].clone(), None)?;
+        let store = self.inner.stores[&config.store].clone();
+        let built = build_limiter(id, &config, store, None, self.inner.resolvers.get(id))?;
         let mut next = Inner::clone(&self.inner);
         next.config.limiters.insert(id.to_owned(), config);
         next.limiters.insert(id.to_owned(), built);
@@ -122,6 +126,24 @@ impl Registry {
 }
 
 impl Registry {
+    /// This registry with `resolver` giving keys of limiter `name` rules of their own
+    /// (`docs/design.md#overrides`): a key no override of the file matches is asked
+    /// about once while its answer stays cached. The limiter is rebuilt, keeping its
+    /// keys' state; handles taken before follow. The resolver stays across reloads.
+    pub fn with_resolver(&self, name: &str, resolver: Resolver) -> Result<Registry, Error> {
+        let old = self.limiter(name)?;
+        let config = &self.inner.config.limiters[name];
+        let store = old.store().clone();
+        let built = build_limiter(name, config, store, Some(&old), Some(&resolver))?;
+        let mut next = Inner::clone(&self.inner);
+        next.resolvers.insert(name.to_owned(), resolver);
+        next.limiters.insert(name.to_owned(), built.clone());
+        old.replace_with(Some(&built));
+        Ok(Registry {
+            inner: Arc::new(next),
+        })
+    }
+
     /// This registry plus every store and limiter of `other` (a loaded file), which
     /// replace those of the same ids: rate-sync's `load_config` adds to what was
     /// configured before it, and the Python package keeps that
@@ -202,7 +224,8 @@ impl Registry {
             let built = match kept {
                 Some(limiter) => limiter.clone(),
                 None => {
-                    let built = build_limiter(name, limiter, store.clone(), old)?;
+                    let resolver = self.inner.resolvers.get(name);
+                    let built = build_limiter(name, limiter, store.clone(), old, resolver)?;
                     handed_over.extend(old.map(|old| (old.clone(), Some(built.clone()))));
                     built
                 }
@@ -220,6 +243,7 @@ impl Registry {
         Ok(Registry {
             inner: Arc::new(Inner {
                 config,
+                resolvers: self.inner.resolvers.clone(),
                 stores,
                 limiters,
             }),
@@ -247,8 +271,9 @@ fn build_limiter(
     limiter: &LimiterConfig,
     store: Arc<StoreRuntime>,
     previous: Option<&Limiter>,
+    resolver: Option<&Resolver>,
 ) -> Result<Limiter, Error> {
-    Limiter::new(name, limiter.clone(), store, previous).map_err(|source| Error::Store {
+    Limiter::new(name, limiter.clone(), store, previous, resolver).map_err(|source| Error::Store {
         store: limiter.store.clone(),
         source,
     })
@@ -297,12 +322,14 @@ impl RegistryBuilder {
         let mut limiters = IndexMap::new();
         for (name, limiter) in &self.config.limiters {
             // Validation guarantees the store exists.
-            let built = build_limiter(name, limiter, stores[&limiter.store].clone(), None)?;
+            let store = stores[&limiter.store].clone();
+            let built = build_limiter(name, limiter, store, None, None)?;
             limiters.insert(name.clone(), built);
         }
         Ok(Registry {
             inner: Arc::new(Inner {
                 config: self.config,
+                resolvers: HashMap::new(),
                 stores,
                 limiters,
             }),

@@ -17,6 +17,7 @@
 mod all;
 mod attempt;
 mod permit;
+mod resolver;
 mod wait;
 mod waiters;
 
@@ -26,8 +27,10 @@ use std::time::Duration;
 pub use self::all::{acquire_all, try_acquire_all};
 pub use self::attempt::TryAcquire;
 pub use self::permit::Permit;
+pub use self::resolver::{KeyRule, ResolveFn, Resolver, MAX_RESOLVED_RULES};
 
 use self::permit::{HeldSlot, Reservation};
+use self::resolver::Resolved;
 use self::waiters::Waiters;
 use crate::algorithm::{check_cost, LeaseId, Policy, RateQuota, Receipt, Rule};
 use crate::config::{KeyOverride, LimiterConfig};
@@ -84,10 +87,13 @@ struct Overrides {
     exact: std::collections::HashMap<Box<str>, usize>,
     /// The prefixes, in override order.
     prefixes: Vec<(usize, Box<str>)>,
+    /// The rules a resolver gives keys no override matches.
+    resolved: Option<Resolved>,
 }
 
 impl Overrides {
-    /// The override deciding `key`, if any: the first that matches it.
+    /// The override deciding `key`, if any: the first that matches it, else the
+    /// resolver's rule for it.
     fn route(&self, key: &str) -> Option<&Arc<LimiterInner>> {
         let exact = self.exact.get(key).copied();
         let prefixed = self
@@ -96,7 +102,10 @@ impl Overrides {
             .take_while(|(index, _)| exact.is_none_or(|first| *index < first))
             .find(|(_, prefix)| key.starts_with(&**prefix))
             .map(|(index, _)| *index);
-        prefixed.or(exact).map(|index| &self.limiters[index])
+        match prefixed.or(exact) {
+            Some(index) => Some(&self.limiters[index]),
+            None => self.resolved.as_ref()?.route(key),
+        }
     }
 }
 
@@ -110,6 +119,7 @@ impl Limiter {
         config: LimiterConfig,
         store: Arc<StoreRuntime>,
         previous: Option<&Limiter>,
+        resolver: Option<&Resolver>,
     ) -> Result<Self, StoreError> {
         let name: Arc<str> = name.into();
         let previous = previous
@@ -120,11 +130,27 @@ impl Limiter {
         let releases = ReleaseSignal::new(move |key| woken.released(key));
         let before = previous.map(|p| &p.engine);
         let mut inner = LimiterInner::new(&name, config, &store, &waiters, releases, before)?;
-        if !inner.config.overrides.is_empty() {
+        if !inner.config.overrides.is_empty() || resolver.is_some() {
+            let resolved = resolver.map(|resolver| {
+                let (name, config) = (name.clone(), inner.config.clone());
+                let (store, waiters) = (store.clone(), waiters.clone());
+                Resolved::new(resolver.clone(), move |rule| {
+                    let over = KeyOverride {
+                        keys: Vec::new(),
+                        key_prefix: None,
+                        rule: rule.rule,
+                        max_concurrent: rule.max_concurrent,
+                    };
+                    let config = config.overridden(&over);
+                    let signal = ReleaseSignal::detached();
+                    LimiterInner::new(&name, config, &store, &waiters, signal, None)
+                })
+            });
             let mut overrides = Overrides {
                 limiters: Vec::new(),
                 exact: std::collections::HashMap::new(),
                 prefixes: Vec::new(),
+                resolved,
             };
             for (index, over) in inner.config.overrides.iter().enumerate() {
                 // The limiter's own signal wakes the waiters they share. An override
@@ -197,7 +223,7 @@ impl Limiter {
     /// A call on one key.
     #[inline]
     pub fn key<'a>(&'a self, key: &'a str) -> Call<'a> {
-        self.call().key(key)
+        self.call_on(key)
     }
 
     /// A call of a given cost on the limiter-wide key.
@@ -207,12 +233,19 @@ impl Limiter {
 
     #[inline]
     fn call(&self) -> Call<'_> {
+        self.call_on("")
+    }
+
+    /// A call on `key`, decided by the limiter that decides it now (routed once).
+    #[inline]
+    fn call_on<'a>(&'a self, key: &'a str) -> Call<'a> {
+        let inner = self.inner.route(key);
         Call {
             limiter: self,
-            inner: self.inner.route(""),
-            key: "",
+            inner,
+            key,
             cost: 1,
-            timeout: self.inner.current().config.timeout,
+            timeout: inner.config.timeout,
             settleable: false,
             wait_out: false,
         }
@@ -475,10 +508,15 @@ impl LimiterInner {
         overrides.limiters.get(index)
     }
 
-    /// This limiter and those of its overrides.
+    /// This limiter and those of its overrides (and of its resolver's rules).
     fn with_overrides(self: &Arc<Self>) -> impl Iterator<Item = &Arc<Self>> {
-        let overrides = self.overrides.as_deref().map(|o| o.limiters.iter());
-        std::iter::once(self).chain(overrides.into_iter().flatten())
+        let overrides = self.overrides.as_deref();
+        let listed = overrides.into_iter().flat_map(|o| o.limiters.iter());
+        let resolved = overrides
+            .and_then(|o| o.resolved.as_ref())
+            .into_iter()
+            .flat_map(Resolved::limiters);
+        std::iter::once(self).chain(listed).chain(resolved)
     }
 
     /// One comparison on the way to every decision: `1 <= cost <= max_cost`
