@@ -110,6 +110,19 @@ async fn a_valid_edit_applies_and_keeps_state_an_invalid_one_changes_nothing() {
     );
     applied("login added", || registry.limiter("login").is_ok()).await;
     assert_eq!(admitted(&api, "user", 1).await, 0, "api kept its state");
+
+    // Switched to shadow mode and back: the same state, refusing nobody meanwhile.
+    let shadow = |on: bool| memory_file(&format!("{}shadow = {on}\n", window("api", 8)));
+    save(&path, &shadow(true));
+    applied("shadow on", || api.config().shadow).await;
+    assert_eq!(admitted(&api, "user", 3).await, 3, "would refuse, admits");
+    save(&path, &shadow(false));
+    applied("shadow off", || !api.config().shadow).await;
+    assert_eq!(
+        admitted(&api, "user", 1).await,
+        0,
+        "enforced again, state unchanged"
+    );
 }
 
 /// A removed limiter refuses new calls with the not-configured error, through

@@ -144,7 +144,11 @@ async fn a_token_bucket_shows_its_rate_as_configured() {
     let headers = response.headers();
     assert_eq!(header(headers, "ratelimit-policy"), "\"api\";q=10;w=1");
     assert_eq!(header(headers, "x-ratelimit-limit"), "10");
-    assert_eq!(header(headers, "x-ratelimit-remaining"), "0", "a burst of 1");
+    assert_eq!(
+        header(headers, "x-ratelimit-remaining"),
+        "0",
+        "a burst of 1"
+    );
     let refused = send(&limits, Request::new(String::new())).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(refused.headers(), "ratelimit"), "\"api\";r=0;t=1");
@@ -662,4 +666,37 @@ async fn a_store_asked_later_answers_as_one_deciding_in_place() {
         faults.calls.load(Ordering::SeqCst) >= 8,
         "the check was awaited"
     );
+}
+
+/// `docs/design.md#shadow-mode`: a limiter in shadow mode answers every request
+/// normally, on the one-limit path and in a group, with its real numbers in the
+/// headers.
+#[tokio::test]
+async fn a_shadow_limiter_never_answers_429() {
+    let setup = Setup::new(&[
+        (
+            "trial",
+            LimiterBuilder::sliding_window("m", 2, 60.0).shadow(true),
+        ),
+        ("api", LimiterBuilder::token_bucket("m", 100.0).burst(100)),
+    ]);
+    let alone = RouteLimits::builder()
+        .limit(Limit::new(setup.limiter("trial"), LimiterWide))
+        .build();
+    for _ in 0..4 {
+        let response = send(&alone, Request::new(String::new())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = send(&alone, Request::new(String::new())).await;
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        "\"trial\";r=0;t=60",
+        "the limit's real state"
+    );
+    let together = RouteLimits::builder()
+        .limit(Limit::new(setup.limiter("trial"), LimiterWide))
+        .limit(Limit::new(setup.limiter("api"), LimiterWide))
+        .build();
+    let response = send(&together, Request::new(String::new())).await;
+    assert_eq!(response.status(), StatusCode::OK, "a group too");
 }
