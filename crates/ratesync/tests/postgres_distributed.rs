@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ratesync::{AcquireError, Config, DeniedBy, Registry, StoreBuilder};
 use support::child::{self, ChildProcess, Results, Run, Spawn};
-use support::{PostgresServer, Tally};
+use support::{runtime, PostgresServer, Tally};
 
 const PROCESSES: usize = 4;
 const TASKS_PER_PROCESS: usize = 32;
@@ -36,14 +36,6 @@ fn registry_from_env() -> Registry {
         .build()
         .unwrap();
     Registry::from_config(config).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A worker process: builds its own registry from the environment, connects,

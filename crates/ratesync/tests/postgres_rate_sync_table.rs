@@ -20,7 +20,7 @@ use ratesync::config::PostgresConfig;
 use ratesync::engine::postgres::{migrate, PostgresEngine};
 use ratesync::store::{Engine, StoreError};
 use ratesync::{AcquireError, Config, LimiterBuilder, Registry, StoreBuilder};
-use support::PostgresServer;
+use support::{runtime, PostgresServer};
 
 /// Never asked for (the server trusts every local connection): it must not show.
 const PASSWORD: &str = "hunter2-secret";
@@ -72,14 +72,6 @@ const RATE_SYNC_DOCUMENTED_TABLE: &str = "
 fn server() -> &'static PostgresServer {
     static SHARED: OnceLock<PostgresServer> = OnceLock::new();
     SHARED.get_or_init(PostgresServer::start)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A new database `name` holding what `sql` creates; its URL, with a password.

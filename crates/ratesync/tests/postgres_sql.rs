@@ -26,7 +26,7 @@ use ratesync::store::{Engine, EngineLimiter, GroupMember, LimiterSpec, ReleaseSi
 use ratesync::testing::PinnedClock;
 use ratesync::{Config, DeniedBy, LimiterBuilder, Registry, StoreBuilder};
 use reference::{concurrency, sliding_window, token_bucket, BatchSender, PinnedStore};
-use support::PostgresServer;
+use support::{runtime, PostgresServer};
 
 /// The server this test process shares.
 fn server() -> &'static PostgresServer {
@@ -64,14 +64,6 @@ fn pinned_engine(server: &PostgresServer) -> (PinnedStore, PostgresEngine) {
         unit_ns: 1000,
     };
     (store, engine)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn limiter(engine: &PostgresEngine, policy: Policy) -> Arc<dyn EngineLimiter> {

@@ -22,7 +22,7 @@ use ratesync::store::{Engine, EngineLimiter, LimiterSpec, ReleaseSignal};
 use ratesync::testing::PinnedClock;
 use ratesync::{DeniedBy, FixedWindow, SlidingWindow, StoreBuilder};
 use reference::{bounded_window, sliding_window, Op, Pair, PinnedStore, EPOCH_US};
-use support::PostgresServer;
+use support::{runtime, PostgresServer};
 
 /// The server this test process shares.
 fn server() -> &'static PostgresServer {
@@ -48,14 +48,6 @@ fn pinned(server: &PostgresServer, table: &str) -> PinnedStore {
         set_now: Box::new(move |t_us| clock.set_micros(t_us)),
         unit_ns: 1000,
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn limiter(engine: &PostgresEngine, id: &str, rule: Rule) -> Arc<dyn EngineLimiter> {

@@ -33,15 +33,7 @@ use ratesync::{
 use reference::{
     bounded_window, concurrency, sliding_window, BatchSender, Op, Pair, PinnedStore, EPOCH_US,
 };
-use support::{RedisCluster, RedisServer};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{runtime, RedisCluster, RedisServer};
 
 fn engine(server: &RedisServer) -> RedisEngine {
     RedisEngine::new(&support::redis_config(StoreBuilder::redis(&server.url()))).unwrap()

@@ -70,3 +70,13 @@ pub fn postgres_config(store: StoreBuilder) -> PostgresConfig {
         other => panic!("not a PostgreSQL store: {}", other.engine_name()),
     }
 }
+
+/// A runtime of two workers, as the machine has two cores: for the tests that drive
+/// a store from synchronous code (proptest histories, child processes).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
