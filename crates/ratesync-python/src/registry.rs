@@ -126,6 +126,15 @@ fn load_config(py: Python<'_>, path: Option<PathBuf>, watch: bool) -> PyResult<O
         return Ok(None);
     };
     let source = config.source.clone();
+    // Followed: watched from before it is read, so that no edit is missed.
+    let (config, watch) = match (watch, &source) {
+        (true, Some(file)) => {
+            let (watch, config) =
+                ratesync::ConfigWatch::open(file).map_err(|e| errors::from_error(&e))?;
+            (config, Some(watch))
+        }
+        _ => (config, None),
+    };
     let loaded = config.clone();
     let mut state = STATE.write();
     let base = match state.as_ref() {
@@ -141,9 +150,9 @@ fn load_config(py: Python<'_>, path: Option<PathBuf>, watch: bool) -> PyResult<O
         pending: None,
     });
     drop(state);
-    if let (true, Some(file)) = (watch, &source) {
+    if let (Some(watch), Some(file)) = (watch, &source) {
         // Reloads take the registry's lock on the watch thread: not under the GIL.
-        py.detach(|| follow(file, loaded))?;
+        py.detach(|| follow(file, watch, loaded))?;
     }
     Ok(source)
 }
@@ -239,10 +248,10 @@ fn key_rule(name: &str, answer: &Bound<'_, PyAny>) -> PyResult<KeyRule> {
 static WATCHES: parking_lot::Mutex<Vec<(PathBuf, ratesync::ConfigWatch)>> =
     parking_lot::Mutex::new(Vec::new());
 
-/// Follows `file`, whose contents `loaded` are being merged into the registry.
-fn follow(file: &Path, loaded: Config) -> PyResult<()> {
+/// Follows `file` with `watch`, from `loaded`, its contents merged into the registry.
+fn follow(file: &Path, mut watch: ratesync::ConfigWatch, loaded: Config) -> PyResult<()> {
     let mut before = loaded;
-    let watch = ratesync::ConfigWatch::start(file, move |after| {
+    watch.follow(move |after| {
         let _runtime = crate::runtime::handle().enter();
         let mut state = STATE.write();
         let registry = match state.as_ref() {

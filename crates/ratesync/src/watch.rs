@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Event, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use parking_lot::RwLock;
 
 use crate::config::{Config, ConfigError};
@@ -42,10 +42,10 @@ impl Registry {
     /// with the error `ratesync check` gives, and changes nothing. Every reload is
     /// counted in `ratesync_config_reloads_total{result="applied"|"rejected"}`.
     pub fn watch(path: impl AsRef<Path>) -> Result<WatchedRegistry, Error> {
-        let path = path.as_ref();
-        let current = Arc::new(RwLock::new(Registry::load(path)?));
+        let (mut watch, config) = ConfigWatch::open(path.as_ref())?;
+        let current = Arc::new(RwLock::new(Registry::from_config(config)?));
         let cell = current.clone();
-        let watch = ConfigWatch::start(path, move |after| {
+        watch.follow(move |after| {
             let mut registry = cell.write();
             let before = registry.config().clone();
             *registry = registry.reloaded(&before, after)?;
@@ -86,32 +86,81 @@ impl std::fmt::Debug for WatchedRegistry {
 pub struct ConfigWatch {
     /// Holds the event source; dropping it ends the thread.
     _watcher: Box<dyn Watcher + Send>,
+    /// What the thread starts from, until [`ConfigWatch::follow`] starts it.
+    waiting: Option<Waiting>,
+}
+
+struct Waiting {
+    path: PathBuf,
+    events: Receiver<notify::Result<Event>>,
+    text: String,
+    config: Config,
 }
 
 impl ConfigWatch {
-    /// Starts following `path`, whose current contents are taken as applied.
-    pub fn start(
-        path: &Path,
-        apply: impl FnMut(Config) -> Result<(), Error> + Send + 'static,
-    ) -> Result<ConfigWatch, Error> {
+    /// Reads `path` and starts watching it: the configuration it holds now, from
+    /// which the caller builds what [`ConfigWatch::follow`] will then change. Edits
+    /// made in between are not missed: their events wait.
+    pub fn open(path: &Path) -> Result<(ConfigWatch, Config), Error> {
         let path = path.to_path_buf();
-        let applied = Config::load(&path)?;
+        let origin = path.display().to_string();
         let (events, received) = mpsc::channel();
-        let cannot_watch = |error: &dyn std::fmt::Display| {
+        let watcher = watcher(&path, events).map_err(|error| {
             Error::Config(ConfigError::single(
-                path.display().to_string(),
+                &origin,
                 "",
                 format!("cannot watch the configuration file: {error}"),
             ))
+        })?;
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            ConfigError::single(
+                &origin,
+                "",
+                format!("cannot read the configuration file: {error}"),
+            )
+        })?;
+        let config = parse(&text, &path)?;
+        let waiting = Waiting {
+            path,
+            events: received,
+            text,
+            config: config.clone(),
         };
-        let watcher = watcher(&path, events).map_err(|error| cannot_watch(&error))?;
-        let thread = std::thread::Builder::new().name("ratesync-config-watch".to_owned());
-        let watched = path.clone();
-        thread
-            .spawn(move || follow(&watched, &received, applied, apply))
-            .map_err(|error| cannot_watch(&error))?;
-        Ok(ConfigWatch { _watcher: watcher })
+        let watch = ConfigWatch {
+            _watcher: watcher,
+            waiting: Some(waiting),
+        };
+        Ok((watch, config))
     }
+
+    /// Starts handing each later edit to `apply`, on a thread of its own. Once.
+    pub fn follow(
+        &mut self,
+        apply: impl FnMut(Config) -> Result<(), Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Some(waiting) = self.waiting.take() else {
+            return Ok(());
+        };
+        let origin = waiting.path.display().to_string();
+        std::thread::Builder::new()
+            .name("ratesync-config-watch".to_owned())
+            .spawn(move || follow(waiting, apply))
+            .map(drop)
+            .map_err(|error| {
+                Error::Config(ConfigError::single(
+                    origin,
+                    "",
+                    format!("cannot watch the configuration file: {error}"),
+                ))
+            })
+    }
+}
+
+/// The configuration of file `path` holding `text`.
+fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut config = Config::from_toml_str(text, &path.display().to_string())?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
 }
 
 /// A watcher of the directory of `path` (editors replace a file by renaming another
@@ -145,22 +194,32 @@ fn watcher(
     }
 }
 
-/// The watching thread: waits for events about `path`, lets them settle, then reads
-/// the file. Ends when the watcher is dropped.
-fn follow(
-    path: &Path,
-    events: &Receiver<notify::Result<Event>>,
-    mut applied: Config,
-    mut apply: impl FnMut(Config) -> Result<(), Error>,
-) {
+/// The watching thread: waits for changes of `path` (its own reads are file events
+/// too, and are not changes), lets them settle, then reads the file; a text already
+/// seen, applied or refused, is not looked at again, so a broken file is reported
+/// once, not at every event. Ends when the watcher is dropped.
+fn follow(waiting: Waiting, mut apply: impl FnMut(Config) -> Result<(), Error>) {
+    let Waiting {
+        path,
+        events,
+        text,
+        config: mut applied,
+    } = waiting;
+    let path = path.as_path();
+    let events = &events;
+    let mut seen = Some(text);
     let name = path.file_name();
-    let about_the_file = |event: &notify::Result<Event>| match event {
-        Ok(event) => event.paths.is_empty() || event.paths.iter().any(|p| p.file_name() == name),
+    let origin = path.display().to_string();
+    let a_change = |event: &notify::Result<Event>| match event {
+        Ok(event) => {
+            !matches!(event.kind, EventKind::Access(_))
+                && (event.paths.is_empty() || event.paths.iter().any(|p| p.file_name() == name))
+        }
         Err(_) => true,
     };
     loop {
         match events.recv() {
-            Ok(event) if about_the_file(&event) => {}
+            Ok(event) if a_change(&event) => {}
             Ok(_) => continue,
             Err(_) => return,
         }
@@ -171,7 +230,25 @@ fn follow(
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-        let loaded = Config::load(path);
+        let text = std::fs::read_to_string(path);
+        let unchanged = match (&text, &seen) {
+            (Ok(text), Some(seen)) => text == seen,
+            (Err(_), None) => true,
+            _ => false,
+        };
+        if unchanged {
+            continue;
+        }
+        seen = text.as_ref().ok().cloned();
+        let loaded = match text {
+            Ok(text) => parse(&text, path),
+            Err(error) => Err(ConfigError::single(
+                &origin,
+                "",
+                format!("cannot read the configuration file: {error}"),
+            )),
+        };
+        // An edit that changes nothing the configuration says (a comment).
         if loaded.as_ref().is_ok_and(|config| *config == applied) {
             continue;
         }

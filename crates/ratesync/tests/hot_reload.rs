@@ -280,3 +280,43 @@ async fn a_reload_under_load_loses_no_permit_and_admits_nothing_beyond_the_limit
         Some(ratesync::DeniedBy::Concurrency)
     );
 }
+
+/// Each edit is counted once in `ratesync_config_reloads_total{result}`, and a broken
+/// file is refused once, not at every event (the watcher's own reads are events too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_edit_is_counted_once() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test process");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, registry) = watched(&dir, &memory_file(&window("api", 5)));
+    let api = registry.limiter("api").unwrap();
+    save(&path, &memory_file(&window("api", 6)));
+    applied("limit 6", || window_limit(&api) == Some(6)).await;
+    save(
+        &path,
+        &memory_file("[limiters.api]\nstore = \"local\"\nlimit = \"six\"\n"),
+    );
+    // Long enough for the edit to be refused, and for the watcher to have re-read the
+    // file many times over if its own reads counted as changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // One snapshot: the recorder's counters are read as they are now.
+    let snapshot = snapshotter.snapshot().into_hashmap();
+    let reloads = |result: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _)| {
+                key.key().name() == "ratesync_config_reloads_total"
+                    && key.key().labels().any(|l| l.value() == result)
+            })
+            .map_or(0, |(_, (_, _, value))| match value {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+    };
+    assert_eq!((reloads("applied"), reloads("rejected")), (1, 1));
+    assert_eq!(window_limit(&api), Some(6), "the running limits stay");
+}
