@@ -235,6 +235,7 @@ report_skips
 if $dry_run; then
   echo "== dry run: the commands"
   echo "cargo check -p ratesync --no-default-features --lib --tests"
+  echo "RUSTDOCFLAGS=\"-D warnings\" cargo doc -p ratesync --all-features --no-deps"
   echo "RATESYNC_NATS_SERVER=${RATESYNC_NATS_SERVER} $shown"
   echo "cargo test --workspace --all-features --doc"
   echo "pytest python/tests -q -rs  (in target/py-venv, after maturin develop)"
@@ -246,6 +247,10 @@ trap report_skips EXIT
 
 echo "== memory-only build (no network engine)"
 cargo check -p ratesync --no-default-features --lib --tests
+
+echo "== core API docs"
+# lib.rs warns on missing docs; -D warnings fails on those and on broken doc links.
+RUSTDOCFLAGS="-D warnings" cargo doc -p ratesync --all-features --no-deps
 
 echo "== Rust tests: $shown"
 # nextest runs each test in its own process, in parallel (settings in

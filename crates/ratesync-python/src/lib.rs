@@ -2,16 +2,16 @@
 //! (`python/ratesync/`). A thin shell over the core: the Python API, its names and
 //! exceptions live in the package; limits are decided by `ratesync`.
 //!
-//! - [`runtime`]: the tokio runtime this extension owns (fresh after `fork()`).
-//! - [`registry`]: the process-wide registry that `configure_*` and `load_config` change.
-//! - [`calls`]: acquire, try, peek: memory decisions synchronously, network engines
+//! - `runtime`: the tokio runtime this extension owns (fresh after `fork()`).
+//! - `registry`: the process-wide registry that `configure_*` and `load_config` change.
+//! - `calls`: acquire, try, peek: memory decisions synchronously, network engines
 //!   on the runtime with the GIL released.
-//! - [`bridge`]: a tokio future as an asyncio future of the caller's event loop.
-//! - [`metrics`]: the core's metrics as Prometheus text; [`log`]: the core's
+//! - `bridge`: a tokio future as an asyncio future of the caller's event loop.
+//! - `metrics`: the core's metrics as Prometheus text; `log`: the core's
 //!   warnings as records of Python's `logging` (logger `ratesync`).
-//! - [`http`]: the client IP behind trusted proxies and the `RateLimit` headers of
+//! - `http`: the client IP behind trusted proxies and the `RateLimit` headers of
 //!   `ratesync.contrib.fastapi`, from the core's `ratesync::http`.
-//! - [`types`]: `Permit` and `Decision` as Python objects; [`errors`]: core errors as
+//! - `types`: `Permit` and `Decision` as Python objects; `errors`: core errors as
 //!   the exceptions of `ratesync.exceptions`.
 
 mod bridge;

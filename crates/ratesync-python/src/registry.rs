@@ -251,26 +251,27 @@ static WATCHES: parking_lot::Mutex<Vec<(PathBuf, ratesync::ConfigWatch)>> =
 /// Follows `file` with `watch`, from `loaded`, its contents merged into the registry.
 fn follow(file: &Path, mut watch: ratesync::ConfigWatch, loaded: Config) -> PyResult<()> {
     let mut before = loaded;
-    watch.follow(move |after| {
-        let _runtime = crate::runtime::handle().enter();
-        let mut state = STATE.write();
-        let registry = match state.as_ref() {
-            Some(State {
-                registry,
+    watch
+        .follow(move |after| {
+            let _runtime = crate::runtime::handle().enter();
+            let mut state = STATE.write();
+            let registry = match state.as_ref() {
+                Some(State {
+                    registry,
+                    pending: None,
+                }) => registry.clone(),
+                _ => empty(),
+            };
+            let next = registry.reloaded(&before, after.clone())?;
+            *state = Some(State {
+                registry: next,
                 pending: None,
-            }) => registry.clone(),
-            _ => empty(),
-        };
-        let next = registry.reloaded(&before, after.clone())?;
-        *state = Some(State {
-            registry: next,
-            pending: None,
-        });
-        before = after;
-        RELOADS.fetch_add(1, std::sync::atomic::Ordering::Release);
-        Ok(())
-    })
-    .map_err(|e| errors::from_error(&e))?;
+            });
+            before = after;
+            RELOADS.fetch_add(1, std::sync::atomic::Ordering::Release);
+            Ok(())
+        })
+        .map_err(|e| errors::from_error(&e))?;
     let mut watches = WATCHES.lock();
     watches.retain(|(path, _)| path != file);
     watches.push((file.to_path_buf(), watch));

@@ -12,13 +12,19 @@ use crate::store::StoreError;
 /// Errors of building a registry or finding a limiter.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration is invalid: every issue found, with file and line.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The registry has no limiter of that name.
     #[error("no limiter named `{0}` is configured")]
     UnknownLimiter(String),
+    /// A store could not be built (its engine is not compiled in, its URL is
+    /// unusable) or refused a limiter's rule.
     #[error("store `{store}`: {source}")]
     Store {
+        /// The store's id.
         store: String,
+        /// What the engine said.
         #[source]
         source: StoreError,
     },
@@ -30,42 +36,57 @@ pub enum AcquireError {
     /// `try_acquire` (or a zero timeout) found no room.
     #[error("limiter `{limiter}` refused: retry after {:.3}s", .decision.retry_after().as_secs_f64())]
     Denied {
+        /// The limiter's name.
         limiter: Arc<str>,
+        /// The refusal: [`Decision::retry_after`] says when to try again.
         decision: Decision,
     },
     /// `acquire` could not be admitted within its timeout.
     #[error("limiter `{limiter}` timed out after {:.3}s: retry after {:.3}s", Duration::from_nanos(*.waited_nanos).as_secs_f64(), .decision.retry_after().as_secs_f64())]
     TimedOut {
+        /// The limiter's name.
         limiter: Arc<str>,
         /// How long `acquire` waited, in nanoseconds ([`AcquireError::waited`] as a
         /// `Duration`). A whole word, like the fields of [`Decision`], so that a
         /// result that may hold this error moves as cheaply as a permit
         /// (`docs/design.md#calls`).
         waited_nanos: u64,
+        /// The last refusal.
         decision: Decision,
     },
     /// The store failed and the limiter is `fail_closed`.
     #[error("limiter `{limiter}`: store `{store}` unavailable: {source}")]
     StoreUnavailable {
+        /// The limiter's name.
         limiter: Arc<str>,
+        /// The store's id.
         store: Arc<str>,
+        /// How the store failed (`docs/design.md#failure-policy`).
         #[source]
         source: StoreError,
     },
     /// The cost can never be admitted by this limiter.
     #[error("limiter `{limiter}`: {source}")]
     InvalidCost {
+        /// The limiter's name.
         limiter: Arc<str>,
+        /// Why the cost is refused.
         #[source]
         source: CostError,
     },
     /// A group names the same key of a limiter with `max_concurrent` twice.
     #[error("limiter `{limiter}` appears twice with the same key in one group; a group takes at most one concurrency slot per limiter and key")]
-    SlotTwice { limiter: Arc<str> },
+    SlotTwice {
+        /// The limiter's name.
+        limiter: Arc<str>,
+    },
     /// A reload of the configuration removed the limiter: a handle taken before it
     /// refuses new calls (permits it gave stay valid until released).
     #[error("limiter `{limiter}` is not configured: a reload of the configuration removed it")]
-    NotConfigured { limiter: Arc<str> },
+    NotConfigured {
+        /// The limiter's name.
+        limiter: Arc<str>,
+    },
 }
 
 /// Why [`crate::Permit::settle`] could not settle.
@@ -74,8 +95,11 @@ pub enum SettleError {
     /// A settle can only give back: `used` is above what the call took.
     #[error("limiter `{limiter}`: cannot settle at {used} units, above the cost of {cost} the call took")]
     AboveCost {
+        /// The limiter's name.
         limiter: Arc<str>,
+        /// The units the caller said it used.
         used: u32,
+        /// The units the call took.
         cost: u32,
     },
     /// The permit's call was not made with [`crate::Call::settleable`].

@@ -42,8 +42,11 @@ pub fn limiter(name: &str) -> Result<Limiter, Arc<Error>> {
 /// Errors of the one-liners: the registry could not be had, or the attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DefaultAcquireError {
+    /// The default registry could not be built (an invalid configuration file, say)
+    /// or has no limiter of that name.
     #[error(transparent)]
     Registry(Arc<Error>),
+    /// The attempt itself failed.
     #[error(transparent)]
     Acquire(#[from] AcquireError),
 }

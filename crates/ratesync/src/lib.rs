@@ -29,6 +29,8 @@
 //! all from a configuration; `http` (feature `http`, and `axum` for the extractor)
 //! is the tower layer and axum extractor.
 
+#![warn(missing_docs)]
+
 pub mod algorithm;
 mod background;
 pub mod clock;

@@ -1638,7 +1638,10 @@ fn overrides_are_the_limiter_with_some_fields_replaced() {
     let Some(ratesync::Rule::FixedWindow(fw)) = tenants.rule else {
         panic!("{tenants:?}")
     };
-    assert_eq!((fw.limit(), fw.period()), (1000, Some(ratesync::Period::Day)));
+    assert_eq!(
+        (fw.limit(), fw.period()),
+        (1000, Some(ratesync::Period::Day))
+    );
     let Some(ratesync::Rule::FixedWindow(fw)) = pro.rule else {
         panic!("{pro:?}")
     };
@@ -1697,7 +1700,12 @@ fn override_errors_name_the_override() {
         ),
     ];
     for (body, path, line, needles) in cases {
-        assert_issue(&with_limiter(&format!("{table}{body}")), path, *line, needles);
+        assert_issue(
+            &with_limiter(&format!("{table}{body}")),
+            path,
+            *line,
+            needles,
+        );
     }
 }
 
@@ -1727,7 +1735,12 @@ fn the_builder_adds_overrides_in_order() {
         )
         .build()
         .unwrap_err();
-    assert!(error.to_string().contains("limiters.api.overrides[0].store"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("limiters.api.overrides[0].store"),
+        "{error}"
+    );
 }
 
 #[test]

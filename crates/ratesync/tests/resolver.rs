@@ -64,9 +64,21 @@ async fn a_resolver_gives_keys_their_rule_after_the_files_overrides() {
     assert!(api.has_overrides(), "the handle taken before follows");
 
     assert_eq!(admitted(&api, "gold:acme", 11).await, 10);
-    assert_eq!(admitted(&api, "gold:globex", 11).await, 10, "same rule, own state");
-    assert_eq!(admitted(&api, "gold:listed", 4).await, 3, "the file's override first");
-    assert_eq!(admitted(&api, "someone", 3).await, 2, "no answer: the limiter's rule");
+    assert_eq!(
+        admitted(&api, "gold:globex", 11).await,
+        10,
+        "same rule, own state"
+    );
+    assert_eq!(
+        admitted(&api, "gold:listed", 4).await,
+        3,
+        "the file's override first"
+    );
+    assert_eq!(
+        admitted(&api, "someone", 3).await,
+        2,
+        "no answer: the limiter's rule"
+    );
     assert_eq!(
         admitted(&api, "broken", 3).await,
         2,
@@ -74,7 +86,10 @@ async fn a_resolver_gives_keys_their_rule_after_the_files_overrides() {
     );
     let held = api.key("capped").try_acquire().await.unwrap();
     assert!(held.holds_slot());
-    assert!(api.key("capped").try_acquire().await.is_err(), "its own cap of 1");
+    assert!(
+        api.key("capped").try_acquire().await.is_err(),
+        "its own cap of 1"
+    );
     assert_eq!(api.quota_for("gold:acme").map(|q| q.units), Some(10));
 
     // gold:acme, gold:globex, someone, broken, capped: asked once each ("gold:listed"
@@ -82,7 +97,11 @@ async fn a_resolver_gives_keys_their_rule_after_the_files_overrides() {
     assert_eq!(asked.load(Ordering::Relaxed), 5);
 
     registry.limiter("api").unwrap().reset().await.unwrap();
-    assert_eq!(admitted(&api, "gold:acme", 11).await, 10, "reset reached it");
+    assert_eq!(
+        admitted(&api, "gold:acme", 11).await,
+        10,
+        "reset reached it"
+    );
     drop(held);
 }
 
@@ -100,11 +119,17 @@ async fn a_resolvers_answers_are_cached_within_a_bound() {
         for key in 0..50 {
             api.key(&format!("k{key}")).try_acquire().await.unwrap();
         }
-        assert!(asked.load(Ordering::Relaxed) > 50 * round, "a bounded cache forgets");
+        assert!(
+            asked.load(Ordering::Relaxed) > 50 * round,
+            "a bounded cache forgets"
+        );
     }
     let before = asked.load(Ordering::Relaxed);
     for _ in 0..10 {
         api.key("k49").try_acquire().await.ok();
     }
-    assert!(asked.load(Ordering::Relaxed) <= before + 1, "a hot key stays cached");
+    assert!(
+        asked.load(Ordering::Relaxed) <= before + 1,
+        "a hot key stays cached"
+    );
 }

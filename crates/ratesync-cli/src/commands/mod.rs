@@ -1,5 +1,5 @@
 //! One module per command. Each has an `Args` (its command line) and a `run` that
-//! returns the exit code or a [`Failure`](crate::failure::Failure).
+//! returns the exit code or a [`Failure`].
 
 pub mod acquire;
 pub mod bench;

@@ -48,10 +48,18 @@ impl Period {
 pub enum Windows {
     /// Windows of `length` ns, one starting at every `phase + k·length` ns since the
     /// Unix epoch (`0 <= phase < length`).
-    Every { length: u64, phase: u64 },
+    Every {
+        /// The window length, in ns.
+        length: u64,
+        /// The offset of window starts from the epoch, in ns.
+        phase: u64,
+    },
     /// Calendar months, each starting at midnight of its 1st at `utc_offset` seconds
     /// east of UTC.
-    Months { utc_offset: i32 },
+    Months {
+        /// Seconds east of UTC.
+        utc_offset: i32,
+    },
 }
 
 /// A validated fixed-window rule.
@@ -69,7 +77,10 @@ pub struct FixedWindow {
 /// and the units used in that window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WindowCount {
+    /// The start of the window counted in (ns since the Unix epoch; 0 for a key never
+    /// seen).
     pub start: u64,
+    /// Units admitted in that window.
     pub used: u64,
 }
 

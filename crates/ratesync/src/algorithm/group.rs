@@ -13,9 +13,13 @@ use crate::decision::Decision;
 /// One member of a group: the state of its (limiter, key), locked by the caller for
 /// the whole decision. Members are distinct (limiter, key) pairs.
 pub struct Member<'a> {
+    /// The policy of the member's limiter.
     pub policy: &'a Policy,
+    /// The state of the member's key, written only when the whole group is admitted.
     pub state: &'a mut KeyState,
+    /// Units the member takes; checked by the caller ([`super::check_cost`]).
     pub cost: u32,
+    /// The lease id to hold a concurrency slot under, as in [`decide`].
     pub lease: Option<LeaseId>,
 }
 
@@ -28,8 +32,11 @@ pub enum GroupDecision {
     /// `refusal` its decision; `peeks` has, for every other member, a peek (`None`
     /// at `index`, and where a store that reserves member by member could not say).
     Refused {
+        /// The first member that refused.
         index: usize,
+        /// Its decision.
         refusal: Decision,
+        /// A peek for every member, `None` at `index`.
         peeks: Vec<Option<Decision>>,
     },
 }

@@ -32,21 +32,51 @@ use crate::decision::{Decision, DeniedBy};
 /// A rule that has failed validation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
+    /// A number that must be above zero (a rate, a window, a burst or a limit) is
+    /// zero, negative or NaN.
     #[error("`{field}` must be a positive number, got {value}")]
-    NotPositive { field: &'static str, value: f64 },
-    #[error("`{field}` must be at most {max}")]
-    TooLarge { field: &'static str, max: f64 },
-    #[error("`{field}` is too small to be represented in nanoseconds")]
-    TooSmall { field: &'static str },
-    #[error("`{field}` must be between {min} and {max}, got {value}")]
-    OutOfRange {
+    NotPositive {
+        /// The configuration key, such as `rate_per_second`.
         field: &'static str,
-        min: f64,
-        max: f64,
+        /// The value given.
         value: f64,
     },
+    /// A number is above the largest accepted, such as [`MAX_RATE_PER_SECOND`].
+    #[error("`{field}` must be at most {max}")]
+    TooLarge {
+        /// The configuration key.
+        field: &'static str,
+        /// The largest value accepted.
+        max: f64,
+    },
+    /// A duration rounds to zero nanoseconds (or a rate so high that its interval
+    /// does): time is counted in whole nanoseconds.
+    #[error("`{field}` is too small to be represented in nanoseconds")]
+    TooSmall {
+        /// The configuration key.
+        field: &'static str,
+    },
+    /// A number outside its bounds, such as a sliding window's `precision`.
+    #[error("`{field}` must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        /// The configuration key.
+        field: &'static str,
+        /// The smallest value accepted.
+        min: f64,
+        /// The largest value accepted.
+        max: f64,
+        /// The value given.
+        value: f64,
+    },
+    /// A fixed window aligned to a UTC offset whose length does not divide a day
+    /// (`docs/design.md#fixed-windows`).
     #[error("`window_seconds` = {window_seconds} does not divide a day: windows aligned to a UTC offset must start at every local midnight")]
-    NotADivisorOfADay { window_seconds: f64 },
+    NotADivisorOfADay {
+        /// The window length given, in seconds.
+        window_seconds: f64,
+    },
+    /// A token bucket whose refill time (`burst` intervals) overflows the `u64`
+    /// nanosecond clock.
     #[error("`burst` / `rate_per_second` is longer than the clock can represent; lower `burst` or raise `rate_per_second`")]
     SpanOverflow,
 }
@@ -54,8 +84,11 @@ pub enum RuleError {
 /// The rate part of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
+    /// GCRA token bucket (`docs/design.md#token-bucket`), the default algorithm.
     TokenBucket(TokenBucket),
+    /// Exact sliding window log (`docs/design.md#sliding-window`).
     SlidingWindow(SlidingWindow),
+    /// Fixed windows on the calendar (`docs/design.md#fixed-windows`).
     FixedWindow(FixedWindow),
 }
 
@@ -117,7 +150,9 @@ impl Rule {
 /// burst its decisions count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateQuota {
+    /// Units admitted per window.
     pub units: u64,
+    /// The window the units are counted over.
     pub window: Duration,
 }
 
@@ -128,6 +163,7 @@ pub struct RateQuota {
 pub struct Policy {
     /// `None`: the limiter has no rate limit, only its concurrency cap.
     pub rule: Option<Rule>,
+    /// `None`: no cap on permits held at once (`docs/design.md#concurrency-leases`).
     pub concurrency: Option<Concurrency>,
 }
 
@@ -186,7 +222,9 @@ impl RateState {
 /// The whole state of one (limiter, key): what a store keeps for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
+    /// What the rate rule remembers.
     pub rate: RateState,
+    /// The concurrency leases held (empty without a cap).
     pub leases: LeaseSet,
 }
 
@@ -243,10 +281,18 @@ pub struct Receipt {
 /// A call that can never be admitted, whatever the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CostError {
+    /// A cost of 0: a call takes at least one unit.
     #[error("cost must be at least 1")]
     Zero,
+    /// A cost above the rule's [capacity](Rule::capacity): no state, however fresh,
+    /// could admit it, so waiting would be forever.
     #[error("cost {cost} exceeds the limiter's capacity of {capacity} (burst or limit); it could never be admitted")]
-    ExceedsCapacity { cost: u32, capacity: u32 },
+    ExceedsCapacity {
+        /// The cost asked for.
+        cost: u32,
+        /// The rule's burst or limit.
+        capacity: u32,
+    },
 }
 
 /// Checks that `cost` can ever be admitted under `policy`. Without a rate rule any

@@ -126,15 +126,20 @@ impl StoreBuilder {
         StoreBuilder::new("memory")
     }
 
+    /// A Redis store at `url` (`redis://`, `rediss://`, `redis+sentinel://`,
+    /// `unix://`; a comma-separated seed list for a Cluster) (`docs/design.md#redis`).
     pub fn redis(url: &str) -> Self {
         StoreBuilder::new("redis").option("url", url)
     }
 
+    /// A PostgreSQL store at `url` (`postgres://` or `postgresql://`; libpq's
+    /// `sslmode` is honoured) (`docs/design.md#postgresql`).
     pub fn postgres(url: &str) -> Self {
         StoreBuilder::new("postgres").option("url", url)
     }
 
-    /// `url` may list several servers, comma-separated.
+    /// A NATS JetStream KV store at `url` (`nats://`, `tls://`, `ws://`, `wss://`);
+    /// `url` may list several servers, comma-separated (`docs/design.md#nats`).
     pub fn nats(url: &str) -> Self {
         StoreBuilder::new("nats").option("url", url)
     }
@@ -213,6 +218,8 @@ impl LimiterBuilder {
         self.option("precision", i64::from(precision))
     }
 
+    /// The most units a token bucket admits at once after an idle spell (default 1:
+    /// calls spaced exactly `1 / rate_per_second` apart) (`docs/design.md#token-bucket`).
     pub fn burst(self, burst: u32) -> Self {
         self.option("burst", i64::from(burst))
     }
@@ -322,26 +329,33 @@ impl OverrideBuilder {
         self.option("key_prefix", prefix)
     }
 
+    /// The token bucket's rate for these keys, in units per second.
     pub fn rate_per_second(self, rate_per_second: f64) -> Self {
         self.option("rate_per_second", rate_per_second)
     }
 
+    /// The token bucket's burst for these keys.
     pub fn burst(self, burst: u32) -> Self {
         self.option("burst", i64::from(burst))
     }
 
+    /// The window limit (sliding or fixed) for these keys.
     pub fn limit(self, limit: u32) -> Self {
         self.option("limit", i64::from(limit))
     }
 
+    /// The window length for these keys, in seconds; replaces the limiter's `period`.
     pub fn window_seconds(self, window_seconds: f64) -> Self {
         self.option("window_seconds", window_seconds)
     }
 
+    /// The calendar period of a fixed window for these keys; replaces the limiter's
+    /// `window_seconds`.
     pub fn period(self, period: Period) -> Self {
         self.option("period", period.name())
     }
 
+    /// The concurrency cap for these keys.
     pub fn max_concurrent(self, max_concurrent: u32) -> Self {
         self.option("max_concurrent", i64::from(max_concurrent))
     }

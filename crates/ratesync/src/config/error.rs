@@ -19,6 +19,7 @@ pub struct ConfigIssue {
 pub struct ConfigError {
     /// The file, or `"configuration"` for the builder.
     pub origin: String,
+    /// Every problem found, not only the first, sorted by line when printed.
     pub issues: Vec<ConfigIssue>,
 }
 

@@ -5,7 +5,7 @@
 //! `validate` → [`Config`]; the builder produces the same `raw` tree, so both go
 //! through one validation and fail with the same messages.
 //!
-//! - [`types`]: the validated result ([`Config`], stores, limiters).
+//! - `types`: the validated result ([`Config`], stores, limiters).
 //! - `discover`: which file to read (explicit path, `RATE_SYNC_CONFIG`, `./rate-sync.toml`,
 //!   `./config/rate-sync.toml`).
 //! - `load`: reading a file or a string.

@@ -7,6 +7,7 @@ use std::fmt;
 pub struct SecretString(String);
 
 impl SecretString {
+    /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         SecretString(value.into())
     }
@@ -35,6 +36,7 @@ impl fmt::Display for SecretString {
 pub struct SecretUrl(String);
 
 impl SecretUrl {
+    /// Wraps `value`, one URL or a comma-separated list; nothing is checked here.
     pub fn new(value: impl Into<String>) -> Self {
         SecretUrl(value.into())
     }

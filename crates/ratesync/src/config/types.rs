@@ -31,15 +31,20 @@ pub struct Config {
 /// One `[stores.ID]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
+    /// The engine and its settings.
     pub engine: EngineConfig,
 }
 
 /// Engine name and connection settings of a store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineConfig {
+    /// `engine = "memory"` (`docs/design.md#memory`).
     Memory(MemoryConfig),
+    /// `engine = "redis"` (`docs/design.md#redis`).
     Redis(RedisConfig),
+    /// `engine = "postgres"` (`docs/design.md#postgresql`).
     Postgres(PostgresConfig),
+    /// `engine = "nats"` (`docs/design.md#nats`).
     Nats(NatsConfig),
 }
 
@@ -75,29 +80,56 @@ pub struct MemoryConfig {
 /// `engine = "redis"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
+    /// `redis://`, `rediss://`, `redis+sentinel://`, `unix://` or `redis+unix://`;
+    /// for a Cluster, a comma-separated list of seed nodes.
     pub url: SecretUrl,
+    /// The database number; when set, it wins over the one in `url`.
     pub db: Option<u32>,
+    /// The password; when set, it wins over the one in `url`.
     pub password: Option<SecretString>,
+    /// Start of every Redis key the store writes (default `"rate_limit"`).
     pub key_prefix: String,
+    /// Validated but unused: the engine keeps one multiplexed connection
+    /// (`docs/design.md#redis`).
     pub pool_min_size: Option<u32>,
+    /// Validated but unused, as `pool_min_size`.
     pub pool_max_size: Option<u32>,
+    /// The deadline of every call to the store (default 5 s).
     pub socket_timeout: Duration,
+    /// The bound on opening a connection (default 5 s).
     pub socket_connect_timeout: Duration,
+    /// Accepted from rate-sync files and ignored: subtracting it could only loosen a
+    /// limit (`docs/design.md#store-tables`).
     pub timing_margin_ms: Option<f64>,
+    /// Whether `url` is a Redis Cluster (default `false`); not with Sentinel.
     pub cluster: bool,
+    /// Sentinels to ask for the master (the file's `host:port` strings, as
+    /// `redis://` URLs); empty without Sentinel or when the `redis+sentinel://` URL
+    /// lists them.
     pub sentinels: Vec<SecretUrl>,
+    /// The name of the master the sentinels monitor, unless the `redis+sentinel://`
+    /// URL names it.
     pub sentinel_master: Option<String>,
 }
 
 /// `engine = "postgres"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostgresConfig {
+    /// `postgres://` or `postgresql://`; libpq's `sslmode` is honoured.
     pub url: SecretUrl,
+    /// The schema of the state table (default `"public"`).
     pub schema_name: String,
+    /// The state table (default `"rate_limiter_state"`); its functions and index are
+    /// named after it.
     pub table_name: String,
+    /// Whether the first connection creates or migrates the table and functions
+    /// (default `false`: `ratesync migrate` does it).
     pub auto_create: bool,
+    /// The number of clients when `pool_max_size` is absent (both absent: 4).
     pub pool_min_size: Option<u32>,
+    /// The number of clients the store opens (at most 64).
     pub pool_max_size: Option<u32>,
+    /// Accepted from rate-sync files and ignored (`docs/design.md#store-tables`).
     pub timing_margin_ms: Option<f64>,
 }
 
@@ -106,11 +138,19 @@ pub struct PostgresConfig {
 pub struct NatsConfig {
     /// One or more servers (the file's comma-separated list).
     pub url: SecretUrl,
+    /// The authentication token, if the servers want one.
     pub token: Option<SecretString>,
+    /// The JetStream KV bucket holding the state (default `"rate_limits"`).
     pub bucket_name: String,
+    /// Whether a missing bucket is created (default `false`: it is an error naming
+    /// the `nats kv add` command).
     pub auto_create: bool,
+    /// Base pause after a lost compare-and-set; `None` = 1 ms
+    /// (`DEFAULT_RETRY_INTERVAL` of the NATS engine).
     pub retry_interval: Option<Duration>,
+    /// Conflicting writes tolerated per decision before it fails; `None` = 50.
     pub max_retries: Option<u32>,
+    /// Accepted from rate-sync files and ignored (`docs/design.md#store-tables`).
     pub timing_margin_ms: Option<f64>,
 }
 
@@ -123,7 +163,11 @@ pub struct LimiterConfig {
     /// allows `max_concurrent` without `rate_per_second`). Validation guarantees a
     /// rule, a cap, or both.
     pub rule: Option<Rule>,
+    /// Most permits held at once, per key; `None` = no cap
+    /// (`docs/design.md#concurrency`).
     pub max_concurrent: Option<NonZeroU32>,
+    /// How long a concurrency lease lives without renewal ([`DEFAULT_LEASE_TTL`]
+    /// unless set); only used with `max_concurrent`.
     pub lease_ttl: Duration,
     /// Default wait bound for `acquire`; `None` = wait forever, zero = never wait.
     pub timeout: Option<Duration>,
@@ -146,6 +190,7 @@ pub struct KeyOverride {
     pub key_prefix: Option<String>,
     /// The limiter's rule with the override's fields: same algorithm.
     pub rule: Option<Rule>,
+    /// The concurrency cap of these keys (the limiter's unless overridden).
     pub max_concurrent: Option<NonZeroU32>,
 }
 

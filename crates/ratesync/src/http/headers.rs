@@ -42,7 +42,12 @@ pub enum Quota {
     /// `units` requests per `window`: the quota (`q`) and the IETF policy window in
     /// seconds (`w`; left out when not above zero, for a rate whose window is not
     /// known).
-    Rate { units: u64, window: f64 },
+    Rate {
+        /// Requests per window.
+        units: u64,
+        /// The window, in seconds.
+        window: f64,
+    },
     /// Requests in flight at once (`qu="concurrent-requests"`): as many as the
     /// decision's `limit`.
     Concurrency,

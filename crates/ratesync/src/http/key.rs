@@ -25,14 +25,20 @@ pub trait KeyExtractor: Send + Sync + 'static {
 /// Why a request has no key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// [`Header`]: the request lacks the header.
     #[error("the request has no `{0}` header")]
     MissingHeader(HeaderName),
+    /// [`Header`]: the header's value is not visible ASCII, so not a usable key.
     #[error("the `{0}` header is not visible ASCII")]
     InvalidHeader(HeaderName),
+    /// A closure extractor returned `None`.
     #[error("the key extractor found no key in the request")]
     NoKey,
+    /// [`ClientIp`]: the request carries no peer address (a server setup error).
     #[error("`ClientIp` needs the peer address, and the request carries none: serve the app with `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert a `SocketAddr` request extension")]
     NoPeerAddress,
+    /// `PathParam` (feature `axum`): no such parameter, often because the layer runs
+    /// before routing (a server setup error).
     #[error("the request has no path parameter `{0}`: parameters exist only once a route matched, so add the layer with `Router::route_layer` (or use the `RateLimited` extractor)")]
     NoPathParam(String),
 }

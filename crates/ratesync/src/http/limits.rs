@@ -346,6 +346,7 @@ impl RouteLimitsBuilder {
         self
     }
 
+    /// The limits, ready for [`RouteLimits::layer`] or the axum extractor.
     pub fn build(self) -> RouteLimits {
         RouteLimits {
             shared: Arc::new(self.shared),

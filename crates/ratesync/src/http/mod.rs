@@ -1,9 +1,9 @@
-//! The HTTP surface (`docs/design.md#http`): a tower [`RateLimitLayer`] and, with the `axum`
-//! feature, the [`RateLimited`] extractor.
+//! The HTTP surface (`docs/design.md#http`): a tower [`RateLimitLayer`] and, with the
+//! `axum` feature, the `RateLimited` extractor.
 //!
 //! A route's [`RouteLimits`] are one or more [`Limit`]s: a limiter, a
 //! [`KeyExtractor`] that picks the key a request counts against ([`ClientIp`]
-//! through trusted proxies only, a [`Header`], an axum [`PathParam`], the
+//! through trusted proxies only, a [`Header`], an axum `PathParam`, the
 //! [`LimiterWide`] key, or any closure over the request's `Parts`), and a cost. A
 //! request is admitted only if every limit admits it; a refused one consumes
 //! nothing (see [`crate::try_acquire_all`] for the one race left). HTTP requests

@@ -15,7 +15,9 @@ pub enum Rejection {
     /// `RateLimit` headers of the refusing limit, then of the others.
     #[error("rate limit exceeded: retry after {retry_after} s")]
     RateLimited {
+        /// The `Retry-After` value: whole seconds, rounded up, at least 1.
         retry_after: u64,
+        /// The headers of the response.
         headers: HeaderMap,
     },
     /// The store of a `fail_closed` limiter is down (HTTP 503, `docs/design.md#failure-policy`).

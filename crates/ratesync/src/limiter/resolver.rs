@@ -17,7 +17,9 @@ use crate::store::StoreError;
 /// no rate, only the cap) and its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyRule {
+    /// The key's rate rule; `None`: no rate, only the cap.
     pub rule: Option<Rule>,
+    /// The key's concurrency cap; `None`: no cap.
     pub max_concurrent: Option<NonZeroU32>,
 }
 

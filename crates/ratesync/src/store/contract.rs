@@ -143,9 +143,13 @@ pub struct LimiterSpec {
 /// One member of a group: a call on one (limiter, key).
 #[derive(Clone, Copy)]
 pub struct GroupMember<'a> {
+    /// The member's limiter, made by the engine deciding the group.
     pub limiter: &'a dyn EngineLimiter,
+    /// The key (`""` for the limiter-wide key).
     pub key: &'a str,
+    /// Units the member takes.
     pub cost: u32,
+    /// The lease to take a concurrency slot under, as in [`EngineLimiter::acquire`].
     pub lease: Option<LeaseId>,
 }
 
@@ -205,16 +209,29 @@ pub fn client_timeout(deadline: Duration) -> Duration {
 /// A store that could not give an answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The store's engine was not compiled in: its cargo feature is off.
     #[error("the `{engine}` engine is not available in this build of ratesync (build with the `{engine}` cargo feature)")]
-    EngineUnavailable { engine: String },
+    EngineUnavailable {
+        /// The engine's configuration name (`redis`, `postgres`, `nats`).
+        engine: String,
+    },
+    /// The call was cut at the store's deadline, given here
+    /// (`docs/design.md#the-store-runtime`).
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The store could not be reached, or the connection broke during the call.
     #[error("cannot reach the store: {0}")]
     Connection(String),
+    /// The store answered with an error, or with an answer the engine cannot read;
+    /// also a configuration the client library refuses.
     #[error("the store refused the call: {0}")]
     Backend(String),
+    /// Refused without trying: the circuit breaker is open after repeated failures,
+    /// and a background probe closes it when the store answers again
+    /// (`docs/design.md#the-store-runtime`).
     #[error("circuit open after repeated store failures; retrying in the background")]
     CircuitOpen,
+    /// A group given to an engine holds a limiter another engine made: a caller bug.
     #[error("a group member belongs to another store's engine")]
     ForeignLimiter,
 }

@@ -9,9 +9,10 @@
 //!
 //! Token buckets without a concurrency cap (the common case) are one `AtomicU64`
 //! (the GCRA theoretical arrival time) updated by compare-and-swap: lock-free.
-//! Sliding windows and concurrency leases keep a [`KeyState`] under a short
-//! `parking_lot` mutex; the critical section is the pure decision function. A group
-//! takes its slots in a fixed order (`group`).
+//! Sliding windows and concurrency leases keep a
+//! [`KeyState`](crate::algorithm::KeyState) under a short `parking_lot` mutex; the
+//! critical section is the pure decision function. A group takes its slots in a
+//! fixed order (`group`).
 //!
 //! Idle keys (state equal to a fresh key's) are dropped by sweeps that run as keys are
 //! added, amortised O(1) per new key; `max_keys` bounds the total across the store,

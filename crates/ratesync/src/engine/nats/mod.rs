@@ -2,16 +2,16 @@
 //! (limiter, key) holding its whole state, updated by compare-and-set on the
 //! entry's revision.
 //!
-//! - [`keys`]: entry names in the KV charset, collision-free.
-//! - [`state`]: the entry's value, a compact binary [`crate::algorithm::KeyState`].
-//! - [`connection`]: one client per store (server list, token), the bucket found or
+//! - `keys`: entry names in the KV charset, collision-free.
+//! - `state`: the entry's value, a compact binary [`crate::algorithm::KeyState`].
+//! - `connection`: one client per store (server list, token), the bucket found or
 //!   created (`history = 1`, `max_age` covering the longest state of its limiters).
-//! - [`clock`]: the server's clock, measured from its message timestamps; how far
+//! - `clock`: the server's clock, measured from its message timestamps; how far
 //!   two hosts can disagree is documented there.
-//! - [`limiter`]: read, decide with [`crate::algorithm`], write by CAS; bounded,
-//!   jittered retries. [`batch`]: callers of one key in a process queue, and one
+//! - `limiter`: read, decide with [`crate::algorithm`], write by CAS; bounded,
+//!   jittered retries. `batch`: callers of one key in a process queue, and one
 //!   task decides each queue's calls together and writes them in one CAS.
-//! - [`releases`]: the store's KV watch as a release feed.
+//! - `releases`: the store's KV watch as a release feed.
 //!
 //! KV has no server-side scripting, so unlike Redis and PostgreSQL the decision runs
 //! in the client, on the same pure functions the memory engine uses; the CAS on the

@@ -4,19 +4,19 @@
 //! over all its keys; calls that queue on a client while others are in flight go in
 //! one call too (`docs/design.md#batches`).
 //!
-//! - [`schema`] and `sql/migrate.sql`: the table, its expiry index and the functions,
+//! - `schema` and `sql/migrate.sql`: the table, its expiry index and the functions,
 //!   named from `schema_name` / `table_name`; the SQL `ratesync migrate` prints.
-//! - [`connection`]: a few shared clients used round-robin (queries pipelined on
+//! - `connection`: a few shared clients used round-robin (queries pipelined on
 //!   each, no checkout), statements prepared per client, replaced after failures.
-//! - [`database`] and [`tls`]: the URL's settings and libpq's `sslmode` over rustls,
+//! - `database` and `tls`: the URL's settings and libpq's `sslmode` over rustls,
 //!   one way to connect for the clients, the listener and `ratesync migrate`.
-//! - [`limiter`]: the [`EngineLimiter`] that binds each call's parameters.
-//! - [`releases`]: the store's LISTEN channel as a release feed.
+//! - `limiter`: the [`EngineLimiter`] that binds each call's parameters.
+//! - `releases`: the store's LISTEN channel as a release feed.
 //! - Cleanup: a background task deletes expired rows in small batches through the
 //!   expiry index (`<table>_cleanup`), so idle keys vanish without a scan on the hot
 //!   path.
 //!
-//! The functions decide in whole microseconds ([`crate::engine::micros`]).
+//! The functions decide in whole microseconds (`engine::micros`).
 //! `timing_margin_ms` is accepted for compatibility and ignored: a margin could only
 //! loosen limits.
 

@@ -1,23 +1,23 @@
 //! The Redis engine (`docs/design.md#redis`): decisions are made by Lua run
 //! atomically by the server, on the server's clock.
 //!
-//! - [`keys`]: key names; all keys of one (limiter, key) share a hash tag (Cluster).
-//! - [`scripts`] and `scripts/*.lua`: one function per operation, in a function
+//! - `keys`: key names; all keys of one (limiter, key) share a hash tag (Cluster).
+//! - `scripts` and `scripts/*.lua`: one function per operation, in a function
 //!   library (EVALSHA scripts on servers without functions); the reference algorithm
 //!   is ported once, in `scripts/lib.lua`.
-//! - [`batch`]: acquires that queue while others are in flight go in one call
+//! - `batch`: acquires that queue while others are in flight go in one call
 //!   (`docs/design.md#batches`).
-//! - [`connection`]: one lazily opened, multiplexed connection per store, replaced
-//!   after failures; [`target`]: standalone, Cluster or Sentinel from the config.
-//! - [`limiter`]: the [`EngineLimiter`] that builds each script call.
-//! - [`releases`]: the store's pub/sub channel as a release feed.
+//! - `connection`: one lazily opened, multiplexed connection per store, replaced
+//!   after failures; `target`: standalone, Cluster or Sentinel from the config.
+//! - `limiter`: the [`EngineLimiter`] that builds each script call.
+//! - `releases`: the store's pub/sub channel as a release feed.
 //!
 //! A group is one script call over all its keys. In a Cluster its keys must share a
 //! slot for that; a group whose keys do not (they belong to different limiters,
 //! each with its own hash tag) is reserved member by member and refunded instead
 //! (`docs/design.md#groups`).
 //!
-//! The scripts decide in whole microseconds ([`crate::engine::micros`]).
+//! The scripts decide in whole microseconds (`engine::micros`).
 //! `timing_margin_ms` is accepted for compatibility and ignored: a margin could only
 //! loosen limits.
 
