@@ -71,13 +71,37 @@ impl<'a> Call<'a> {
         memory: &MemoryLimiter,
         answer: impl FnOnce(Result<Permit, AcquireError>) -> R,
     ) -> R {
+        match self.inner.config.shadow {
+            false => self.decide_in_process_as::<false, R>(memory, answer),
+            true => self.decide_in_shadow(memory, answer),
+        }
+    }
+
+    /// [`Call::decide_in_process`] for a limiter in shadow mode, out of the way of
+    /// the others' admissions.
+    #[cold]
+    #[inline(never)]
+    fn decide_in_shadow<R>(
+        self,
+        memory: &MemoryLimiter,
+        answer: impl FnOnce(Result<Permit, AcquireError>) -> R,
+    ) -> R {
+        self.decide_in_process_as::<true, R>(memory, answer)
+    }
+
+    #[inline(always)]
+    fn decide_in_process_as<const SHADOW: bool, R>(
+        self,
+        memory: &MemoryLimiter,
+        answer: impl FnOnce(Result<Permit, AcquireError>) -> R,
+    ) -> R {
         let limiter = &self.inner;
         if let Err(error) = limiter.check_cost(self.cost) {
             return answer(Err(error));
         }
         let lease = limiter.new_lease_id();
         memory.decide(self.key, self.cost, lease, |decision, receipt| {
-            let decided = limiter.decided(self.key, lease, decision);
+            let decided = limiter.decided::<SHADOW>(self.key, lease, decision);
             answer(match self.settleable {
                 false => decided,
                 true => decided
