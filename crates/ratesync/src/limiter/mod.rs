@@ -94,6 +94,7 @@ struct Overrides {
 impl Overrides {
     /// The override deciding `key`, if any: the first that matches it, else the
     /// resolver's rule for it.
+    #[inline(never)]
     fn route(&self, key: &str) -> Option<&Arc<LimiterInner>> {
         let exact = self.exact.get(key).copied();
         let prefixed = self
@@ -237,7 +238,7 @@ impl Limiter {
     }
 
     /// A call on `key`, decided by the limiter that decides it now (routed once).
-    #[inline]
+    #[inline(always)]
     fn call_on<'a>(&'a self, key: &'a str) -> Call<'a> {
         let inner = self.inner.route(key);
         Call {
@@ -452,12 +453,13 @@ impl LimiterInner {
     /// What a handle on this limiter decides with now: the limiter itself, or after a
     /// reload its successor (`docs/design.md#hot-reload`). One atomic load when no
     /// reload ever happened.
-    #[inline]
+    #[inline(always)]
     fn current(self: &Arc<Self>) -> &Arc<Self> {
-        match self.successor.get() {
-            None => self,
-            Some(next) => next.current(),
+        let mut this = self;
+        while let Some(next) = this.successor.get() {
+            this = next;
         }
+        this
     }
 
     /// Hands this limiter's calls over to `next` (a reload rebuilt it), or with
@@ -488,7 +490,7 @@ impl LimiterInner {
 
     /// The limiter deciding `key` now: an override's, else this one (after a reload,
     /// its successor's).
-    #[inline]
+    #[inline(always)]
     fn route(self: &Arc<Self>, key: &str) -> &Arc<Self> {
         let this = self.current();
         match &this.overrides {
