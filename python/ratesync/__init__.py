@@ -57,6 +57,7 @@ from ratesync.engines import (  # noqa: E402
 from ratesync.identifiers import combine_identifiers, hash_identifier  # noqa: E402
 from ratesync._native import Decision, Permit  # noqa: E402
 from ratesync.exceptions import (  # noqa: E402
+    ConfigFileNotFoundError,
     ConfigValidationError,
     EngineNotAvailableError,
     LimiterNotFoundError,
@@ -124,6 +125,7 @@ __all__ = [
     "RateLimiterAcquisitionError",
     "RateLimiterAlreadyConfiguredError",
     "ConfigValidationError",
+    "ConfigFileNotFoundError",
     "StoreNotFoundError",
     "LimiterNotFoundError",
     "StoreUnavailableError",

@@ -19,6 +19,7 @@ from typing import Any
 from ratesync import _bridge, _native
 from ratesync._native import Permit
 from ratesync.exceptions import (
+    ConfigFileNotFoundError,
     LimiterNotFoundError,
     RateLimiterAcquisitionError,
     RateLimiterNotInitializedError,
@@ -108,7 +109,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *, watch: bool = Fal
     ``watch=True`` follows the file: each valid edit is applied within about a second,
     as a whole (a limiter whose algorithm is unchanged keeps its keys' state; one the
     file no longer has raises ``LimiterNotFoundError``); an invalid edit is logged on
-    ``logging.getLogger("ratesync")`` and the running limits stay."""
+    ``logging.getLogger("ratesync")`` and the running limits stay.
+
+    A ``path`` with no file raises ``ConfigFileNotFoundError`` (a ``FileNotFoundError``,
+    as in rate-sync)."""
+    if path is not None and not os.path.exists(path):
+        raise ConfigFileNotFoundError(f"Configuration file not found: {os.fspath(path)}")
     _native.load_config(None if path is None else os.fspath(path), watch)
     _INSTANCES.clear()
 

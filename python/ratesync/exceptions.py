@@ -74,6 +74,11 @@ class ConfigValidationError(RateLimiterError, ValueError):
         super().__init__(full_message)
 
 
+class ConfigFileNotFoundError(ConfigValidationError, FileNotFoundError):
+    """``load_config(path)`` with no file at ``path``: a ``FileNotFoundError`` as in
+    rate-sync, and a ``ConfigValidationError`` as every other configuration problem."""
+
+
 class StoreNotFoundError(RateLimiterError):
     def __init__(self, store_id: str) -> None:
         self.store_id = store_id

@@ -391,3 +391,31 @@ async def test_header_helpers_take_every_result_of_the_package(store, name):
         assert response.headers["X-RateLimit-Remaining"] == headers["X-RateLimit-Remaining"]
     handmade = ratesync.RateLimitResult(allowed=False, limit=100, remaining=0, reset_in=30.0)
     assert get_rate_limit_headers(handmade)["Retry-After"] == "30"
+
+
+# --- What rate-sync's documented examples read back ------------------------------------
+
+
+def test_loading_a_missing_file_is_a_file_not_found_error(tmp_path):
+    missing = tmp_path / "nowhere.toml"
+    with pytest.raises(FileNotFoundError, match="Configuration file not found"):
+        ratesync.load_config(missing)
+    with pytest.raises(ratesync.ConfigValidationError):
+        ratesync.load_config(missing)
+
+
+def test_list_stores_reports_the_keys_rate_sync_lists():
+    ratesync.configure_store("listed-redis", "redis", url="redis://127.0.0.1:6379/3")
+    ratesync.configure_store(
+        "listed-pg", "postgres", url="postgresql://u@127.0.0.1/db", auto_create=True
+    )
+    ratesync.configure_limiter(
+        "listed-window", store_id="listed-redis", algorithm="sliding_window",
+        limit=5, window_seconds=300,
+    )
+    stores = ratesync.list_stores()
+    assert stores["listed-redis"]["db"] == 3, "the URL's database"
+    assert {"pool_min_size", "pool_max_size", "timing_margin_ms"} <= set(stores["listed-redis"])
+    assert stores["listed-pg"]["auto_create"] is True
+    window = ratesync.list_limiters()["listed-window"]["window_seconds"]
+    assert window == 300 and isinstance(window, int), "as the file gives it"

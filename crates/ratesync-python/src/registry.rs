@@ -405,7 +405,14 @@ fn store_info<'py>(py: Python<'py>, store: &StoreConfig) -> PyResult<Bound<'py, 
         EngineConfig::Memory(m) => info.set_item("max_keys", m.max_keys.map(|n| n.get()))?,
         EngineConfig::Redis(r) => {
             info.set_item("url", r.url.masked())?;
-            info.set_item("db", r.db)?;
+            // The database used: the one set, else the URL's, else 0 (as rate-sync).
+            let db_of_url = url::Url::parse(r.url.expose()).ok().and_then(|url| {
+                url.path().trim_start_matches('/').parse::<u32>().ok()
+            });
+            info.set_item("db", r.db.or(db_of_url).unwrap_or(0))?;
+            info.set_item("pool_min_size", r.pool_min_size)?;
+            info.set_item("pool_max_size", r.pool_max_size)?;
+            info.set_item("timing_margin_ms", r.timing_margin_ms)?;
             info.set_item("password", r.password.as_ref().map(|_| "***"))?;
             info.set_item("key_prefix", &r.key_prefix)?;
             info.set_item("socket_timeout", r.socket_timeout.as_secs_f64())?;
@@ -419,6 +426,10 @@ fn store_info<'py>(py: Python<'py>, store: &StoreConfig) -> PyResult<Bound<'py, 
             info.set_item("url", p.url.masked())?;
             info.set_item("schema_name", &p.schema_name)?;
             info.set_item("table_name", &p.table_name)?;
+            info.set_item("auto_create", p.auto_create)?;
+            info.set_item("pool_min_size", p.pool_min_size)?;
+            info.set_item("pool_max_size", p.pool_max_size)?;
+            info.set_item("timing_margin_ms", p.timing_margin_ms)?;
         }
         EngineConfig::Nats(n) => {
             info.set_item("url", n.url.masked())?;
@@ -514,7 +525,13 @@ impl RuleInfo {
         dict.set_item("rate_per_second", self.rate_per_second)?;
         dict.set_item("burst", self.burst)?;
         dict.set_item("limit", self.limit)?;
-        dict.set_item("window_seconds", self.window_seconds)?;
+        // Whole seconds read back as the integer files usually give (300, not 300.0).
+        match self.window_seconds {
+            Some(seconds) if seconds.fract() == 0.0 && seconds < 1e15 => {
+                dict.set_item("window_seconds", seconds as i64)?
+            }
+            seconds => dict.set_item("window_seconds", seconds)?,
+        }
         dict.set_item("precision", self.precision)?;
         dict.set_item("period", self.period)?;
         dict.set_item("utc_offset", self.utc_offset)
