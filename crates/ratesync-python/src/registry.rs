@@ -406,9 +406,9 @@ fn store_info<'py>(py: Python<'py>, store: &StoreConfig) -> PyResult<Bound<'py, 
         EngineConfig::Redis(r) => {
             info.set_item("url", r.url.masked())?;
             // The database used: the one set, else the URL's, else 0 (as rate-sync).
-            let db_of_url = url::Url::parse(r.url.expose()).ok().and_then(|url| {
-                url.path().trim_start_matches('/').parse::<u32>().ok()
-            });
+            let db_of_url = url::Url::parse(r.url.expose())
+                .ok()
+                .and_then(|url| url.path().trim_start_matches('/').parse::<u32>().ok());
             info.set_item("db", r.db.or(db_of_url).unwrap_or(0))?;
             info.set_item("pool_min_size", r.pool_min_size)?;
             info.set_item("pool_max_size", r.pool_max_size)?;

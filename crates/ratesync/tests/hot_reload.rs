@@ -320,3 +320,45 @@ async fn each_edit_is_counted_once() {
     assert_eq!((reloads("applied"), reloads("rejected")), (1, 1));
     assert_eq!(window_limit(&api), Some(6), "the running limits stay");
 }
+
+/// A store whose settings change is rebuilt (it reconnects) and its limiters move
+/// with it; a store nothing changed is kept, and so are its limiters' keys.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_store_reconnects_and_its_limiters_move() {
+    let (first, second) = (support::RedisServer::start(), support::RedisServer::start());
+    let file = |url: &str| {
+        let text = format!(
+            "[stores.cache]\nengine = \"redis\"\nurl = \"{url}\"\n\n[stores.local]\nengine = \"memory\"\n\n{}{}",
+            window("api", 5).replace("\"local\"", "\"cache\""),
+            window("login", 2),
+        );
+        Config::from_toml_str(&text, "rate-sync.toml").unwrap()
+    };
+    let before = file(&first.url());
+    let registry = Registry::from_config(before.clone()).unwrap();
+    let (api, login) = (
+        registry.limiter("api").unwrap(),
+        registry.limiter("login").unwrap(),
+    );
+    assert_eq!(admitted(&api, "k", 6).await, 5);
+    assert_eq!(admitted(&login, "k", 3).await, 2);
+
+    let registry = registry.reloaded(&before, file(&second.url())).unwrap();
+    assert_eq!(
+        admitted(&api, "k", 6).await,
+        5,
+        "the new server: the key is fresh there"
+    );
+    assert_eq!(
+        admitted(&login, "k", 1).await,
+        0,
+        "the memory store was kept"
+    );
+    drop(first);
+    assert_eq!(
+        admitted(&registry.limiter("api").unwrap(), "k", 1).await,
+        0,
+        "decided on the second server, which has its 5"
+    );
+}
