@@ -700,3 +700,33 @@ async fn a_shadow_limiter_never_answers_429() {
     let response = send(&together, Request::new(String::new())).await;
     assert_eq!(response.status(), StatusCode::OK, "a group too");
 }
+
+/// `docs/design.md#hot-reload`: a route built before a reload shows the new quota
+/// after it (the layer's handles follow, and so do its headers).
+#[tokio::test]
+async fn a_route_shows_the_quota_a_reload_gave() {
+    let setup = Setup::new(&[("api", LimiterBuilder::sliding_window("m", 2, 60.0))]);
+    let limits = RouteLimits::builder()
+        .limit(Limit::new(setup.limiter("api"), LimiterWide))
+        .build();
+    let response = send(&limits, Request::new(String::new())).await;
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        "\"api\";q=2;w=60"
+    );
+    let before = setup.registry.config().clone();
+    let mut after = before.clone();
+    after.limiters = Config::builder()
+        .store("m", StoreBuilder::memory())
+        .limiter("api", LimiterBuilder::sliding_window("m", 5, 60.0))
+        .build()
+        .unwrap()
+        .limiters;
+    let _reloaded = setup.registry.reloaded(&before, after).unwrap();
+    let response = send(&limits, Request::new(String::new())).await;
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        "\"api\";q=5;w=60"
+    );
+    assert_eq!(header(response.headers(), "ratelimit"), "\"api\";r=3;t=60");
+}

@@ -24,18 +24,17 @@ pub struct Limit {
     limiter: Limiter,
     key: Keyer,
     cost: u32,
-    quota: Quota,
-    /// Its `RateLimit-Policy` value and the quota it shows, built on the first
-    /// admission: it depends on the configuration alone, and a clone costs no
-    /// allocation (`docs/design.md#http`).
-    policy: OnceLock<(u64, HeaderValue)>,
+    /// Its `RateLimit-Policy` value, built on the first admission, with the quota
+    /// and decided limit (a cap's size) it shows: a clone costs no allocation
+    /// (`docs/design.md#http`). A key whose quota differs (an override's, or the
+    /// limiter's after a reload) gets its own value built.
+    policy: OnceLock<(Quota, u64, HeaderValue)>,
 }
 
 impl Limit {
     /// `limiter`, keyed by `key`.
     pub fn new(limiter: Limiter, key: impl KeyExtractor) -> Self {
         Limit {
-            quota: Quota::of(&limiter),
             limiter,
             key: Keyer::new(key),
             cost: 1,
@@ -55,17 +54,14 @@ impl Limit {
         self.limiter.key(key).cost(self.cost)
     }
 
-    /// The limit as the headers show it for `key`, which its own override may give
-    /// a quota of its own (`docs/design.md#overrides`).
+    /// The limit as the headers show it for `key`: the quota of the rule deciding it
+    /// now (an override's, or after a reload the new one; `docs/design.md#overrides`).
     fn state(&self, key: &str, allowed: bool, decision: Decision) -> LimitState<'_> {
         LimitState {
             policy: self.limiter.name(),
             allowed,
             decision,
-            quota: match self.limiter.has_overrides() {
-                false => self.quota,
-                true => Quota::from(self.limiter.quota_for(key)),
-            },
+            quota: Quota::from(self.limiter.quota_for(key)),
         }
     }
 }
@@ -247,14 +243,13 @@ impl RouteLimits {
     /// once.
     fn one_limit_values(&self, limit: &Limit, key: &str, decision: Decision) -> RateLimitValues {
         let state = limit.state(key, decision.allowed(), decision);
+        let shown = (state.quota, decision.limit);
         let policy = match limit.policy.get() {
-            // A limiter with overrides shows each key its own policy.
-            _ if limit.limiter.has_overrides() => policy_value(&state, &[]),
-            Some((quota, policy)) if *quota == decision.limit => Some(policy.clone()),
+            Some((quota, limit, policy)) if (*quota, *limit) == shown => Some(policy.clone()),
             _ => {
                 let policy = policy_value(&state, &[]);
                 if let Some(policy) = &policy {
-                    let _ = limit.policy.set((decision.limit, policy.clone()));
+                    let _ = limit.policy.set((shown.0, shown.1, policy.clone()));
                 }
                 policy
             }
