@@ -208,9 +208,15 @@ impl LimiterConfig {
     /// This limiter as it decides the keys of `over`: its rule and cap replaced,
     /// everything else (store, timeout, failure policy, shadow mode) its own.
     pub fn overridden(&self, over: &KeyOverride) -> LimiterConfig {
+        self.with_rule(over.rule, over.max_concurrent)
+    }
+
+    /// This limiter deciding by `rule` and `max_concurrent` instead of its own (an
+    /// override's, a resolver's), everything else its own, without overrides.
+    pub fn with_rule(&self, rule: Option<Rule>, max_concurrent: Option<NonZeroU32>) -> Self {
         LimiterConfig {
-            rule: over.rule,
-            max_concurrent: over.max_concurrent,
+            rule,
+            max_concurrent,
             overrides: Vec::new(),
             ..self.clone()
         }

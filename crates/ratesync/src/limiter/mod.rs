@@ -136,13 +136,7 @@ impl Limiter {
                 let (name, config) = (name.clone(), inner.config.clone());
                 let (store, waiters) = (store.clone(), waiters.clone());
                 Resolved::new(resolver.clone(), move |rule| {
-                    let over = KeyOverride {
-                        keys: Vec::new(),
-                        key_prefix: None,
-                        rule: rule.rule,
-                        max_concurrent: rule.max_concurrent,
-                    };
-                    let config = config.overridden(&over);
+                    let config = config.with_rule(rule.rule, rule.max_concurrent);
                     let signal = ReleaseSignal::detached();
                     LimiterInner::new(&name, config, &store, &waiters, signal, None)
                 })
