@@ -61,21 +61,42 @@ impl batches::Sender for Shared {
     }
 }
 
-/// One script call deciding `calls` in order; their answers in the same order.
+/// One script call deciding `calls` in order; their answers in the same order. Each
+/// limiter's settings go once, as a profile its members name by index: a batch of
+/// one limiter's calls sends three arguments per call, not nine.
 async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, StoreError> {
-    let members: usize = calls.iter().map(|call| call.len()).sum();
+    let mut profiles: Vec<&Arc<Encoding>> = Vec::new();
+    let mut indices: Vec<usize> = Vec::new();
+    for member in calls.iter().flat_map(|call| call.iter()) {
+        let known = profiles
+            .iter()
+            .position(|p| Arc::ptr_eq(p, &member.encoding));
+        indices.push(match known {
+            Some(index) => index + 1,
+            None => {
+                profiles.push(&member.encoding);
+                profiles.len()
+            }
+        });
+    }
     let answer: Vec<i64> = shared
         .scripts
         .acquire
-        .run(&shared.connection, Encoding::KEYS * members, |cmd| {
+        .run(&shared.connection, Encoding::KEYS * indices.len(), |cmd| {
             for member in calls.iter().flat_map(|call| call.iter()) {
                 member.encoding.member_keys(cmd, &member.tag);
             }
+            cmd.arg(profiles.len());
+            for profile in &profiles {
+                profile.profile_args(cmd);
+            }
             cmd.arg(calls.len());
+            let mut index = indices.iter();
             for call in calls {
                 cmd.arg(call.len());
                 for member in call.iter() {
-                    member.encoding.member_args(cmd, member.cost, member.lease);
+                    cmd.arg(index.next().copied().unwrap_or_default());
+                    Encoding::cost_and_lease(cmd, member.cost, member.lease);
                 }
             }
         })

@@ -48,21 +48,33 @@ impl Encoding {
         cmd.arg(tag.key(rate)).arg(tag.key(Suffix::Leases));
     }
 
-    /// Appends the arguments of one member (MEMBER_ARGS in `scripts/lib.lua`).
-    pub fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+    /// Appends this limiter's settings (`profile` in `scripts/lib.lua`): a batch
+    /// writes them once for all its members of this limiter.
+    pub fn profile_args(&self, cmd: &mut Cmd) {
         let p = &self.policy;
         cmd.arg(p.kind.code())
             .arg(p.param)
             .arg(p.capacity)
             .arg(p.runs)
             .arg(p.align_us)
-            .arg(cost)
-            .arg(p.max_concurrent);
+            .arg(p.max_concurrent)
+            .arg(p.lease_ttl_us);
+    }
+
+    /// Appends what is a member's own: its cost and its lease id ('' = none).
+    pub fn cost_and_lease(cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+        cmd.arg(cost);
         match lease {
             Some(id) => cmd.arg(id.0),
             None => cmd.arg(""),
         };
-        cmd.arg(p.lease_ttl_us);
+    }
+
+    /// Appends the arguments of one member written whole (MEMBER_ARGS in
+    /// `scripts/lib.lua`): its profile, its cost and its lease.
+    pub fn member_args(&self, cmd: &mut Cmd, cost: u32, lease: Option<LeaseId>) {
+        self.profile_args(cmd);
+        Self::cost_and_lease(cmd, cost, lease);
     }
 }
 

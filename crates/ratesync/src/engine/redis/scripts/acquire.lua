@@ -3,7 +3,9 @@
 -- all; a single acquire is a call of one member.
 --
 -- KEYS  MEMBER_KEYS per member, calls one after the other
--- ARGV  number of calls; per call its number of members, then MEMBER_ARGS per member
+-- ARGV  number of profiles, then each (PROFILE_ARGS: one per limiter of the batch);
+--       number of calls; per call its number of members, then per member its
+--       profile's 1-based index, its cost and its lease id ('' = none)
 -- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
 --          that refused, then six integers per member: its decision}
 --
@@ -17,15 +19,23 @@ local now = clock()
 local states = {}
 -- Sized for the common answer, one call of one member (a table grows by doubling).
 local out, o = {now, 0, 0, 0, 0, 0, 0, 0}, 1
-local k, a = 1, 2
-for _ = 1, tonumber(ARGV[1]) do
+local profiles = {}
+local a = 2
+for p = 1, tonumber(ARGV[1]) do
+  profiles[p] = profile(ARGV, a)
+  a = a + PROFILE_ARGS
+end
+local k = 1
+local calls = tonumber(ARGV[a])
+a = a + 1
+for _ = 1, calls do
   local n = tonumber(ARGV[a])
   a = a + 1
   local members, decisions, refused = {}, {}, 0
   for i = 1, n do
-    local m = member(KEYS, ARGV, k, a)
+    local m = compose(KEYS, k, profiles[tonumber(ARGV[a])], tonumber(ARGV[a + 1]), ARGV[a + 2])
     k = k + MEMBER_KEYS
-    a = a + MEMBER_ARGS
+    a = a + 3
     members[i] = m
     if refused == 0 then
       local d = decide(states, m, now)

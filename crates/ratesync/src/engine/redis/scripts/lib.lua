@@ -61,28 +61,38 @@ local function ttl_ms(us)
   return int(math.max(math.ceil(us / 1000), 1) + TTL_MARGIN_MS)
 end
 
--- One member of a call: the keys and settings of one (limiter, key), from KEYS[k]
--- and ARGV[a] of the operation's keys and arguments, as an array indexed by the
--- names below (an array: cheaper to build than a table of named fields).
+-- One member of a call: the keys and settings of one (limiter, key), as an array
+-- indexed by the names below (an array: cheaper to build than a table of named
+-- fields), from KEYS[k] and a profile (its limiter's settings, see `profile`).
 --   KEYS  rate state (per algorithm, see keys.rs), leases (ZSET)
---   ARGV  kind ('tb' token bucket, 'sw' sliding window, 'fw' fixed windows, 'fm'
---         calendar months, 'cc' concurrency only), param (interval_us, window_us or
---         the windows' length_us), burst or limit, runs (the log's precision),
---         align_us (the log's merge grid, the windows' phase, or the months' UTC
---         offset), cost, max_concurrent (0 = no cap), lease id ('' = none),
---         lease_ttl_us
+--   ARGV  a profile (PROFILE_ARGS), then cost and lease id ('' = none)
 local MEMBER_KEYS = 2
-local MEMBER_ARGS = 9
+local PROFILE_ARGS = 7
+local MEMBER_ARGS = PROFILE_ARGS + 2
 local RATE, LEASES, KIND, PARAM, CAPACITY, RUNS, ALIGN, COST, MAX, LEASE, LEASE_TTL =
   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 
-local function member(KEYS, ARGV, k, a)
+-- The settings of one limiter, from ARGV[a]: kind ('tb' token bucket, 'sw' sliding
+-- window, 'fw' fixed windows, 'fm' calendar months, 'cc' concurrency only), param
+-- (interval_us, window_us or the windows' length_us), burst or limit, runs (the
+-- log's precision), align_us (the log's merge grid, the windows' phase, or the
+-- months' UTC offset), max_concurrent (0 = no cap), lease_ttl_us. A batch sends each
+-- limiter's once, however many of its members it holds (acquire.lua).
+local function profile(ARGV, a)
   return {
-    KEYS[k], KEYS[k + 1],
     ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
-    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), ARGV[a + 7],
-    tonumber(ARGV[a + 8]),
+    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]),
   }
+end
+
+local function compose(KEYS, k, p, cost, lease)
+  return {KEYS[k], KEYS[k + 1], p[1], p[2], p[3], p[4], p[5], cost, p[6], lease, p[7]}
+end
+
+-- A member written whole: a profile, then its cost and lease (MEMBER_ARGS).
+local function member(KEYS, ARGV, k, a)
+  return compose(
+    KEYS, k, profile(ARGV, a), tonumber(ARGV[a + PROFILE_ARGS]), ARGV[a + PROFILE_ARGS + 1])
 end
 
 -- Token bucket (TokenBucket::decide): the decision and, when admitted, the new TAT.
