@@ -11,6 +11,7 @@ use redis::cluster_routing::Slot;
 
 use super::keys::KeyTag;
 use super::limiter::Encoding;
+use super::scripts::unpack;
 use super::Shared;
 use crate::algorithm::LeaseId;
 use crate::engine::micros::{call_answers, CallAnswer};
@@ -79,7 +80,7 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             }
         });
     }
-    let answer: Vec<i64> = shared
+    let answer: Vec<u8> = shared
         .scripts
         .acquire
         .run(&shared.connection, Encoding::KEYS * indices.len(), |cmd| {
@@ -101,5 +102,5 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             }
         })
         .await?;
-    call_answers(&answer, calls.iter().map(|call| call.len()))
+    call_answers(&unpack(&answer)?, calls.iter().map(|call| call.len()))
 }

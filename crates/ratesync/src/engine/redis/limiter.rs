@@ -8,6 +8,7 @@ use redis::Cmd;
 
 use super::batch;
 use super::keys::{KeyTag, LimiterKeys, Suffix};
+use super::scripts::unpack;
 use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
@@ -117,7 +118,7 @@ impl RedisLimiter {
 
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
         let tag = self.encoding.keys.tag(key);
-        let answer: Vec<i64> = self
+        let answer: Vec<u8> = self
             .shared
             .scripts
             .peek
@@ -126,7 +127,7 @@ impl RedisLimiter {
                 self.encoding.member_args(cmd, cost, None);
             })
             .await?;
-        Ok(single_answer(&answer)?
+        Ok(single_answer(&unpack(&answer)?)?
             .single(self.encoding.policy.limit)?
             .0)
     }

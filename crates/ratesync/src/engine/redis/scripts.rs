@@ -34,6 +34,25 @@ pub(crate) enum ScriptClock {
     Pinned(crate::testing::PinnedClock),
 }
 
+/// The integers of a `packed` answer (`scripts/lib.lua`): little-endian doubles, each
+/// an integer below 2^53 (every time and count the scripts compute is).
+pub(crate) fn unpack(answer: &[u8]) -> Result<Vec<i64>, StoreError> {
+    let unexpected = || StoreError::Backend(format!("unexpected answer of {} bytes", answer.len()));
+    let chunks = answer.chunks_exact(8);
+    if !chunks.remainder().is_empty() {
+        return Err(unexpected());
+    }
+    chunks
+        .map(|bytes| {
+            let value = f64::from_le_bytes(bytes.try_into().map_err(|_| unexpected())?);
+            match value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+                true => Ok(value as i64),
+                false => Err(unexpected()),
+            }
+        })
+        .collect()
+}
+
 /// The operations, in the order of their files.
 const OPERATIONS: [(&str, &str); 6] = [
     ("acquire", include_str!("scripts/acquire.lua")),
@@ -304,5 +323,19 @@ mod tests {
             assert!(script.function.ends_with(hash));
             assert!(text.contains(&format!("redis.register_function('{}',", script.function)));
         }
+    }
+
+    #[test]
+    fn a_packed_answer_reads_back_exactly_and_nothing_else_passes() {
+        let values = [0_i64, 1, -7, 1_765_000_000_123_456, (1 << 53) - 1];
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f64).to_le_bytes())
+            .collect();
+        assert_eq!(unpack(&bytes).unwrap(), values);
+        assert!(unpack(&bytes[..7]).is_err(), "a cut answer");
+        assert!(unpack(&0.5_f64.to_le_bytes()).is_err(), "not an integer");
+        assert!(unpack(&f64::NAN.to_le_bytes()).is_err());
+        assert!(unpack(&1e16_f64.to_le_bytes()).is_err(), "beyond 2^53");
     }
 }

@@ -7,7 +7,7 @@
 --       number of calls; per call its number of members, then per member its
 --       profile's 1-based index, its cost and its lease id ('' = none)
 -- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
---          that refused, then six integers per member: its decision}
+--          that refused, then six integers per member: its decision}, `packed`
 --
 -- Invariant: every member of a call is decided before any is recorded, so a refused
 -- call changes nothing (algorithm::decide_all): its refusing member gets its refusal,
@@ -67,4 +67,4 @@ for _ = 1, calls do
   end
 end
 save(states, now)
-return out
+return packed(out)
