@@ -222,22 +222,21 @@ BEGIN
             VALUES (p_limiters[1], p_keys[1], v_real) ON CONFLICT DO NOTHING;
         END LOOP;
     ELSE
+        -- Every row read and locked by one statement, in (limiter, key) order (the
+        -- order of p_keys); statements are what a batch pays for, not rows. A key
+        -- never seen, or one a cleanup took meanwhile, is missing: its row is
+        -- inserted and all are read again.
         LOOP
+            v_state := ARRAY(
+                SELECT t FROM @table@ t
+                  JOIN unnest(p_limiters, p_keys) WITH ORDINALITY AS m(l, k, i)
+                    ON t.limiter = m.l AND t.key = m.k
+                 ORDER BY m.i FOR UPDATE OF t);
+            EXIT WHEN cardinality(v_state) = v_count;
             INSERT INTO @table@ (limiter, key, expires_at)
             SELECT m.l, m.k, v_real FROM unnest(p_limiters, p_keys) AS m(l, k)
              ORDER BY m.l, m.k
             ON CONFLICT DO NOTHING;
-            PERFORM 1 FROM @table@ t JOIN unnest(p_limiters, p_keys) AS m(l, k)
-                ON t.limiter = m.l AND t.key = m.k
-             ORDER BY t.limiter, t.key FOR UPDATE OF t;
-            v_state := '{}';
-            FOR r IN 1 .. v_count LOOP
-                SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[r] AND key = p_keys[r];
-                -- A cleanup took it between the insert and the lock: once more.
-                EXIT WHEN NOT FOUND;
-                v_state := v_state || v_row;
-            END LOOP;
-            EXIT WHEN cardinality(v_state) = v_count;
         END LOOP;
     END IF;
     v_written := array_fill(0, ARRAY[v_count]);
@@ -511,14 +510,29 @@ BEGIN
         FOR k IN 1 .. coalesce(array_length(v_row.lease_exp, 1), 0) LOOP
             v_idle := greatest(v_idle, v_row.lease_exp[k]);
         END LOOP;
-        UPDATE @table@
-           SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
-               lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
-               win_start = v_row.win_start, win_used = v_row.win_used,
-               expires_at = greatest(expires_at,
-                                     ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000)
-         WHERE limiter = p_limiters[r] AND key = p_keys[r];
+        -- The row is locked: its expiry read with it is the one to extend.
+        v_row.expires_at := greatest(v_row.expires_at,
+                                     ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000);
+        IF v_count > 1 THEN
+            v_state[r] := v_row;
+        ELSE
+            UPDATE @table@
+               SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
+                   lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
+                   win_start = v_row.win_start, win_used = v_row.win_used,
+                   expires_at = v_row.expires_at
+             WHERE limiter = p_limiters[1] AND key = p_keys[1];
+        END IF;
     END LOOP;
+    -- Several rows are written by one statement, as they were read.
+    IF v_count > 1 THEN
+        UPDATE @table@ t
+           SET tat = s.tat, log_at = s.log_at, log_n = s.log_n,
+               lease_id = s.lease_id, lease_exp = s.lease_exp,
+               win_start = s.win_start, win_used = s.win_used, expires_at = s.expires_at
+          FROM unnest(v_state) WITH ORDINALITY AS s
+         WHERE v_written[s.ordinality] <> 0 AND t.limiter = s.limiter AND t.key = s.key;
+    END IF;
     RETURN v_out;
 END;
 @body@;
