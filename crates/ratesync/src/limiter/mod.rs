@@ -77,6 +77,9 @@ pub(crate) struct LimiterInner {
     /// A removed limiter's successor: it refuses every call as not configured (its
     /// `max_cost` is 0, so the check every call makes is the only one).
     removed: bool,
+    /// Wakes `waiters` on releases in other processes: the store's listener routes
+    /// to it only while this limiter holds it.
+    _releases: ReleaseSignal,
 }
 
 /// A limiter's overrides, each a limiter of the same name, store and waiters with its
@@ -414,7 +417,7 @@ impl LimiterInner {
         let spec = LimiterSpec {
             id: name.clone(),
             policy,
-            releases,
+            releases: releases.clone(),
         };
         let engine = match previous {
             Some(previous) => store.engine.limiter_replacing(spec, previous)?,
@@ -441,6 +444,7 @@ impl LimiterInner {
             overrides: None,
             successor: OnceLock::new(),
             removed: false,
+            _releases: releases,
         })
     }
 
@@ -476,6 +480,7 @@ impl LimiterInner {
                 overrides: None,
                 successor: OnceLock::new(),
                 removed: true,
+                _releases: self._releases.clone(),
             }),
         };
         // The one place successors are set, under the registry's reload: once.

@@ -136,7 +136,8 @@ pub struct LimiterSpec {
     pub id: Arc<str>,
     /// The rule and concurrency cap to enforce.
     pub policy: Policy,
-    /// Where to report releases observed from other processes.
+    /// Where to report releases observed from other processes. Engines route to it
+    /// only while its maker holds it (`ReleaseSignal::route`).
     pub releases: ReleaseSignal,
 }
 

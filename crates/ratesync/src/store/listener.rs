@@ -31,6 +31,7 @@ use tokio::sync::watch;
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
+use super::releases::ReleaseRoute;
 use super::ReleaseSignal;
 
 /// The id of one engine instance, written into its release messages so that it can
@@ -96,7 +97,9 @@ pub(crate) trait ReleaseFeed: Send + Sync + 'static {
 /// A store's release routing and its listening loop.
 pub(crate) struct ReleaseListener {
     origin: Origin,
-    routes: RwLock<HashMap<Box<[u8]>, Vec<ReleaseSignal>>>,
+    /// Per limiter, its live signals (a reload may keep a replaced limiter's handles
+    /// alive for a while: both wake the waiters they share, which is harmless).
+    routes: RwLock<HashMap<Box<[u8]>, Vec<ReleaseRoute>>>,
     /// Bumped when a limiter is routed; dropped with the engine, which ends the loop.
     limiters_changed: watch::Sender<u64>,
     started: AtomicBool,
@@ -117,19 +120,26 @@ impl ReleaseListener {
         self.origin
     }
 
-    /// Routes releases of `limiter` to `signal`, and makes sure the store's loop runs,
-    /// reading `feed` (made once, by the first call).
+    /// Routes releases of `limiter` to `signal` while its maker holds it, and makes
+    /// sure the store's loop runs, reading `feed` (made once, by the first call).
     pub fn watch<F: ReleaseFeed>(
         self: &Arc<Self>,
         limiter: &[u8],
-        signal: ReleaseSignal,
+        signal: &ReleaseSignal,
         feed: impl FnOnce() -> F,
     ) {
-        self.routes
-            .write()
-            .entry(limiter.into())
-            .or_default()
-            .push(signal);
+        {
+            let mut routes = self.routes.write();
+            // The signals of limiters gone since (rebuilt by reloads, dropped) leave.
+            routes.retain(|_, signals| {
+                signals.retain(|route| !route.is_gone());
+                !signals.is_empty()
+            });
+            routes
+                .entry(limiter.into())
+                .or_default()
+                .push(signal.route());
+        }
         self.limiters_changed.send_modify(|n| *n += 1);
         if !self.started.swap(true, Ordering::AcqRel) {
             let changed = self.limiters_changed.subscribe();
@@ -238,12 +248,11 @@ mod tests {
         let listener = ReleaseListener::new();
         let woken = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let seen = woken.clone();
-        listener.routes.write().insert(
-            b"api"[..].into(),
-            vec![ReleaseSignal::new(move |key| {
-                seen.lock().push(key.to_owned())
-            })],
-        );
+        let signal = ReleaseSignal::new(move |key| seen.lock().push(key.to_owned()));
+        listener
+            .routes
+            .write()
+            .insert(b"api"[..].into(), vec![signal.route()]);
         let message = |origin, key: &str| Released {
             origin,
             limiter: b"api"[..].into(),
@@ -253,5 +262,50 @@ mod tests {
         listener.dispatch(message(Some(Origin(7)), "theirs"));
         listener.dispatch(message(None, "reset"));
         assert_eq!(*woken.lock(), ["theirs", "reset"]);
+    }
+
+    /// A limiter rebuilt again and again (reloads) leaves one route, not one per
+    /// build; a dropped signal wakes nobody.
+    #[tokio::test]
+    async fn routes_last_as_long_as_their_signals() {
+        let listener = ReleaseListener::new();
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let signal = |woken: &Arc<std::sync::atomic::AtomicUsize>| {
+            let woken = woken.clone();
+            ReleaseSignal::new(move |_| {
+                woken.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let mut kept = signal(&woken);
+        for _ in 0..10 {
+            kept = signal(&woken);
+            listener.watch(b"api", &kept, || NoFeed);
+        }
+        assert_eq!(listener.routes.read()[&b"api"[..]].len(), 1);
+        listener.dispatch(Released {
+            origin: None,
+            limiter: b"api"[..].into(),
+            key: "k".into(),
+        });
+        assert_eq!(woken.load(Ordering::Relaxed), 1, "one wake-up per release");
+        drop(kept);
+        listener.dispatch(Released {
+            origin: None,
+            limiter: b"api"[..].into(),
+            key: "k".into(),
+        });
+        assert_eq!(woken.load(Ordering::Relaxed), 1);
+    }
+
+    /// A feed that never opens (the loop it starts retries in the background).
+    struct NoFeed;
+
+    impl ReleaseFeed for NoFeed {
+        fn open(
+            &self,
+            _: Vec<Box<[u8]>>,
+        ) -> BoxFuture<'_, Result<BoxStream<'static, Released>, String>> {
+            Box::pin(async { Err("no feed".to_owned()) })
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! [`ReleaseSignal`] each limiter hands its engine (`docs/design.md#release-signalling`).
 //! Engines of remote stores call it from their release listener (`listener`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Handed to engines so that releases seen in other processes wake local waiters.
 #[derive(Clone)]
@@ -22,6 +22,30 @@ impl ReleaseSignal {
     /// Reports that a slot of `key` was released somewhere.
     pub fn released(&self, key: &str) {
         (self.0)(key);
+    }
+
+    /// A reference to this signal that does not keep it alive: a store's release
+    /// listener routes to a signal only while its maker holds it (a limiter, for its
+    /// life), so a limiter rebuilt by a reload or dropped leaves no route behind.
+    pub(crate) fn route(&self) -> ReleaseRoute {
+        ReleaseRoute(Arc::downgrade(&self.0))
+    }
+}
+
+/// A [`ReleaseSignal`] as a release listener holds it (see [`ReleaseSignal::route`]).
+pub(crate) struct ReleaseRoute(Weak<dyn Fn(&str) + Send + Sync>);
+
+impl ReleaseRoute {
+    /// Reports that a slot of `key` was released somewhere, if the signal still lives.
+    pub fn released(&self, key: &str) {
+        if let Some(wake) = self.0.upgrade() {
+            wake(key);
+        }
+    }
+
+    /// Whether the signal's maker let it go.
+    pub fn is_gone(&self) -> bool {
+        self.0.strong_count() == 0
     }
 }
 

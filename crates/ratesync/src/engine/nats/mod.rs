@@ -125,7 +125,7 @@ impl Engine for NatsEngine {
         let limiter = NatsLimiter::new(shared.clone(), &spec);
         if spec.policy.concurrency.is_some() {
             let limiter_token = limiter.keys().encoded_limiter().as_bytes();
-            shared.listener.watch(limiter_token, spec.releases, || {
+            shared.listener.watch(limiter_token, &spec.releases, || {
                 releases::NatsFeed::new(&shared.connection, shared.origin())
             });
         }

@@ -158,7 +158,7 @@ impl Engine for PostgresEngine {
             let shared = &self.shared;
             shared
                 .listener
-                .watch(spec.id.as_bytes(), spec.releases, || {
+                .watch(spec.id.as_bytes(), &spec.releases, || {
                     releases::PostgresFeed::new(shared.pool.database(), &shared.pool.names.channel)
                 });
         }

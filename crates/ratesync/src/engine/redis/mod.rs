@@ -116,7 +116,7 @@ impl Engine for RedisEngine {
             let shared = &self.shared;
             shared
                 .listener
-                .watch(spec.id.as_bytes(), spec.releases, || {
+                .watch(spec.id.as_bytes(), &spec.releases, || {
                     releases::RedisFeed::new(&shared.connection, &shared.channel)
                 });
         }
