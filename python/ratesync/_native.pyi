@@ -30,6 +30,27 @@ class Permit:
 
 class LimiterHandle: ...
 
+class Counters:
+    """The counters behind ``RateLimiterMetrics`` (rate-sync's fields and methods)."""
+
+    total_acquisitions: int
+    total_wait_time_ms: float
+    avg_wait_time_ms: float
+    max_wait_time_ms: float
+    cas_failures: int
+    timeouts: int
+    last_acquisition_at: float | None
+    current_concurrent: int
+    max_concurrent_reached: int
+    total_releases: int
+    shadow_denied: int
+    def record_acquisition(self, wait_time_ms: float) -> None: ...
+    def record_cas_failure(self) -> None: ...
+    def record_timeout(self) -> None: ...
+    def record_concurrent_acquire(self) -> None: ...
+    def record_concurrent_release(self) -> None: ...
+    def record_max_concurrent_reached(self) -> None: ...
+
 class GroupOutcome:
     admitted: bool
     permits: list[Permit]
@@ -51,14 +72,26 @@ def private_limiter(
 # One entry per operation: the answer itself when the store answers at once, else an
 # asyncio future of `bridge`'s loop (`bridge` None: block the calling thread). An
 # `acquire` that cannot be admitted within its timeout waits it out (rate-sync's
-# contract); a zero timeout is one attempt.
+# contract); a zero timeout is one attempt. `acquire` and `attempt` count the call in
+# `metrics` when given (the slot taken too with `slot`), as rate-sync counts.
 def acquire(
-    bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int, timeout: float | None
+    bridge: LoopBridge | None,
+    limiter_id: Target,
+    key: str,
+    cost: int,
+    timeout: float | None,
+    metrics: Counters | None = None,
+    slot: bool = True,
 ) -> Permit | asyncio.Future[Permit]: ...
-# A refusal is None, or with `refusal=True` the refusing Decision.
+# A refusal is None.
 def attempt(
-    bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int, refusal: bool = False
-) -> Permit | Decision | None | asyncio.Future[Permit | Decision | None]: ...
+    bridge: LoopBridge | None,
+    limiter_id: Target,
+    key: str,
+    cost: int,
+    metrics: Counters | None = None,
+    slot: bool = True,
+) -> Permit | None | asyncio.Future[Permit | None]: ...
 def state(
     bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int
 ) -> Decision | asyncio.Future[Decision]: ...

@@ -6,6 +6,8 @@
 //! - `registry`: the process-wide registry that `configure_*` and `load_config` change.
 //! - `calls`: acquire, try, peek: memory decisions synchronously, network engines
 //!   on the runtime with the GIL released.
+//! - `counters`: the counters behind rate-sync's `RateLimiterMetrics`, counted
+//!   where a call's answer is converted.
 //! - `bridge`: a tokio future as an asyncio future of the caller's event loop.
 //! - `metrics`: the core's metrics as Prometheus text; `log`: the core's
 //!   warnings as records of Python's `logging` (logger `ratesync`).
@@ -16,6 +18,7 @@
 
 mod bridge;
 mod calls;
+mod counters;
 mod errors;
 mod http;
 mod log;
@@ -34,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     registry::register(m)?;
     calls::register(m)?;
+    counters::register(m)?;
     bridge::register(m)?;
     metrics::register(m)?;
     log::install();
