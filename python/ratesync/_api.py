@@ -3,13 +3,12 @@
 Every decision is the core's, through one native call per operation
 (``_native.acquire``, ``attempt``, ``state``, ``reset``, ``acquire_all``): a store
 that answers at once (memory) gives its answer directly, on the calling thread;
-any other answer is an asyncio future of the running loop, so the event loop never
+any other answer is a future of the running loop (`_native.Pending`), so the loop never
 blocks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import types
@@ -140,7 +139,7 @@ def list_limiters() -> dict[str, dict[str, Any]]:
 
 async def _answer(result: Any) -> Any:
     """A native call's answer: itself, or awaited when the store answers later."""
-    if isinstance(result, asyncio.Future):
+    if result.__class__ is _native.Pending:
         return await result
     return result
 

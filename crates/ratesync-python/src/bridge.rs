@@ -1,4 +1,5 @@
-//! A tokio future as an asyncio future of the caller's event loop.
+//! A tokio future as a future of the caller's event loop (`Pending`, asyncio's
+//! protocol; `src/pending.rs`).
 //!
 //! The work runs on the extension's runtime. Its result goes into the loop's
 //! [`Inbox`]; the loop settles the futures of a whole batch of results in one
@@ -17,7 +18,7 @@
 //! one, about every other call woke a runtime worker from the loop's thread (a
 //! syscall, and on a busy machine a context switch of the loop's thread).
 //!
-//! When the asyncio future is cancelled (a cancelled task, `asyncio.wait_for`), the
+//! When the future is cancelled (a cancelled task, `asyncio.wait_for`), the
 //! tokio task is aborted: a waiting acquire that is dropped consumes nothing
 //! (`docs/design.md#waiting`). A result that arrives for a future cancelled meanwhile
 //! is dropped without being converted, which releases any concurrency slot it holds.
@@ -27,17 +28,16 @@ use std::sync::Arc;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use parking_lot::Mutex;
-use pyo3::intern;
 use pyo3::prelude::*;
+
+use crate::pending::Pending;
 
 /// Turns a finished result into the future's value (or exception), on the loop.
 type Settle = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
-/// A result waiting for its loop: the asyncio future it settles, the future's
-/// [`AbortOnDone`] callback, and how to convert it.
+/// A result waiting for its loop: the future it settles, and how to convert it.
 struct Delivery {
-    future: Py<PyAny>,
-    abort: Py<PyAny>,
+    future: Py<Pending>,
     settle: Settle,
 }
 
@@ -107,32 +107,12 @@ impl Inbox {
         // A permit dropped below (its future was cancelled) sends its release from
         // the extension's runtime, like every other call into the core.
         let _runtime = crate::runtime::handle().enter();
-        for Delivery {
-            future,
-            abort,
-            settle,
-        } in batch
-        {
-            let future = future.bind(py);
-            // Taking the abort callback off says, in one call, whether the future is
-            // still pending: a cancelled future has run (and dropped) its callbacks,
-            // so nothing is removed. Left on, it would be one more callback for the
-            // loop to schedule and run per result (`docs/design.md#python`). A
-            // cancelled future stays cancelled; dropping `settle` unconverted drops
-            // its permit, which gives back its slot.
-            let pending = future
-                .call_method1(intern!(py, "remove_done_callback"), (abort,))
-                .and_then(|removed| removed.extract::<usize>())
-                .is_ok_and(|removed| removed > 0);
-            if !pending {
-                continue;
-            }
-            let _ = match settle(py) {
-                Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
-                Err(error) => {
-                    future.call_method1(intern!(py, "set_exception"), (error.into_value(py),))
-                }
-            };
+        for Delivery { future, settle } in batch {
+            // Converted and handed to its waiting task here, at once: the drain is a
+            // callback of the loop, outside every task (`src/pending.rs`). A future
+            // cancelled meanwhile stays cancelled; dropping `settle` unconverted
+            // drops its permit, which gives back its slot.
+            Pending::complete(future.bind(py), settle);
         }
     }
 }
@@ -168,8 +148,8 @@ impl Flush {
 /// One event loop's end of the bridge. `ratesync._bridge` keeps one per loop.
 #[pyclass(frozen, module = "ratesync._native")]
 pub(crate) struct LoopBridge {
-    /// The loop's `create_future` and `call_soon`, looked up once.
-    create_future: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    /// The loop's `call_soon`, looked up once.
     call_soon: Py<PyAny>,
     /// Calls waiting for the flush, and the flush.
     outbox: Outbox,
@@ -237,7 +217,7 @@ impl LoopBridge {
     fn with_inbox(event_loop: &Bound<'_, PyAny>, inbox: Arc<Inbox>) -> PyResult<Self> {
         let outbox = Outbox::default();
         Ok(LoopBridge {
-            create_future: event_loop.getattr("create_future")?.unbind(),
+            event_loop: event_loop.clone().unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             flush: Py::new(event_loop.py(), Flush(outbox.clone()))?,
             outbox,
@@ -272,23 +252,12 @@ impl WeakDrain {
     }
 }
 
-/// Done-callback of the asyncio future: aborts the task (a no-op once it finished).
-#[pyclass(frozen)]
-struct AbortOnDone(AbortHandle);
-
-#[pymethods]
-impl AbortOnDone {
-    fn __call__(&self, _future: &Bound<'_, PyAny>) {
-        self.0.abort();
-    }
-}
-
 /// Runs `work`, the one way every call of the package runs
 /// (`docs/design.md#python`): its first poll is made here, in the runtime's
 /// context, and when it completes there (a store that answers at once, the memory
-/// engine) its `convert`ed result comes back directly, without a thread hop or an
-/// asyncio future. Otherwise it goes on on the runtime: with a `bridge`, as an
-/// asyncio future of that loop; without one (the blocking API), by blocking this
+/// engine) its `convert`ed result comes back directly, without a thread hop or a
+/// future. Otherwise it goes on on the runtime: with a `bridge`, as a `Pending`
+/// of that loop; without one (the blocking API), by blocking this
 /// thread with the GIL released.
 pub(crate) fn run<T, F, C>(
     py: Python<'_>,
@@ -318,7 +287,7 @@ where
     }
 }
 
-/// Runs `work` on the runtime; returns an asyncio future of the bridge's loop that
+/// Runs `work` on the runtime; returns a future (`Pending`) of the bridge's loop that
 /// gets its result (`convert`ed on the loop's thread) or its exception.
 fn spawn<'py, T, F, C>(
     bridge: &Bound<'py, LoopBridge>,
@@ -332,12 +301,9 @@ where
 {
     let py = bridge.py();
     let bridge = bridge.get();
-    let future = bridge.create_future.bind(py).call0()?;
     let (abort, registration) = AbortHandle::new_pair();
-    let abort = Bound::new(py, AbortOnDone(abort))?.into_any();
-    future.call_method1(intern!(py, "add_done_callback"), (&abort,))?;
-    let inbox = bridge.inbox.clone();
-    let (future_ref, abort) = (future.clone().unbind(), abort.unbind());
+    let future = Bound::new(py, Pending::new(bridge.event_loop.clone_ref(py), abort))?;
+    let (inbox, future_ref) = (bridge.inbox.clone(), future.clone().unbind());
     bridge.submit(
         py,
         Box::pin(async move {
@@ -346,13 +312,12 @@ where
             if let Ok(output) = Abortable::new(work, registration).await {
                 inbox.deliver(Delivery {
                     future: future_ref,
-                    abort,
                     settle: Box::new(move |py| convert(py, output)),
                 });
             }
         }),
     );
-    Ok(future)
+    Ok(future.into_any())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

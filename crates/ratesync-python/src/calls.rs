@@ -1,7 +1,7 @@
 //! The calls of the package, one native entry per operation: acquire, attempt,
 //! state, reset and acquire_all. Each runs through [`crate::bridge::run`]: decided
 //! at once when the store answers at once (the memory engine decides on the calling
-//! thread, no hop), else on the extension's runtime, as an asyncio future of the
+//! thread, no hop), else on the extension's runtime, as a future (`Pending`) of the
 //! caller's loop (`bridge` given) or blocking the calling thread with the GIL
 //! released (`bridge` is `None`: the sync API).
 
@@ -153,7 +153,7 @@ fn acquire(
 }
 
 /// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused, or
-/// an asyncio future of either. Counted in `metrics` as `acquire` counts (a refusal
+/// a future (`Pending`) of either. Counted in `metrics` as `acquire` counts (a refusal
 /// as a timeout, as rate-sync's `try_acquire` counts it).
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost, metrics=None, slot=true))]
@@ -179,7 +179,7 @@ fn attempt(
 }
 
 /// The decision an attempt would get now, consuming nothing: a `Decision`, or an
-/// asyncio future of one.
+/// future (`Pending`) of one.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost))]
 fn state(
@@ -285,7 +285,7 @@ fn group_outcome(
 
 /// Several calls (`(limiter, key, cost)` each) admitted all together or not at all
 /// (`docs/design.md#groups`): one attempt when `wait` is false, else waiting up to
-/// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or an asyncio future
+/// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or a future (`Pending`)
 /// of one; store failures of `fail_closed` limiters raise.
 #[pyfunction]
 #[pyo3(signature = (bridge, calls, wait, timeout))]

@@ -8,7 +8,8 @@
 //!   on the runtime with the GIL released.
 //! - `counters`: the counters behind rate-sync's `RateLimiterMetrics`, counted
 //!   where a call's answer is converted.
-//! - `bridge`: a tokio future as an asyncio future of the caller's event loop.
+//! - `bridge`: a tokio future as a future of the caller's event loop (`pending`:
+//!   that future, asyncio-compatible).
 //! - `metrics`: the core's metrics as Prometheus text; `log`: the core's
 //!   warnings as records of Python's `logging` (logger `ratesync`).
 //! - `http`: the client IP behind trusted proxies and the `RateLimit` headers of
@@ -23,6 +24,7 @@ mod errors;
 mod http;
 mod log;
 mod metrics;
+mod pending;
 mod registry;
 mod runtime;
 mod types;
@@ -39,6 +41,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     calls::register(m)?;
     counters::register(m)?;
     bridge::register(m)?;
+    pending::register(m)?;
     metrics::register(m)?;
     log::install();
     http::register(m)?;
