@@ -178,7 +178,7 @@ fn attempt(
     })
 }
 
-/// The decision an attempt would get now, consuming nothing: a `Decision`, or an
+/// The decision an attempt would get now, consuming nothing: a `Decision`, or a
 /// future (`Pending`) of one.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost))]
