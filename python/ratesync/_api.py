@@ -3,16 +3,15 @@
 Every decision is the core's, through one native call per operation
 (``_native.acquire``, ``attempt``, ``state``, ``reset``, ``acquire_all``): a store
 that answers at once (memory) gives its answer directly, on the calling thread;
-any other answer is an asyncio future of the running loop, so the event loop never
+any other answer is a future of the running loop (`_native.Pending`), so the loop never
 blocks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import time
+import types
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -140,22 +139,34 @@ def list_limiters() -> dict[str, dict[str, Any]]:
 
 async def _answer(result: Any) -> Any:
     """A native call's answer: itself, or awaited when the store answers later."""
-    if isinstance(result, asyncio.Future):
+    if result.__class__ is _native.Pending:
         return await result
     return result
 
 
-async def _acquire(target: Any, timeout: float | None, key: str, cost: int) -> Permit:
-    return await _answer(_native.acquire(_bridge.current(), target, key, cost, timeout))
+@types.coroutine
+def _take(
+    target: Any, metrics: RateLimiterMetrics, timeout: float | None, key: str, cost: int
+) -> Generator[Any, None, Permit]:
+    """Waits for a permit (``timeout`` None = the limiter's own), counted in
+    ``metrics`` as rate-sync counts (the acquisition and its wait, the slot taken, or
+    the timeout and a full concurrency cap): by the extension, where it makes the
+    answer, so the count costs no Python code. One generator frame, awaiting the
+    store's future only when there is one (``docs/design.md#python``)."""
+    answer = _native.acquire(_bridge.current(), target, key, cost, timeout, metrics._counters)
+    if answer.__class__ is Permit:
+        return answer
+    return (yield from answer)
 
 
-async def _attempt(target: Any, key: str, cost: int) -> Permit | None:
-    return await _answer(_native.attempt(_bridge.current(), target, key, cost))
-
-
-async def _attempt_or_refusal(target: Any, key: str, cost: int) -> Permit | _native.Decision:
-    """One attempt: its permit, or the refusing decision (which says what refused)."""
-    return await _answer(_native.attempt(_bridge.current(), target, key, cost, True))
+async def _attempt_counted(
+    target: Any, metrics: RateLimiterMetrics, key: str, cost: int
+) -> Permit | None:
+    """One attempt: its permit, or ``None`` when refused; counted in ``metrics`` as
+    ``_take`` counts (a refusal as rate-sync's ``timeouts``)."""
+    return await _answer(
+        _native.attempt(_bridge.current(), target, key, cost, metrics._counters)
+    )
 
 
 def _metrics_of(limiter_id: str) -> RateLimiterMetrics:
@@ -167,37 +178,12 @@ def _metrics_of(limiter_id: str) -> RateLimiterMetrics:
     return metrics
 
 
-async def _take_counted(
-    target: Any,
-    metrics: Callable[[], RateLimiterMetrics],
-    timeout: float | None,
-    key: str,
-    cost: int,
-) -> Permit:
-    """Waits for a permit (``timeout`` None = the limiter's own), counted in
-    ``metrics()`` as rate-sync counts: the acquisition and its wait, the slot taken,
-    or the timeout (and a full concurrency cap)."""
-    start = time.perf_counter()
-    try:
-        permit = await _acquire(target, timeout, key, cost)
-    except StoreUnavailableError:
-        raise
-    except RateLimiterAcquisitionError as error:
-        _count_refusal(metrics(), error.denied_by)
-        raise
-    _count_admission(metrics(), permit, (time.perf_counter() - start) * 1000.0)
-    return permit
-
-
-def _count_admission(
-    metrics: RateLimiterMetrics, permit: Permit, wait_time_ms: float = 0.0, *, slot: bool = True
-) -> None:
-    """Counts an admission as rate-sync does: the acquisition and its wait, and (with
-    ``slot``, where the release is counted too) the concurrency slot taken; and a
-    shadow-mode admission of a call the limit would refuse as ``shadow_denied``."""
-    metrics.record_acquisition(wait_time_ms)
-    if slot and permit.holds_slot:
-        metrics.record_concurrent_acquire()
+def _count_admission(metrics: RateLimiterMetrics, permit: Permit) -> None:
+    """Counts an admission of a group as rate-sync does (a single call is counted by
+    the extension): the acquisition, and a shadow-mode admission of a call the limit
+    would refuse as ``shadow_denied``. Its slot is not counted: the group's caller
+    releases it uncounted."""
+    metrics.record_acquisition(0.0)
     if permit.decision.shadow_denied_by is not None:
         metrics.shadow_denied += 1
 
@@ -250,25 +236,22 @@ class AcquireContext:
         self._permit: Permit | None = None
 
     def __await__(self) -> Generator[Any, None, Permit]:
-        return self._hold().__await__()
-
-    async def _take(self) -> Permit:
         # Counted in the limiter's metrics, as rate-sync's module-level `acquire`
         # counts through its limiter: the documented monitoring reads them there.
         limiter_id = self._limiter_id
-        return await _take_counted(
-            limiter_id, lambda: _metrics_of(limiter_id), self._timeout, self._key, self._cost
+        permit = self._permit = yield from _take(
+            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost
         )
-
-    async def _hold(self) -> Permit:
-        permit = self._permit = await self._take()
         if permit.holds_slot:
             # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
             _HELD.setdefault(self._limiter_id, []).append(permit)
         return permit
 
     async def __aenter__(self) -> Permit:
-        self._permit = await self._take()
+        limiter_id = self._limiter_id
+        self._permit = await _take(
+            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost
+        )
         return self._permit
 
     async def __aexit__(self, *exc: object) -> None:
@@ -430,18 +413,12 @@ class RateLimiter:
 
     async def _take(self, timeout: float | None, key: str, cost: int) -> Permit:
         """Waits for a permit (``timeout`` None = the limiter's own), counting it."""
-        return await _take_counted(self._target, self.get_metrics, timeout, key, cost)
+        return await _take(self._target, self.get_metrics(), timeout, key, cost)
 
     async def _try(self, key: str, cost: int) -> Permit | None:
         """One attempt, never waits; counts a refusal as rate-sync's ``timeouts``
         (and a full concurrency cap as ``max_concurrent_reached``)."""
-        answer = await _attempt_or_refusal(self._target, key, cost)
-        metrics = self.get_metrics()
-        if not isinstance(answer, Permit):
-            _count_refusal(metrics, answer.denied_by)
-            return None
-        _count_admission(metrics, answer)
-        return answer
+        return await _attempt_counted(self._target, self.get_metrics(), key, cost)
 
     def _give_back(self, permit: Permit) -> None:
         if permit.holds_slot:
@@ -791,7 +768,7 @@ async def _decide_all(
     if outcome.admitted:
         for (target, _key, _cost), permit in zip(calls, outcome.permits):
             if isinstance(target, str):
-                _count_admission(_metrics_of(target), permit, slot=False)
+                _count_admission(_metrics_of(target), permit)
             if keep is not None:
                 keep.append(permit)
             else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from ratesync import _native
 
 
 def _unix_time(reset_time: float | None, reset_in: float) -> int:
@@ -121,8 +124,15 @@ class MultiLimiterResult:
 
 @dataclass
 class RateLimiterMetrics:
-    """Counters of one limiter, as rate-sync's (counted by ``get_limiter`` objects and
-    the engine classes; the module-level ``acquire`` is not counted, to keep it fast)."""
+    """Counters of one limiter, as rate-sync's: the same fields, methods and
+    arithmetic (``record_acquisition`` sets the average, the maximum and the time of
+    the last acquisition). ``get_limiter(id).get_metrics()`` counts every call on the
+    limiter; an engine class counts its own calls.
+
+    The numbers live in a native ``_native.Counters``, so that a call through the
+    extension is counted where its answer is made, without Python code per call
+    (``docs/design.md#python``); each field reads and writes them. A copy (``copy``,
+    ``pickle``, ``dataclasses.replace``) is a snapshot with counters of its own."""
 
     total_acquisitions: int = 0
     total_wait_time_ms: float = 0.0
@@ -138,26 +148,49 @@ class RateLimiterMetrics:
     # would refuse them (also counted in total_acquisitions).
     shadow_denied: int = 0
 
+    _counters: ClassVar[_native.Counters]  # each object's own, set by `__new__`
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RateLimiterMetrics:
+        # Before `__init__`, which sets each field through the counters.
+        metrics = super().__new__(cls)
+        object.__setattr__(metrics, "_counters", _native.Counters())
+        return metrics
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), tuple(getattr(self, name) for name in _METRICS_FIELDS)
+
     def record_acquisition(self, wait_time_ms: float) -> None:
-        self.total_acquisitions += 1
-        self.total_wait_time_ms += wait_time_ms
-        self.avg_wait_time_ms = self.total_wait_time_ms / self.total_acquisitions
-        if wait_time_ms > self.max_wait_time_ms:
-            self.max_wait_time_ms = wait_time_ms
-        self.last_acquisition_at = time.time()
+        self._counters.record_acquisition(wait_time_ms)
 
     def record_cas_failure(self) -> None:
-        self.cas_failures += 1
+        self._counters.record_cas_failure()
 
     def record_timeout(self) -> None:
-        self.timeouts += 1
+        self._counters.record_timeout()
 
     def record_concurrent_acquire(self) -> None:
-        self.current_concurrent += 1
+        self._counters.record_concurrent_acquire()
 
     def record_concurrent_release(self) -> None:
-        self.current_concurrent = max(0, self.current_concurrent - 1)
-        self.total_releases += 1
+        self._counters.record_concurrent_release()
 
     def record_max_concurrent_reached(self) -> None:
-        self.max_concurrent_reached += 1
+        self._counters.record_max_concurrent_reached()
+
+
+def _counter_field(name: str) -> property:
+    def read(self: RateLimiterMetrics) -> Any:
+        return getattr(self._counters, name)
+
+    def write(self: RateLimiterMetrics, value: Any) -> None:
+        setattr(self._counters, name, value)
+
+    return property(read, write, doc=f"rate-sync's ``{name}``")
+
+
+# Every field reads and writes the native counters (the dataclass machinery, its
+# `__init__`, `__repr__`, `__eq__`, `fields()` and `asdict()`, goes through them).
+_METRICS_FIELDS = tuple(f.name for f in fields(RateLimiterMetrics) if f.init)
+for _name in _METRICS_FIELDS:
+    setattr(RateLimiterMetrics, _name, _counter_field(_name))
+del _name

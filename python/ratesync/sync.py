@@ -12,11 +12,8 @@ calling thread; any other is waited for with the GIL released).
 
 from __future__ import annotations
 
-import time
-
 from ratesync import _api, _native
 from ratesync._native import Decision, Permit
-from ratesync.exceptions import RateLimiterAcquisitionError, StoreUnavailableError
 
 
 def acquire(
@@ -26,29 +23,15 @@ def acquire(
     wait that cannot succeed in time is waited out, as the coroutines do). The
     permit is a context manager that releases its concurrency slot. Counted in the
     limiter's ``get_metrics()`` (acquisitions, waits, timeouts)."""
-    start = time.perf_counter()
-    try:
-        permit = _native.acquire(None, limiter_id, key or "", cost, timeout)
-    except StoreUnavailableError:
-        raise
-    except RateLimiterAcquisitionError as error:
-        _api._count_refusal(_api._metrics_of(limiter_id), error.denied_by)
-        raise
-    waited_ms = (time.perf_counter() - start) * 1000.0
-    _api._count_admission(_api._metrics_of(limiter_id), permit, waited_ms, slot=False)
-    return permit
+    metrics = _api._metrics_of(limiter_id)._counters
+    return _native.acquire(None, limiter_id, key or "", cost, timeout, metrics, False)
 
 
 def try_acquire(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Permit | None:
     """One attempt, never waits: a ``Permit``, or ``None`` when refused (counted in
     the limiter's ``get_metrics()``)."""
-    answer = _native.attempt(None, limiter_id, key or "", cost, True)
-    metrics = _api._metrics_of(limiter_id)
-    if isinstance(answer, Permit):
-        _api._count_admission(metrics, answer, slot=False)
-        return answer
-    _api._count_refusal(metrics, answer.denied_by)
-    return None
+    metrics = _api._metrics_of(limiter_id)._counters
+    return _native.attempt(None, limiter_id, key or "", cost, metrics, False)
 
 
 def state(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Decision:

@@ -1,4 +1,5 @@
-//! A tokio future as an asyncio future of the caller's event loop.
+//! A tokio future as a future of the caller's event loop (`Pending`, asyncio's
+//! protocol; `src/pending.rs`).
 //!
 //! The work runs on the extension's runtime. Its result goes into the loop's
 //! [`Inbox`]; the loop settles the futures of a whole batch of results in one
@@ -11,7 +12,13 @@
 //! Loops without `add_reader` (Windows' proactor) are woken with
 //! `call_soon_threadsafe`, once per batch.
 //!
-//! When the asyncio future is cancelled (a cancelled task, `asyncio.wait_for`), the
+//! The other way round, the calls a loop makes during one iteration go to the
+//! runtime together: the first queues a flush with `call_soon`, which hands them all
+//! over with one wake-up of the runtime (`docs/design.md#python`). Handed over one by
+//! one, about every other call woke a runtime worker from the loop's thread (a
+//! syscall, and on a busy machine a context switch of the loop's thread).
+//!
+//! When the future is cancelled (a cancelled task, `asyncio.wait_for`), the
 //! tokio task is aborted: a waiting acquire that is dropped consumes nothing
 //! (`docs/design.md#waiting`). A result that arrives for a future cancelled meanwhile
 //! is dropped without being converted, which releases any concurrency slot it holds.
@@ -19,16 +26,24 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, Abortable, BoxFuture};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
+
+use crate::pending::Pending;
 
 /// Turns a finished result into the future's value (or exception), on the loop.
 type Settle = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
+/// A result waiting for its loop: the future it settles, and how to convert it.
+struct Delivery {
+    future: Py<Pending>,
+    settle: Settle,
+}
+
 /// Results waiting for their loop.
 struct Inbox {
-    ready: Mutex<Vec<(Py<PyAny>, Settle)>>,
+    ready: Mutex<Vec<Delivery>>,
     wake: Wake,
 }
 
@@ -48,10 +63,10 @@ enum Wake {
 }
 
 impl Inbox {
-    fn deliver(&self, future: Py<PyAny>, settle: Settle) {
+    fn deliver(&self, delivery: Delivery) {
         let was_empty = {
             let mut ready = self.ready.lock();
-            ready.push((future, settle));
+            ready.push(delivery);
             ready.len() == 1
         };
         // A non-empty inbox already has a wake-up on its way: the drain that it
@@ -92,21 +107,12 @@ impl Inbox {
         // A permit dropped below (its future was cancelled) sends its release from
         // the extension's runtime, like every other call into the core.
         let _runtime = crate::runtime::handle().enter();
-        for (future, settle) in batch {
-            let future = future.bind(py);
-            // A cancelled future stays cancelled; dropping `settle` unconverted
+        for Delivery { future, settle } in batch {
+            // Converted and handed to its waiting task here, at once: the drain is a
+            // callback of the loop, outside every task (`src/pending.rs`). A future
+            // cancelled meanwhile stays cancelled; dropping `settle` unconverted
             // drops its permit, which gives back its slot.
-            if future
-                .call_method0("done")
-                .and_then(|done| done.is_truthy())
-                .unwrap_or(true)
-            {
-                continue;
-            }
-            let _ = match settle(py) {
-                Ok(value) => future.call_method1("set_result", (value,)),
-                Err(error) => future.call_method1("set_exception", (error.into_value(py),)),
-            };
+            Pending::complete(future.bind(py), settle);
         }
     }
 }
@@ -122,10 +128,32 @@ impl Drain {
     }
 }
 
+/// Calls made on a loop during one iteration, handed to the runtime together.
+type Outbox = Arc<Mutex<Vec<BoxFuture<'static, ()>>>>;
+
+/// The callback that hands an outbox's calls to the runtime, scheduled with
+/// `call_soon` by the first call of an iteration: it runs once the tasks that were
+/// ready have all made their calls.
+#[pyclass(frozen, module = "ratesync._native")]
+struct Flush(Outbox);
+
+#[pymethods]
+impl Flush {
+    fn __call__(&self) {
+        let calls = std::mem::take(&mut *self.0.lock());
+        crate::runtime::spawn_all(calls);
+    }
+}
+
 /// One event loop's end of the bridge. `ratesync._bridge` keeps one per loop.
 #[pyclass(frozen, module = "ratesync._native")]
 pub(crate) struct LoopBridge {
     event_loop: Py<PyAny>,
+    /// The loop's `call_soon`, looked up once.
+    call_soon: Py<PyAny>,
+    /// Calls waiting for the flush, and the flush.
+    outbox: Outbox,
+    flush: Py<Flush>,
     inbox: Arc<Inbox>,
 }
 
@@ -148,12 +176,7 @@ impl LoopBridge {
             });
             let drain = Py::new(py, Drain(inbox.clone()))?;
             match event_loop.call_method1("add_reader", (fd, drain)) {
-                Ok(_) => {
-                    return Ok(LoopBridge {
-                        event_loop: event_loop.clone().unbind(),
-                        inbox,
-                    })
-                }
+                Ok(_) => return Self::with_inbox(event_loop, inbox),
                 Err(error)
                     if error.is_instance_of::<pyo3::exceptions::PyNotImplementedError>(py) => {}
                 Err(error) => return Err(error),
@@ -188,10 +211,31 @@ impl LoopBridge {
         if let Wake::CallSoon { drain: slot, .. } = &inbox.wake {
             let _ = slot.set(drain);
         }
+        Self::with_inbox(event_loop, inbox)
+    }
+
+    fn with_inbox(event_loop: &Bound<'_, PyAny>, inbox: Arc<Inbox>) -> PyResult<Self> {
+        let outbox = Outbox::default();
         Ok(LoopBridge {
             event_loop: event_loop.clone().unbind(),
+            call_soon: event_loop.getattr("call_soon")?.unbind(),
+            flush: Py::new(event_loop.py(), Flush(outbox.clone()))?,
+            outbox,
             inbox,
         })
+    }
+
+    /// Queues `call` for the runtime, in this iteration's batch.
+    fn submit(&self, py: Python<'_>, call: BoxFuture<'static, ()>) {
+        let first = {
+            let mut calls = self.outbox.lock();
+            calls.push(call);
+            calls.len() == 1
+        };
+        if first && self.call_soon.call1(py, (&self.flush,)).is_err() {
+            // A closed loop schedules nothing: hand the calls over at once.
+            self.flush.get().__call__();
+        }
     }
 }
 
@@ -208,23 +252,12 @@ impl WeakDrain {
     }
 }
 
-/// Done-callback of the asyncio future: aborts the task (a no-op once it finished).
-#[pyclass(frozen)]
-struct AbortOnDone(AbortHandle);
-
-#[pymethods]
-impl AbortOnDone {
-    fn __call__(&self, _future: &Bound<'_, PyAny>) {
-        self.0.abort();
-    }
-}
-
 /// Runs `work`, the one way every call of the package runs
 /// (`docs/design.md#python`): its first poll is made here, in the runtime's
 /// context, and when it completes there (a store that answers at once, the memory
-/// engine) its `convert`ed result comes back directly, without a thread hop or an
-/// asyncio future. Otherwise it goes on on the runtime: with a `bridge`, as an
-/// asyncio future of that loop; without one (the blocking API), by blocking this
+/// engine) its `convert`ed result comes back directly, without a thread hop or a
+/// future. Otherwise it goes on on the runtime: with a `bridge`, as a `Pending`
+/// of that loop; without one (the blocking API), by blocking this
 /// thread with the GIL released.
 pub(crate) fn run<T, F, C>(
     py: Python<'_>,
@@ -254,7 +287,7 @@ where
     }
 }
 
-/// Runs `work` on the runtime; returns an asyncio future of the bridge's loop that
+/// Runs `work` on the runtime; returns a future (`Pending`) of the bridge's loop that
 /// gets its result (`convert`ed on the loop's thread) or its exception.
 fn spawn<'py, T, F, C>(
     bridge: &Bound<'py, LoopBridge>,
@@ -268,19 +301,23 @@ where
 {
     let py = bridge.py();
     let bridge = bridge.get();
-    let future = bridge.event_loop.call_method0(py, "create_future")?;
-    let (inbox, future_ref) = (bridge.inbox.clone(), future.clone_ref(py));
     let (abort, registration) = AbortHandle::new_pair();
-    crate::runtime::spawn_batched(Box::pin(async move {
-        // An aborted call (its future was cancelled) stops at its next poll and
-        // drops what it holds, which consumes nothing.
-        if let Ok(output) = Abortable::new(work, registration).await {
-            inbox.deliver(future_ref, Box::new(move |py| convert(py, output)));
-        }
-    }));
-    let future = future.into_bound(py);
-    future.call_method1("add_done_callback", (AbortOnDone(abort),))?;
-    Ok(future)
+    let future = Bound::new(py, Pending::new(bridge.event_loop.clone_ref(py), abort))?;
+    let (inbox, future_ref) = (bridge.inbox.clone(), future.clone().unbind());
+    bridge.submit(
+        py,
+        Box::pin(async move {
+            // An aborted call (its future was cancelled) stops at its next poll and
+            // drops what it holds, which consumes nothing.
+            if let Ok(output) = Abortable::new(work, registration).await {
+                inbox.deliver(Delivery {
+                    future: future_ref,
+                    settle: Box::new(move |py| convert(py, output)),
+                });
+            }
+        }),
+    );
+    Ok(future.into_any())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

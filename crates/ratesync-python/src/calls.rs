@@ -1,17 +1,18 @@
 //! The calls of the package, one native entry per operation: acquire, attempt,
 //! state, reset and acquire_all. Each runs through [`crate::bridge::run`]: decided
 //! at once when the store answers at once (the memory engine decides on the calling
-//! thread, no hop), else on the extension's runtime, as an asyncio future of the
+//! thread, no hop), else on the extension's runtime, as a future (`Pending`) of the
 //! caller's loop (`bridge` given) or blocking the calling thread with the GIL
 //! released (`bridge` is `None`: the sync API).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ratesync::{AcquireAllError, AcquireError, Limiter, Rule};
 
 use crate::bridge::LoopBridge;
+use crate::counters::{Count, Counters};
 use crate::errors;
 use crate::registry;
 use crate::types::{Decision, Permit};
@@ -60,34 +61,58 @@ fn wait_bound(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// The permit of a call of `cost` on a limiter whose rule is `rule`, or its
-/// failure as an exception.
+/// failure as an exception; counted in `count` when given (`waited`: with the time
+/// the call took as its wait).
 fn permit(
     py: Python<'_>,
     result: Result<ratesync::Permit, AcquireError>,
     rule: Option<Rule>,
     cost: u32,
+    count: Option<&Count>,
+    waited: bool,
 ) -> PyResult<Py<PyAny>> {
     match result {
-        Ok(permit) => Ok(Py::new(py, Permit::new(permit, rule.as_ref(), Some(cost)))?.into_any()),
-        Err(error) => Err(errors::from_acquire(&error)),
+        Ok(permit) => {
+            if let Some(count) = count {
+                count.admitted(py, &permit, waited);
+            }
+            Ok(Py::new(py, Permit::new(permit, rule.as_ref(), Some(cost)))?.into_any())
+        }
+        Err(error) => {
+            if let Some(count) = count {
+                count.failed(py, &error);
+            }
+            Err(errors::from_acquire(&error))
+        }
     }
 }
 
-/// The same, with a refusal as `None`, or as its `Decision` with `refusal`.
+/// The same for an attempt (its admission counts no wait), with a refusal as `None`.
 fn permit_or_refusal(
     py: Python<'_>,
     result: Result<ratesync::Permit, AcquireError>,
     rule: Option<Rule>,
     cost: u32,
-    refusal: bool,
+    count: Option<&Count>,
 ) -> PyResult<Py<PyAny>> {
     match result {
-        Err(AcquireError::Denied { decision, .. }) if refusal => {
-            Ok(Py::new(py, Decision::new(&decision, rule.as_ref()))?.into_any())
+        Err(error @ AcquireError::Denied { .. }) => {
+            if let Some(count) = count {
+                count.failed(py, &error);
+            }
+            Ok(py.None())
         }
-        Err(AcquireError::Denied { .. }) => Ok(py.None()),
-        other => permit(py, other, rule, cost),
+        other => permit(py, other, rule, cost, count, false),
     }
+}
+
+/// What `metrics` (a limiter's `Counters`, or none) counts of a call starting now.
+fn count_in(metrics: Option<Py<Counters>>, slot: bool) -> Option<Count> {
+    metrics.map(|counters| Count {
+        counters,
+        slot,
+        started: Instant::now(),
+    })
 }
 
 /// Waits for a permit (timeout `None` = the limiter's own): a `Permit`, or an asyncio
@@ -96,9 +121,11 @@ fn permit_or_refusal(
 /// key) is nothing beside a Python call (`docs/design.md#settle`). A wait that the
 /// store says cannot succeed in time is waited out, re-trying, as rate-sync's
 /// `try_acquire(timeout)` does (`Call::wait_out_timeout`); a zero timeout is one
-/// attempt.
+/// attempt. Counted in `metrics` (a limiter's `Counters`), when given, as rate-sync
+/// counts; `slot`: count the concurrency slot taken (where its release is counted).
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost, timeout))]
+#[pyo3(signature = (bridge, limiter_id, key, cost, timeout, metrics=None, slot=true))]
+#[allow(clippy::too_many_arguments)]
 fn acquire(
     py: Python<'_>,
     bridge: Option<&Bound<'_, LoopBridge>>,
@@ -106,7 +133,10 @@ fn acquire(
     key: String,
     cost: u32,
     timeout: Option<f64>,
+    metrics: Option<Py<Counters>>,
+    slot: bool,
 ) -> PyResult<Py<PyAny>> {
+    let count = count_in(metrics, slot);
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
     let bound = wait_bound(timeout)?;
@@ -118,23 +148,25 @@ fn acquire(
         }
     };
     crate::bridge::run(py, bridge, work, move |py, result| {
-        permit(py, result, rule, cost)
+        permit(py, result, rule, cost, count.as_ref(), true)
     })
 }
 
-/// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused (with
-/// `refusal`: the refusing `Decision`, which says what refused), or an asyncio
-/// future of either.
+/// One attempt: a `Permit` (settleable, as for `acquire`), `None` when refused, or
+/// a future (`Pending`) of either. Counted in `metrics` as `acquire` counts (a refusal
+/// as a timeout, as rate-sync's `try_acquire` counts it).
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost, refusal=false))]
+#[pyo3(signature = (bridge, limiter_id, key, cost, metrics=None, slot=true))]
 fn attempt(
     py: Python<'_>,
     bridge: Option<&Bound<'_, LoopBridge>>,
     limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
-    refusal: bool,
+    metrics: Option<Py<Counters>>,
+    slot: bool,
 ) -> PyResult<Py<PyAny>> {
+    let count = count_in(metrics, slot);
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
     let work = async move {
@@ -142,12 +174,12 @@ fn attempt(
         call.try_acquire().await
     };
     crate::bridge::run(py, bridge, work, move |py, result| {
-        permit_or_refusal(py, result, rule, cost, refusal)
+        permit_or_refusal(py, result, rule, cost, count.as_ref())
     })
 }
 
-/// The decision an attempt would get now, consuming nothing: a `Decision`, or an
-/// asyncio future of one.
+/// The decision an attempt would get now, consuming nothing: a `Decision`, or a
+/// future (`Pending`) of one.
 #[pyfunction]
 #[pyo3(signature = (bridge, limiter_id, key, cost))]
 fn state(
@@ -253,7 +285,7 @@ fn group_outcome(
 
 /// Several calls (`(limiter, key, cost)` each) admitted all together or not at all
 /// (`docs/design.md#groups`): one attempt when `wait` is false, else waiting up to
-/// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or an asyncio future
+/// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or a future (`Pending`)
 /// of one; store failures of `fail_closed` limiters raise.
 #[pyfunction]
 #[pyo3(signature = (bridge, calls, wait, timeout))]

@@ -6,7 +6,10 @@
 //! - `registry`: the process-wide registry that `configure_*` and `load_config` change.
 //! - `calls`: acquire, try, peek: memory decisions synchronously, network engines
 //!   on the runtime with the GIL released.
-//! - `bridge`: a tokio future as an asyncio future of the caller's event loop.
+//! - `counters`: the counters behind rate-sync's `RateLimiterMetrics`, counted
+//!   where a call's answer is converted.
+//! - `bridge`: a tokio future as a future of the caller's event loop (`pending`:
+//!   that future, asyncio-compatible).
 //! - `metrics`: the core's metrics as Prometheus text; `log`: the core's
 //!   warnings as records of Python's `logging` (logger `ratesync`).
 //! - `http`: the client IP behind trusted proxies and the `RateLimit` headers of
@@ -16,10 +19,12 @@
 
 mod bridge;
 mod calls;
+mod counters;
 mod errors;
 mod http;
 mod log;
 mod metrics;
+mod pending;
 mod registry;
 mod runtime;
 mod types;
@@ -34,7 +39,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     registry::register(m)?;
     calls::register(m)?;
+    counters::register(m)?;
     bridge::register(m)?;
+    pending::register(m)?;
     metrics::register(m)?;
     log::install();
     http::register(m)?;

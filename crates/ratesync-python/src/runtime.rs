@@ -35,9 +35,9 @@ struct Started {
 /// Calls from Python threads, spawned on the runtime in batches.
 ///
 /// Spawning from a thread outside the runtime wakes an idle worker with a
-/// syscall, once per call. A loop that resumes 64 tasks in one iteration makes 64
-/// calls in a row; queued here, they cost one wake-up: the first call of a batch
-/// wakes the task that spawns them all from inside the runtime.
+/// syscall, once per call. An event loop hands over the calls of one iteration
+/// together (`bridge.rs`); queued here, they cost one wake-up: the first batch
+/// queued wakes the task that spawns them all from inside the runtime.
 struct Submissions {
     queue: Mutex<Vec<BoxFuture<'static, ()>>>,
     ready: Notify,
@@ -81,16 +81,20 @@ pub(crate) fn handle() -> Handle {
     started().runtime.handle().clone()
 }
 
-/// Runs `call` on the runtime, spawned with the calls queued beside it.
-pub(crate) fn spawn_batched(call: BoxFuture<'static, ()>) {
+/// Runs `calls` on the runtime, spawned together with those queued beside them.
+pub(crate) fn spawn_all(calls: Vec<BoxFuture<'static, ()>>) {
+    if calls.is_empty() {
+        return;
+    }
     let submissions = started().submissions.clone();
     let first = {
         let mut queue = submissions.queue.lock();
-        queue.push(call);
-        queue.len() == 1
+        let was_empty = queue.is_empty();
+        queue.extend(calls);
+        was_empty
     };
-    // Later calls of the batch are taken by the wake-up of the first. A `Notify`
-    // keeps a wake-up that arrives while the spawner is busy, so none is lost.
+    // Calls queued meanwhile are taken by the wake-up already sent. A `Notify` keeps
+    // a wake-up that arrives while the spawner is busy, so none is lost.
     if first {
         submissions.ready.notify_one();
     }

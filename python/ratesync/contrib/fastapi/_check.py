@@ -44,15 +44,9 @@ async def check(
     permit: Permit | None
     try:
         if timeout and timeout > 0:
-            permit = await _api._take_counted(limiter_id, lambda: metrics, timeout, key, cost)
+            permit = await _api._take(limiter_id, metrics, timeout, key, cost)
         else:
-            answer = await _api._attempt_or_refusal(limiter_id, key, cost)
-            if isinstance(answer, Permit):
-                permit = answer
-                _api._count_admission(metrics, permit)
-            else:
-                permit = None
-                _api._count_refusal(metrics, answer.denied_by)
+            permit = await _api._attempt_counted(limiter_id, metrics, key, cost)
     except StoreUnavailableError:
         raise
     except RateLimiterAcquisitionError:
