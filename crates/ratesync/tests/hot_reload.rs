@@ -125,8 +125,8 @@ async fn a_valid_edit_applies_and_keeps_state_an_invalid_one_changes_nothing() {
     );
 }
 
-/// A removed limiter refuses new calls with the not-configured error, through
-/// handles taken before; its permits stay valid until released.
+/// A removed limiter refuses new calls and resets with the not-configured error,
+/// through handles taken before; its permits stay valid until released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_limiter_refuses_new_calls_and_keeps_its_permits() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +148,13 @@ async fn a_removed_limiter_refuses_new_calls_and_keeps_its_permits() {
         "{refused}"
     );
     assert!(refused.to_string().contains("not configured"), "{refused}");
+    // Nor can it forget keys any more (a limiter of that name may come back).
+    for reset in [uploads.key("k").reset().await, uploads.reset().await] {
+        assert!(
+            matches!(&reset, Err(AcquireError::NotConfigured { .. })),
+            "{reset:?}"
+        );
+    }
     held.release().await;
 }
 

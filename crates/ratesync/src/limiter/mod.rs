@@ -530,13 +530,19 @@ impl LimiterInner {
         }
     }
 
+    /// What every call on a limiter a reload removed gets.
+    #[cold]
+    fn not_configured(&self) -> AcquireError {
+        AcquireError::NotConfigured {
+            limiter: self.name.clone(),
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn invalid_cost(&self, cost: u32) -> AcquireError {
         if self.removed {
-            return AcquireError::NotConfigured {
-                limiter: self.name.clone(),
-            };
+            return self.not_configured();
         }
         let source = match check_cost(&self.policy, cost) {
             Err(source) => source,
@@ -719,6 +725,11 @@ impl LimiterInner {
     }
 
     async fn reset(&self, key: Option<&str>) -> Result<(), AcquireError> {
+        // A removed limiter's keys are no longer its to forget: a limiter of the same
+        // name may come back with a reload and find them (`docs/design.md#hot-reload`).
+        if self.removed {
+            return Err(self.not_configured());
+        }
         let result = self.store.ask(self.engine.reset(key)).await;
         result.map_err(|source| self.store_unavailable(source))
     }
