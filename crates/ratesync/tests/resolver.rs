@@ -133,3 +133,36 @@ async fn a_resolvers_answers_are_cached_within_a_bound() {
         "a hot key stays cached"
     );
 }
+
+/// A reload keeps the state of the keys a resolver's rules decide, on a store that
+/// keeps it in the process too, across reloads before which the rule was not given
+/// again (`docs/design.md#overrides`).
+#[tokio::test]
+async fn a_reload_keeps_the_state_of_resolved_keys() {
+    let config = |burst: u32| {
+        Config::builder()
+            .store("m", StoreBuilder::memory())
+            .limiter("api", LimiterBuilder::token_bucket("m", 0.001).burst(burst))
+            .build()
+            .unwrap()
+    };
+    let resolver = Resolver::new(100, |key: &str| key.starts_with("gold:").then(|| bucket(3)));
+    let registry = Registry::from_config(config(2))
+        .unwrap()
+        .with_resolver("api", resolver)
+        .unwrap();
+    let api = registry.limiter("api").unwrap();
+    assert_eq!(admitted(&api, "gold:a", 5).await, 3);
+    assert_eq!(admitted(&api, "plain", 5).await, 2);
+
+    let once = registry.reloaded(&config(2), config(4)).unwrap();
+    let twice = once.reloaded(&config(4), config(6)).unwrap();
+    let api = twice.limiter("api").unwrap();
+    assert_eq!(admitted(&api, "gold:a", 5).await, 0, "its 3 were taken");
+    assert_eq!(
+        admitted(&api, "gold:b", 5).await,
+        3,
+        "a new key has the rule"
+    );
+    assert_eq!(api.key("gold:a").state().await.unwrap().limit(), 3);
+}

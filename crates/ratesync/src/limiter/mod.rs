@@ -138,10 +138,11 @@ impl Limiter {
             let resolved = resolver.map(|resolver| {
                 let (name, config) = (name.clone(), inner.config.clone());
                 let (store, waiters) = (store.clone(), waiters.clone());
-                Resolved::new(resolver.clone(), move |rule| {
+                let before = previous.and_then(|p| p.overrides.as_ref()?.resolved.as_ref());
+                Resolved::new(resolver.clone(), before, move |rule, before| {
                     let config = config.with_rule(rule.rule, rule.max_concurrent);
                     let signal = ReleaseSignal::detached();
-                    LimiterInner::new(&name, config, &store, &waiters, signal, None)
+                    LimiterInner::new(&name, config, &store, &waiters, signal, before)
                 })
             });
             let mut overrides = Overrides {

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::LimiterInner;
 use crate::algorithm::Rule;
 use crate::metrics::LogThrottle;
-use crate::store::StoreError;
+use crate::store::{EngineLimiter, StoreError};
 
 /// A key's own rule, as a [`Resolver`] gives it: the limiter's rule replaced (`None`:
 /// no rate, only the cap) and its cap.
@@ -61,7 +61,11 @@ impl std::fmt::Debug for Resolver {
 pub const MAX_RESOLVED_RULES: usize = 256;
 
 /// Builds the limiter of a rule.
-type Build = dyn Fn(KeyRule) -> Result<LimiterInner, StoreError> + Send + Sync;
+/// Builds the limiter of a rule, from the engine limiter that decided it before a
+/// reload, when there was one.
+type Build = dyn Fn(KeyRule, Option<&Arc<dyn EngineLimiter>>) -> Result<LimiterInner, StoreError>
+    + Send
+    + Sync;
 
 /// A resolver at work for one limiter.
 pub(super) struct Resolved {
@@ -73,12 +77,22 @@ pub(super) struct Resolved {
     rules: Mutex<Vec<KeyRule>>,
     build: Box<Build>,
     refused: LogThrottle,
+    /// The engine limiters of the rules given before the last reload: a rule given
+    /// again takes its keys' state over from its own (`docs/design.md#overrides`).
+    before: Vec<(KeyRule, Arc<dyn EngineLimiter>)>,
 }
 
 impl Resolved {
+    /// The rules of `resolver`, each built by `build` when first given; a rebuild on
+    /// a reload takes over the rules `previous` gave (its state, where the store keeps
+    /// it in the process).
     pub(super) fn new(
         resolver: Resolver,
-        build: impl Fn(KeyRule) -> Result<LimiterInner, StoreError> + Send + Sync + 'static,
+        previous: Option<&Resolved>,
+        build: impl Fn(KeyRule, Option<&Arc<dyn EngineLimiter>>) -> Result<LimiterInner, StoreError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Self {
         Resolved {
             answers: quick_cache::sync::Cache::new(resolver.cache_size),
@@ -87,7 +101,22 @@ impl Resolved {
             rules: Mutex::new(Vec::new()),
             build: Box::new(build),
             refused: LogThrottle::default(),
+            before: previous.map(Resolved::engines).unwrap_or_default(),
         }
+    }
+
+    /// The engine limiter of every rule given so far, and of those carried from before
+    /// the last reload that were not given again.
+    fn engines(&self) -> Vec<(KeyRule, Arc<dyn EngineLimiter>)> {
+        let rules = self.rules.lock();
+        let built = rules.iter().zip(self.limiters());
+        let mut engines: Vec<_> = built.map(|(r, l)| (*r, l.engine.clone())).collect();
+        for (rule, engine) in &self.before {
+            if !rules.contains(rule) {
+                engines.push((*rule, engine.clone()));
+            }
+        }
+        engines
     }
 
     /// The limiter of `key`'s own rule, if the resolver gives it one.
@@ -125,7 +154,8 @@ impl Resolved {
         if rules.len() == MAX_RESOLVED_RULES {
             return self.refuse("more distinct rules than MAX_RESOLVED_RULES (256)");
         }
-        match (self.build)(rule) {
+        let before = self.before.iter().find(|(known, _)| *known == rule);
+        match (self.build)(rule, before.map(|(_, engine)| engine)) {
             Ok(limiter) => {
                 let index = rules.len();
                 // Set once, under the lock, before anyone can be told the index.
