@@ -12,8 +12,12 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::config::{Config, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig};
+use crate::clock::Clock;
+use crate::config::{
+    Config, EngineConfig, LimiterBuilder, LimiterConfig, StoreBuilder, StoreConfig,
+};
 use crate::engine;
+use crate::engine::memory::MemoryEngine;
 use crate::error::Error;
 use crate::limiter::{Limiter, Resolver};
 use crate::store::{Engine, StoreRuntime};
@@ -295,6 +299,7 @@ impl std::fmt::Debug for Registry {
 pub struct RegistryBuilder {
     config: Config,
     engines: HashMap<String, Arc<dyn Engine>>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl RegistryBuilder {
@@ -302,7 +307,17 @@ impl RegistryBuilder {
         RegistryBuilder {
             config,
             engines: HashMap::new(),
+            clock: None,
         }
+    }
+
+    /// Memory stores decide on `clock` instead of the machine's: with a
+    /// [`ManualClock`](crate::ManualClock) a test's decisions are exact and nothing
+    /// sleeps. Network stores decide on their server's clock; stores given with
+    /// [`engine`](Self::engine) keep their own.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     /// Uses `engine` for store `store_id` instead of building one from its
@@ -316,7 +331,14 @@ impl RegistryBuilder {
     pub fn build(mut self) -> Result<Registry, Error> {
         let mut stores = IndexMap::new();
         for (id, store) in &self.config.stores {
-            let runtime = build_store(id, store, self.engines.remove(id))?;
+            let engine = self.engines.remove(id).or_else(|| {
+                let (EngineConfig::Memory(memory), Some(clock)) = (&store.engine, &self.clock)
+                else {
+                    return None;
+                };
+                Some(Arc::new(MemoryEngine::with_clock(memory, clock.clone())) as Arc<dyn Engine>)
+            });
+            let runtime = build_store(id, store, engine)?;
             stores.insert(id.clone(), runtime);
         }
         let mut limiters = IndexMap::new();

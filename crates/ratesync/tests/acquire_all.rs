@@ -1,11 +1,8 @@
 //! `try_acquire_all` and `acquire_all`: several calls admitted together or not at all
 //! (`docs/design.md#groups`), on the memory engine at frozen (or paused) time.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ratesync::config::MemoryConfig;
-use ratesync::engine::memory::MemoryEngine;
 use ratesync::{
     acquire_all, try_acquire_all, AcquireError, Config, DeniedBy, LimiterBuilder, ManualClock,
     Registry, StoreBuilder, TokioClock,
@@ -30,17 +27,7 @@ fn limiters() -> Config {
 fn registry() -> Registry {
     let clock = ManualClock::new();
     clock.advance(Duration::from_secs(1));
-    let engine = |clock: &ManualClock| {
-        Arc::new(MemoryEngine::with_clock(
-            &MemoryConfig::default(),
-            Arc::new(clock.clone()),
-        ))
-    };
-    Registry::builder(limiters())
-        .engine("m", engine(&clock))
-        .engine("other", engine(&clock))
-        .build()
-        .unwrap()
+    Registry::builder(limiters()).clock(clock).build().unwrap()
 }
 
 #[tokio::test]
@@ -192,12 +179,8 @@ async fn an_impossible_cost_is_an_error_not_a_refusal() {
 /// retry-after, waits for a slot's release, and times out with the last refusal.
 #[tokio::test(start_paused = true)]
 async fn acquire_all_waits_as_one_call_does() {
-    let engine = Arc::new(MemoryEngine::with_clock(
-        &MemoryConfig::default(),
-        Arc::new(TokioClock::default()),
-    ));
     let registry = Registry::builder(limiters())
-        .engine("m", engine)
+        .clock(TokioClock::default())
         .build()
         .unwrap();
     let (wide, tight, slots) = (

@@ -3,7 +3,6 @@
 //! refusals with the same response as the layer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,8 +12,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
-use ratesync::config::MemoryConfig;
-use ratesync::engine::memory::MemoryEngine;
 use ratesync::http::{ClientIp, Limit, LimiterWide, PathParam, RateLimited, RouteLimits};
 use ratesync::{Config, LimiterBuilder, ManualClock, Registry, StoreBuilder};
 use tower::{Layer, ServiceExt};
@@ -22,7 +19,6 @@ use tower::{Layer, ServiceExt};
 fn registry() -> Registry {
     let clock = ManualClock::new();
     clock.advance(Duration::from_secs(1));
-    let engine = MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(clock));
     let config = Config::builder()
         .store("m", StoreBuilder::memory())
         .limiter("per_ip", LimiterBuilder::token_bucket("m", 0.5).burst(2))
@@ -31,10 +27,7 @@ fn registry() -> Registry {
         .trusted_proxy_networks(["10.0.0.0/8"])
         .build()
         .unwrap();
-    Registry::builder(config)
-        .engine("m", Arc::new(engine))
-        .build()
-        .unwrap()
+    Registry::builder(config).clock(clock).build().unwrap()
 }
 
 fn get_from(uri: &str, peer: &str) -> Request<Body> {

@@ -32,7 +32,6 @@ impl Setup {
     fn new(limiters: &[(&str, LimiterBuilder)]) -> Self {
         let clock = ManualClock::new();
         clock.advance(Duration::from_secs(1));
-        let engine = MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(clock.clone()));
         let mut config = Config::builder()
             .store("m", StoreBuilder::memory())
             .trusted_proxy_networks(["10.0.0.0/8", "2001:db8::/32"]);
@@ -40,7 +39,7 @@ impl Setup {
             config = config.limiter(name, limiter.clone());
         }
         let registry = Registry::builder(config.build().unwrap())
-            .engine("m", Arc::new(engine))
+            .clock(clock.clone())
             .build()
             .unwrap();
         Setup { registry, clock }

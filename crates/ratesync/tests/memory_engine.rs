@@ -262,7 +262,6 @@ fn permits_taken_outside_a_runtime_are_renewed() {
 async fn calendar_quotas_reset_at_midnight() {
     // 2026-12-31 23:59:59 UTC.
     let clock = ManualClock::at(Duration::from_secs(1_798_761_599));
-    let engine = MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(clock.clone()));
     let config = Config::builder()
         .store("m", StoreBuilder::memory())
         .limiter("daily", LimiterBuilder::calendar("m", 2, Period::Day))
@@ -273,7 +272,7 @@ async fn calendar_quotas_reset_at_midnight() {
         .build()
         .unwrap();
     let registry = Registry::builder(config)
-        .engine("m", Arc::new(engine))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let daily = registry.limiter("daily").unwrap();

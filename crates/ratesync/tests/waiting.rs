@@ -4,11 +4,8 @@
 //! admitted early when a reset frees room. Under tokio's paused time, with the memory
 //! engine on tokio's clock: every wait is instant and every duration exact.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ratesync::config::MemoryConfig;
-use ratesync::engine::memory::MemoryEngine;
 use ratesync::{AcquireError, Config, Limiter, LimiterBuilder, Registry, StoreBuilder, TokioClock};
 use tokio::time::Instant;
 
@@ -19,15 +16,13 @@ const RECHECK: Duration = Duration::from_millis(100);
 
 /// A memory bucket of 1 unit per second, its one unit taken.
 async fn empty_bucket() -> Limiter {
-    let engine =
-        MemoryEngine::with_clock(&MemoryConfig::default(), Arc::new(TokioClock::default()));
     let config = Config::builder()
         .store("m", StoreBuilder::memory())
         .limiter("l", LimiterBuilder::token_bucket("m", 1.0))
         .build()
         .unwrap();
     let registry = Registry::builder(config)
-        .engine("m", Arc::new(engine))
+        .clock(TokioClock::default())
         .build()
         .unwrap();
     let limiter = registry.limiter("l").unwrap();
