@@ -8,7 +8,8 @@
 #      token-bucket call) as EVALSHA, as the engine runs it, unpipelined and with
 #      -P 16 (the server's ceiling for that script).
 #   2. `ratesync bench`: one process, 64 tasks on one key and on 10 000 keys, a rate
-#      far above reach.
+#      far above reach, with the server's CPU time and script time per decision
+#      (/proc and INFO commandstats: run it on the server's machine).
 #   3. The Python library rate-sync 0.4.2 (benchmarks/bench_rate_sync.py), 64 tasks
 #      and 1 task.
 #
@@ -55,13 +56,34 @@ evalsha_plain=$(redis-benchmark -p 6379 -c 64 -n 200000 -q evalsha "$sha" "${our
 evalsha_piped=$(redis-benchmark -p 6379 -c 64 -P 16 -n 200000 -q evalsha "$sha" "${ours_args[@]}" | per_second)
 echo "anchor EVAL: $eval_plain/s   ours EVALSHA: $evalsha_plain/s   ours EVALSHA -P 16: $evalsha_piped/s"
 
+# The server's CPU time (user + system, from /proc: the server runs on this machine)
+# and its script time (INFO commandstats), per decision of one ratesync run.
+server_pid=$(redis-cli -p 6379 info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+server_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+ours() {
+  redis-cli -p 6379 config resetstat >/dev/null
+  local before json
+  before=$(server_ticks)
+  json=$(target/release/ratesync bench --config "$workdir/rate-sync.toml" --limiter api \
+    --tasks 64 --duration "$seconds" --mode try --json "$@")
+  python3 - "$json" "$(( $(server_ticks) - before ))" "$(getconf CLK_TCK)" \
+    "$(redis-cli -p 6379 info commandstats | tr -d '\r' | grep -E '^cmdstat_(fcall|evalsha):')" <<'PY'
+import json, re, sys
+run, ticks, hz = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+decisions = max(1, run["admitted"] + run["denied"] + run["errors"])
+calls = sum(int(c) for c in re.findall(r"calls=(\d+)", sys.argv[4]))
+usec = sum(int(u) for u in re.findall(r"usec=(\d+)", sys.argv[4]))
+run["server_cpu_us_per_decision"] = round(ticks / hz * 1e6 / decisions, 2)
+run["script_us_per_decision"] = round(usec / decisions, 2)
+run["decisions_per_script_call"] = round(decisions / max(1, calls), 1)
+print(json.dumps(run))
+PY
+}
 echo "== ratesync bench, 1 process, 64 tasks, ${seconds}s"
-ours_json=$(target/release/ratesync bench --config "$workdir/rate-sync.toml" --limiter api \
-  --tasks 64 --duration "$seconds" --mode try --json)
+ours_json=$(ours)
 echo "$ours_json"
 echo "== ratesync bench, 1 process, 64 tasks on 10 000 keys, ${seconds}s"
-ours_keys_json=$(target/release/ratesync bench --config "$workdir/rate-sync.toml" --limiter api \
-  --tasks 64 --keys 10000 --duration "$seconds" --mode try --json)
+ours_keys_json=$(ours --keys 10000)
 echo "$ours_keys_json"
 
 echo "== rate-sync 0.4.2 (Python), 64 tasks"
@@ -82,6 +104,10 @@ lat = ours["latency_us"]
 print()
 print(f"ratesync: {ops:,.0f} acquires/s, errors {ours['errors']}, "
       f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, max {lat['max']:.0f} us")
+for name, run in (("1 key", ours), ("10 000 keys", keys)):
+    print(f"  {name}: server CPU {run['server_cpu_us_per_decision']} us per decision "
+          f"(script {run['script_us_per_decision']} us), "
+          f"{run['decisions_per_script_call']} decisions per script call")
 print(f"vs redis-benchmark EVAL of the GCRA-sized anchor {plain:,.0f}/s: {ops / plain:.2f}x (target >= 3x)")
 print(f"vs redis-benchmark EVALSHA of our script       {sha:,.0f}/s: {ops / sha:.2f}x")
 print(f"vs redis-benchmark EVALSHA -P 16 of our script {piped:,.0f}/s: {ops / piped:.2f}x (the server's ceiling)")
