@@ -14,9 +14,12 @@
 //!
 //! The other way round, the calls a loop makes during one iteration go to the
 //! runtime together: the first queues a flush with `call_soon`, which hands them all
-//! over with one wake-up of the runtime (`docs/design.md#python`). Handed over one by
-//! one, about every other call woke a runtime worker from the loop's thread (a
-//! syscall, and on a busy machine a context switch of the loop's thread).
+//! over as one tokio task, with one wake-up of the runtime (`docs/design.md#python`).
+//! Handed over one by one, about every other call woke a runtime worker from the
+//! loop's thread (a syscall, and on a busy machine a context switch of the loop's
+//! thread). The batch's task polls its calls together and delivers those that are
+//! answered by the same wake-up to the inbox together: answers that arrive together
+//! (the store decides queued calls as one operation) wake one task, not one each.
 //!
 //! When the future is cancelled (a cancelled task, `asyncio.wait_for`), the
 //! tokio task is aborted: a waiting acquire that is dropped consumes nothing
@@ -25,8 +28,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
@@ -63,14 +68,15 @@ enum Wake {
 }
 
 impl Inbox {
-    fn deliver(&self, delivery: Delivery) {
+    fn deliver(&self, deliveries: &mut Vec<Delivery>) {
         let was_empty = {
             let mut ready = self.ready.lock();
-            ready.push(delivery);
-            ready.len() == 1
+            let was_empty = ready.is_empty();
+            ready.append(deliveries);
+            was_empty
         };
         // A non-empty inbox already has a wake-up on its way: the drain that it
-        // triggers takes this result too.
+        // triggers takes these results too.
         if was_empty {
             self.wake();
         }
@@ -128,21 +134,52 @@ impl Drain {
     }
 }
 
+/// One call on the runtime: its result for the loop, or `None` when it was aborted.
+type Call = BoxFuture<'static, Option<Delivery>>;
+
 /// Calls made on a loop during one iteration, handed to the runtime together.
-type Outbox = Arc<Mutex<Vec<BoxFuture<'static, ()>>>>;
+type Outbox = Arc<Mutex<Vec<Call>>>;
 
 /// The callback that hands an outbox's calls to the runtime, scheduled with
 /// `call_soon` by the first call of an iteration: it runs once the tasks that were
 /// ready have all made their calls.
 #[pyclass(frozen, module = "ratesync._native")]
-struct Flush(Outbox);
+struct Flush {
+    outbox: Outbox,
+    inbox: Arc<Inbox>,
+}
 
 #[pymethods]
 impl Flush {
     fn __call__(&self) {
-        let calls = std::mem::take(&mut *self.0.lock());
-        crate::runtime::spawn_all(calls);
+        let calls = std::mem::take(&mut *self.outbox.lock());
+        if !calls.is_empty() {
+            crate::runtime::handle().spawn(run_batch(self.inbox.clone(), calls));
+        }
     }
+}
+
+/// Runs one flush's calls as one tokio task: a call's answer wakes the task (once
+/// for answers that arrive together), and the results of one poll go to the inbox
+/// together.
+async fn run_batch(inbox: Arc<Inbox>, calls: Vec<Call>) {
+    let mut calls: FuturesUnordered<Call> = calls.into_iter().collect();
+    let mut answered = Vec::new();
+    std::future::poll_fn(|cx| {
+        let poll = loop {
+            match calls.poll_next_unpin(cx) {
+                Poll::Ready(Some(Some(delivery))) => answered.push(delivery),
+                Poll::Ready(Some(None)) => {}
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if !answered.is_empty() {
+            inbox.deliver(&mut answered);
+        }
+        poll
+    })
+    .await
 }
 
 /// One event loop's end of the bridge. `ratesync._bridge` keeps one per loop.
@@ -216,17 +253,21 @@ impl LoopBridge {
 
     fn with_inbox(event_loop: &Bound<'_, PyAny>, inbox: Arc<Inbox>) -> PyResult<Self> {
         let outbox = Outbox::default();
+        let flush = Flush {
+            outbox: outbox.clone(),
+            inbox: inbox.clone(),
+        };
         Ok(LoopBridge {
             event_loop: event_loop.clone().unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
-            flush: Py::new(event_loop.py(), Flush(outbox.clone()))?,
+            flush: Py::new(event_loop.py(), flush)?,
             outbox,
             inbox,
         })
     }
 
     /// Queues `call` for the runtime, in this iteration's batch.
-    fn submit(&self, py: Python<'_>, call: BoxFuture<'static, ()>) {
+    fn submit(&self, py: Python<'_>, call: Call) {
         let first = {
             let mut calls = self.outbox.lock();
             calls.push(call);
@@ -303,18 +344,17 @@ where
     let bridge = bridge.get();
     let (abort, registration) = AbortHandle::new_pair();
     let future = Bound::new(py, Pending::new(bridge.event_loop.clone_ref(py), abort))?;
-    let (inbox, future_ref) = (bridge.inbox.clone(), future.clone().unbind());
+    let future_ref = future.clone().unbind();
     bridge.submit(
         py,
         Box::pin(async move {
             // An aborted call (its future was cancelled) stops at its next poll and
             // drops what it holds, which consumes nothing.
-            if let Ok(output) = Abortable::new(work, registration).await {
-                inbox.deliver(Delivery {
-                    future: future_ref,
-                    settle: Box::new(move |py| convert(py, output)),
-                });
-            }
+            let output = Abortable::new(work, registration).await.ok()?;
+            Some(Delivery {
+                future: future_ref,
+                settle: Box::new(move |py| convert(py, output)),
+            })
         }),
     );
     Ok(future.into_any())
