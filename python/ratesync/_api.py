@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ratesync import _bridge, _native
+from ratesync import _native
 from ratesync._native import Permit
 from ratesync.exceptions import (
     ConfigFileNotFoundError,
@@ -153,7 +153,7 @@ def _take(
     the timeout and a full concurrency cap): by the extension, where it makes the
     answer, so the count costs no Python code. One generator frame, awaiting the
     store's future only when there is one (``docs/design.md#python``)."""
-    answer = _native.acquire(_bridge.current(), target, key, cost, timeout, metrics._counters)
+    answer = _native.acquire(True, target, key, cost, timeout, metrics._counters)
     if answer.__class__ is Permit:
         return answer
     return (yield from answer)
@@ -165,7 +165,7 @@ async def _attempt_counted(
     """One attempt: its permit, or ``None`` when refused; counted in ``metrics`` as
     ``_take`` counts (a refusal as rate-sync's ``timeouts``)."""
     return await _answer(
-        _native.attempt(_bridge.current(), target, key, cost, metrics._counters)
+        _native.attempt(True, target, key, cost, metrics._counters)
     )
 
 
@@ -195,7 +195,7 @@ def _count_refusal(metrics: RateLimiterMetrics, denied_by: str | None) -> None:
 
 
 async def _state(target: Any, key: str, cost: int) -> _native.Decision:
-    return await _answer(_native.state(_bridge.current(), target, key, cost))
+    return await _answer(_native.state(True, target, key, cost))
 
 
 async def _acquire_all(
@@ -205,7 +205,7 @@ async def _acquire_all(
     one attempt when ``timeout`` is falsy, else waiting up to ``timeout`` seconds."""
     wait = bool(timeout and timeout > 0)
     return await _answer(
-        _native.acquire_all(_bridge.current(), calls, wait, timeout if wait else None)
+        _native.acquire_all(True, calls, wait, timeout if wait else None)
     )
 
 
@@ -270,7 +270,7 @@ async def release_permit(permit: Permit, metrics: RateLimiterMetrics | None = No
     counted in ``metrics``, when given."""
     if metrics is not None and permit.holds_slot:
         metrics.record_concurrent_release()
-    await _answer(permit.release_wait(_bridge.current()))
+    await _answer(permit.release_wait(True))
 
 
 # Permits taken by a bare `await acquire(...)` on concurrency limiters, released by
@@ -502,7 +502,7 @@ class RateLimiter:
         """Forgets the state of ``key`` (or of every key): a fresh limiter. A reset
         of every key also clears the limiter's metrics and forgets the slots taken
         by ``acquire`` (the reset freed them), as rate-sync's reset does."""
-        await _answer(_native.reset(_bridge.current(), self._target, key))
+        await _answer(_native.reset(True, self._target, key))
         if key is None:
             self._clear_metrics()
             self._held.clear()

@@ -33,7 +33,9 @@ use std::task::Poll;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::pending::Pending;
 
@@ -293,16 +295,63 @@ impl WeakDrain {
     }
 }
 
+/// The bridge of the event loop running on this thread (`RuntimeError` without
+/// one), looked up here, once per call that needs one (`docs/design.md#python`):
+/// the bridge used last on this thread is kept, and is the right one while its
+/// loop runs on this thread (asyncio's loops say so in `_thread_id`), which spares
+/// asking asyncio for the running loop (on Python 3.11 a `getpid` system call per
+/// call). Otherwise, and for loops without `_thread_id`, the running loop is
+/// asked for, and a loop seen for the first time gets its bridge from
+/// `ratesync._bridge`, which keeps one per loop.
+pub(crate) fn current(py: Python<'_>) -> PyResult<Bound<'_, LoopBridge>> {
+    let last = LAST.with_borrow(|last| last.as_ref().map(|bridge| bridge.clone_ref(py)));
+    if let Some(last) = &last {
+        let runs_on = last.get().event_loop.getattr(py, intern!(py, "_thread_id"));
+        // SAFETY: a plain query of the calling thread's id (`threading.get_ident()`).
+        let here = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        if runs_on.is_ok_and(|id| id.extract::<std::os::raw::c_ulong>(py).ok() == Some(here)) {
+            return Ok(last.clone_ref(py).into_bound(py));
+        }
+    }
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    if let Some(last) = last {
+        if last.get().event_loop.is(&event_loop) {
+            return Ok(last.into_bound(py));
+        }
+    }
+    let bridge = py
+        .import(intern!(py, "ratesync._bridge"))?
+        .getattr(intern!(py, "of"))?
+        .call1((event_loop,))?
+        .cast_into::<LoopBridge>()?;
+    LAST.set(Some(bridge.clone().unbind()));
+    Ok(bridge)
+}
+
+thread_local! {
+    /// The bridge this thread used last.
+    static LAST: std::cell::RefCell<Option<Py<LoopBridge>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a forked child: the loop that was running keeps its `_thread_id`, but it and
+/// its bridge belong to the parent (`ratesync._bridge` gives the child new ones).
+pub(crate) fn after_fork_in_child() {
+    LAST.set(None);
+}
+
 /// Runs `work`, the one way every call of the package runs
 /// (`docs/design.md#python`): its first poll is made here, in the runtime's
 /// context, and when it completes there (a store that answers at once, the memory
 /// engine) its `convert`ed result comes back directly, without a thread hop or a
-/// future. Otherwise it goes on on the runtime: with a `bridge`, as a `Pending`
-/// of that loop; without one (the blocking API), by blocking this
-/// thread with the GIL released.
+/// future. Otherwise it goes on on the runtime: `on_loop`, as a `Pending` of the
+/// running loop (its bridge is looked up only then); otherwise (the blocking API),
+/// by blocking this thread with the GIL released.
 pub(crate) fn run<T, F, C>(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     work: F,
     convert: C,
 ) -> PyResult<Py<PyAny>>
@@ -319,9 +368,9 @@ where
             return convert(py, output);
         }
     }
-    match bridge {
-        Some(bridge) => spawn(bridge, work, convert).map(Bound::unbind),
-        None => {
+    match on_loop {
+        true => spawn(&current(py)?, work, convert).map(Bound::unbind),
+        false => {
             let output = py.detach(|| handle.block_on(work));
             convert(py, output)
         }

@@ -58,6 +58,7 @@ pub(crate) fn after_fork_in_child() {
     // one worker's release could free another's slot. Mix the child's pid into it.
     let pid = u64::from(std::process::id());
     fastrand::seed(fastrand::u64(..) ^ pid.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    crate::bridge::after_fork_in_child();
     crate::registry::after_fork_in_child();
     crate::metrics::after_fork_in_child();
     crate::log::after_fork_in_child();
