@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import types
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -144,19 +143,45 @@ async def _answer(result: Any) -> Any:
     return result
 
 
-@types.coroutine
-def _take(
-    target: Any, metrics: RateLimiterMetrics, timeout: float | None, key: str, cost: int
+def _wait(
+    target: Any,
+    metrics: RateLimiterMetrics,
+    timeout: float | None,
+    key: str,
+    cost: int,
+    context: AcquireContext | None = None,
 ) -> Generator[Any, None, Permit]:
     """Waits for a permit (``timeout`` None = the limiter's own), counted in
     ``metrics`` as rate-sync counts (the acquisition and its wait, the slot taken, or
     the timeout and a full concurrency cap): by the extension, where it makes the
-    answer, so the count costs no Python code. One generator frame, awaiting the
-    store's future only when there is one (``docs/design.md#python``)."""
+    answer, so the count costs no Python code. One generator frame, which
+    ``AcquireContext.__await__`` returns as it is: awaiting the store's future only
+    when there is one (``docs/design.md#python``). For a bare ``await`` of
+    ``context``, the permit is kept there, and one holding a slot is kept for
+    ``RateLimiter.release()``."""
     answer = _native.acquire(True, target, key, cost, timeout, metrics._counters)
-    if answer.__class__ is Permit:
-        return answer
-    return (yield from answer)
+    if answer.__class__ is not Permit:
+        answer = yield from answer
+    if context is not None:
+        context._permit = answer
+        if answer.holds_slot:
+            # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
+            _HELD.setdefault(target, []).append(answer)
+    return answer
+
+
+class _take:
+    """``_wait`` as an awaitable, for the callers other than ``AcquireContext``."""
+
+    __slots__ = ("_args",)
+
+    def __init__(
+        self, target: Any, metrics: RateLimiterMetrics, timeout: float | None, key: str, cost: int
+    ) -> None:
+        self._args = (target, metrics, timeout, key, cost)
+
+    def __await__(self) -> Generator[Any, None, Permit]:
+        return _wait(*self._args)
 
 
 async def _attempt_counted(
@@ -239,13 +264,9 @@ class AcquireContext:
         # Counted in the limiter's metrics, as rate-sync's module-level `acquire`
         # counts through its limiter: the documented monitoring reads them there.
         limiter_id = self._limiter_id
-        permit = self._permit = yield from _take(
-            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost
+        return _wait(
+            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost, self
         )
-        if permit.holds_slot:
-            # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
-            _HELD.setdefault(self._limiter_id, []).append(permit)
-        return permit
 
     async def __aenter__(self) -> Permit:
         limiter_id = self._limiter_id
