@@ -38,18 +38,13 @@ def of(loop: Any) -> _native.LoopBridge:
 
 
 def _forget_in_child() -> None:
-    """A forked child's runtime is new: its loops get new bridges. The sockets the
-    parent's bridges registered are shared with the parent; stop watching them."""
-    bridges = list(_by_loop.items()) + list(_pinned.values())
+    """A forked child's runtime is new: its loops get new bridges. The parent's
+    loops and their readers are left as they are: a child's loop shares its epoll
+    instance with the parent's, so removing a reader there (``remove_reader``) would
+    remove it from the parent's loop too, which would then never hear of its
+    results again (asyncio does not support running a parent's loop in a child)."""
     _by_loop.clear()
     _pinned.clear()
-    for loop, bridge in bridges:
-        fd = bridge.fileno()
-        if fd is not None and not loop.is_closed():
-            try:
-                loop.remove_reader(fd)
-            except Exception:  # noqa: BLE001 - a child must not die in a fork hook
-                pass
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

@@ -81,7 +81,6 @@ class LoopBridge:
     """One event loop's end of the runtime bridge (see ``ratesync._bridge``)."""
 
     def __init__(self, event_loop: asyncio.AbstractEventLoop) -> None: ...
-    def fileno(self) -> int | None: ...
 
 Target = str | LimiterHandle
 

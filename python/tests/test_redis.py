@@ -247,4 +247,8 @@ async def test_a_child_forked_inside_a_running_loop_uses_its_own_loop(redis_stor
     assert await asyncio.to_thread(out.get, timeout=60) == "admitted 50"
     await asyncio.to_thread(child.join, 30)
     assert child.exitcode == 0
-    await ratesync.acquire(name)
+    # The parent's loop still hears of its results (the child left its reader alone).
+    admitted = await asyncio.wait_for(
+        asyncio.gather(*(ratesync.acquire(name) for _ in range(200))), 30
+    )
+    assert len(admitted) == 200

@@ -193,7 +193,6 @@ pub(crate) struct LoopBridge {
     /// Calls waiting for the flush, and the flush.
     outbox: Outbox,
     flush: Py<Flush>,
-    inbox: Arc<Inbox>,
 }
 
 #[pymethods]
@@ -223,16 +222,6 @@ impl LoopBridge {
         }
         Self::with_call_soon(event_loop)
     }
-
-    /// The file descriptor the loop watches (`None` with the fallback), so the
-    /// package can unregister it in a forked child.
-    fn fileno(&self) -> Option<i32> {
-        match &self.inbox.wake {
-            #[cfg(unix)]
-            Wake::Socket { read, .. } => Some(std::os::fd::AsRawFd::as_raw_fd(read)),
-            Wake::CallSoon { .. } => None,
-        }
-    }
 }
 
 impl LoopBridge {
@@ -257,14 +246,13 @@ impl LoopBridge {
         let outbox = Outbox::default();
         let flush = Flush {
             outbox: outbox.clone(),
-            inbox: inbox.clone(),
+            inbox,
         };
         Ok(LoopBridge {
             event_loop: event_loop.clone().unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             flush: Py::new(event_loop.py(), flush)?,
             outbox,
-            inbox,
         })
     }
 
