@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import types
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ratesync import _bridge, _native
+from ratesync import _native
 from ratesync._native import Permit
 from ratesync.exceptions import (
     ConfigFileNotFoundError,
@@ -144,19 +143,45 @@ async def _answer(result: Any) -> Any:
     return result
 
 
-@types.coroutine
-def _take(
-    target: Any, metrics: RateLimiterMetrics, timeout: float | None, key: str, cost: int
+def _wait(
+    target: Any,
+    metrics: RateLimiterMetrics,
+    timeout: float | None,
+    key: str,
+    cost: int,
+    context: AcquireContext | None = None,
 ) -> Generator[Any, None, Permit]:
     """Waits for a permit (``timeout`` None = the limiter's own), counted in
     ``metrics`` as rate-sync counts (the acquisition and its wait, the slot taken, or
     the timeout and a full concurrency cap): by the extension, where it makes the
-    answer, so the count costs no Python code. One generator frame, awaiting the
-    store's future only when there is one (``docs/design.md#python``)."""
-    answer = _native.acquire(_bridge.current(), target, key, cost, timeout, metrics._counters)
-    if answer.__class__ is Permit:
-        return answer
-    return (yield from answer)
+    answer, so the count costs no Python code. One generator frame, which
+    ``AcquireContext.__await__`` returns as it is: awaiting the store's future only
+    when there is one (``docs/design.md#python``). For a bare ``await`` of
+    ``context``, the permit is kept there, and one holding a slot is kept for
+    ``RateLimiter.release()``."""
+    answer = _native.acquire(True, target, key, cost, timeout, metrics._counters)
+    if answer.__class__ is not Permit:
+        answer = yield from answer
+    if context is not None:
+        context._permit = answer
+        if answer.holds_slot:
+            # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
+            _HELD.setdefault(target, []).append(answer)
+    return answer
+
+
+class _take:
+    """``_wait`` as an awaitable, for the callers other than ``AcquireContext``."""
+
+    __slots__ = ("_args",)
+
+    def __init__(
+        self, target: Any, metrics: RateLimiterMetrics, timeout: float | None, key: str, cost: int
+    ) -> None:
+        self._args = (target, metrics, timeout, key, cost)
+
+    def __await__(self) -> Generator[Any, None, Permit]:
+        return _wait(*self._args)
 
 
 async def _attempt_counted(
@@ -165,7 +190,7 @@ async def _attempt_counted(
     """One attempt: its permit, or ``None`` when refused; counted in ``metrics`` as
     ``_take`` counts (a refusal as rate-sync's ``timeouts``)."""
     return await _answer(
-        _native.attempt(_bridge.current(), target, key, cost, metrics._counters)
+        _native.attempt(True, target, key, cost, metrics._counters)
     )
 
 
@@ -195,7 +220,7 @@ def _count_refusal(metrics: RateLimiterMetrics, denied_by: str | None) -> None:
 
 
 async def _state(target: Any, key: str, cost: int) -> _native.Decision:
-    return await _answer(_native.state(_bridge.current(), target, key, cost))
+    return await _answer(_native.state(True, target, key, cost))
 
 
 async def _acquire_all(
@@ -205,7 +230,7 @@ async def _acquire_all(
     one attempt when ``timeout`` is falsy, else waiting up to ``timeout`` seconds."""
     wait = bool(timeout and timeout > 0)
     return await _answer(
-        _native.acquire_all(_bridge.current(), calls, wait, timeout if wait else None)
+        _native.acquire_all(True, calls, wait, timeout if wait else None)
     )
 
 
@@ -239,13 +264,9 @@ class AcquireContext:
         # Counted in the limiter's metrics, as rate-sync's module-level `acquire`
         # counts through its limiter: the documented monitoring reads them there.
         limiter_id = self._limiter_id
-        permit = self._permit = yield from _take(
-            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost
+        return _wait(
+            limiter_id, _metrics_of(limiter_id), self._timeout, self._key, self._cost, self
         )
-        if permit.holds_slot:
-            # Like rate-sync: the slot stays taken until `get_limiter(id).release()`.
-            _HELD.setdefault(self._limiter_id, []).append(permit)
-        return permit
 
     async def __aenter__(self) -> Permit:
         limiter_id = self._limiter_id
@@ -270,7 +291,7 @@ async def release_permit(permit: Permit, metrics: RateLimiterMetrics | None = No
     counted in ``metrics``, when given."""
     if metrics is not None and permit.holds_slot:
         metrics.record_concurrent_release()
-    await _answer(permit.release_wait(_bridge.current()))
+    await _answer(permit.release_wait(True))
 
 
 # Permits taken by a bare `await acquire(...)` on concurrency limiters, released by
@@ -502,7 +523,7 @@ class RateLimiter:
         """Forgets the state of ``key`` (or of every key): a fresh limiter. A reset
         of every key also clears the limiter's metrics and forgets the slots taken
         by ``acquire`` (the reset freed them), as rate-sync's reset does."""
-        await _answer(_native.reset(_bridge.current(), self._target, key))
+        await _answer(_native.reset(True, self._target, key))
         if key is None:
             self._clear_metrics()
             self._held.clear()

@@ -1,38 +1,26 @@
 """The bridge between the extension's runtime and asyncio event loops.
 
 Each loop gets one ``_native.LoopBridge``: results of network calls are handed to
-the loop in batches through it (see ``crates/ratesync-python/src/bridge.rs``).
+the loop in batches through it (see ``docs/design.md#python``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import weakref
 from typing import Any
 
 from ratesync import _native
 
-# Fast path: the bridge of the loop this thread ran last (a loop runs on one thread).
-_last = threading.local()
 # Every loop's bridge, dropped with its loop. A loop type that cannot be weakly
 # referenced keeps its bridge for the life of the process.
 _by_loop: weakref.WeakKeyDictionary[Any, _native.LoopBridge] = weakref.WeakKeyDictionary()
 _pinned: dict[int, tuple[Any, _native.LoopBridge]] = {}
 
 
-def current() -> _native.LoopBridge:
-    """The bridge of the running loop (``RuntimeError`` outside a coroutine)."""
-    loop = asyncio.get_running_loop()
-    if getattr(_last, "loop", None) is loop:
-        return _last.bridge
-    bridge = _lookup(loop)
-    _last.loop, _last.bridge = loop, bridge
-    return bridge
-
-
-def _lookup(loop: Any) -> _native.LoopBridge:
+def of(loop: Any) -> _native.LoopBridge:
+    """The bridge of ``loop``, made on first use. The extension asks for it, once per
+    loop and thread (it keeps the bridge it used last: ``docs/design.md#python``)."""
     try:
         return _by_loop[loop]
     except KeyError:
@@ -50,19 +38,13 @@ def _lookup(loop: Any) -> _native.LoopBridge:
 
 
 def _forget_in_child() -> None:
-    """A forked child's runtime is new: its loops get new bridges. The sockets the
-    parent's bridges registered are shared with the parent; stop watching them."""
-    bridges = list(_by_loop.items()) + list(_pinned.values())
+    """A forked child's runtime is new: its loops get new bridges. The parent's
+    loops and their readers are left as they are: a child's loop shares its epoll
+    instance with the parent's, so removing a reader there (``remove_reader``) would
+    remove it from the parent's loop too, which would then never hear of its
+    results again (asyncio does not support running a parent's loop in a child)."""
     _by_loop.clear()
     _pinned.clear()
-    _last.__dict__.clear()
-    for loop, bridge in bridges:
-        fd = bridge.fileno()
-        if fd is not None and not loop.is_closed():
-            try:
-                loop.remove_reader(fd)
-            except Exception:  # noqa: BLE001 - a child must not die in a fork hook
-                pass
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

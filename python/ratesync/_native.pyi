@@ -21,7 +21,7 @@ class Permit:
     decision: Decision
     holds_slot: bool
     def release(self) -> None: ...
-    def release_wait(self, bridge: LoopBridge | None) -> Pending[None] | None: ...
+    def release_wait(self, on_loop: bool) -> Pending[None] | None: ...
     # Gives back `cost - used` (docs/design.md#settle); without an event loop it is
     # done on return. ValueError above the cost.
     def settle(self, used: int) -> Awaitable[None]: ...
@@ -81,7 +81,6 @@ class LoopBridge:
     """One event loop's end of the runtime bridge (see ``ratesync._bridge``)."""
 
     def __init__(self, event_loop: asyncio.AbstractEventLoop) -> None: ...
-    def fileno(self) -> int | None: ...
 
 Target = str | LimiterHandle
 
@@ -90,12 +89,12 @@ def private_limiter(
 ) -> LimiterHandle: ...
 
 # One entry per operation: the answer itself when the store answers at once, else an
-# asyncio future of `bridge`'s loop (`bridge` None: block the calling thread). An
+# asyncio future of the running loop (`on_loop`; False: block the calling thread). An
 # `acquire` that cannot be admitted within its timeout waits it out (rate-sync's
 # contract); a zero timeout is one attempt. `acquire` and `attempt` count the call in
 # `metrics` when given (the slot taken too with `slot`), as rate-sync counts.
 def acquire(
-    bridge: LoopBridge | None,
+    on_loop: bool,
     limiter_id: Target,
     key: str,
     cost: int,
@@ -105,7 +104,7 @@ def acquire(
 ) -> Permit | Pending[Permit]: ...
 # A refusal is None.
 def attempt(
-    bridge: LoopBridge | None,
+    on_loop: bool,
     limiter_id: Target,
     key: str,
     cost: int,
@@ -113,13 +112,13 @@ def attempt(
     slot: bool = True,
 ) -> Permit | None | Pending[Permit | None]: ...
 def state(
-    bridge: LoopBridge | None, limiter_id: Target, key: str, cost: int
+    on_loop: bool, limiter_id: Target, key: str, cost: int
 ) -> Decision | Pending[Decision]: ...
 def reset(
-    bridge: LoopBridge | None, limiter_id: Target, key: str | None
+    on_loop: bool, limiter_id: Target, key: str | None
 ) -> None | Pending[None]: ...
 def acquire_all(
-    bridge: LoopBridge | None,
+    on_loop: bool,
     calls: list[tuple[Target, str, int]],
     wait: bool,
     timeout: float | None,

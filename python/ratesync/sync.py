@@ -24,19 +24,19 @@ def acquire(
     permit is a context manager that releases its concurrency slot. Counted in the
     limiter's ``get_metrics()`` (acquisitions, waits, timeouts)."""
     metrics = _api._metrics_of(limiter_id)._counters
-    return _native.acquire(None, limiter_id, key or "", cost, timeout, metrics, False)
+    return _native.acquire(False, limiter_id, key or "", cost, timeout, metrics, False)
 
 
 def try_acquire(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Permit | None:
     """One attempt, never waits: a ``Permit``, or ``None`` when refused (counted in
     the limiter's ``get_metrics()``)."""
     metrics = _api._metrics_of(limiter_id)._counters
-    return _native.attempt(None, limiter_id, key or "", cost, metrics, False)
+    return _native.attempt(False, limiter_id, key or "", cost, metrics, False)
 
 
 def state(limiter_id: str, *, key: str | None = None, cost: int = 1) -> Decision:
     """The decision an attempt would get now, consuming nothing."""
-    return _native.state(None, limiter_id, key or "", cost)
+    return _native.state(False, limiter_id, key or "", cost)
 
 
 __all__ = ["acquire", "try_acquire", "state"]

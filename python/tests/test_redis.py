@@ -199,3 +199,56 @@ async def test_a_cancelled_settle_keeps_the_permit(redis_store, name):
         await permit.settle(0)
     async with ratesync.acquire(name, timeout=0) as again:
         assert again.holds_slot
+
+
+async def test_each_loop_gets_its_own_answers(redis_store, name):
+    # The extension keeps the bridge a thread used last (docs/design.md#python):
+    # loops one after another on one thread, and loops of other threads at the same
+    # time, each get the answers of their own calls.
+    ratesync.configure_limiter(name, redis_store, rate_per_second=1e6, burst=1_000_000)
+
+    async def burst() -> int:
+        async def one() -> bool:
+            return (await ratesync.acquire(name)).decision.allowed
+
+        return sum(await asyncio.gather(*(one() for _ in range(50))))
+
+    def loops_in_turn() -> int:
+        return asyncio.run(burst()) + asyncio.run(burst()) + asyncio.run(burst())
+
+    counts = await asyncio.gather(
+        burst(), asyncio.to_thread(loops_in_turn), asyncio.to_thread(loops_in_turn), burst()
+    )
+    assert counts == [50, 150, 150, 50]
+
+
+def _acquire_in_child(limiter: str, out: "multiprocessing.Queue[str]") -> None:
+    async def main() -> str:
+        async def one() -> bool:
+            return (await ratesync.acquire(limiter)).decision.allowed
+
+        return f"admitted {sum(await asyncio.gather(*(one() for _ in range(50))))}"
+
+    try:
+        out.put(asyncio.run(main()))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        out.put(repr(error))
+
+
+async def test_a_child_forked_inside_a_running_loop_uses_its_own_loop(redis_store, name):
+    # Forked while this thread's loop runs (and its bridge is the one kept): the
+    # child's thread still sees that loop as running on it, but its loop is new.
+    ratesync.configure_limiter(name, redis_store, rate_per_second=1e6, burst=1_000_000)
+    await ratesync.acquire(name)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_acquire_in_child, args=(name, out))
+    child.start()
+    assert await asyncio.to_thread(out.get, timeout=60) == "admitted 50"
+    await asyncio.to_thread(child.join, 30)
+    assert child.exitcode == 0
+    # The parent's loop still hears of its results (the child left its reader alone).
+    admitted = await asyncio.wait_for(
+        asyncio.gather(*(ratesync.acquire(name) for _ in range(200))), 30
+    )
+    assert len(admitted) == 200

@@ -14,9 +14,12 @@
 //!
 //! The other way round, the calls a loop makes during one iteration go to the
 //! runtime together: the first queues a flush with `call_soon`, which hands them all
-//! over with one wake-up of the runtime (`docs/design.md#python`). Handed over one by
-//! one, about every other call woke a runtime worker from the loop's thread (a
-//! syscall, and on a busy machine a context switch of the loop's thread).
+//! over as one tokio task, with one wake-up of the runtime (`docs/design.md#python`).
+//! Handed over one by one, about every other call woke a runtime worker from the
+//! loop's thread (a syscall, and on a busy machine a context switch of the loop's
+//! thread). The batch's task polls its calls together and delivers those that are
+//! answered by the same wake-up to the inbox together: answers that arrive together
+//! (the store decides queued calls as one operation) wake one task, not one each.
 //!
 //! When the future is cancelled (a cancelled task, `asyncio.wait_for`), the
 //! tokio task is aborted: a waiting acquire that is dropped consumes nothing
@@ -25,10 +28,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::pending::Pending;
 
@@ -63,14 +70,15 @@ enum Wake {
 }
 
 impl Inbox {
-    fn deliver(&self, delivery: Delivery) {
+    fn deliver(&self, deliveries: &mut Vec<Delivery>) {
         let was_empty = {
             let mut ready = self.ready.lock();
-            ready.push(delivery);
-            ready.len() == 1
+            let was_empty = ready.is_empty();
+            ready.append(deliveries);
+            was_empty
         };
         // A non-empty inbox already has a wake-up on its way: the drain that it
-        // triggers takes this result too.
+        // triggers takes these results too.
         if was_empty {
             self.wake();
         }
@@ -128,21 +136,52 @@ impl Drain {
     }
 }
 
+/// One call on the runtime: its result for the loop, or `None` when it was aborted.
+type Call = BoxFuture<'static, Option<Delivery>>;
+
 /// Calls made on a loop during one iteration, handed to the runtime together.
-type Outbox = Arc<Mutex<Vec<BoxFuture<'static, ()>>>>;
+type Outbox = Arc<Mutex<Vec<Call>>>;
 
 /// The callback that hands an outbox's calls to the runtime, scheduled with
 /// `call_soon` by the first call of an iteration: it runs once the tasks that were
 /// ready have all made their calls.
 #[pyclass(frozen, module = "ratesync._native")]
-struct Flush(Outbox);
+struct Flush {
+    outbox: Outbox,
+    inbox: Arc<Inbox>,
+}
 
 #[pymethods]
 impl Flush {
     fn __call__(&self) {
-        let calls = std::mem::take(&mut *self.0.lock());
-        crate::runtime::spawn_all(calls);
+        let calls = std::mem::take(&mut *self.outbox.lock());
+        if !calls.is_empty() {
+            crate::runtime::handle().spawn(run_batch(self.inbox.clone(), calls));
+        }
     }
+}
+
+/// Runs one flush's calls as one tokio task: a call's answer wakes the task (once
+/// for answers that arrive together), and the results of one poll go to the inbox
+/// together.
+async fn run_batch(inbox: Arc<Inbox>, calls: Vec<Call>) {
+    let mut calls: FuturesUnordered<Call> = calls.into_iter().collect();
+    let mut answered = Vec::new();
+    std::future::poll_fn(|cx| {
+        let poll = loop {
+            match calls.poll_next_unpin(cx) {
+                Poll::Ready(Some(Some(delivery))) => answered.push(delivery),
+                Poll::Ready(Some(None)) => {}
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if !answered.is_empty() {
+            inbox.deliver(&mut answered);
+        }
+        poll
+    })
+    .await
 }
 
 /// One event loop's end of the bridge. `ratesync._bridge` keeps one per loop.
@@ -154,7 +193,6 @@ pub(crate) struct LoopBridge {
     /// Calls waiting for the flush, and the flush.
     outbox: Outbox,
     flush: Py<Flush>,
-    inbox: Arc<Inbox>,
 }
 
 #[pymethods]
@@ -184,16 +222,6 @@ impl LoopBridge {
         }
         Self::with_call_soon(event_loop)
     }
-
-    /// The file descriptor the loop watches (`None` with the fallback), so the
-    /// package can unregister it in a forked child.
-    fn fileno(&self) -> Option<i32> {
-        match &self.inbox.wake {
-            #[cfg(unix)]
-            Wake::Socket { read, .. } => Some(std::os::fd::AsRawFd::as_raw_fd(read)),
-            Wake::CallSoon { .. } => None,
-        }
-    }
 }
 
 impl LoopBridge {
@@ -216,17 +244,20 @@ impl LoopBridge {
 
     fn with_inbox(event_loop: &Bound<'_, PyAny>, inbox: Arc<Inbox>) -> PyResult<Self> {
         let outbox = Outbox::default();
+        let flush = Flush {
+            outbox: outbox.clone(),
+            inbox,
+        };
         Ok(LoopBridge {
             event_loop: event_loop.clone().unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
-            flush: Py::new(event_loop.py(), Flush(outbox.clone()))?,
+            flush: Py::new(event_loop.py(), flush)?,
             outbox,
-            inbox,
         })
     }
 
     /// Queues `call` for the runtime, in this iteration's batch.
-    fn submit(&self, py: Python<'_>, call: BoxFuture<'static, ()>) {
+    fn submit(&self, py: Python<'_>, call: Call) {
         let first = {
             let mut calls = self.outbox.lock();
             calls.push(call);
@@ -252,16 +283,63 @@ impl WeakDrain {
     }
 }
 
+/// The bridge of the event loop running on this thread (`RuntimeError` without
+/// one), looked up here, once per call that needs one (`docs/design.md#python`):
+/// the bridge used last on this thread is kept, and is the right one while its
+/// loop runs on this thread (asyncio's loops say so in `_thread_id`), which spares
+/// asking asyncio for the running loop (on Python 3.11 a `getpid` system call per
+/// call). Otherwise, and for loops without `_thread_id`, the running loop is
+/// asked for, and a loop seen for the first time gets its bridge from
+/// `ratesync._bridge`, which keeps one per loop.
+pub(crate) fn current(py: Python<'_>) -> PyResult<Bound<'_, LoopBridge>> {
+    let last = LAST.with_borrow(|last| last.as_ref().map(|bridge| bridge.clone_ref(py)));
+    if let Some(last) = &last {
+        let runs_on = last.get().event_loop.getattr(py, intern!(py, "_thread_id"));
+        // SAFETY: a plain query of the calling thread's id (`threading.get_ident()`).
+        let here = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        if runs_on.is_ok_and(|id| id.extract::<std::os::raw::c_ulong>(py).ok() == Some(here)) {
+            return Ok(last.clone_ref(py).into_bound(py));
+        }
+    }
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    if let Some(last) = last {
+        if last.get().event_loop.is(&event_loop) {
+            return Ok(last.into_bound(py));
+        }
+    }
+    let bridge = py
+        .import(intern!(py, "ratesync._bridge"))?
+        .getattr(intern!(py, "of"))?
+        .call1((event_loop,))?
+        .cast_into::<LoopBridge>()?;
+    LAST.set(Some(bridge.clone().unbind()));
+    Ok(bridge)
+}
+
+thread_local! {
+    /// The bridge this thread used last.
+    static LAST: std::cell::RefCell<Option<Py<LoopBridge>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a forked child: the loop that was running keeps its `_thread_id`, but it and
+/// its bridge belong to the parent (`ratesync._bridge` gives the child new ones).
+pub(crate) fn after_fork_in_child() {
+    LAST.set(None);
+}
+
 /// Runs `work`, the one way every call of the package runs
 /// (`docs/design.md#python`): its first poll is made here, in the runtime's
 /// context, and when it completes there (a store that answers at once, the memory
 /// engine) its `convert`ed result comes back directly, without a thread hop or a
-/// future. Otherwise it goes on on the runtime: with a `bridge`, as a `Pending`
-/// of that loop; without one (the blocking API), by blocking this
-/// thread with the GIL released.
+/// future. Otherwise it goes on on the runtime: `on_loop`, as a `Pending` of the
+/// running loop (its bridge is looked up only then); otherwise (the blocking API),
+/// by blocking this thread with the GIL released.
 pub(crate) fn run<T, F, C>(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     work: F,
     convert: C,
 ) -> PyResult<Py<PyAny>>
@@ -278,9 +356,9 @@ where
             return convert(py, output);
         }
     }
-    match bridge {
-        Some(bridge) => spawn(bridge, work, convert).map(Bound::unbind),
-        None => {
+    match on_loop {
+        true => spawn(&current(py)?, work, convert).map(Bound::unbind),
+        false => {
             let output = py.detach(|| handle.block_on(work));
             convert(py, output)
         }
@@ -303,18 +381,17 @@ where
     let bridge = bridge.get();
     let (abort, registration) = AbortHandle::new_pair();
     let future = Bound::new(py, Pending::new(bridge.event_loop.clone_ref(py), abort))?;
-    let (inbox, future_ref) = (bridge.inbox.clone(), future.clone().unbind());
+    let future_ref = future.clone().unbind();
     bridge.submit(
         py,
         Box::pin(async move {
             // An aborted call (its future was cancelled) stops at its next poll and
             // drops what it holds, which consumes nothing.
-            if let Ok(output) = Abortable::new(work, registration).await {
-                inbox.deliver(Delivery {
-                    future: future_ref,
-                    settle: Box::new(move |py| convert(py, output)),
-                });
-            }
+            let output = Abortable::new(work, registration).await.ok()?;
+            Some(Delivery {
+                future: future_ref,
+                settle: Box::new(move |py| convert(py, output)),
+            })
         }),
     );
     Ok(future.into_any())

@@ -2,8 +2,8 @@
 //! state, reset and acquire_all. Each runs through [`crate::bridge::run`]: decided
 //! at once when the store answers at once (the memory engine decides on the calling
 //! thread, no hop), else on the extension's runtime, as a future (`Pending`) of the
-//! caller's loop (`bridge` given) or blocking the calling thread with the GIL
-//! released (`bridge` is `None`: the sync API).
+//! caller's running loop (`on_loop`) or blocking the calling thread with the GIL
+//! released (the sync API).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ratesync::{AcquireAllError, AcquireError, Limiter, Rule};
 
-use crate::bridge::LoopBridge;
 use crate::counters::{Count, Counters};
 use crate::errors;
 use crate::registry;
@@ -124,11 +123,11 @@ fn count_in(metrics: Option<Py<Counters>>, slot: bool) -> Option<Count> {
 /// attempt. Counted in `metrics` (a limiter's `Counters`), when given, as rate-sync
 /// counts; `slot`: count the concurrency slot taken (where its release is counted).
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost, timeout, metrics=None, slot=true))]
+#[pyo3(signature = (on_loop, limiter_id, key, cost, timeout, metrics=None, slot=true))]
 #[allow(clippy::too_many_arguments)]
 fn acquire(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
@@ -147,7 +146,7 @@ fn acquire(
             None => call.acquire().await,
         }
     };
-    crate::bridge::run(py, bridge, work, move |py, result| {
+    crate::bridge::run(py, on_loop, work, move |py, result| {
         permit(py, result, rule, cost, count.as_ref(), true)
     })
 }
@@ -156,10 +155,10 @@ fn acquire(
 /// a future (`Pending`) of either. Counted in `metrics` as `acquire` counts (a refusal
 /// as a timeout, as rate-sync's `try_acquire` counts it).
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost, metrics=None, slot=true))]
+#[pyo3(signature = (on_loop, limiter_id, key, cost, metrics=None, slot=true))]
 fn attempt(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
@@ -173,7 +172,7 @@ fn attempt(
         let call = limiter.key(&key).cost(cost).settleable();
         call.try_acquire().await
     };
-    crate::bridge::run(py, bridge, work, move |py, result| {
+    crate::bridge::run(py, on_loop, work, move |py, result| {
         permit_or_refusal(py, result, rule, cost, count.as_ref())
     })
 }
@@ -181,10 +180,10 @@ fn attempt(
 /// The decision an attempt would get now, consuming nothing: a `Decision`, or a
 /// future (`Pending`) of one.
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key, cost))]
+#[pyo3(signature = (on_loop, limiter_id, key, cost))]
 fn state(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     limiter_id: &Bound<'_, PyAny>,
     key: String,
     cost: u32,
@@ -192,7 +191,7 @@ fn state(
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
     let work = async move { limiter.key(&key).cost(cost).state().await };
-    crate::bridge::run(py, bridge, work, move |py, result| match result {
+    crate::bridge::run(py, on_loop, work, move |py, result| match result {
         Ok(d) => Ok(Py::new(py, Decision::new(&d, rule.as_ref()))?.into_any()),
         Err(error) => Err(errors::from_acquire(&error)),
     })
@@ -200,10 +199,10 @@ fn state(
 
 /// Forgets the state of one key (`key`) or of every key (`None`).
 #[pyfunction]
-#[pyo3(signature = (bridge, limiter_id, key))]
+#[pyo3(signature = (on_loop, limiter_id, key))]
 fn reset(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     limiter_id: &Bound<'_, PyAny>,
     key: Option<String>,
 ) -> PyResult<Py<PyAny>> {
@@ -214,7 +213,7 @@ fn reset(
             None => limiter.reset().await,
         }
     };
-    crate::bridge::run(py, bridge, work, |py, result| match result {
+    crate::bridge::run(py, on_loop, work, |py, result| match result {
         Ok(()) => Ok(py.None()),
         Err(error) => Err(errors::from_acquire(&error)),
     })
@@ -288,10 +287,10 @@ fn group_outcome(
 /// `timeout` (`None`: as long as it takes). A `GroupOutcome`, or a future (`Pending`)
 /// of one; store failures of `fail_closed` limiters raise.
 #[pyfunction]
-#[pyo3(signature = (bridge, calls, wait, timeout))]
+#[pyo3(signature = (on_loop, calls, wait, timeout))]
 fn acquire_all(
     py: Python<'_>,
-    bridge: Option<&Bound<'_, LoopBridge>>,
+    on_loop: bool,
     calls: Vec<(Bound<'_, PyAny>, String, u32)>,
     wait: bool,
     timeout: Option<f64>,
@@ -312,7 +311,7 @@ fn acquire_all(
             true => ratesync::acquire_all(&calls, bound).await,
         }
     };
-    crate::bridge::run(py, bridge, work, move |py, result| {
+    crate::bridge::run(py, on_loop, work, move |py, result| {
         group_outcome(py, result, &rules)
     })
 }

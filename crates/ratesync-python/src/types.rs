@@ -8,7 +8,6 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use ratesync::{Rule, SettleError};
 
-use crate::bridge::LoopBridge;
 use crate::errors;
 
 /// The numbers of one decision (`docs/design.md#decisions`): what a caller tells its
@@ -180,12 +179,11 @@ fn release(permit: Option<ratesync::Permit>) {
     }
 }
 
-/// The bridge of the running event loop, or `None` in a thread without one (the
-/// blocking API).
-fn running_bridge(py: Python<'_>) -> PyResult<Option<Bound<'_, LoopBridge>>> {
-    match py.import("ratesync._bridge")?.getattr("current")?.call0() {
-        Ok(bridge) => Ok(Some(bridge.cast_into::<LoopBridge>()?)),
-        Err(error) if error.is_instance_of::<PyRuntimeError>(py) => Ok(None),
+/// Whether an event loop runs on this thread (else: the blocking API).
+fn on_loop(py: Python<'_>) -> PyResult<bool> {
+    match crate::bridge::current(py) {
+        Ok(_) => Ok(true),
+        Err(error) if error.is_instance_of::<PyRuntimeError>(py) => Ok(false),
         Err(error) => Err(error),
     }
 }
@@ -217,16 +215,12 @@ impl Permit {
     /// Releases the slot and waits until its store has it back (so a caller that
     /// leaves `async with` and tries again at once finds the slot free): `None` when
     /// that is done at once (no slot, a store that answers at once), else an asyncio
-    /// future of `bridge`'s loop (or, without a bridge, after blocking).
-    fn release_wait(
-        &self,
-        py: Python<'_>,
-        bridge: Option<&Bound<'_, LoopBridge>>,
-    ) -> PyResult<Py<PyAny>> {
+    /// future of the running loop (`on_loop`; otherwise after blocking).
+    fn release_wait(&self, py: Python<'_>, on_loop: bool) -> PyResult<Py<PyAny>> {
         let Some(permit) = self.held.lock().take_slot() else {
             return Ok(py.None());
         };
-        crate::bridge::run(py, bridge, permit.release(), |py, ()| Ok(py.None()))
+        crate::bridge::run(py, on_loop, permit.release(), |py, ()| Ok(py.None()))
     }
 
     /// Settles the call's cost at `used` units once the work is done
@@ -249,7 +243,7 @@ impl Permit {
                 "cannot settle at {used} units, above the cost of {cost} the call took"
             )));
         }
-        let bridge = running_bridge(py)?;
+        let on_loop = on_loop(py)?;
         let permit = {
             let mut held = self.held.lock();
             if held.settled {
@@ -279,7 +273,7 @@ impl Permit {
             };
             permit.settle(used).await
         };
-        let answer = crate::bridge::run(py, bridge.as_ref(), work, |py, settled| {
+        let answer = crate::bridge::run(py, on_loop, work, |py, settled| {
             settled
                 .map(|()| py.None())
                 .map_err(|error| errors::from_settle(&error))
