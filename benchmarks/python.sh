@@ -13,7 +13,8 @@ fi
 VIRTUAL_ENV="$PWD/target/bench-venv" PATH="$PWD/target/bench-venv/bin:$PATH" \
   target/bench-venv/bin/maturin develop -q --release
 for engine in memory redis; do
-  n=$([ "$engine" = memory ] && echo 200000 || echo 40000)
+  # Enough calls for several seconds a side (a short run is mostly noise).
+  n=$([ "$engine" = memory ] && echo 400000 || echo 200000)
   ours=$(target/bench-venv/bin/python benchmarks/python_vs_rate_sync.py "$engine" "$n" 64)
   anchor=$(target/anchor-venv/bin/python benchmarks/bench_rate_sync.py "$engine" "$n" 64)
   echo "$ours"
