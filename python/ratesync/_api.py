@@ -203,22 +203,6 @@ def _metrics_of(limiter_id: str) -> RateLimiterMetrics:
     return metrics
 
 
-def _count_admission(metrics: RateLimiterMetrics, permit: Permit) -> None:
-    """Counts an admission of a group as rate-sync does (a single call is counted by
-    the extension): the acquisition, and a shadow-mode admission of a call the limit
-    would refuse as ``shadow_denied``. Its slot is not counted: the group's caller
-    releases it uncounted."""
-    metrics.record_acquisition(0.0)
-    if permit.decision.shadow_denied_by is not None:
-        metrics.shadow_denied += 1
-
-
-def _count_refusal(metrics: RateLimiterMetrics, denied_by: str | None) -> None:
-    metrics.record_timeout()
-    if denied_by == "concurrency":
-        metrics.record_max_concurrent_reached()
-
-
 async def _state(target: Any, key: str, cost: int) -> _native.Decision:
     return await _answer(_native.state(True, target, key, cost))
 
@@ -789,15 +773,15 @@ async def _decide_all(
     if outcome.admitted:
         for (target, _key, _cost), permit in zip(calls, outcome.permits):
             if isinstance(target, str):
-                _count_admission(_metrics_of(target), permit)
+                _metrics_of(target)._counters.count_group_admission(permit)
             if keep is not None:
                 keep.append(permit)
             else:
                 permit.release()
     elif outcome.index is not None and isinstance(calls[outcome.index][0], str):
         refusal = outcome.decisions[outcome.index]
-        _count_refusal(
-            _metrics_of(calls[outcome.index][0]), refusal.denied_by if refusal else None
+        _metrics_of(calls[outcome.index][0])._counters.count_refusal(
+            refusal.denied_by if refusal else None
         )
     return [
         _result(label, d, force_denied=(i == outcome.index), target=call[0], key=call[1])

@@ -12,6 +12,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use pyo3::prelude::*;
 use ratesync::{AcquireError, DeniedBy};
 
+use crate::types::Permit;
+
 /// One limiter's counters: what `RateLimiterMetrics` reads and writes.
 #[pyclass(module = "ratesync._native")]
 #[derive(Default)]
@@ -81,6 +83,41 @@ impl Counters {
     fn record_max_concurrent_reached(&mut self) {
         self.max_concurrent_reached += 1;
     }
+
+    /// Counts the admission of a group member (`permit`): no wait, and no slot (the
+    /// group's caller releases it uncounted).
+    fn count_group_admission(&mut self, permit: PyRef<'_, Permit>) {
+        self.admitted(0.0, false, permit.shadow_denied());
+    }
+
+    /// Counts a refusal whose refusing limit is `denied_by` (`"rate"`,
+    /// `"concurrency"` or `None`), as rate-sync counts a timeout.
+    fn count_refusal(&mut self, denied_by: Option<&str>) {
+        self.refused(denied_by == Some("concurrency"));
+    }
+}
+
+impl Counters {
+    /// The one way an admission is counted, as rate-sync counts it: the acquisition
+    /// and its wait, the slot taken (when the caller counts its release too), and a
+    /// shadow-mode admission of a call the limit would refuse.
+    fn admitted(&mut self, wait_ms: f64, slot: bool, shadow_denied: bool) {
+        self.record_acquisition(wait_ms);
+        if slot {
+            self.record_concurrent_acquire();
+        }
+        if shadow_denied {
+            self.shadow_denied += 1;
+        }
+    }
+
+    /// The one way a refusal or timeout is counted (and a full concurrency cap).
+    fn refused(&mut self, by_concurrency: bool) {
+        self.record_timeout();
+        if by_concurrency {
+            self.record_max_concurrent_reached();
+        }
+    }
 }
 
 /// Where one call is counted, as rate-sync counts a limiter's calls: an admission
@@ -104,13 +141,8 @@ impl Count {
             true => self.started.elapsed().as_secs_f64() * 1000.0,
             false => 0.0,
         };
-        c.record_acquisition(wait_ms);
-        if self.slot && permit.holds_slot() {
-            c.record_concurrent_acquire();
-        }
-        if permit.decision().shadow_denied_by().is_some() {
-            c.shadow_denied += 1;
-        }
+        let shadow_denied = permit.decision().shadow_denied_by().is_some();
+        c.admitted(wait_ms, self.slot && permit.holds_slot(), shadow_denied);
     }
 
     /// Counts a call that failed with `error`, when it was refused or timed out.
@@ -124,10 +156,7 @@ impl Count {
         let Ok(mut c) = self.counters.bind(py).try_borrow_mut() else {
             return;
         };
-        c.record_timeout();
-        if error.decision().and_then(|d| d.denied_by()) == Some(DeniedBy::Concurrency) {
-            c.record_max_concurrent_reached();
-        }
+        c.refused(error.decision().and_then(|d| d.denied_by()) == Some(DeniedBy::Concurrency));
     }
 }
 

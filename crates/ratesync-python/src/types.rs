@@ -168,6 +168,12 @@ impl Permit {
             })),
         }
     }
+
+    /// Whether a limiter in shadow mode admitted this call although its limit would
+    /// refuse it.
+    pub(crate) fn shadow_denied(&self) -> bool {
+        self.decision.shadow_denied_by.is_some()
+    }
 }
 
 /// Drops a core permit inside the extension's runtime: a remote release is sent from
