@@ -79,7 +79,7 @@ pub(crate) struct LimiterInner {
     removed: bool,
     /// Wakes `waiters` on releases in other processes: the store's listener routes
     /// to it only while this limiter holds it.
-    _releases: ReleaseSignal,
+    releases: ReleaseSignal,
 }
 
 /// A limiter's overrides, each a limiter of the same name, store and waiters with its
@@ -445,7 +445,7 @@ impl LimiterInner {
             overrides: None,
             successor: OnceLock::new(),
             removed: false,
-            _releases: releases,
+            releases,
         })
     }
 
@@ -481,7 +481,7 @@ impl LimiterInner {
                 overrides: None,
                 successor: OnceLock::new(),
                 removed: true,
-                _releases: self._releases.clone(),
+                releases: self.releases.clone(),
             }),
         };
         // The one place successors are set, under the registry's reload: once.
