@@ -42,7 +42,7 @@ TOML
 
 anchor_script=$(cat benchmarks/gcra_anchor.lua)
 anchor_args=(1 '{bench:gcra}' 1 1000000)
-script=$(cat "$scripts/lib.lua"; echo; cat "$scripts/acquire.lua")
+script=$(cat "$scripts/lib.lua"; echo; echo "bind()"; cat "$scripts/acquire.lua")
 # KEYS: rate state, leases. ARGV: 1 profile (kind, interval_us, burst, runs, align_us,
 # max_concurrent, lease ttl), 1 call of 1 member: profile 1, cost, no lease (acquire.lua).
 ours_args=(2 '{bench:api:}:tb' '{bench:api:}:lease' 1 tb 1 1000000 0 0 0 0 1 1 1 1 '')

@@ -218,7 +218,7 @@ impl Scripts {
         };
         // `operation_<name>`: not the helpers' `peek`, which the body calls.
         let operation = |name: &str, body: &str| {
-            format!("local function operation_{name}(KEYS, ARGV)\n{prologue}{body}\nend\n")
+            format!("local function operation_{name}(KEYS, ARGV)\nbind()\n{prologue}{body}\nend\n")
         };
         let mut functions = String::new();
         for (name, body) in OPERATIONS {

@@ -21,50 +21,54 @@ local states = {}
 local out, o = {now, 0, 0, 0, 0, 0, 0, 0}, 1
 local profiles = {}
 local a = 2
-for p = 1, tonumber(ARGV[1]) do
+for p = 1, tonum(ARGV[1]) do
   profiles[p] = profile(ARGV, a)
   a = a + PROFILE_ARGS
 end
+-- The i-th member of every call is the same table, filled again (`compose`).
+local members = {}
 local k = 1
-local calls = tonumber(ARGV[a])
+local calls = tonum(ARGV[a])
 a = a + 1
 for _ = 1, calls do
-  local n = tonumber(ARGV[a])
+  local n = tonum(ARGV[a])
   a = a + 1
-  local members, decisions, refused = {}, {}, 0
+  -- out[o + 1] is the call's refusing member; member i's decision follows at
+  -- out[at(i) .. at(i) + 5], with at(i) = o + 2 + 6 (i - 1).
+  local refused = 0
   for i = 1, n do
-    local m = compose(KEYS, k, profiles[tonumber(ARGV[a])], tonumber(ARGV[a + 1]), ARGV[a + 2])
+    local m = members[i]
+    if not m then
+      m = {}
+      members[i] = m
+    end
+    compose(m, KEYS, k, profiles[tonum(ARGV[a])], tonum(ARGV[a + 1]), ARGV[a + 2])
     k = k + MEMBER_KEYS
     a = a + 3
-    members[i] = m
     if refused == 0 then
-      local d = decide(states, m, now)
-      decisions[i] = d
-      if d[1] == 0 then
+      local at = o + 6 * i - 4
+      out[at], out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5] =
+        decide(states, m, now)
+      if out[at] == 0 then
         refused = i
       end
     end
   end
   if refused == 0 then
     for i = 1, n do
-      admit(states, members[i], now, decisions[i])
+      admit(states, members[i], now, out[o + 6 * i + 1])
     end
   else
     for i = 1, n do
       if i ~= refused then
-        decisions[i] = peek(states, members[i], now)
+        local at = o + 6 * i - 4
+        out[at], out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5] =
+          peek(states, members[i], now)
       end
     end
   end
   out[o + 1] = refused
-  o = o + 1
-  for i = 1, n do
-    local d = decisions[i]
-    for j = 1, 6 do
-      out[o + j] = d[j]
-    end
-    o = o + 6
-  end
+  o = o + 1 + 6 * n
 end
 save(states, now)
 return packed(out)

@@ -4,12 +4,29 @@
 -- All times are integer microseconds since the epoch, read from the server with TIME:
 -- Lua numbers are doubles, exact for integers up to 2^53 us (285 years), so every
 -- sum and comparison below is exact integer arithmetic, as in the reference. A
--- decision is six integers:
---   {allowed (0/1), remaining, retry_after_us, reset_after_us,
---    denied_by (0 none, 1 rate, 2 concurrency), recorded_us}
+-- decision is six integers, returned as six values (no table to build and collect):
+--   allowed (0/1), remaining, retry_after_us, reset_after_us,
+--   denied_by (0 none, 1 rate, 2 concurrency), recorded_us
 -- where recorded is the TAT a token-bucket admission stored, the time of the log run
 -- a sliding-window admission went into, or the start of the fixed window it was
 -- counted in: what a refund names (Receipt).
+
+-- The library functions the helpers call, as upvalues (`bind`): an upvalue is read in
+-- one step, where `math.floor` is two table lookups, paid on every decision. A
+-- function library cannot read globals while it is being loaded, so each operation
+-- binds them when it runs (scripts.rs), once per library or script.
+local floor, ceil, max, min, tonum, format, spack, sunpack, tunpack, srep, ssub, concat,
+  rcall
+
+local function bind()
+  if rcall then
+    return
+  end
+  floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+  tonum, format, srep, ssub = tonumber, string.format, string.rep, string.sub
+  spack, sunpack, tunpack, concat = struct.pack, struct.unpack, unpack, table.concat
+  rcall = redis.call
+end
 
 -- Extra lifetime of every TTL: keys outlive the instant their state is fresh again,
 -- so rounding to milliseconds can never drop live state early.
@@ -17,14 +34,14 @@ local TTL_MARGIN_MS = 1000
 
 -- The store's clock.
 local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local t = rcall('TIME')
+  return tonum(t[1]) * 1000000 + tonum(t[2])
 end
 
 -- floor(a / b) for non-negative integers, exact even where the double quotient
 -- rounds up to the next integer.
 local function idiv(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   if q * b > a then
     q = q - 1
   elseif (q + 1) * b <= a then
@@ -53,7 +70,7 @@ end
 
 -- An integer as an argument or member: tostring would print only 14 digits.
 local function int(n)
-  return string.format('%d', n)
+  return format('%d', n)
 end
 
 -- An answer of integers as one string: each a little-endian double (exact: see
@@ -62,27 +79,30 @@ end
 local function packed(values)
   local parts, n = {}, #values
   for i = 1, n, 512 do
-    local j = math.min(i + 511, n)
-    parts[#parts + 1] = struct.pack('<' .. string.rep('d', j - i + 1), unpack(values, i, j))
+    local j = min(i + 511, n)
+    parts[#parts + 1] = spack('<' .. srep('d', j - i + 1), tunpack(values, i, j))
   end
-  return table.concat(parts)
+  return concat(parts)
 end
 
 -- PEXPIRE argument for state that is fresh again `us` microseconds from now.
 local function ttl_ms(us)
-  return int(math.max(math.ceil(us / 1000), 1) + TTL_MARGIN_MS)
+  return int(max(ceil(us / 1000), 1) + TTL_MARGIN_MS)
 end
 
 -- One member of a call: the keys and settings of one (limiter, key), as an array
--- indexed by the names below (an array: cheaper to build than a table of named
--- fields), from KEYS[k] and a profile (its limiter's settings, see `profile`).
+-- indexed by the names below (an array: cheaper to fill than a table of named
+-- fields). Its first PROFILE_ARGS entries are its limiter's settings, in the order
+-- of a profile (see `profile`), so that a profile answers for its members where
+-- only settings are read (`save`); then come its keys (KEYS[k] on), its cost, its
+-- lease id ('' = none) and the profile itself.
 --   KEYS  rate state (per algorithm, see keys.rs), leases (ZSET)
---   ARGV  a profile (PROFILE_ARGS), then cost and lease id ('' = none)
+--   ARGV  a profile (PROFILE_ARGS), then cost and lease id
 local MEMBER_KEYS = 2
 local PROFILE_ARGS = 7
 local MEMBER_ARGS = PROFILE_ARGS + 2
-local RATE, LEASES, KIND, PARAM, CAPACITY, RUNS, ALIGN, COST, MAX, LEASE, LEASE_TTL =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+local KIND, PARAM, CAPACITY, RUNS, ALIGN, MAX, LEASE_TTL = 1, 2, 3, 4, 5, 6, 7
+local RATE, LEASES, COST, LEASE, PROFILE = 8, 9, 10, 11, 12
 
 -- The settings of one limiter, from ARGV[a]: kind ('tb' token bucket, 'sw' sliding
 -- window, 'fw' fixed windows, 'fm' calendar months, 'cc' concurrency only), param
@@ -92,43 +112,51 @@ local RATE, LEASES, KIND, PARAM, CAPACITY, RUNS, ALIGN, COST, MAX, LEASE, LEASE_
 -- limiter's once, however many of its members it holds (acquire.lua).
 local function profile(ARGV, a)
   return {
-    ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
-    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]),
+    ARGV[a], tonum(ARGV[a + 1]), tonum(ARGV[a + 2]), tonum(ARGV[a + 3]),
+    tonum(ARGV[a + 4]), tonum(ARGV[a + 5]), tonum(ARGV[a + 6]),
   }
 end
 
-local function compose(KEYS, k, p, cost, lease)
-  return {KEYS[k], KEYS[k + 1], p[1], p[2], p[3], p[4], p[5], cost, p[6], lease, p[7]}
+-- Fills `m` as the member of KEYS[k] under profile `p`. A batch fills the same few
+-- tables again for each of its calls (acquire.lua): a member lives only while its
+-- call is decided, and the settings are copied only when the profile changes.
+local function compose(m, KEYS, k, p, cost, lease)
+  if m[PROFILE] ~= p then
+    for i = 1, PROFILE_ARGS do
+      m[i] = p[i]
+    end
+    m[PROFILE] = p
+  end
+  m[RATE], m[LEASES], m[COST], m[LEASE] = KEYS[k], KEYS[k + 1], cost, lease
+  return m
 end
 
 -- A member written whole: a profile, then its cost and lease (MEMBER_ARGS).
 local function member(KEYS, ARGV, k, a)
   return compose(
-    KEYS, k, profile(ARGV, a), tonumber(ARGV[a + PROFILE_ARGS]), ARGV[a + PROFILE_ARGS + 1])
+    {}, KEYS, k, profile(ARGV, a), tonum(ARGV[a + PROFILE_ARGS]), ARGV[a + PROFILE_ARGS + 1])
 end
 
 -- Token bucket (TokenBucket::decide): the decision and, when admitted, the new TAT.
 local function tb_decide(tat, now, interval, burst, cost)
-  tat = math.max(tat, now)
+  tat = max(tat, now)
   local horizon = now + interval * burst
   local new_tat = tat + cost * interval
   if new_tat <= horizon then
-    return {1, idiv(horizon - new_tat, interval), 0, new_tat - now, 0, new_tat}
+    return 1, idiv(horizon - new_tat, interval), 0, new_tat - now, 0, new_tat
   end
-  return {0, idiv(math.max(horizon - tat, 0), interval), new_tat - horizon, tat - now, 1, 0}
+  return 0, idiv(max(horizon - tat, 0), interval), new_tat - horizon, tat - now, 1, 0
 end
 
 -- The same, consuming nothing: remaining and reset describe the bucket as it is
 -- (TokenBucket::peek).
 local function tb_peek(tat, now, interval, burst, cost)
-  local d = tb_decide(tat, now, interval, burst, cost)
-  if d[1] == 1 then
-    tat = math.max(tat, now)
-    d[2] = idiv(now + interval * burst - tat, interval)
-    d[4] = tat - now
-    d[6] = 0
+  local allowed, remaining, retry, reset, by, recorded = tb_decide(tat, now, interval, burst, cost)
+  if allowed == 1 then
+    tat = max(tat, now)
+    return 1, idiv(now + interval * burst - tat, interval), retry, tat - now, by, 0
   end
-  return d
+  return allowed, remaining, retry, reset, by, recorded
 end
 
 -- TokenBucket::refund: the TAT the admission found when nothing was admitted since
@@ -136,9 +164,9 @@ end
 local function tb_refund(tat, now, interval, cost, admitted, recorded)
   local taken = cost * interval
   if tat == recorded then
-    return math.max(tat - taken, 0)
+    return max(tat - taken, 0)
   end
-  return math.max(tat - math.max(taken - math.max(now - admitted, 0), 0), 0)
+  return max(tat - max(taken - max(now - admitted, 0), 0), 0)
 end
 
 -- Sliding window: the log of one key (WindowLog), at most `runs` runs of units
@@ -186,10 +214,10 @@ local NO_HEADER = '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
 -- The log of `key`, for a rule whose merge grid is `grid`: its header.
 local function log_load(key, grid)
   local log = {key = key, total = 0, first = 0, count = 0, cap = 0, g = 0, ng = false}
-  local head = redis.call('GETRANGE', key, 0, HEADER_SIZE - 1)
+  local head = rcall('GETRANGE', key, 0, HEADER_SIZE - 1)
   if #head == HEADER_SIZE then
     local total, stored_grid, nt, ot, nn, on, first, count, on_grid, cap =
-      struct.unpack(HEADER, head)
+      sunpack(HEADER, head)
     -- Runs on the grid of another rule (the limiter was reconfigured) are not on
     -- this one's.
     if stored_grid ~= grid then
@@ -197,7 +225,7 @@ local function log_load(key, grid)
     end
     log.total, log.nt, log.nn, log.ot, log.on = total, nt, nn, ot, on
     log.first, log.count, log.cap = first, count, cap
-    log.g, log.ng = math.min(on_grid, count), on_grid > count
+    log.g, log.ng = min(on_grid, count), on_grid > count
   end
   return log
 end
@@ -205,12 +233,12 @@ end
 -- Older runs a..b (0 is the oldest), packed.
 local function log_read(log, a, b)
   local first = HEADER_SIZE + (log.first + a) * RUN_SIZE
-  return redis.call('GETRANGE', log.key, first, first + (b - a + 1) * RUN_SIZE - 1)
+  return rcall('GETRANGE', log.key, first, first + (b - a + 1) * RUN_SIZE - 1)
 end
 
 -- Writes packed runs over the older runs from `a` on.
 local function log_write(log, a, runs)
-  redis.call('SETRANGE', log.key, HEADER_SIZE + (log.first + a) * RUN_SIZE, runs)
+  rcall('SETRANGE', log.key, HEADER_SIZE + (log.first + a) * RUN_SIZE, runs)
 end
 
 -- Runs of the log, the newest included.
@@ -238,14 +266,14 @@ local function log_expire(log, now, window)
     dropped = dropped + 1
     if dropped < log.count then
       if not chunk or dropped - base >= #chunk / RUN_SIZE then
-        base, chunk = dropped, log_read(log, dropped, math.min(dropped + CHUNK, log.count) - 1)
+        base, chunk = dropped, log_read(log, dropped, min(dropped + CHUNK, log.count) - 1)
       end
-      t, n = struct.unpack(RUN, chunk, (dropped - base) * RUN_SIZE + 1)
+      t, n = sunpack(RUN, chunk, (dropped - base) * RUN_SIZE + 1)
     end
   end
   if dropped > 0 then
     log.first, log.count = log.first + dropped, log.count - dropped
-    log.g = math.max(log.g - dropped, 0)
+    log.g = max(log.g - dropped, 0)
     log.ot, log.on, log.dirty = t, n, true
   end
   if log.count == 0 and log.nt and log.nt + window <= now then
@@ -260,7 +288,7 @@ local function log_header(log, grid)
   if log.ng and log.g == log.count then
     on_grid = on_grid + 1
   end
-  return struct.pack(HEADER, log.total, grid, log.nt, log.ot or 0, log.nn, log.on or 0,
+  return spack(HEADER, log.total, grid, log.nt, log.ot or 0, log.nn, log.on or 0,
     log.first, log.count, on_grid, log.cap)
 end
 
@@ -296,22 +324,22 @@ local function log_merge(log, grid)
     if i == log.count then
       t, n = log.nt, log.nn
     else
-      t, n = struct.unpack(RUN, tail, (i - g) * RUN_SIZE + 1)
+      t, n = sunpack(RUN, tail, (i - g) * RUN_SIZE + 1)
     end
     local moved = cdiv(t, grid) * grid
     if moved == at then
       units = units + n
     else
       if at then
-        parts[#parts + 1] = struct.pack(RUN, at, units)
+        parts[#parts + 1] = spack(RUN, at, units)
       end
       at, units = moved, n
     end
   end
   if #parts > 0 then
-    log_write(log, g, table.concat(parts))
+    log_write(log, g, concat(parts))
     if g == 0 then
-      log.ot, log.on = struct.unpack(RUN, parts[1])
+      log.ot, log.on = sunpack(RUN, parts[1])
     end
   end
   log.count = g + #parts
@@ -323,7 +351,7 @@ end
 -- the value is written afresh: the older runs from the first slot, then room for as
 -- many again, up to an eighth more than a full log (`runs`).
 local function log_append(log, runs)
-  local run = struct.pack(RUN, log.nt, log.nn)
+  local run = spack(RUN, log.nt, log.nn)
   if log.first + log.count < log.cap then
     log_write(log, log.count, run)
   else
@@ -331,9 +359,9 @@ local function log_append(log, runs)
     if log.count > 0 then
       older = log_read(log, 0, log.count - 1)
     end
-    local cap = math.max(math.min(2 * (log.count + 1), runs + math.floor(runs / 8)), log.count + 1)
-    redis.call('SET', log.key,
-      NO_HEADER .. older .. run .. string.rep('\0', (cap - log.count - 1) * RUN_SIZE))
+    local cap = max(min(2 * (log.count + 1), runs + floor(runs / 8)), log.count + 1)
+    rcall('SET', log.key,
+      NO_HEADER .. older .. run .. srep('\0', (cap - log.count - 1) * RUN_SIZE))
     log.first, log.cap = 0, cap
   end
   if log.count == 0 then
@@ -368,20 +396,20 @@ end
 -- a binary search of the others.
 local function log_remove(log, at, cost)
   if log.nt == at then
-    local taken = math.min(log.nn, cost)
+    local taken = min(log.nn, cost)
     log.nn, log.total, log.dirty = log.nn - taken, log.total - taken, true
     if log.nn == 0 then
       -- The newest older run becomes the newest. The TTL, set for a later newest
       -- run, only keeps the key longer than needed.
       if log.count > 1 then
-        log.nt, log.nn = struct.unpack(RUN, log_read(log, log.count - 1, log.count - 1))
+        log.nt, log.nn = sunpack(RUN, log_read(log, log.count - 1, log.count - 1))
       elseif log.count == 1 then
         log.nt, log.nn = log.ot, log.on
       else
         log.nt, log.nn = nil, nil
       end
-      log.count = math.max(log.count - 1, 0)
-      log.g, log.ng = math.min(log.g, log.count), false
+      log.count = max(log.count - 1, 0)
+      log.g, log.ng = min(log.g, log.count), false
     end
     return true
   end
@@ -391,29 +419,29 @@ local function log_remove(log, at, cost)
   local older = log_read(log, 0, log.count - 1)
   local lo, hi = 0, log.count - 1
   while lo <= hi do
-    local mid = math.floor((lo + hi) / 2)
-    local t, n = struct.unpack(RUN, older, mid * RUN_SIZE + 1)
+    local mid = floor((lo + hi) / 2)
+    local t, n = sunpack(RUN, older, mid * RUN_SIZE + 1)
     if t == at then
-      local taken = math.min(n, cost)
+      local taken = min(n, cost)
       log.total, log.dirty = log.total - taken, true
       if taken < n then
-        log_write(log, mid, struct.pack(RUN, t, n - taken))
+        log_write(log, mid, spack(RUN, t, n - taken))
         if mid == 0 then
           log.on = n - taken
         end
       elseif mid == 0 then
         log.first, log.count = log.first + 1, log.count - 1
-        log.g = math.max(log.g - 1, 0)
+        log.g = max(log.g - 1, 0)
         if log.count > 0 then
-          log.ot, log.on = struct.unpack(RUN, older, RUN_SIZE + 1)
+          log.ot, log.on = sunpack(RUN, older, RUN_SIZE + 1)
         end
       else
         -- The runs after it move back one slot, over it.
         if mid < log.count - 1 then
-          log_write(log, mid, string.sub(older, (mid + 1) * RUN_SIZE + 1))
+          log_write(log, mid, ssub(older, (mid + 1) * RUN_SIZE + 1))
         end
         log.count = log.count - 1
-        log.g = math.min(log.g, mid)
+        log.g = min(log.g, mid)
       end
       return true
     elseif t < at then
@@ -433,10 +461,10 @@ local function log_oldest_leave(log, units)
   end
   local seen, i = 0, 0
   while i < log.count do
-    local last = math.min(i + CHUNK, log.count) - 1
+    local last = min(i + CHUNK, log.count) - 1
     local chunk = log_read(log, i, last)
     for j = 0, last - i do
-      local t, n = struct.unpack(RUN, chunk, j * RUN_SIZE + 1)
+      local t, n = sunpack(RUN, chunk, j * RUN_SIZE + 1)
       seen = seen + n
       if seen >= units then
         return t
@@ -453,8 +481,8 @@ local function sw_refusal(log, m, now, used)
   local window = m[PARAM]
   local leaves_at = log_oldest_leave(log, used + m[COST] - m[CAPACITY]) + window
   local newest = log.nt or now
-  return {0, math.max(m[CAPACITY] - used, 0), math.max(leaves_at - now, 0),
-    math.max(newest + window - now, 0), 1, 0}
+  return 0, max(m[CAPACITY] - used, 0), max(leaves_at - now, 0),
+    max(newest + window - now, 0), 1, 0
 end
 
 -- SlidingWindow::decide, writing nothing (log_push records it).
@@ -463,7 +491,7 @@ local function sw_decide(log, m, now)
   local used = log.total
   if used + m[COST] <= m[CAPACITY] then
     local at = log_slot(log, now, m[RUNS], m[ALIGN])
-    return {1, m[CAPACITY] - used - m[COST], 0, math.max(at + m[PARAM] - now, 0), 0, at}
+    return 1, m[CAPACITY] - used - m[COST], 0, max(at + m[PARAM] - now, 0), 0, at
   end
   return sw_refusal(log, m, now, used)
 end
@@ -475,9 +503,9 @@ local function sw_peek(log, m, now)
   if used + m[COST] <= m[CAPACITY] then
     local reset = 0
     if used > 0 then
-      reset = math.max(log.nt + m[PARAM] - now, 0)
+      reset = max(log.nt + m[PARAM] - now, 0)
     end
-    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
+    return 1, m[CAPACITY] - used, 0, reset, 0, 0
   end
   return sw_refusal(log, m, now, used)
 end
@@ -488,7 +516,7 @@ local DAY_US = 86400000000
 
 local function window_load(value)
   if value and #value == 16 then
-    local start, used = struct.unpack('<dd', value)
+    local start, used = sunpack('<dd', value)
     return {start = start, used = used}
   end
   return {start = 0, used = 0}
@@ -550,7 +578,7 @@ local function window_bounds(m, at)
     end
     stop = days_from_civil(year, month) * DAY_US - offset
   end
-  return math.max(start, 0), math.max(stop, 0)
+  return max(start, 0), max(stop, 0)
 end
 
 -- FixedWindow::current: the window a key counts in at `now` (its start, units used
@@ -570,15 +598,15 @@ end
 
 -- A fixed-window refusal: the window's end starts a new one, where any cost fits.
 local function fw_refusal(m, now, used, stop)
-  local wait = math.max(stop - now, 0)
-  return {0, math.max(m[CAPACITY] - used, 0), wait, wait, 1, 0}
+  local wait = max(stop - now, 0)
+  return 0, max(m[CAPACITY] - used, 0), wait, wait, 1, 0
 end
 
 -- FixedWindow::decide, writing nothing.
 local function fw_decide(state, m, now)
   local start, used, stop = window_current(state, m, now)
   if used + m[COST] <= m[CAPACITY] then
-    return {1, m[CAPACITY] - used - m[COST], 0, math.max(stop - now, 0), 0, start}
+    return 1, m[CAPACITY] - used - m[COST], 0, max(stop - now, 0), 0, start
   end
   return fw_refusal(m, now, used, stop)
 end
@@ -589,9 +617,9 @@ local function fw_peek(state, m, now)
   if used + m[COST] <= m[CAPACITY] then
     local reset = 0
     if used > 0 then
-      reset = math.max(stop - now, 0)
+      reset = max(stop - now, 0)
     end
-    return {1, m[CAPACITY] - used, 0, reset, 0, 0}
+    return 1, m[CAPACITY] - used, 0, reset, 0, 0
   end
   return fw_refusal(m, now, used, stop)
 end
@@ -599,8 +627,7 @@ end
 -- The rate states a script has read, by key: each key is read once and, when
 -- changed, written once at the end of the script (`save`), so a batch of calls on
 -- one key costs one read and one write however many calls it holds
--- (docs/design.md#batches). A state records in `by` the member that changed it,
--- whose rule `save` needs for the TTL.
+-- (docs/design.md#batches).
 local function rate_state(states, m)
   local key = m[RATE]
   local state = states[key]
@@ -609,9 +636,9 @@ local function rate_state(states, m)
     if kind == 'sw' then
       state = log_load(key, m[ALIGN])
     elseif kind == 'tb' then
-      state = {tat = tonumber(redis.call('GET', key)) or 0}
+      state = {tat = tonum(rcall('GET', key)) or 0}
     else
-      state = window_load(redis.call('GET', key))
+      state = window_load(rcall('GET', key))
     end
     states[key] = state
   end
@@ -619,7 +646,9 @@ local function rate_state(states, m)
 end
 
 -- Writes back every state a script changed, each with the TTL of the time until it
--- is fresh again (KeyState::idle_at); a state already fresh is deleted.
+-- is fresh again (KeyState::idle_at); a state already fresh is deleted. A state
+-- records in `by` the profile of the member that changed it, whose rule gives the
+-- TTL.
 local function save(states, now)
   for key, state in pairs(states) do
     local m = state.by
@@ -636,20 +665,20 @@ local function save(states, now)
           -- The slots are written already; the TTL follows the newest run.
           idle_at = nil
           if state.dirty then
-            redis.call('SETRANGE', key, 0, log_header(state, m[ALIGN]))
+            rcall('SETRANGE', key, 0, log_header(state, m[ALIGN]))
           end
           if state.moved then
-            redis.call('PEXPIRE', key, ttl_ms(state.nt + m[PARAM] - now))
+            rcall('PEXPIRE', key, ttl_ms(state.nt + m[PARAM] - now))
           end
         end
       elseif state.used > 0 then
         local _, stop = window_bounds(m, state.start)
-        idle_at, value = stop, struct.pack('<dd', state.start, state.used)
+        idle_at, value = stop, spack('<dd', state.start, state.used)
       end
       if idle_at and idle_at > now then
-        redis.call('SET', key, value, 'PX', ttl_ms(idle_at - now))
+        rcall('SET', key, value, 'PX', ttl_ms(idle_at - now))
       elseif idle_at then
-        redis.call('DEL', key)
+        rcall('DEL', key)
       end
     end
   end
@@ -657,13 +686,13 @@ end
 
 -- Score of the newest entry of a ZSET, or nil when it is empty.
 local function newest_score(zset)
-  local newest = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
-  return tonumber(newest[2])
+  local newest = rcall('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
+  return tonum(newest[2])
 end
 
 -- Live leases at `now` (LeaseSet::count_live).
 local function live_leases(m, now)
-  return redis.call('ZCOUNT', m[LEASES], '(' .. int(now), '+inf')
+  return rcall('ZCOUNT', m[LEASES], '(' .. int(now), '+inf')
 end
 
 -- The rate part of a peek; for a limiter without a rate, its free slots.
@@ -676,17 +705,14 @@ local function rate_peek(states, m, now)
   elseif kind == 'fw' or kind == 'fm' then
     return fw_peek(rate_state(states, m), m, now)
   end
-  return {1, math.max(m[MAX] - live_leases(m, now), 0), 0, 0, 0, 0}
+  return 1, max(m[MAX] - live_leases(m, now), 0), 0, 0, 0, 0
 end
 
 -- Every slot is held: the rate's numbers, refused by concurrency. Its retry-after is
 -- the rate's alone; a slot comes back when its holder lets go.
 local function concurrency_refusal(states, m, now)
-  local d = rate_peek(states, m, now)
-  d[1] = 0
-  d[5] = 2
-  d[6] = 0
-  return d
+  local _, remaining, retry, reset = rate_peek(states, m, now)
+  return 0, remaining, retry, reset, 2, 0
 end
 
 -- algorithm::peek: what an attempt would get now.
@@ -716,24 +742,24 @@ local function decide(states, m, now)
   if taking then
     taken = 1
   end
-  return {1, math.max(m[MAX] - live_leases(m, now) - taken, 0), 0, 0, 0, 0}
+  return 1, max(m[MAX] - live_leases(m, now) - taken, 0), 0, 0, 0, 0
 end
 
 -- Holds lease `id` until now + ttl, and keeps the set alive until its last expiry.
 local function hold_lease(leases, id, now, ttl)
-  redis.call('ZADD', leases, int(now + ttl), id)
-  redis.call('PEXPIRE', leases, ttl_ms(newest_score(leases) - now))
+  rcall('ZADD', leases, int(now + ttl), id)
+  rcall('PEXPIRE', leases, ttl_ms(newest_score(leases) - now))
 end
 
--- Records the admission `d` of member `m` (decided by `decide` at `now`) in its
--- state, written by `save`, and takes its lease.
-local function admit(states, m, now, d)
+-- Records the admission of member `m` (decided by `decide` at `now`, `recorded` its
+-- last value) in its state, written by `save`, and takes its lease.
+local function admit(states, m, now, recorded)
   local kind = m[KIND]
   if kind ~= 'cc' then
     local state = rate_state(states, m)
-    state.by = m
+    state.by = m[PROFILE]
     if kind == 'tb' then
-      state.tat = d[6]
+      state.tat = recorded
     elseif kind == 'sw' then
       log_expire(state, now, m[PARAM])
       log_push(state, now, m[COST], m[RUNS], m[ALIGN])
@@ -744,7 +770,7 @@ local function admit(states, m, now, d)
   end
   if m[MAX] > 0 and m[LEASE] ~= '' then
     -- Expired leases free their slots (LeaseSet::live).
-    redis.call('ZREMRANGEBYSCORE', m[LEASES], '-inf', int(now))
+    rcall('ZREMRANGEBYSCORE', m[LEASES], '-inf', int(now))
     hold_lease(m[LEASES], m[LEASE], now, m[LEASE_TTL])
   end
 end
@@ -760,17 +786,17 @@ local function refund_rate(states, m, now, admitted, recorded)
   if kind == 'tb' then
     local tat = tb_refund(state.tat, now, m[PARAM], m[COST], admitted, recorded)
     if tat ~= state.tat then
-      state.tat, state.by = tat, m
+      state.tat, state.by = tat, m[PROFILE]
     end
   elseif kind == 'sw' then
     -- SlidingWindow::refund: from its own run, or from the grid run it was merged
     -- into; units that left the window with their run are not taken twice.
     if log_remove(state, recorded, m[COST])
         or log_remove(state, cdiv(recorded, m[ALIGN]) * m[ALIGN], m[COST]) then
-      state.by = m
+      state.by = m[PROFILE]
     end
   elseif state.start == recorded and state.used > 0 then
     -- FixedWindow::refund: only in the window it was counted in.
-    state.used, state.by = state.used - math.min(state.used, m[COST]), m
+    state.used, state.by = state.used - min(state.used, m[COST]), m[PROFILE]
   end
 end

@@ -8,5 +8,4 @@
 -- concurrency cap refuses whatever the rate says. Expired runs and leases are
 -- skipped, not deleted.
 local now = clock()
-local d = peek({}, member(KEYS, ARGV, 1, 1), now)
-return packed({now, 0, d[1], d[2], d[3], d[4], d[5], d[6]})
+return packed({now, 0, peek({}, member(KEYS, ARGV, 1, 1), now)})

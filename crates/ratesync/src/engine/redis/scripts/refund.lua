@@ -13,13 +13,13 @@
 -- back only in the window the admission was counted in. A lease given back is
 -- announced like a release, so that waiters elsewhere retry.
 local m = member(KEYS, ARGV, 1, 1)
-local admitted = tonumber(ARGV[MEMBER_ARGS + 1])
-local recorded = tonumber(ARGV[MEMBER_ARGS + 2])
+local admitted = tonum(ARGV[MEMBER_ARGS + 1])
+local recorded = tonum(ARGV[MEMBER_ARGS + 2])
 local now = clock()
 local states = {}
 refund_rate(states, m, now, admitted, recorded)
 save(states, now)
-if m[LEASE] ~= '' and redis.call('ZREM', m[LEASES], m[LEASE]) == 1 then
-  redis.call('PUBLISH', ARGV[MEMBER_ARGS + 3], ARGV[MEMBER_ARGS + 4])
+if m[LEASE] ~= '' and rcall('ZREM', m[LEASES], m[LEASE]) == 1 then
+  rcall('PUBLISH', ARGV[MEMBER_ARGS + 3], ARGV[MEMBER_ARGS + 4])
 end
 return 1

@@ -5,8 +5,8 @@
 -- Invariant: only the named lease is removed; releasing twice, or a lease never taken,
 -- changes nothing and publishes nothing. A removal is published so that waiters in
 -- every process retry at once (they also poll, in case a message is lost).
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+local removed = rcall('ZREM', KEYS[1], ARGV[1])
 if removed == 1 then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  rcall('PUBLISH', ARGV[2], ARGV[3])
 end
 return removed

@@ -6,9 +6,9 @@
 -- slot may already be someone else's: the answer is 0 and nothing is written. The set
 -- stays alive until its last lease expires.
 local now = clock()
-local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+local expiry = tonum(rcall('ZSCORE', KEYS[1], ARGV[1]))
 if not expiry or expiry <= now then
   return 0
 end
-hold_lease(KEYS[1], ARGV[1], now, tonumber(ARGV[2]))
+hold_lease(KEYS[1], ARGV[1], now, tonum(ARGV[2]))
 return 1

@@ -5,9 +5,9 @@
 --
 -- Invariant: afterwards the key is indistinguishable from one never seen. Dropped
 -- leases free their slots, so waiters are told as for a release.
-local had_leases = redis.call('EXISTS', KEYS[#KEYS]) == 1
-redis.call('DEL', unpack(KEYS))
+local had_leases = rcall('EXISTS', KEYS[#KEYS]) == 1
+rcall('DEL', tunpack(KEYS))
 if had_leases then
-  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  rcall('PUBLISH', ARGV[1], ARGV[2])
 end
 return 1
