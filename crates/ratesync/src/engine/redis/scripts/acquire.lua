@@ -25,13 +25,14 @@ for p = 1, tonum(ARGV[1]) do
   profiles[p] = profile(ARGV, a)
   a = a + PROFILE_ARGS
 end
+local numbers = argument_numbers()
 -- The i-th member of every call is the same table, filled again (`compose`).
 local members = {}
 local k = 1
 local calls = tonum(ARGV[a])
 a = a + 1
 for _ = 1, calls do
-  local n = tonum(ARGV[a])
+  local n = numbers[ARGV[a]]
   a = a + 1
   -- out[o + 1] is the call's refusing member; member i's decision follows at
   -- out[at(i) .. at(i) + 5], with at(i) = o + 2 + 6 (i - 1).
@@ -42,7 +43,7 @@ for _ = 1, calls do
       m = {}
       members[i] = m
     end
-    compose(m, KEYS, k, profiles[tonum(ARGV[a])], tonum(ARGV[a + 1]), ARGV[a + 2])
+    compose(m, KEYS, k, profiles[numbers[ARGV[a]]], numbers[ARGV[a + 1]], ARGV[a + 2])
     k = k + MEMBER_KEYS
     a = a + 3
     if refused == 0 then

@@ -16,7 +16,7 @@
 -- function library cannot read globals while it is being loaded, so each operation
 -- binds them when it runs (scripts.rs), once per library or script.
 local floor, ceil, max, min, tonum, format, spack, sunpack, tunpack, srep, ssub, concat,
-  rcall
+  setmeta, rcall
 
 local function bind()
   if rcall then
@@ -25,7 +25,7 @@ local function bind()
   floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
   tonum, format, srep, ssub = tonumber, string.format, string.rep, string.sub
   spack, sunpack, tunpack, concat = struct.pack, struct.unpack, unpack, table.concat
-  rcall = redis.call
+  setmeta, rcall = setmetatable, redis.call
 end
 
 -- Extra lifetime of every TTL: keys outlive the instant their state is fresh again,
@@ -83,6 +83,18 @@ local function packed(values)
     parts[#parts + 1] = spack('<' .. srep('d', j - i + 1), tunpack(values, i, j))
   end
   return concat(parts)
+end
+
+-- The numbers among a script's arguments, each parsed once per run: `numbers[text]`.
+-- `tonumber` of a string goes through strtod, which costs more than deciding a
+-- token-bucket call, and a batch repeats the same few (member counts, profile
+-- indices, costs).
+local function argument_numbers()
+  return setmeta({}, {__index = function(numbers, text)
+    local n = tonum(text)
+    numbers[text] = n
+    return n
+  end})
 end
 
 -- PEXPIRE argument for state that is fresh again `us` microseconds from now.
