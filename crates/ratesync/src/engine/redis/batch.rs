@@ -11,10 +11,10 @@ use redis::cluster_routing::Slot;
 
 use super::keys::KeyTag;
 use super::limiter::Encoding;
-use super::scripts::unpack;
+use super::scripts::answers;
 use super::Shared;
 use crate::algorithm::LeaseId;
-use crate::engine::micros::{call_answers, CallAnswer};
+use crate::engine::micros::CallAnswer;
 use crate::store::batches::{self, Queues};
 use crate::store::StoreError;
 
@@ -102,5 +102,5 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             }
         })
         .await?;
-    call_answers(&unpack(&answer)?, calls.iter().map(|call| call.len()))
+    answers(&answer, calls.iter().map(|call| call.len()))
 }

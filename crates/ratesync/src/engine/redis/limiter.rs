@@ -8,12 +8,12 @@ use redis::Cmd;
 
 use super::batch;
 use super::keys::{KeyTag, LimiterKeys, Suffix};
-use super::scripts::unpack;
+use super::scripts::answers;
 use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{single_answer, Kind, MicrosPolicy};
+use crate::engine::micros::{Kind, MicrosPolicy};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// The keys of one limiter in a Redis store.
@@ -127,9 +127,9 @@ impl RedisLimiter {
                 self.encoding.member_args(cmd, cost, None);
             })
             .await?;
-        Ok(single_answer(&unpack(&answer)?)?
-            .single(self.encoding.policy.limit)?
-            .0)
+        let answer = answers(&answer, [1])?.pop();
+        let answer = answer.ok_or_else(|| StoreError::Backend("an empty answer".to_owned()))?;
+        Ok(answer.single(self.encoding.policy.limit)?.0)
     }
 
     async fn refund_one(

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use redis::{Cmd, FromRedisValue, RedisError, ServerErrorKind};
 
 use super::connection::Connection;
+use crate::engine::micros::{CallAnswer, DECISION_LEN};
 use crate::store::StoreError;
 
 /// Where the scripts read "now": the server's `TIME`, or (tests only) a clock the
@@ -34,9 +35,63 @@ pub(crate) enum ScriptClock {
     Pinned(crate::testing::PinnedClock),
 }
 
-/// The integers of a `packed` answer (`scripts/lib.lua`): little-endian doubles, each
-/// an integer below 2^53 (every time and count the scripts compute is).
-pub(crate) fn unpack(answer: &[u8]) -> Result<Vec<i64>, StoreError> {
+/// The answers of a `packed` reply to calls of `members` members each, in order
+/// (`acquire.lua`; `peek.lua` answers like one call of one member). A decision
+/// travels as four integers (`answer` in `scripts/lib.lua`) and is read back into the
+/// six every engine answers with (`DECISION_LEN`); a call's refusing member is sent
+/// only for calls of several members (one member refused when its decision is).
+pub(crate) fn answers(
+    packed: &[u8],
+    members: impl IntoIterator<Item = usize>,
+) -> Result<Vec<CallAnswer>, StoreError> {
+    let values = unpack(packed)?;
+    let unexpected = || {
+        StoreError::Backend(format!(
+            "unexpected answer of {} values to a batch",
+            values.len()
+        ))
+    };
+    let (&now, mut rest) = values.split_first().ok_or_else(unexpected)?;
+    let mut answers = Vec::new();
+    for members in members {
+        let (refused, decided) = match members {
+            1 => (None, ANSWER_LEN),
+            _ => (rest.first().copied(), 1 + ANSWER_LEN * members),
+        };
+        if rest.len() < decided {
+            return Err(unexpected());
+        }
+        let (this, next) = rest.split_at(decided);
+        rest = next;
+        let sent = &this[decided - ANSWER_LEN * members..];
+        let mut decisions = Vec::with_capacity(DECISION_LEN * members);
+        for answer in sent.chunks_exact(ANSWER_LEN) {
+            let [denied_by, remaining, reset, last] =
+                answer.try_into().map_err(|_| unexpected())?;
+            decisions.extend(match denied_by {
+                0 => [1, remaining, 0, reset, 0, last],
+                _ => [0, remaining, last, reset, denied_by, 0],
+            });
+        }
+        let refused = refused.unwrap_or(i64::from(this[0] != 0));
+        answers.push(CallAnswer {
+            now,
+            refused,
+            decisions,
+        });
+    }
+    match rest.is_empty() {
+        true => Ok(answers),
+        false => Err(unexpected()),
+    }
+}
+
+/// Integers per decision in an answer (`ANSWER_LEN` in `scripts/lib.lua`).
+const ANSWER_LEN: usize = 4;
+
+/// The integers of a `packed` answer: little-endian doubles, each an integer below
+/// 2^53 (every time and count the scripts compute is).
+fn unpack(answer: &[u8]) -> Result<Vec<i64>, StoreError> {
     let unexpected = || StoreError::Backend(format!("unexpected answer of {} bytes", answer.len()));
     let chunks = answer.chunks_exact(8);
     if !chunks.remainder().is_empty() {
@@ -337,5 +392,33 @@ mod tests {
         assert!(unpack(&0.5_f64.to_le_bytes()).is_err(), "not an integer");
         assert!(unpack(&f64::NAN.to_le_bytes()).is_err());
         assert!(unpack(&1e16_f64.to_le_bytes()).is_err(), "beyond 2^53");
+    }
+
+    #[test]
+    fn four_integer_answers_read_back_as_six() {
+        let packed = |values: &[i64]| -> Vec<u8> {
+            values
+                .iter()
+                .flat_map(|&v| (v as f64).to_le_bytes())
+                .collect()
+        };
+        // now; an admitted call; a call refused by its rate; a group whose second
+        // member refused (by concurrency), its first peeked.
+        let reply = packed(&[100, 0, 4, 50, 150, 1, 0, 30, 20, 2, 0, 3, 0, 0, 2, 0, 9, 7]);
+        let calls = answers(&reply, [1, 1, 2]).unwrap();
+        assert_eq!(calls.len(), 3);
+        assert!(calls.iter().all(|call| call.now == 100));
+        assert_eq!(
+            (calls[0].refused, &calls[0].decisions[..]),
+            (0, &[1, 4, 0, 50, 0, 150][..])
+        );
+        assert_eq!(
+            (calls[1].refused, &calls[1].decisions[..]),
+            (1, &[0, 0, 20, 30, 1, 0][..])
+        );
+        assert_eq!(calls[2].refused, 2);
+        assert_eq!(calls[2].decisions, [1, 3, 0, 0, 0, 0, 0, 0, 7, 9, 2, 0]);
+        assert!(answers(&reply, [1, 1]).is_err(), "values left over");
+        assert!(answers(&reply, [1, 1, 3]).is_err(), "values missing");
     }
 }

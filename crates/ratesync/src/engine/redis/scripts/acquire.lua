@@ -6,8 +6,9 @@
 -- ARGV  number of profiles, then each (PROFILE_ARGS: one per limiter of the batch);
 --       number of calls; per call its number of members, then per member its
 --       profile's 1-based index, its cost and its lease id ('' = none)
--- Returns {now_us, then per call: 0 when admitted or the 1-based index of the member
---          that refused, then six integers per member: its decision}, `packed`
+-- Returns {now_us, then per call: for a call of several members, 0 when admitted or
+--          the 1-based index of the member that refused; then per member its decision
+--          (ANSWER_LEN integers, see `answer`)}, `packed`
 --
 -- Invariant: every member of a call is decided before any is recorded, so a refused
 -- call changes nothing (algorithm::decide_all): its refusing member gets its refusal,
@@ -18,7 +19,7 @@
 local now = clock()
 local states = {}
 -- Sized for the common answer, one call of one member (a table grows by doubling).
-local out, o = {now, 0, 0, 0, 0, 0, 0, 0}, 1
+local out, o = {now, 0, 0, 0, 0}, 1
 local profiles = {}
 local a = 2
 for p = 1, tonum(ARGV[1]) do
@@ -34,8 +35,12 @@ a = a + 1
 for _ = 1, calls do
   local n = numbers[ARGV[a]]
   a = a + 1
-  -- out[o + 1] is the call's refusing member; member i's decision follows at
-  -- out[at(i) .. at(i) + 5], with at(i) = o + 2 + 6 (i - 1).
+  -- Member i's decision goes at out[first + ANSWER_LEN * (i - 1)], after the
+  -- call's refusing member when it has several.
+  local first = o + 1
+  if n > 1 then
+    first = o + 2
+  end
   local refused = 0
   for i = 1, n do
     local m = members[i]
@@ -47,29 +52,27 @@ for _ = 1, calls do
     k = k + MEMBER_KEYS
     a = a + 3
     if refused == 0 then
-      local at = o + 6 * i - 4
-      out[at], out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5] =
-        decide(states, m, now)
-      if out[at] == 0 then
+      if answer(out, first + ANSWER_LEN * (i - 1), decide(states, m, now)) == 0 then
         refused = i
       end
     end
   end
   if refused == 0 then
     for i = 1, n do
-      admit(states, members[i], now, out[o + 6 * i + 1])
+      -- An admission's answer ends with what it recorded.
+      admit(states, members[i], now, out[first + ANSWER_LEN * i - 1])
     end
   else
     for i = 1, n do
       if i ~= refused then
-        local at = o + 6 * i - 4
-        out[at], out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5] =
-          peek(states, members[i], now)
+        answer(out, first + ANSWER_LEN * (i - 1), peek(states, members[i], now))
       end
     end
   end
-  out[o + 1] = refused
-  o = o + 1 + 6 * n
+  if n > 1 then
+    out[o + 1] = refused
+  end
+  o = first + ANSWER_LEN * n - 1
 end
 save(states, now)
 return packed(out)
