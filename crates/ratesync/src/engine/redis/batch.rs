@@ -80,10 +80,12 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             }
         });
     }
+    let keys = calls.iter().flat_map(|call| call.iter());
+    let keys = keys.map(|member| member.encoding.keys()).sum();
     let answer: Vec<u8> = shared
         .scripts
         .acquire
-        .run(&shared.connection, Encoding::KEYS * indices.len(), |cmd| {
+        .run(&shared.connection, keys, |cmd| {
             for member in calls.iter().flat_map(|call| call.iter()) {
                 member.encoding.member_keys(cmd, &member.tag);
             }

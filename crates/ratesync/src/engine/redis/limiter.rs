@@ -32,10 +32,17 @@ pub(crate) struct Encoding {
 }
 
 impl Encoding {
-    /// Keys per member: its rate state and its leases.
-    pub const KEYS: usize = 2;
+    /// Keys per member: its rate state, and its leases when the limiter caps
+    /// concurrency (`compose` in `scripts/lib.lua`): every key sent costs the server
+    /// a string to parse and pass to the script.
+    pub fn keys(&self) -> usize {
+        match self.policy.max_concurrent {
+            0 => 1,
+            _ => 2,
+        }
+    }
 
-    /// Appends the keys of one member.
+    /// Appends the keys of one member ([`Self::keys`]).
     pub fn member_keys(&self, cmd: &mut Cmd, tag: &KeyTag) {
         let rate = match self.policy.kind {
             Kind::SlidingWindow => Suffix::Log,
@@ -46,7 +53,10 @@ impl Encoding {
             // name of the tag does.
             Kind::TokenBucket | Kind::Slots => Suffix::TokenBucket,
         };
-        cmd.arg(tag.key(rate)).arg(tag.key(Suffix::Leases));
+        cmd.arg(tag.key(rate));
+        if self.policy.max_concurrent > 0 {
+            cmd.arg(tag.key(Suffix::Leases));
+        }
     }
 
     /// Appends this limiter's settings (`profile` in `scripts/lib.lua`): a batch
@@ -122,7 +132,7 @@ impl RedisLimiter {
             .shared
             .scripts
             .peek
-            .run(&self.shared.connection, Encoding::KEYS, |cmd| {
+            .run(&self.shared.connection, self.encoding.keys(), |cmd| {
                 self.encoding.member_keys(cmd, &tag);
                 self.encoding.member_args(cmd, cost, None);
             })
@@ -145,7 +155,7 @@ impl RedisLimiter {
         let _: i64 = shared
             .scripts
             .refund
-            .run(&shared.connection, Encoding::KEYS, |cmd| {
+            .run(&shared.connection, self.encoding.keys(), |cmd| {
                 self.encoding.member_keys(cmd, &tag);
                 self.encoding.member_args(cmd, cost, lease);
                 cmd.arg(receipt.now)

@@ -2,7 +2,7 @@
 -- (one (limiter, key) each, see `member` in lib.lua) admitted all together or not at
 -- all; a single acquire is a call of one member.
 --
--- KEYS  MEMBER_KEYS per member, calls one after the other
+-- KEYS  each member's keys (see `member` in lib.lua), calls one after the other
 -- ARGV  number of profiles, then each (PROFILE_ARGS: one per limiter of the batch);
 --       number of calls; per call its number of members, then per member its
 --       profile's 1-based index, its cost and its lease id ('' = none)
@@ -48,8 +48,7 @@ for _ = 1, calls do
       m = {}
       members[i] = m
     end
-    compose(m, KEYS, k, profiles[numbers[ARGV[a]]], numbers[ARGV[a + 1]], ARGV[a + 2])
-    k = k + MEMBER_KEYS
+    k = k + compose(m, KEYS, k, profiles[numbers[ARGV[a]]], numbers[ARGV[a + 1]], ARGV[a + 2])
     a = a + 3
     if refused == 0 then
       if answer(out, first + ANSWER_LEN * (i - 1), decide(states, m, now)) == 0 then

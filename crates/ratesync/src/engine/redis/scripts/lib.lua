@@ -123,9 +123,9 @@ end
 -- of a profile (see `profile`), so that a profile answers for its members where
 -- only settings are read (`save`); then come its keys (KEYS[k] on), its cost, its
 -- lease id ('' = none) and the profile itself.
---   KEYS  rate state (per algorithm, see keys.rs), leases (ZSET)
+--   KEYS  rate state (per algorithm, see keys.rs), then leases (ZSET) when its
+--         limiter caps concurrency: a key not needed is not sent (`compose`)
 --   ARGV  a profile (PROFILE_ARGS), then cost and lease id
-local MEMBER_KEYS = 2
 local PROFILE_ARGS = 7
 local MEMBER_ARGS = PROFILE_ARGS + 2
 local KIND, PARAM, CAPACITY, RUNS, ALIGN, MAX, LEASE_TTL = 1, 2, 3, 4, 5, 6, 7
@@ -144,9 +144,10 @@ local function profile(ARGV, a)
   }
 end
 
--- Fills `m` as the member of KEYS[k] under profile `p`. A batch fills the same few
--- tables again for each of its calls (acquire.lua): a member lives only while its
--- call is decided, and the settings are copied only when the profile changes.
+-- Fills `m` as the member of KEYS[k] under profile `p`; returns the number of its
+-- keys (1, or 2 with leases). A batch fills the same few tables again for each of
+-- its calls (acquire.lua): a member lives only while its call is decided, and the
+-- settings are copied only when the profile changes.
 local function compose(m, KEYS, k, p, cost, lease)
   if m[PROFILE] ~= p then
     for i = 1, PROFILE_ARGS do
@@ -154,14 +155,20 @@ local function compose(m, KEYS, k, p, cost, lease)
     end
     m[PROFILE] = p
   end
-  m[RATE], m[LEASES], m[COST], m[LEASE] = KEYS[k], KEYS[k + 1], cost, lease
-  return m
+  m[RATE], m[COST], m[LEASE] = KEYS[k], cost, lease
+  if p[MAX] > 0 then
+    m[LEASES] = KEYS[k + 1]
+    return 2
+  end
+  m[LEASES] = nil
+  return 1
 end
 
 -- A member written whole: a profile, then its cost and lease (MEMBER_ARGS).
 local function member(KEYS, ARGV, k, a)
-  return compose(
-    {}, KEYS, k, profile(ARGV, a), tonum(ARGV[a + PROFILE_ARGS]), ARGV[a + PROFILE_ARGS + 1])
+  local m = {}
+  compose(m, KEYS, k, profile(ARGV, a), tonum(ARGV[a + PROFILE_ARGS]), ARGV[a + PROFILE_ARGS + 1])
+  return m
 end
 
 -- Token bucket (TokenBucket::decide): the decision and, when admitted, the new TAT.
