@@ -43,9 +43,12 @@ pub(super) async fn acquire(shared: &Arc<Shared>, call: Call) -> Result<CallAnsw
 }
 
 impl batches::Sender for Shared {
-    /// Redis runs one script at a time; 4 in flight keep it busy while the
-    /// client reads and writes (64 tasks: about 20 calls per batch).
-    const MAX_IN_FLIGHT: usize = 4;
+    /// Redis runs one script at a time: with 2 in flight it decides one batch while
+    /// the client reads the other's answer and gathers the next. More make smaller
+    /// batches, whose fixed cost (the call, `TIME`, the reply) then weighs more
+    /// (64 tasks on one key, docs/benchmarks.md: 1 in flight 138k decisions/s, 2
+    /// 210k, 4 155k; 35, 21 and 11 calls per batch).
+    const MAX_IN_FLIGHT: usize = 2;
     type Queue = Option<Slot>;
     type Call = Call;
     type Answer = CallAnswer;
