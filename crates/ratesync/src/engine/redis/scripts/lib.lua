@@ -89,12 +89,14 @@ end
 -- `tonumber` of a string goes through strtod, which costs more than deciding a
 -- token-bucket call, and a batch repeats the same few (member counts, profile
 -- indices, costs).
+local PARSE_ON_MISS = {__index = function(numbers, text)
+  local n = tonum(text)
+  numbers[text] = n
+  return n
+end}
+
 local function argument_numbers()
-  return setmeta({}, {__index = function(numbers, text)
-    local n = tonum(text)
-    numbers[text] = n
-    return n
-  end})
+  return setmeta({}, PARSE_ON_MISS)
 end
 
 -- Writes a decision (six values, as `decide` returns them) into an answer at
