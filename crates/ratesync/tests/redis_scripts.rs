@@ -97,8 +97,8 @@ fn lua_batches_equal_the_reference() {
 }
 
 /// Calls the engine sends at once, alone, before others wait on their queue
-/// (`docs/design.md#redis`: four calls in flight).
-const SENT_AT_ONCE: usize = 4;
+/// (`docs/design.md#redis`: two calls in flight).
+const SENT_AT_ONCE: usize = 2;
 
 /// Runs `check` with batches sent through the engine's own queue ([`Queued`]), on
 /// a current-thread runtime: nothing runs while the test's task polls, and the task
