@@ -155,10 +155,10 @@ DECLARE
     v_next     @table@[] := '{}';  -- per member of the call: its row as admitted
     v_row      @table@%ROWTYPE;
     v_out      bigint[];
+    v_at_out   integer;
     v_first    integer := 0;       -- members of the calls before this one
     v_n        integer;
     v_i        integer;
-    v_at_out   integer;
     v_refused  integer;
     v_d        bigint[];
     v_peek     boolean;
@@ -459,7 +459,9 @@ BEGIN
                         v_refused := j;
                         EXIT;
                     END IF;
-                    IF v_count > 1 THEN
+                    -- A group's rows wait until every member is admitted; a single
+                    -- member's row stays in v_row (below).
+                    IF v_count > 1 AND v_n > 1 THEN
                         v_next[j] := v_row;
                     END IF;
                 END IF;
@@ -468,15 +470,20 @@ BEGIN
         END LOOP;
         IF v_refused > 0 THEN
             v_out[v_at_out + 1] := v_refused;
-            -- A single call refused by a sliding window still drops the runs that have
-            -- left it, as algorithm::decide does (a refused group changes nothing).
-            IF v_n = 1 AND v_trimmed THEN
+        END IF;
+        IF v_n = 1 THEN
+            -- A single call's row as it left it, kept without staging (no other
+            -- member can refuse it; each copy of a row costs plpgsql a tuple): when
+            -- admitted, or refused by a sliding window that still dropped the runs
+            -- that have left it, as algorithm::decide does (a refused group changes
+            -- nothing).
+            IF p_consume AND (v_refused = 0 OR v_trimmed) THEN
                 IF v_count > 1 THEN
                     v_state[p_rows[v_first + 1]] := v_row;
                 END IF;
                 v_written[p_rows[v_first + 1]] := v_first + 1;
             END IF;
-        ELSIF p_consume THEN
+        ELSIF v_refused = 0 AND p_consume THEN
             FOR j IN 1 .. v_n LOOP
                 IF v_count > 1 THEN
                     v_state[p_rows[v_first + j]] := v_next[j];
