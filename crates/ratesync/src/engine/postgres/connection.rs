@@ -1,5 +1,6 @@
 //! The connections of a store: a small fixed set of clients, shared by every limiter
-//! and key, used round-robin without checkout.
+//! and key, without checkout: a key's calls go to one client, and keys spread over
+//! as many clients as the load needs (`Pool::client_of`).
 //!
 //! tokio-postgres pipelines the queries that tasks send concurrently on one client,
 //! so a handful of connections carries any number of tasks; there is no pool to wait
