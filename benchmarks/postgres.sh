@@ -12,6 +12,9 @@
 #
 # Targets: ratesync at 64 tasks >= 10x rate-sync at 1 task, with zero errors; and
 # >= 2x the pgbench transactions on 1 key and on 64 keys.
+# When the server has track_functions = 'pl', each ratesync run also prints how many
+# decisions a call of the acquire function (one transaction) made, and the server
+# time spent in it (pg_stat_user_functions).
 # Needs PostgreSQL at postgresql://root@127.0.0.1:5432/test (where bench_rate_sync.py
 # connects) and python3. Installs rate-sync into target/anchor-venv on first use.
 # Usage: benchmarks/postgres.sh [SECONDS]
@@ -38,9 +41,21 @@ rate_per_second = 1e9
 burst = 1000000
 TOML
 
+# Calls of the acquire function and the server time spent in it so far, from
+# pg_stat_user_functions (zeros unless the server has track_functions = 'pl').
+function_stats() {
+  psql -qAt "$pg_url" -c "SELECT coalesce(sum(calls), 0) || ' ' || coalesce(sum(self_time), 0)
+    FROM pg_stat_user_functions WHERE funcname = 'ratesync_bench_acquire'"
+}
 bench() {
+  local before after
+  before=$(function_stats 2>/dev/null || echo "0 0")
   target/release/ratesync bench --config "$workdir/rate-sync.toml" --limiter api \
     --tasks "$1" --duration "$seconds" --mode try --json "${@:2}"
+  # A backend reports its statistics as it exits, just after the bench's end.
+  sleep 1
+  after=$(function_stats 2>/dev/null || echo "0 0")
+  echo "$before $after" >> "$workdir/function_stats"
 }
 echo "== ratesync bench, 1 process, 1 task, ${seconds}s"
 ours_one=$(bench 1)
@@ -80,18 +95,26 @@ anchor_eight=$(target/anchor-venv/bin/python benchmarks/bench_rate_sync.py postg
 echo "$anchor_eight"
 
 python3 - "$ours_one" "$ours_64" "$anchor_one" "$anchor_eight" "$ours_64_keys" \
-  "$pgbench_one" "$pgbench_64" <<'PY'
+  "$pgbench_one" "$pgbench_64" "$workdir/function_stats" <<'PY'
 import json, re, sys
 one, many = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 many_keys = json.loads(sys.argv[5])
 pgbench_one, pgbench_64 = float(sys.argv[6]), float(sys.argv[7])
 anchor = float(re.search(r"ops/s=(\d+)", sys.argv[3]).group(1))
 eight = re.search(r"ops/s=(\d+)", sys.argv[4])
+stats = [[float(x) for x in line.split()] for line in open(sys.argv[8])]
 print()
-for name, run in (("1 task", one), ("64 tasks", many), ("64 tasks, 64 keys", many_keys)):
+runs = (("1 task", one), ("64 tasks", many), ("64 tasks, 64 keys", many_keys))
+for (name, run), (calls0, ms0, calls1, ms1) in zip(runs, stats):
     lat = run["latency_us"]
     print(f"ratesync {name}: {run['ops_per_s']:,.0f} acquires/s, errors {run['errors']}, "
           f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, max {lat['max']:.0f} us")
+    calls, decisions = calls1 - calls0, run["admitted"] + run["denied"]
+    if calls > 0:
+        # Each call of the acquire function is one transaction deciding a batch.
+        print(f"  acquire function: {decisions / calls:.1f} decisions per call, "
+              f"{(ms1 - ms0) * 1000 / calls:.0f} us of server time per call, "
+              f"{(ms1 - ms0) * 1000 / decisions:.1f} us per decision")
 print(f"rate-sync 1 task: {anchor:,.0f} acquires/s")
 print("rate-sync 8 tasks: " + (f"{float(eight.group(1)):,.0f} acquires/s" if eight
       else "failed: " + sys.argv[4][-160:]))

@@ -1,5 +1,6 @@
 //! The connections of a store: a small fixed set of clients, shared by every limiter
-//! and key, used round-robin without checkout.
+//! and key, without checkout: a key's calls go to one client, and keys spread over
+//! as many clients as the load needs (`Pool::client_of`).
 //!
 //! tokio-postgres pipelines the queries that tasks send concurrently on one client,
 //! so a handful of connections carries any number of tasks; there is no pool to wait
@@ -26,6 +27,12 @@ use crate::store::{client_timeout, StoreError, DEFAULT_DEADLINE};
 
 const DEFAULT_CLIENTS: u32 = 4;
 const MAX_CLIENTS: u32 = 64;
+/// Acquires outstanding per client in use before the keys spread over one more
+/// client (`docs/design.md#postgresql`, Connections). A batch pays a transaction's
+/// fixed cost once, and that cost is about that of 20 calls in it: with two batches
+/// in flight, a client's 64 calls make batches of about 30, of which the fixed cost
+/// is still about two fifths.
+const CALLS_PER_CLIENT: usize = 64;
 
 /// The engine's statements, prepared once per client.
 pub(crate) struct Statements {
@@ -57,6 +64,20 @@ pub(crate) struct Pool {
     migrated: OnceCell<()>,
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    /// Acquires of the store sent or queued and not answered yet.
+    load: AtomicUsize,
+    /// How many clients the keys are spread over now: 1 up to all of them.
+    spread: AtomicUsize,
+}
+
+/// An acquire counted in the store's load while it lives.
+pub(crate) struct Load<'a>(&'a Pool);
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        let load = self.0.load.fetch_sub(1, Ordering::Relaxed) - 1;
+        self.0.adjust_spread(load);
+    }
 }
 
 impl Pool {
@@ -74,6 +95,8 @@ impl Pool {
             migrated: OnceCell::new(),
             slots: (0..clients).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
+            load: AtomicUsize::new(0),
+            spread: AtomicUsize::new(1),
         })
     }
 
@@ -82,18 +105,15 @@ impl Pool {
     }
 
     /// Runs one prepared statement, chosen from the client's set by `statement`, and
-    /// returns its single row.
-    /// Calls for the same `route` (a hash of limiter and key) go to the same client,
-    /// where PostgreSQL runs them one after the other: a busy key's calls queue in
-    /// the client's pipeline instead of on the row lock (which costs the server far
-    /// more), while different keys spread over the clients. `None`: round-robin.
+    /// returns its single row, on `client` (see [`Self::client_of`]); `None`:
+    /// round-robin.
     pub async fn query_one(
         self: &Arc<Self>,
-        route: Option<u64>,
+        client: Option<usize>,
         statement: impl Fn(&Statements) -> &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, StoreError> {
-        let (slot, generation, session) = self.pick(route).await?;
+        let (slot, generation, session) = self.pick(client).await?;
         let call = session
             .client
             .query_one(statement(&session.statements), params);
@@ -116,21 +136,57 @@ impl Pool {
         }
     }
 
-    /// The index of the client that carries the calls of `route`.
+    /// The index of the client that carries the calls of `route` (a hash of limiter
+    /// and key). PostgreSQL runs a client's calls one after the other: a busy key's
+    /// calls queue in the client's pipeline and batches instead of on the row lock
+    /// (which costs the server far more). Keys spread over as many clients as the
+    /// load needs (`CALLS_PER_CLIENT` each), not over all of them: every client in
+    /// use splits the calls into smaller batches, each paying a whole transaction.
+    /// A jump consistent hash (Lamping and Veach), so that a change of spread moves
+    /// few keys; a key that moves meanwhile is only locked in turn by two clients.
     pub fn client_of(&self, route: u64) -> usize {
-        (route % self.slots.len() as u64) as usize
+        let spread = self
+            .spread
+            .load(Ordering::Relaxed)
+            .clamp(1, self.slots.len());
+        jump_hash(route, spread)
     }
 
-    /// The client for `route` (or the next in turn). One that is not open yet is opened in the background
+    /// Counts an acquire in the load until the returned guard drops.
+    pub fn count_load(&self) -> Load<'_> {
+        let load = self.load.fetch_add(1, Ordering::Relaxed) + 1;
+        self.adjust_spread(load);
+        Load(self)
+    }
+
+    /// One more client when the load exceeds what those in use carry; one fewer once
+    /// it falls to half of what one fewer would carry (so a load near a step does
+    /// not move keys back and forth).
+    fn adjust_spread(&self, load: usize) {
+        let spread = self.spread.load(Ordering::Relaxed);
+        let wanted = if load > spread * CALLS_PER_CLIENT {
+            (spread + 1).min(self.slots.len())
+        } else if spread > 1 && load * 2 < (spread - 1) * CALLS_PER_CLIENT {
+            spread - 1
+        } else {
+            return;
+        };
+        // Another caller may have moved it meanwhile: theirs stands.
+        let _ = self
+            .spread
+            .compare_exchange(spread, wanted, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Client number `client` (or the next in turn). One that is not open yet is opened in the background
     /// while the call goes to an open one, so a new store pays for one connection
     /// before its first answer, not one per client (and calls keep their order).
     async fn pick(
         self: &Arc<Self>,
-        route: Option<u64>,
+        client: Option<usize>,
     ) -> Result<(&Slot, u64, Arc<Session>), StoreError> {
         let count = self.slots.len();
-        let index = match route {
-            Some(route) => self.client_of(route),
+        let index = match client {
+            Some(client) => client % count,
             None => self.next.fetch_add(1, Ordering::Relaxed) % count,
         };
         let open = |i: usize| {
@@ -299,6 +355,18 @@ async fn schema_error(client: &Client, names: &Names, error: &tokio_postgres::Er
     map_error(error, names)
 }
 
+/// Jump consistent hash: the bucket of `key` among `buckets` (at least 1). Going
+/// from n to n + 1 buckets moves only the keys that land in the new one.
+fn jump_hash(mut key: u64, buckets: usize) -> usize {
+    let (mut bucket, mut next) = (0i64, 0i64);
+    while next < buckets as i64 {
+        bucket = next;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        next = ((bucket + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    bucket as usize
+}
+
 fn discard(slot: &Slot, generation: u64) {
     let mut current = slot.current.write();
     if current.as_ref().is_some_and(|(g, _)| *g == generation) {
@@ -340,4 +408,66 @@ pub(crate) fn map_error(error: &tokio_postgres::Error, names: &Names) -> StoreEr
         return StoreError::Connection(db.message().to_owned());
     }
     StoreError::Backend(format!("{} ({})", db.message(), code.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::postgres::schema::SqlClock;
+
+    fn pool(clients: u32) -> Pool {
+        let config = PostgresConfig {
+            url: crate::config::secret::SecretUrl::new("postgresql://x@h/db".to_owned()),
+            schema_name: "public".to_owned(),
+            table_name: "t".to_owned(),
+            auto_create: false,
+            pool_min_size: None,
+            pool_max_size: Some(clients),
+            timing_margin_ms: None,
+        };
+        let names = Names::new(&config, SqlClock::Server).unwrap();
+        Pool::new(&config, names).unwrap()
+    }
+
+    /// A key stays on its client when clients are added, unless it moves to the new
+    /// one; every key lands on a client in use.
+    #[test]
+    fn a_wider_spread_moves_keys_only_to_the_new_client() {
+        for key in (0..2000u64).map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
+            assert_eq!(jump_hash(key, 1), 0);
+            for buckets in 1..8 {
+                let (before, after) = (jump_hash(key, buckets), jump_hash(key, buckets + 1));
+                assert!(before < buckets && after <= buckets);
+                assert!(
+                    after == before || after == buckets,
+                    "{key}: {before} -> {after}"
+                );
+            }
+        }
+    }
+
+    /// Keys spread over one more client each time the load passes what those in use
+    /// carry, never over more than the pool has, and come back as the load falls.
+    #[test]
+    fn the_spread_follows_the_load() {
+        let pool = pool(4);
+        let spread = |pool: &Pool| pool.spread.load(Ordering::Relaxed);
+        let mut loads: Vec<Load<'_>> = (0..CALLS_PER_CLIENT).map(|_| pool.count_load()).collect();
+        assert_eq!(
+            spread(&pool),
+            1,
+            "one client carries {CALLS_PER_CLIENT} calls"
+        );
+        loads.push(pool.count_load());
+        assert_eq!(spread(&pool), 2);
+        loads.extend((0..10 * CALLS_PER_CLIENT).map(|_| pool.count_load()));
+        assert_eq!(spread(&pool), 4, "at most the pool's clients");
+        assert!((0..1000).all(|route| pool.client_of(route) < 4));
+        // Down to a client's load: not yet under half of what two carry.
+        loads.truncate(CALLS_PER_CLIENT);
+        assert_eq!(spread(&pool), 3);
+        loads.clear();
+        assert_eq!(spread(&pool), 1);
+        assert_eq!(pool.client_of(12345), 0);
+    }
 }

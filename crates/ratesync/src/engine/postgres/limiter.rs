@@ -40,7 +40,21 @@ pub(crate) struct Member {
 
 /// One call: members admitted all together or not at all (a single acquire is a
 /// call of one member).
-pub(crate) type Call = Vec<Member>;
+pub(crate) struct Call {
+    /// The client whose queue the call joined, where its batch is sent: the client
+    /// of its first member's key when it was made (`Pool::client_of`).
+    client: usize,
+    members: Vec<Member>,
+}
+
+impl Call {
+    fn new(shared: &Shared, members: Vec<Member>) -> Self {
+        let client = members
+            .first()
+            .map_or(0, |m| shared.pool.client_of(route(&m.limiter, &m.key)));
+        Call { client, members }
+    }
+}
 
 /// The queues of one store: one per client, since a client runs its calls one after
 /// the other.
@@ -69,15 +83,15 @@ impl<'a> Params<'a> {
     fn new(calls: &[&'a Call]) -> Self {
         let mut rows: Vec<(&'a [u8], &'a [u8])> = calls
             .iter()
-            .flat_map(|call| call.iter())
+            .flat_map(|call| call.members.iter())
             .map(|m| (m.limiter.as_bytes(), m.key.as_bytes()))
             .collect();
         rows.sort_unstable();
         rows.dedup();
         let mut params = Params::default();
         for call in calls {
-            params.calls.push(call.len() as i32);
-            for m in call.iter() {
+            params.calls.push(call.members.len() as i32);
+            for m in &call.members {
                 let row = rows
                     .binary_search(&(m.limiter.as_bytes(), m.key.as_bytes()))
                     .unwrap_or_default();
@@ -114,9 +128,9 @@ impl PostgresLimiter {
         Arc::ptr_eq(&self.shared, shared)
     }
 
-    /// Which client carries the calls of `key` (see `Pool::query_one`).
-    fn route(&self, key: &str) -> u64 {
-        route(&self.id, key)
+    /// Which client carries the calls of `key` (see `Pool::client_of`).
+    fn client(&self, key: &str) -> usize {
+        self.shared.pool.client_of(route(&self.id, key))
     }
 
     /// One member of a call of the acquire function for `key`.
@@ -142,13 +156,13 @@ impl PostgresLimiter {
         cost: u32,
         lease: Option<LeaseId>,
     ) -> Result<(Decision, Receipt), StoreError> {
-        let call = vec![self.member(key, cost, lease)];
+        let call = Call::new(&self.shared, vec![self.member(key, cost, lease)]);
         acquire(&self.shared, call).await?.single(self.policy.limit)
     }
 
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
-        let call = vec![self.member(key, cost, None)];
-        let values = call_acquire(&self.shared, self.route(key), &[&call], false).await?;
+        let call = Call::new(&self.shared, vec![self.member(key, cost, None)]);
+        let values = call_acquire(&self.shared, &[&call], false).await?;
         Ok(single_answer(&values)?.single(self.policy.limit)?.0)
     }
 
@@ -185,7 +199,7 @@ impl PostgresLimiter {
         }
         shared
             .pool
-            .query_one(Some(self.route(key)), |s| &s.refund, &params)
+            .query_one(Some(self.client(key)), |s| &s.refund, &params)
             .await
             .map(drop)
     }
@@ -201,7 +215,7 @@ impl PostgresLimiter {
             params.push(&now);
         }
         let row = pool
-            .query_one(Some(self.route(key)), |s| &s.renew, &params)
+            .query_one(Some(self.client(key)), |s| &s.renew, &params)
             .await?;
         Ok(row.try_get::<_, bool>(0).unwrap_or(false))
     }
@@ -211,7 +225,7 @@ impl PostgresLimiter {
         let message = self.message(true, key);
         let pool = &self.shared.pool;
         pool.query_one(
-            Some(self.route(key)),
+            Some(self.client(key)),
             |s| &s.release,
             &[
                 &self.id.as_bytes(),
@@ -229,10 +243,10 @@ impl PostgresLimiter {
     /// leases went with them: waiters in every process (this one included) retry.
     async fn reset_keys(&self, key: Option<&str>) -> Result<(), StoreError> {
         let pool = &self.shared.pool;
-        let route = key.map(|key| self.route(key));
+        let client = key.map(|key| self.client(key));
         let row = pool
             .query_one(
-                route,
+                client,
                 |s| &s.reset,
                 &[&self.id.as_bytes(), &key.map(str::as_bytes)],
             )
@@ -256,7 +270,7 @@ impl PostgresLimiter {
     }
 }
 
-/// Which client carries the calls of (`limiter`, `key`) (see `Pool::query_one`).
+/// The hash of (`limiter`, `key`) that chooses their client (`Pool::client_of`).
 fn route(limiter: &str, key: &str) -> u64 {
     let hash = |seed: u64, bytes: &[u8]| {
         bytes.iter().fold(seed, |hash, &byte| {
@@ -270,10 +284,11 @@ fn route(limiter: &str, key: &str) -> u64 {
 }
 
 /// Decides `call`, batched with the calls of its client. The client is the first
-/// member's: calls on one key keep queueing on one client.
+/// member's: calls on one key keep queueing on one client. Counted in the store's
+/// load until answered, which decides over how many clients keys spread.
 async fn acquire(shared: &Arc<Shared>, call: Call) -> Result<CallAnswer, StoreError> {
-    let first = &call[0];
-    let queue = shared.pool.client_of(route(&first.limiter, &first.key));
+    let _load = shared.pool.count_load();
+    let queue = call.client;
     batches::submit(shared, queue, call).await
 }
 
@@ -290,11 +305,9 @@ impl batches::Sender for Shared {
         &'a self,
         calls: &'a [&'a Call],
     ) -> BoxFuture<'a, Result<Vec<CallAnswer>, StoreError>> {
-        let first = &calls[0][0];
-        let route = route(&first.limiter, &first.key);
         Box::pin(async move {
-            let values = call_acquire(self, route, calls, true).await?;
-            call_answers(&values, calls.iter().map(|call| call.len()))
+            let values = call_acquire(self, calls, true).await?;
+            call_answers(&values, calls.iter().map(|call| call.members.len()))
         })
     }
 
@@ -303,11 +316,11 @@ impl batches::Sender for Shared {
     }
 }
 
-/// Calls the acquire function once for `calls` (a peek when `consume` is false);
-/// its answer as the integers the engines' Lua and SQL answer with (`micros`).
+/// Calls the acquire function once for `calls` (a peek when `consume` is false), on
+/// the first call's client; its answer as the integers the engines' Lua and SQL
+/// answer with (`micros`).
 async fn call_acquire(
     shared: &Shared,
-    route: u64,
     calls: &[&Call],
     consume: bool,
 ) -> Result<Vec<i64>, StoreError> {
@@ -334,7 +347,7 @@ async fn call_acquire(
     }
     let row = shared
         .pool
-        .query_one(Some(route), |s| &s.acquire, &params)
+        .query_one(calls.first().map(|c| c.client), |s| &s.acquire, &params)
         .await?;
     row.try_get(0)
         .map_err(|e| StoreError::Backend(format!("unexpected decision: {e}")))
@@ -346,11 +359,12 @@ pub(super) async fn acquire_group(
     limiters: Vec<&PostgresLimiter>,
     members: &[GroupMember<'_>],
 ) -> Result<GroupDecision, StoreError> {
-    let call = limiters
+    let members = limiters
         .iter()
         .zip(members)
         .map(|(limiter, m)| limiter.member(m.key, m.cost, m.lease))
         .collect();
+    let call = Call::new(shared, members);
     let limits: Vec<u64> = limiters.iter().map(|l| l.policy.limit).collect();
     acquire(shared, call).await?.group(&limits)
 }
@@ -378,10 +392,10 @@ impl super::PostgresEngine {
                 .filter(|limiters| limiters.iter().all(|l| l.is_of(&self.shared)))
                 .ok_or(StoreError::ForeignLimiter)?;
             let call = limiters.iter().zip(members);
-            batch.push(
-                call.map(|(l, m)| l.member(m.key, m.cost, m.lease))
-                    .collect(),
-            );
+            let members = call
+                .map(|(l, m)| l.member(m.key, m.cost, m.lease))
+                .collect();
+            batch.push(Call::new(&self.shared, members));
             limits.push(limiters.iter().map(|l| l.policy.limit).collect());
         }
         if batch.is_empty() {

@@ -6,8 +6,9 @@
 //!
 //! - `schema` and `sql/migrate.sql`: the table, its expiry index and the functions,
 //!   named from `schema_name` / `table_name`; the SQL `ratesync migrate` prints.
-//! - `connection`: a few shared clients used round-robin (queries pipelined on
-//!   each, no checkout), statements prepared per client, replaced after failures.
+//! - `connection`: a few shared clients (queries pipelined on each, no checkout), a
+//!   key's calls on one of as many as the load needs, statements prepared per
+//!   client, replaced after failures.
 //! - `database` and `tls`: the URL's settings and libpq's `sslmode` over rustls,
 //!   one way to connect for the clients, the listener and `ratesync migrate`.
 //! - `limiter`: the [`EngineLimiter`] that binds each call's parameters.

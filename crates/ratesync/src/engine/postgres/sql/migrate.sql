@@ -155,10 +155,10 @@ DECLARE
     v_next     @table@[] := '{}';  -- per member of the call: its row as admitted
     v_row      @table@%ROWTYPE;
     v_out      bigint[];
+    v_call     bigint[];           -- this call's answer, appended to v_out at its end
     v_first    integer := 0;       -- members of the calls before this one
     v_n        integer;
     v_i        integer;
-    v_at_out   integer;
     v_refused  integer;
     v_d        bigint[];
     v_peek     boolean;
@@ -243,8 +243,9 @@ BEGIN
 
     v_out := ARRAY[v_now];
     FOREACH v_n IN ARRAY p_calls LOOP
-        v_at_out := cardinality(v_out);  -- this call's answer starts after it
-        v_out[v_at_out + 1] := 0;
+        -- Built apart and appended once: slices written into the long v_out made
+        -- plpgsql expand and flatten all of it again for every call.
+        v_call := ARRAY[0];
         v_refused := 0;
         v_trimmed := false;
         -- Pass 1 decides every member (a peek when not consuming); when one refuses,
@@ -453,13 +454,15 @@ BEGIN
                     v_row.lease_exp := v_exps;
                 END IF;
 
-                v_out[v_at_out + 2 + (j - 1) * 6 : v_at_out + 1 + j * 6] := v_d;
+                v_call[2 + (j - 1) * 6 : 1 + j * 6] := v_d;
                 IF p_consume AND v_pass = 1 THEN
                     IF v_d[1] = 0 THEN
                         v_refused := j;
                         EXIT;
                     END IF;
-                    IF v_count > 1 THEN
+                    -- A group's rows wait until every member is admitted; a single
+                    -- member's row stays in v_row (below).
+                    IF v_count > 1 AND v_n > 1 THEN
                         v_next[j] := v_row;
                     END IF;
                 END IF;
@@ -467,16 +470,21 @@ BEGIN
             EXIT WHEN v_refused = 0;
         END LOOP;
         IF v_refused > 0 THEN
-            v_out[v_at_out + 1] := v_refused;
-            -- A single call refused by a sliding window still drops the runs that have
-            -- left it, as algorithm::decide does (a refused group changes nothing).
-            IF v_n = 1 AND v_trimmed THEN
+            v_call[1] := v_refused;
+        END IF;
+        IF v_n = 1 THEN
+            -- A single call's row as it left it, kept without staging (no other
+            -- member can refuse it; each copy of a row costs plpgsql a tuple): when
+            -- admitted, or refused by a sliding window that still dropped the runs
+            -- that have left it, as algorithm::decide does (a refused group changes
+            -- nothing).
+            IF p_consume AND (v_refused = 0 OR v_trimmed) THEN
                 IF v_count > 1 THEN
                     v_state[p_rows[v_first + 1]] := v_row;
                 END IF;
                 v_written[p_rows[v_first + 1]] := v_first + 1;
             END IF;
-        ELSIF p_consume THEN
+        ELSIF v_refused = 0 AND p_consume THEN
             FOR j IN 1 .. v_n LOOP
                 IF v_count > 1 THEN
                     v_state[p_rows[v_first + j]] := v_next[j];
@@ -484,6 +492,7 @@ BEGIN
                 v_written[p_rows[v_first + j]] := v_first + j;
             END LOOP;
         END IF;
+        v_out := v_out || v_call;
         v_first := v_first + v_n;
     END LOOP;
 
