@@ -1,15 +1,8 @@
 //! The tokio runtime of the extension: created on first use, replaced after `fork()`.
 //!
-//! A current-thread runtime, driven by one thread of its own (`ratesync-python`):
-//! the store clients, the calls' tasks and the core's background work all run
-//! there, so a task woken by another (a store's answer waking the calls it
-//! decides) runs on the same thread, without the futex wake-ups and context
-//! switches of a multi-thread runtime's two workers handing work to each other
-//! (`docs/design.md#python`). The event loop's thread does the Python side.
-//!
-//! A forked child inherits the runtime's memory but not its thread, so the child
-//! leaks the inherited runtime (dropping it would wait for a thread that does not
-//! exist) and starts its own on next use. The package registers [`after_fork_in_child`] with
+//! A forked child inherits the runtime's memory but not its threads, so the child
+//! leaks the inherited runtime (dropping it would wait for threads that do not exist)
+//! and starts its own on next use. The package registers [`after_fork_in_child`] with
 //! `os.register_at_fork`. Every call into the core enters this runtime, so the core's
 //! background work (lease renewal, releases, probes) runs here too and never on a
 //! runtime of its own that a fork would leave dead.
@@ -24,29 +17,25 @@
 
 use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
-use tokio::runtime::{Builder, Handle};
+use tokio::runtime::{Builder, Handle, Runtime};
 
-/// The running runtime's handle; the runtime itself belongs to its thread.
-static RUNTIME: Mutex<Option<Handle>> = Mutex::new(None);
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 static SHUT_DOWN: RwLock<bool> = RwLock::new(false);
 
 /// The runtime's handle, starting it if needed.
 pub(crate) fn handle() -> Handle {
-    RUNTIME.lock().get_or_insert_with(start).clone()
-}
-
-/// Starts the runtime's thread, which drives it for the life of the process.
-fn start() -> Handle {
-    let runtime = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("ratesync cannot start its tokio runtime");
-    let handle = runtime.handle().clone();
-    std::thread::Builder::new()
-        .name("ratesync-python".to_owned())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))
-        .expect("ratesync cannot start its runtime's thread");
-    handle
+    let mut runtime = RUNTIME.lock();
+    runtime
+        .get_or_insert_with(|| {
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ratesync-python")
+                .enable_all()
+                .build()
+                .expect("ratesync cannot start its tokio runtime")
+        })
+        .handle()
+        .clone()
 }
 
 /// Runs `f` with the GIL from a runtime thread, unless the interpreter is exiting.
@@ -61,7 +50,7 @@ pub(crate) fn attach_unless_shut_down(f: impl FnOnce(Python<'_>)) {
 #[pyfunction]
 pub(crate) fn after_fork_in_child() {
     if let Some(inherited) = RUNTIME.lock().take() {
-        // Its thread stayed in the parent, with the runtime: leave both alone.
+        // Its worker threads stayed in the parent: never drop it here.
         std::mem::forget(inherited);
     }
     // The child goes on with its parent's random sequence on this thread, as do its
