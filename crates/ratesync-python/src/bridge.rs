@@ -330,16 +330,40 @@ pub(crate) fn after_fork_in_child() {
     LAST.set(None);
 }
 
+/// Where a call's first poll is made (`docs/design.md#python`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstPoll {
+    /// Here, on the calling thread: the store may answer at once (the memory
+    /// engine decides in this process), and then no thread hop and no future.
+    Here,
+    /// On the runtime: the store will be asked over the network, so a poll here
+    /// would only start the call (send it, arm its timers, wake the runtime) on
+    /// the event loop's thread, the busiest of the process.
+    OnRuntime,
+}
+
+impl FirstPoll {
+    /// Where to poll first a call on `limiter`.
+    pub(crate) fn of(limiter: &ratesync::Limiter) -> Self {
+        match limiter.engine_name() {
+            "memory" => FirstPoll::Here,
+            _ => FirstPoll::OnRuntime,
+        }
+    }
+}
+
 /// Runs `work`, the one way every call of the package runs
-/// (`docs/design.md#python`): its first poll is made here, in the runtime's
-/// context, and when it completes there (a store that answers at once, the memory
-/// engine) its `convert`ed result comes back directly, without a thread hop or a
-/// future. Otherwise it goes on on the runtime: `on_loop`, as a `Pending` of the
-/// running loop (its bridge is looked up only then); otherwise (the blocking API),
-/// by blocking this thread with the GIL released.
+/// (`docs/design.md#python`): with [`FirstPoll::Here`], its first poll is made
+/// here, in the runtime's context, and when it completes there (a store that
+/// answers at once, the memory engine) its `convert`ed result comes back directly,
+/// without a thread hop or a future. Otherwise it goes on on the runtime:
+/// `on_loop`, as a `Pending` of the running loop (its bridge is looked up only
+/// then); otherwise (the blocking API), by blocking this thread with the GIL
+/// released.
 pub(crate) fn run<T, F, C>(
     py: Python<'_>,
     on_loop: bool,
+    first_poll: FirstPoll,
     work: F,
     convert: C,
 ) -> PyResult<Py<PyAny>>
@@ -350,7 +374,7 @@ where
 {
     let handle = crate::runtime::handle();
     let mut work = Box::pin(work);
-    {
+    if first_poll == FirstPoll::Here {
         let _runtime = handle.enter();
         if let Some(output) = futures::FutureExt::now_or_never(work.as_mut()) {
             return convert(py, output);

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ratesync::{AcquireAllError, AcquireError, Limiter, Rule};
 
+use crate::bridge::FirstPoll;
 use crate::counters::{Count, Counters};
 use crate::errors;
 use crate::registry;
@@ -139,6 +140,7 @@ fn acquire(
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
     let bound = wait_bound(timeout)?;
+    let first_poll = FirstPoll::of(&limiter);
     let work = async move {
         let call = limiter.key(&key).cost(cost).settleable().wait_out_timeout();
         match timeout {
@@ -146,7 +148,7 @@ fn acquire(
             None => call.acquire().await,
         }
     };
-    crate::bridge::run(py, on_loop, work, move |py, result| {
+    crate::bridge::run(py, on_loop, first_poll, work, move |py, result| {
         permit(py, result, rule, cost, count.as_ref(), true)
     })
 }
@@ -168,11 +170,12 @@ fn attempt(
     let count = count_in(metrics, slot);
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
+    let first_poll = FirstPoll::of(&limiter);
     let work = async move {
         let call = limiter.key(&key).cost(cost).settleable();
         call.try_acquire().await
     };
-    crate::bridge::run(py, on_loop, work, move |py, result| {
+    crate::bridge::run(py, on_loop, first_poll, work, move |py, result| {
         permit_or_refusal(py, result, rule, cost, count.as_ref())
     })
 }
@@ -190,11 +193,18 @@ fn state(
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
     let rule = limiter.policy().rule;
+    let first_poll = FirstPoll::of(&limiter);
     let work = async move { limiter.key(&key).cost(cost).state().await };
-    crate::bridge::run(py, on_loop, work, move |py, result| match result {
-        Ok(d) => Ok(Py::new(py, Decision::new(&d, rule.as_ref()))?.into_any()),
-        Err(error) => Err(errors::from_acquire(&error)),
-    })
+    crate::bridge::run(
+        py,
+        on_loop,
+        first_poll,
+        work,
+        move |py, result| match result {
+            Ok(d) => Ok(Py::new(py, Decision::new(&d, rule.as_ref()))?.into_any()),
+            Err(error) => Err(errors::from_acquire(&error)),
+        },
+    )
 }
 
 /// Forgets the state of one key (`key`) or of every key (`None`).
@@ -207,13 +217,14 @@ fn reset(
     key: Option<String>,
 ) -> PyResult<Py<PyAny>> {
     let limiter = resolve(limiter_id)?;
+    let first_poll = FirstPoll::of(&limiter);
     let work = async move {
         match key {
             Some(key) => limiter.key(&key).reset().await,
             None => limiter.reset().await,
         }
     };
-    crate::bridge::run(py, on_loop, work, |py, result| match result {
+    crate::bridge::run(py, on_loop, first_poll, work, |py, result| match result {
         Ok(()) => Ok(py.None()),
         Err(error) => Err(errors::from_acquire(&error)),
     })
@@ -300,6 +311,14 @@ fn acquire_all(
         .map(|(target, key, cost)| Ok((resolve(&target)?, key, cost)))
         .collect::<PyResult<_>>()?;
     let rules: Vec<Option<Rule>> = calls.iter().map(|(l, _, _)| l.policy().rule).collect();
+    // A group that asks a store over the network starts on the runtime.
+    let first_poll = match calls
+        .iter()
+        .all(|(limiter, _, _)| FirstPoll::of(limiter) == FirstPoll::Here)
+    {
+        true => FirstPoll::Here,
+        false => FirstPoll::OnRuntime,
+    };
     let bound = wait_bound(timeout)?;
     let work = async move {
         let calls: Vec<ratesync::Call<'_>> = calls
@@ -311,7 +330,7 @@ fn acquire_all(
             true => ratesync::acquire_all(&calls, bound).await,
         }
     };
-    crate::bridge::run(py, on_loop, work, move |py, result| {
+    crate::bridge::run(py, on_loop, first_poll, work, move |py, result| {
         group_outcome(py, result, &rules)
     })
 }

@@ -31,6 +31,14 @@ mod types;
 
 use pyo3::prelude::*;
 
+/// The extension's Rust allocations (not Python's objects) come from mimalloc.
+/// A call's future is allocated on the event loop's thread and freed on the
+/// runtime's, its answer the other way round; glibc's malloc takes the owning
+/// arena's lock for each such free, and the two threads contending for it made
+/// futex system calls and context switches (`docs/design.md#python`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::Permit>()?;

@@ -15,6 +15,8 @@
 //! (with the GIL released) before it raises the flag: once `shutdown` returns, no
 //! thread is inside or will enter the interpreter.
 
+use std::time::Duration;
+
 use parking_lot::{Mutex, RwLock};
 use pyo3::prelude::*;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -22,20 +24,39 @@ use tokio::runtime::{Builder, Handle, Runtime};
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 static SHUT_DOWN: RwLock<bool> = RwLock::new(false);
 
+/// How often the runtime's timer keeper ([`keep_timers_armed`]) wakes.
+const KEEPER_PERIOD: Duration = Duration::from_millis(250);
+
 /// The runtime's handle, starting it if needed.
 pub(crate) fn handle() -> Handle {
     let mut runtime = RUNTIME.lock();
     runtime
         .get_or_insert_with(|| {
-            Builder::new_multi_thread()
+            let runtime = Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("ratesync-python")
                 .enable_all()
                 .build()
-                .expect("ratesync cannot start its tokio runtime")
+                .expect("ratesync cannot start its tokio runtime");
+            runtime.spawn(keep_timers_armed());
+            runtime
         })
         .handle()
         .clone()
+}
+
+/// Keeps one timer pending on the runtime at all times, due sooner than any
+/// store's deadline (`docs/design.md#python`). Every store call runs under a
+/// deadline timer (`docs/design.md#the-store-runtime`). tokio's timer driver
+/// wakes the runtime (an eventfd write) for a timer registered while no timer
+/// was pending when it last parked, and goes on doing so for each registration
+/// until it parks again: with the wheel emptied between batches, that was about
+/// one system call per call. A pending timer due sooner than the new ones spares
+/// those wake-ups; the keeper itself costs four wake-ups a second.
+async fn keep_timers_armed() {
+    loop {
+        tokio::time::sleep(KEEPER_PERIOD).await;
+    }
 }
 
 /// Runs `f` with the GIL from a runtime thread, unless the interpreter is exiting.

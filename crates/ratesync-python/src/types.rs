@@ -8,6 +8,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use ratesync::{Rule, SettleError};
 
+use crate::bridge::FirstPoll;
 use crate::errors;
 
 /// The numbers of one decision (`docs/design.md#decisions`): what a caller tells its
@@ -226,7 +227,9 @@ impl Permit {
         let Some(permit) = self.held.lock().take_slot() else {
             return Ok(py.None());
         };
-        crate::bridge::run(py, on_loop, permit.release(), |py, ()| Ok(py.None()))
+        crate::bridge::run(py, on_loop, FirstPoll::Here, permit.release(), |py, ()| {
+            Ok(py.None())
+        })
     }
 
     /// Settles the call's cost at `used` units once the work is done
@@ -279,7 +282,7 @@ impl Permit {
             };
             permit.settle(used).await
         };
-        let answer = crate::bridge::run(py, on_loop, work, |py, settled| {
+        let answer = crate::bridge::run(py, on_loop, FirstPoll::Here, work, |py, settled| {
             settled
                 .map(|()| py.None())
                 .map_err(|error| errors::from_settle(&error))
