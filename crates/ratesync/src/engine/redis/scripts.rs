@@ -22,7 +22,7 @@ use std::sync::Arc;
 use redis::{Cmd, FromRedisValue, RedisError, ServerErrorKind};
 
 use super::connection::Connection;
-use crate::engine::micros::{CallAnswer, DECISION_LEN};
+use crate::engine::micros::{call_answers, CallAnswer};
 use crate::store::StoreError;
 
 /// Where the scripts read "now": the server's `TIME`, or (tests only) a clock the
@@ -40,54 +40,37 @@ pub(crate) enum ScriptClock {
 /// travels as four integers (`answer` in `scripts/lib.lua`) and is read back into the
 /// six every engine answers with (`DECISION_LEN`); a call's refusing member is sent
 /// only for calls of several members (one member refused when its decision is).
+/// The answer, so widened, is split as every engine's is (`call_answers`).
 pub(crate) fn answers(
     packed: &[u8],
-    members: impl IntoIterator<Item = usize>,
+    members: impl IntoIterator<Item = usize> + Clone,
 ) -> Result<Vec<CallAnswer>, StoreError> {
     let values = unpack(packed)?;
-    let unexpected = || {
-        StoreError::Backend(format!(
-            "unexpected answer of {} values to a batch",
-            values.len()
-        ))
-    };
-    let (&now, mut rest) = values.split_first().ok_or_else(unexpected)?;
-    let mut answers = Vec::new();
-    for members in members {
-        let (refused, decided) = match members {
-            1 => (None, ANSWER_LEN),
-            _ => (rest.first().copied(), 1 + ANSWER_LEN * members),
-        };
-        if rest.len() < decided {
-            return Err(unexpected());
-        }
-        let (this, next) = rest.split_at(decided);
-        rest = next;
-        let sent = &this[decided - ANSWER_LEN * members..];
-        let mut decisions = Vec::with_capacity(DECISION_LEN * members);
-        for answer in sent.chunks_exact(ANSWER_LEN) {
-            let [denied_by, remaining, reset, last] =
-                answer.try_into().map_err(|_| unexpected())?;
-            decisions.extend(match denied_by {
+    let cut = || StoreError::Backend(format!("a cut answer of {} values", values.len()));
+    let mut sent = values.iter().copied();
+    let mut widened = vec![sent.next().ok_or_else(cut)?];
+    for members in members.clone() {
+        let refused_at = widened.len();
+        widened.push(match members {
+            1 => 0,
+            _ => sent.next().ok_or_else(cut)?,
+        });
+        for _ in 0..members {
+            let mut next = || sent.next().ok_or_else(cut);
+            let (denied_by, remaining, reset, last) = (next()?, next()?, next()?, next()?);
+            widened.extend(match denied_by {
                 0 => [1, remaining, 0, reset, 0, last],
                 _ => [0, remaining, last, reset, denied_by, 0],
             });
+            if members == 1 && denied_by != 0 {
+                widened[refused_at] = 1;
+            }
         }
-        let refused = refused.unwrap_or(i64::from(this[0] != 0));
-        answers.push(CallAnswer {
-            now,
-            refused,
-            decisions,
-        });
     }
-    match rest.is_empty() {
-        true => Ok(answers),
-        false => Err(unexpected()),
-    }
+    // Values left over are an answer to other calls: `call_answers` refuses it.
+    widened.extend(sent);
+    call_answers(&widened, members)
 }
-
-/// Integers per decision in an answer (`ANSWER_LEN` in `scripts/lib.lua`).
-const ANSWER_LEN: usize = 4;
 
 /// The integers of a `packed` answer: little-endian doubles, each an integer below
 /// 2^53 (every time and count the scripts compute is).
