@@ -245,8 +245,8 @@ trap report_skips EXIT
 
 # --- The tests --------------------------------------------------------------------
 
-echo "== memory-only build (no network engine)"
-cargo check -p ratesync --no-default-features --lib --tests
+echo "== memory-only build (no network engine), warnings denied"
+cargo clippy -p ratesync --no-default-features --lib --tests -- -D warnings
 
 echo "== core API docs"
 # lib.rs warns on missing docs; -D warnings fails on those and on broken doc links.

@@ -206,11 +206,15 @@ pub(crate) fn call_answers(
     }
 }
 
-/// The answer to one call of one member (a single acquire or a peek).
-pub(crate) fn single_answer(values: &[i64]) -> Result<CallAnswer, StoreError> {
-    call_answers(values, [1])?
-        .pop()
-        .ok_or_else(|| StoreError::Backend("an empty answer to one call".to_owned()))
+/// The answer to one call of one member (a single acquire or a peek), from the
+/// answers split from a store's reply to it.
+pub(crate) fn single_answer(answers: Vec<CallAnswer>) -> Result<CallAnswer, StoreError> {
+    let count = answers.len();
+    let mut answers = answers.into_iter();
+    match (answers.next(), count) {
+        (Some(answer), 1) => Ok(answer),
+        _ => Err(StoreError::Backend(format!("{count} answers to one call"))),
+    }
 }
 
 impl CallAnswer {

@@ -2,7 +2,7 @@
 //! [`ReleaseSignal`] each limiter hands its engine (`docs/design.md#release-signalling`).
 //! Engines of remote stores call it from their release listener (`listener`).
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// Handed to engines so that releases seen in other processes wake local waiters.
 #[derive(Clone)]
@@ -27,14 +27,18 @@ impl ReleaseSignal {
     /// A reference to this signal that does not keep it alive: a store's release
     /// listener routes to a signal only while its maker holds it (a limiter, for its
     /// life), so a limiter rebuilt by a reload or dropped leaves no route behind.
+    #[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
     pub(crate) fn route(&self) -> ReleaseRoute {
         ReleaseRoute(Arc::downgrade(&self.0))
     }
 }
 
-/// A [`ReleaseSignal`] as a release listener holds it (see [`ReleaseSignal::route`]).
-pub(crate) struct ReleaseRoute(Weak<dyn Fn(&str) + Send + Sync>);
+/// A [`ReleaseSignal`] as a release listener holds it (see [`ReleaseSignal::route`]):
+/// only engines of remote stores have listeners.
+#[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
+pub(crate) struct ReleaseRoute(std::sync::Weak<dyn Fn(&str) + Send + Sync>);
 
+#[cfg(any(feature = "redis", feature = "postgres", feature = "nats"))]
 impl ReleaseRoute {
     /// Reports that a slot of `key` was released somewhere, if the signal still lives.
     pub fn released(&self, key: &str) {

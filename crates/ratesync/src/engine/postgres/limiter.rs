@@ -163,7 +163,9 @@ impl PostgresLimiter {
     async fn peek_one(&self, key: &str, cost: u32) -> Result<Decision, StoreError> {
         let call = Call::new(&self.shared, vec![self.member(key, cost, None)]);
         let values = call_acquire(&self.shared, &[&call], false).await?;
-        Ok(single_answer(&values)?.single(self.policy.limit)?.0)
+        Ok(single_answer(call_answers(&values, [1])?)?
+            .single(self.policy.limit)?
+            .0)
     }
 
     async fn refund_one(

@@ -13,7 +13,7 @@ use super::Shared;
 use crate::algorithm::{GroupDecision, LeaseId, Receipt};
 use crate::decision::Decision;
 use crate::engine::encoding::release_message;
-use crate::engine::micros::{Kind, MicrosPolicy};
+use crate::engine::micros::{single_answer, Kind, MicrosPolicy};
 use crate::store::{EngineLimiter, GroupMember, LimiterSpec, StoreCall, StoreError};
 
 /// The keys of one limiter in a Redis store.
@@ -137,9 +137,9 @@ impl RedisLimiter {
                 self.encoding.member_args(cmd, cost, None);
             })
             .await?;
-        let answer = answers(&answer, [1])?.pop();
-        let answer = answer.ok_or_else(|| StoreError::Backend("an empty answer".to_owned()))?;
-        Ok(answer.single(self.encoding.policy.limit)?.0)
+        Ok(single_answer(answers(&answer, [1])?)?
+            .single(self.encoding.policy.limit)?
+            .0)
     }
 
     async fn refund_one(
