@@ -71,7 +71,9 @@ impl batches::Sender for Shared {
 async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, StoreError> {
     let mut profiles: Vec<&Arc<Encoding>> = Vec::new();
     let mut indices: Vec<usize> = Vec::new();
+    let mut keys = 0;
     for member in calls.iter().flat_map(|call| call.iter()) {
+        keys += member.encoding.keys();
         let known = profiles
             .iter()
             .position(|p| Arc::ptr_eq(p, &member.encoding));
@@ -83,8 +85,6 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             }
         });
     }
-    let keys = calls.iter().flat_map(|call| call.iter());
-    let keys = keys.map(|member| member.encoding.keys()).sum();
     let answer: Vec<u8> = shared
         .scripts
         .acquire
