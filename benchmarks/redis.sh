@@ -43,9 +43,10 @@ TOML
 anchor_script=$(cat benchmarks/gcra_anchor.lua)
 anchor_args=(1 '{bench:gcra}' 1 1000000)
 script=$(cat "$scripts/lib.lua"; echo; echo "bind()"; cat "$scripts/acquire.lua")
-# KEYS: rate state, leases. ARGV: 1 profile (kind, interval_us, burst, runs, align_us,
-# max_concurrent, lease ttl), 1 call of 1 member: profile 1, cost, no lease (acquire.lua).
-ours_args=(2 '{bench:api:}:tb' '{bench:api:}:lease' 1 tb 1 1000000 0 0 0 0 1 1 1 1 '')
+# KEYS: rate state (no leases key: the limiter caps no concurrency). ARGV: 1 profile
+# (kind, interval_us, burst, runs, align_us, max_concurrent, lease ttl), 1 run of 1 call
+# of 1 member: profile 1, cost 1, no lease (acquire.lua).
+ours_args=(1 '{bench:api:}:tb' 1 tb 1 1000000 0 0 0 0 1 1 1 1 1 '')
 sha=$(redis-cli -p 6379 script load "$script")
 per_second() {
   tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v = $i} END {print v}'

@@ -66,24 +66,41 @@ impl batches::Sender for Shared {
 }
 
 /// One script call deciding `calls` in order; their answers in the same order. Each
-/// limiter's settings go once, as a profile its members name by index: a batch of
-/// one limiter's calls sends three arguments per call, not nine.
+/// limiter's settings go once, as a profile its members name by index, and calls in a
+/// row that differ only in their keys go as one run, whose members' profile, cost and
+/// lease are written once: a batch of like calls sends one argument per call, its key.
 async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, StoreError> {
     let mut profiles: Vec<&Arc<Encoding>> = Vec::new();
+    // The length of each run, and the profile indices of its first call's members.
+    let mut runs: Vec<usize> = Vec::new();
     let mut indices: Vec<usize> = Vec::new();
     let mut keys = 0;
-    for member in calls.iter().flat_map(|call| call.iter()) {
-        keys += member.encoding.keys();
-        let known = profiles
+    let mut run_head: Option<&Call> = None;
+    for &call in calls {
+        keys += call
             .iter()
-            .position(|p| Arc::ptr_eq(p, &member.encoding));
-        indices.push(match known {
-            Some(index) => index + 1,
-            None => {
-                profiles.push(&member.encoding);
-                profiles.len()
+            .map(|member| member.encoding.keys())
+            .sum::<usize>();
+        if let (Some(head), Some(run)) = (run_head, runs.last_mut()) {
+            if same_shape(head, call) {
+                *run += 1;
+                continue;
             }
-        });
+        }
+        run_head = Some(call);
+        runs.push(1);
+        for member in call {
+            let known = profiles
+                .iter()
+                .position(|p| Arc::ptr_eq(p, &member.encoding));
+            indices.push(match known {
+                Some(index) => index + 1,
+                None => {
+                    profiles.push(&member.encoding);
+                    profiles.len()
+                }
+            });
+        }
     }
     let answer: Vec<u8> = shared
         .scripts
@@ -96,10 +113,13 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
             for profile in &profiles {
                 profile.profile_args(cmd);
             }
-            cmd.arg(calls.len());
+            cmd.arg(runs.len());
             let mut index = indices.iter();
-            for call in calls {
-                cmd.arg(call.len());
+            let mut head = 0;
+            for &run in &runs {
+                let call = calls[head];
+                head += run;
+                cmd.arg(run).arg(call.len());
                 for member in call.iter() {
                     cmd.arg(index.next().copied().unwrap_or_default());
                     Encoding::cost_and_lease(cmd, member.cost, member.lease);
@@ -108,4 +128,16 @@ async fn send(shared: &Shared, calls: &[&Call]) -> Result<Vec<CallAnswer>, Store
         })
         .await?;
     answers(&answer, calls.iter().map(|call| call.len()))
+}
+
+/// Whether `call` can join the run `head` began: the same limiters in the same order,
+/// the same costs, and no lease (a lease id is each call's own).
+fn same_shape(head: &Call, call: &Call) -> bool {
+    head.len() == call.len()
+        && head.iter().zip(call).all(|(a, b)| {
+            Arc::ptr_eq(&a.encoding, &b.encoding)
+                && a.cost == b.cost
+                && a.lease.is_none()
+                && b.lease.is_none()
+        })
 }
