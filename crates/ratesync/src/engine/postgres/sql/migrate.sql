@@ -175,9 +175,12 @@ CREATE OR REPLACE FUNCTION @acquire@(
 ) RETURNS bigint[]
 LANGUAGE plpgsql
 -- Its statements' plans are made once per session and kept (a generic plan): left
--- to choose, PostgreSQL kept planning the read or the write anew for every call,
--- with the arrays' values, which cost about a sixth of the server's time on 64 keys.
+-- to choose, PostgreSQL kept planning a statement anew for every call, with the
+-- arrays' values (about a sixth of the server's time on 64 keys). They find rows by
+-- key or by ctid, never by a scan of the table: a small table's generic plan would
+-- otherwise scan it whole, dead row versions and all, at every call.
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS @body@
 DECLARE
     v_real     bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
@@ -244,20 +247,22 @@ BEGIN
             END IF;
         END LOOP;
     ELSE
-        -- Every row read and locked by one statement, in (limiter, key) order (the
-        -- order of p_keys), with its ctid (where the write finds it) and TAT;
-        -- statements are what a batch pays for, not rows. A key never seen, or one a
-        -- cleanup took meanwhile, is missing: its row is inserted and all are read
-        -- again.
+        -- Every row read and locked by one statement, with its ctid (where the write
+        -- finds it) and TAT; statements are what a batch pays for, not rows. The
+        -- LATERAL subquery (with FOR UPDATE it is never flattened) makes it a nested
+        -- loop over p_keys: each row is found through the primary key and locked in
+        -- (limiter, key) order, the order of p_keys, without a sort; a join let the
+        -- planner hash a scan of the whole table instead, whose cost grows with its
+        -- dead row versions. A key never seen, or one a cleanup took meanwhile, is
+        -- missing: its row is inserted and all are read again.
         LOOP
             SELECT array_agg(x.t), array_agg(x.ctid), array_agg(x.tat),
                    bool_and(x.plain)
               INTO v_state, v_tids, v_tats, v_plain
-              FROM (SELECT t, t.ctid, t.tat, cardinality(t.lease_id) = 0 AS plain
-                      FROM @table@ t
-                      JOIN unnest(p_limiters, p_keys) WITH ORDINALITY AS m(l, k, i)
-                        ON t.limiter = m.l AND t.key = m.k
-                     ORDER BY m.i FOR UPDATE OF t) x;
+              FROM unnest(p_limiters, p_keys) AS m(l, k),
+                   LATERAL (SELECT t, t.ctid, t.tat, cardinality(t.lease_id) = 0 AS plain
+                              FROM @table@ t
+                             WHERE t.limiter = m.l AND t.key = m.k FOR UPDATE) x;
             EXIT WHEN cardinality(v_state) = v_count;
             INSERT INTO @table@ (limiter, key, expires_at)
             SELECT m.l, m.k, v_real FROM unnest(p_limiters, p_keys) AS m(l, k)
@@ -541,14 +546,15 @@ BEGIN
         v_state[1] := v_row;
     END IF;
     -- Every row a call changed written by one statement, found by the ctid it was
-    -- locked at (a TID scan: no index search, no scan of the table), its TAT from
-    -- v_tats after the plain loop. Its expiry is computed here rather than in a
-    -- loop over the rows (each statement of the function is plpgsql time): KeyState::idle_at, the latest of the TAT, the newest admission
-    -- leaving the window and the last lease expiry, by the rule of the member that
-    -- wrote the row; kept on the real clock and rounded up to the next whole second,
-    -- so that the indexed column of a busy key rarely changes (for a calendar month:
-    -- its end, at the latest 31 days after its start). The row is locked: its
-    -- expiry here is the one read with it.
+    -- locked at (a TID scan per row: no index search), its TAT from v_tats after
+    -- the plain loop. Its expiry is computed here rather than in a loop over the
+    -- rows (each statement of the function is plpgsql time): KeyState::idle_at,
+    -- the latest of the TAT, the newest admission leaving the window and the last
+    -- lease expiry, by the rule of the member that wrote the row; kept on the real
+    -- clock and rounded up to the next whole second, so that the indexed column of
+    -- a busy key rarely changes (for a calendar month: its end, at the latest 31
+    -- days after its start). The row is locked: its expiry here is the one read
+    -- with it.
     UPDATE @table@ t
        SET tat = CASE WHEN v_plain THEN v_tats[s.ordinality] ELSE s.tat END,
            log_at = s.log_at, log_n = s.log_n,
@@ -568,8 +574,7 @@ BEGIN
                     THEN (SELECT max(e) FROM unnest(s.lease_exp) AS e) END)
                - v_now)) / 1000000 + 1) * 1000000)
       FROM unnest(v_state) WITH ORDINALITY AS s
-     WHERE t.ctid = ANY (v_tids) AND t.ctid = v_tids[s.ordinality]
-       AND v_written[s.ordinality] <> 0;
+     WHERE t.ctid = v_tids[s.ordinality] AND v_written[s.ordinality] <> 0;
     RETURN v_out;
 END;
 @body@;
