@@ -2,7 +2,8 @@
 //!
 //! Everything lives in `schema_name` and is named from `table_name`: the table itself,
 //! its expiry index (`<table>_expiry`) and one function per operation
-//! (`<table>_acquire`, `_refund`, `_renew`, `_release`, `_reset`, `_cleanup`). Identifiers are
+//! (`<table>_acquire`, `_refund`, `_renew`, `_release`, `_reset`, `_cleanup`; and
+//! `_token_bucket`, which the acquire function's expressions inline). Identifiers are
 //! always double-quoted (quotes doubled), so any name PostgreSQL accepts works, unicode
 //! and quotes included. PostgreSQL silently truncates identifiers to 63 bytes: a
 //! `schema_name` or `table_name` longer than that is refused with a clear error, and
@@ -39,6 +40,8 @@ pub(crate) struct Names {
     pub release: String,
     pub reset: String,
     pub cleanup: String,
+    /// The token bucket's decision, a SQL function the acquire function inlines.
+    token_bucket: String,
     /// Unqualified: an index lives in its table's schema.
     expiry_index: String,
     /// The LISTEN/NOTIFY channel for releases (unquoted: it is passed as a value).
@@ -102,6 +105,7 @@ impl Names {
             release: qualified(&derived(table, "_release")),
             reset: qualified(&derived(table, "_reset")),
             cleanup: qualified(&derived(table, "_cleanup")),
+            token_bucket: qualified(&derived(table, "_token_bucket")),
             expiry_index: quote_ident(&derived(table, "_expiry")),
             channel: format!("ratesync_{hash:016x}"),
             lock: hash as i64,
@@ -150,6 +154,7 @@ impl Names {
             .replace("@release@", &self.release)
             .replace("@reset@", &self.reset)
             .replace("@cleanup@", &self.cleanup)
+            .replace("@token_bucket@", &self.token_bucket)
             .replace("@now_param@", now_param)
             .replace("@now@", now)
             .replace("@version@", &format!("'{}'", self.version()));

@@ -93,6 +93,35 @@ DROP FUNCTION IF EXISTS @refund@(bytea, bytea, text, bigint, bigint, bigint, big
 -- a scan of the whole table.
 CREATE INDEX IF NOT EXISTS @expiry_index@ ON @table@ (expires_at);
 
+-- TokenBucket::decide / peek of one member: its decision's six integers (below),
+-- whose sixth, the recorded TAT, is the key's new TAT when it admitted and consumed.
+-- p_tat is the key's TAT, p_interval and p_burst its rule. A SQL function of one
+-- SELECT: the planner inlines it into the acquire function's expressions, so it costs
+-- no call, and both of that function's loops decide with this one copy.
+CREATE OR REPLACE FUNCTION @token_bucket@(
+    p_tat bigint, p_now bigint, p_interval bigint, p_burst bigint, p_cost bigint,
+    p_peek boolean
+) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE
+AS @body@
+    -- With tat = max(TAT, now), new = tat + cost * interval and horizon = now +
+    -- burst * interval: admitted when new <= horizon.
+    SELECT CASE
+        WHEN greatest(p_tat, p_now) + p_cost * p_interval > p_now + p_interval * p_burst THEN
+            ARRAY[0, greatest(p_now + p_interval * p_burst - greatest(p_tat, p_now), 0) / p_interval,
+                  greatest(p_tat, p_now) + p_cost * p_interval - (p_now + p_interval * p_burst),
+                  greatest(p_tat, p_now) - p_now, 1, 0]
+        WHEN p_peek THEN
+            ARRAY[1, (p_now + p_interval * p_burst - greatest(p_tat, p_now)) / p_interval, 0,
+                  greatest(p_tat, p_now) - p_now, 0, 0]
+        ELSE
+            ARRAY[1, (p_now + p_interval * p_burst - (greatest(p_tat, p_now) + p_cost * p_interval))
+                     / p_interval, 0,
+                  greatest(p_tat, p_now) + p_cost * p_interval - p_now, 0,
+                  greatest(p_tat, p_now) + p_cost * p_interval]
+    END
+@body@;
+
 -- Decides a batch of calls, in order (docs/design.md#batches). A call is a group of
 -- (limiter, key) members admitted all together or not at all (algorithm::decide_all);
 -- a single acquire is a call of one member. With p_consume = false it is a peek of
@@ -145,6 +174,13 @@ CREATE OR REPLACE FUNCTION @acquire@(
     @now_param@
 ) RETURNS bigint[]
 LANGUAGE plpgsql
+-- Its statements' plans are made once per session and kept (a generic plan): left
+-- to choose, PostgreSQL kept planning a statement anew for every call, with the
+-- arrays' values (about a sixth of the server's time on 64 keys). They find rows by
+-- key or by ctid, never by a scan of the table: a small table's generic plan would
+-- otherwise scan it whole, dead row versions and all, at every call.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS @body@
 DECLARE
     v_real     bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
@@ -154,6 +190,10 @@ DECLARE
     v_written  integer[] := '{}';  -- per row: a member that changed it (0 = none)
     v_next     @table@[] := '{}';  -- per member of the call: its row as admitted
     v_row      @table@%ROWTYPE;
+    v_tids     tid[];              -- per row: where it was locked
+    v_tats     bigint[];           -- per row: its TAT (the plain loop's state)
+    v_plain    boolean := false;   -- no row holds leases (set by the read)
+    v_k        integer;            -- a row index (plain loop), a run (log merge)
     v_out      bigint[];
     v_call     bigint[];           -- this call's answer, appended to v_out at its end
     v_first    integer := 0;       -- members of the calls before this one
@@ -168,14 +208,10 @@ DECLARE
     v_exps     bigint[];
     v_full     boolean;
     v_leased   boolean;
-    v_tat      bigint;
-    v_horizon  bigint;
-    v_new_tat  bigint;
     v_at       bigint[];
     v_cnt      bigint[];
     v_len      integer;
     v_start    integer;
-    v_k        integer;
     v_t        bigint;
     v_total    bigint;
     v_seen     bigint;
@@ -188,10 +224,7 @@ DECLARE
     v_ws       bigint;
     v_we       bigint;
     v_used     bigint;
-    v_idle     bigint;
 BEGIN
-    -- One row (a single call, or a batch on one hot key) stays in v_row: rows go
-    -- through v_state, copied in and out, only when there are several.
     IF NOT p_consume THEN
         FOR r IN 1 .. v_count LOOP
             SELECT * INTO v_row FROM @table@ WHERE limiter = p_limiters[r] AND key = p_keys[r];
@@ -213,36 +246,64 @@ BEGIN
                 v_state := v_state || v_row;
             END IF;
         END LOOP;
-    ELSIF v_count = 1 THEN
-        LOOP
-            SELECT * INTO v_row FROM @table@
-             WHERE limiter = p_limiters[1] AND key = p_keys[1] FOR UPDATE;
-            EXIT WHEN FOUND;
-            INSERT INTO @table@ (limiter, key, expires_at)
-            VALUES (p_limiters[1], p_keys[1], v_real) ON CONFLICT DO NOTHING;
-        END LOOP;
     ELSE
-        -- Every row read and locked by one statement, in (limiter, key) order (the
-        -- order of p_keys); statements are what a batch pays for, not rows. A key
-        -- never seen, or one a cleanup took meanwhile, is missing: its row is
-        -- inserted and all are read again.
+        -- Every row read and locked by one statement, with its ctid (where the write
+        -- finds it) and TAT; statements are what a batch pays for, not rows. The
+        -- LATERAL subquery (with FOR UPDATE it is never flattened) makes it a nested
+        -- loop over p_keys: each row is found through the primary key and locked in
+        -- (limiter, key) order, the order of p_keys, without a sort; a join let the
+        -- planner hash a scan of the whole table instead, whose cost grows with its
+        -- dead row versions. A key never seen, or one a cleanup took meanwhile, is
+        -- missing: its row is inserted and all are read again.
         LOOP
-            v_state := ARRAY(
-                SELECT t FROM @table@ t
-                  JOIN unnest(p_limiters, p_keys) WITH ORDINALITY AS m(l, k, i)
-                    ON t.limiter = m.l AND t.key = m.k
-                 ORDER BY m.i FOR UPDATE OF t);
+            SELECT array_agg(x.t), array_agg(x.ctid), array_agg(x.tat),
+                   bool_and(x.plain)
+              INTO v_state, v_tids, v_tats, v_plain
+              FROM unnest(p_limiters, p_keys) AS m(l, k),
+                   LATERAL (SELECT t, t.ctid, t.tat, cardinality(t.lease_id) = 0 AS plain
+                              FROM @table@ t
+                             WHERE t.limiter = m.l AND t.key = m.k FOR UPDATE) x;
             EXIT WHEN cardinality(v_state) = v_count;
             INSERT INTO @table@ (limiter, key, expires_at)
             SELECT m.l, m.k, v_real FROM unnest(p_limiters, p_keys) AS m(l, k)
              ORDER BY m.l, m.k
             ON CONFLICT DO NOTHING;
         END LOOP;
+        -- One row (a single call, or a batch on one hot key) stays in v_row: rows go
+        -- through v_state, copied in and out, only when there are several.
+        IF v_count = 1 THEN
+            v_row := v_state[1];
+        END IF;
     END IF;
     v_written := array_fill(0, ARRAY[v_count]);
 
     v_out := ARRAY[v_now];
-    FOREACH v_n IN ARRAY p_calls LOOP
+    IF v_plain AND cardinality(p_calls) = cardinality(p_rows) AND 'tb' = ALL (p_kinds)
+       AND 0 = ALL (p_max) THEN
+        -- The plain batch, the common one: single token-bucket members without a
+        -- concurrency cap, on rows without leases, consumed. Only TATs change: they
+        -- are kept in v_tats, and the decision is one expression per call, without
+        -- the general loop's passes, lease handling and row copies (each statement
+        -- is plpgsql time). The same decisions: the general loop's token bucket is
+        -- the same function; a refused call changes nothing.
+        FOR v_i IN 1 .. cardinality(p_rows) LOOP
+            v_k := p_rows[v_i];
+            v_d := @token_bucket@(v_tats[v_k], v_now, p_params[v_i], p_caps[v_i],
+                                  p_costs[v_i], false);
+            IF v_d[1] = 1 THEN
+                v_tats[v_k] := v_d[6];
+                v_written[v_k] := v_i;
+            END IF;
+            -- The call's answer: 0 when admitted, else 1, its refusing member. (One
+            -- array appended: `v_out || x || y` would expand all of v_out and
+            -- flatten it again on every call.)
+            v_out := v_out || (ARRAY[1 - v_d[1]] || v_d);
+        END LOOP;
+    ELSE
+        v_plain := false;
+    END IF;
+    -- The general loop, when the plain one has not decided the batch.
+    FOREACH v_n IN ARRAY CASE WHEN v_plain THEN '{}' ELSE p_calls END LOOP
         -- Built apart and appended once: slices written into the long v_out made
         -- plpgsql expand and flatten all of it again for every call.
         v_call := ARRAY[0];
@@ -252,21 +313,21 @@ BEGIN
         -- pass 2 peeks at the others.
         FOR v_pass IN 1 .. 2 LOOP
             FOR j IN 1 .. v_n LOOP
-                CONTINUE WHEN v_pass = 2 AND j = v_refused;
+                CONTINUE WHEN j = v_refused;  -- (0 in pass 1)
                 v_i := v_first + j;
                 IF v_count > 1 THEN
                     v_row := v_state[p_rows[v_i]];
                 END IF;
                 v_peek := NOT p_consume OR v_pass = 2;
-                v_with := NOT v_peek AND p_max[v_i] > 0 AND p_leases[v_i] IS NOT NULL;
 
                 -- Live leases (LeaseSet::live): expired ones are ignored, and dropped
-                -- when the row is written. A row without leases (a limiter without a
-                -- cap) skips all of it: every statement costs plpgsql time.
-                v_live := 0;
-                v_full := false;
-                v_leased := cardinality(v_row.lease_id) > 0;
+                -- when the row is written. A member of a limiter without a cap, on a
+                -- row without leases, skips all of it (and the writing below): every
+                -- statement costs plpgsql time. ('cc' always has a cap.)
+                v_leased := p_max[v_i] > 0 OR cardinality(v_row.lease_id) > 0;
                 IF v_leased THEN
+                    v_with := NOT v_peek AND p_max[v_i] > 0 AND p_leases[v_i] IS NOT NULL;
+                    v_live := 0;
                     v_ids := '{}';
                     v_exps := '{}';
                     FOR k IN 1 .. cardinality(v_row.lease_id) LOOP
@@ -283,21 +344,10 @@ BEGIN
                 END IF;
 
                 IF p_kinds[v_i] = 'tb' THEN
-                    -- TokenBucket::decide / peek
-                    v_tat := greatest(v_row.tat, v_now);
-                    v_horizon := v_now + p_params[v_i] * p_caps[v_i];
-                    v_new_tat := v_tat + p_costs[v_i] * p_params[v_i];
-                    IF v_new_tat <= v_horizon THEN
-                        IF v_peek THEN
-                            v_d := ARRAY[1, (v_horizon - v_tat) / p_params[v_i], 0, v_tat - v_now, 0, 0];
-                        ELSE
-                            v_d := ARRAY[1, (v_horizon - v_new_tat) / p_params[v_i], 0,
-                                         v_new_tat - v_now, 0, v_new_tat];
-                            v_row.tat := v_new_tat;
-                        END IF;
-                    ELSE
-                        v_d := ARRAY[0, greatest(v_horizon - v_tat, 0) / p_params[v_i],
-                                     v_new_tat - v_horizon, v_tat - v_now, 1, 0];
+                    v_d := @token_bucket@(v_row.tat, v_now, p_params[v_i], p_caps[v_i],
+                                          p_costs[v_i], v_peek);
+                    IF v_d[6] <> 0 THEN
+                        v_row.tat := v_d[6];
                     END IF;
                 ELSIF p_kinds[v_i] = 'sw' THEN
                     -- SlidingWindow::decide / peek: the runs from v_start on are still
@@ -436,55 +486,48 @@ BEGIN
                                  0, 0, 0, 0];
                 END IF;
 
-                IF v_full THEN
-                    -- A concurrency refusal: the rate's numbers; its retry-after is the
-                    -- rate's alone (a slot comes back when its holder lets go).
-                    v_d[1] := 0;
-                    v_d[5] := 2;
-                    v_d[6] := 0;
-                ELSIF v_with AND v_d[1] = 1 THEN
-                    IF NOT v_leased THEN
-                        v_ids := '{}';
-                        v_exps := '{}';
+                IF v_leased THEN
+                    IF v_full THEN
+                        -- A concurrency refusal: the rate's numbers; its retry-after is
+                        -- the rate's alone (a slot comes back when its holder lets go).
+                        v_d[1] := 0;
+                        v_d[5] := 2;
+                        v_d[6] := 0;
+                    ELSIF v_with AND v_d[1] = 1 THEN
+                        v_row.lease_id := v_ids || p_leases[v_i];
+                        v_row.lease_exp := v_exps || (v_now + p_ttls[v_i]);
+                    ELSE
+                        v_row.lease_id := v_ids;
+                        v_row.lease_exp := v_exps;
                     END IF;
-                    v_row.lease_id := v_ids || p_leases[v_i];
-                    v_row.lease_exp := v_exps || (v_now + p_ttls[v_i]);
-                ELSIF v_leased THEN
-                    v_row.lease_id := v_ids;
-                    v_row.lease_exp := v_exps;
                 END IF;
 
                 v_call[2 + (j - 1) * 6 : 1 + j * 6] := v_d;
-                IF p_consume AND v_pass = 1 THEN
-                    IF v_d[1] = 0 THEN
-                        v_refused := j;
-                        EXIT;
-                    END IF;
+                -- (Conditions joined into as few statements as they can be, here and
+                -- below: each is plpgsql time on every call.)
+                IF v_d[1] = 0 AND p_consume AND v_pass = 1 THEN
+                    v_refused := j;
+                    v_call[1] := j;
+                    EXIT;
+                ELSIF v_n > 1 AND v_count > 1 AND p_consume AND v_pass = 1 THEN
                     -- A group's rows wait until every member is admitted; a single
                     -- member's row stays in v_row (below).
-                    IF v_count > 1 AND v_n > 1 THEN
-                        v_next[j] := v_row;
-                    END IF;
+                    v_next[j] := v_row;
                 END IF;
             END LOOP;
             EXIT WHEN v_refused = 0;
         END LOOP;
-        IF v_refused > 0 THEN
-            v_call[1] := v_refused;
-        END IF;
-        IF v_n = 1 THEN
+        IF v_n = 1 AND p_consume AND (v_refused = 0 OR v_trimmed) THEN
             -- A single call's row as it left it, kept without staging (no other
             -- member can refuse it; each copy of a row costs plpgsql a tuple): when
             -- admitted, or refused by a sliding window that still dropped the runs
             -- that have left it, as algorithm::decide does (a refused group changes
             -- nothing).
-            IF p_consume AND (v_refused = 0 OR v_trimmed) THEN
-                IF v_count > 1 THEN
-                    v_state[p_rows[v_first + 1]] := v_row;
-                END IF;
-                v_written[p_rows[v_first + 1]] := v_first + 1;
+            IF v_count > 1 THEN
+                v_state[p_rows[v_first + 1]] := v_row;
             END IF;
-        ELSIF v_refused = 0 AND p_consume THEN
+            v_written[p_rows[v_first + 1]] := v_first + 1;
+        ELSIF v_n > 1 AND v_refused = 0 AND p_consume THEN
             FOR j IN 1 .. v_n LOOP
                 IF v_count > 1 THEN
                     v_state[p_rows[v_first + j]] := v_next[j];
@@ -496,52 +539,42 @@ BEGIN
         v_first := v_first + v_n;
     END LOOP;
 
-    FOR r IN 1 .. v_count LOOP
-        CONTINUE WHEN v_written[r] = 0;
-        IF v_count > 1 THEN
-            v_row := v_state[r];
-        END IF;
-        v_i := v_written[r];
-        -- KeyState::idle_at: the latest of the TAT, the newest admission leaving the
-        -- window and the last lease expiry; kept on the real clock, rounded up to the
-        -- next whole second so that the indexed column of a busy key rarely changes.
-        v_idle := v_row.tat;
-        IF p_kinds[v_i] = 'sw' THEN
-            v_idle := greatest(v_idle, v_row.log_at[array_length(v_row.log_at, 1)] + p_params[v_i]);
-        ELSIF p_kinds[v_i] = 'fw' AND v_row.win_used > 0 THEN
-            v_idle := greatest(v_idle, v_row.win_start + p_params[v_i]);
-        ELSIF p_kinds[v_i] = 'fm' AND v_row.win_used > 0 THEN
-            -- The end of the key's month, at the latest 31 days after its start.
-            v_idle := greatest(v_idle, v_row.win_start + 31 * 86400000000);
-        END IF;
-        -- A loop, not `SELECT max(e) FROM unnest(...)`: a query inside the function
-        -- costs a trip through the executor on every admission.
-        FOR k IN 1 .. coalesce(array_length(v_row.lease_exp, 1), 0) LOOP
-            v_idle := greatest(v_idle, v_row.lease_exp[k]);
-        END LOOP;
-        -- The row is locked: its expiry read with it is the one to extend.
-        v_row.expires_at := greatest(v_row.expires_at,
-                                     ((v_real + (v_idle - v_now)) / 1000000 + 1) * 1000000);
-        IF v_count > 1 THEN
-            v_state[r] := v_row;
-        ELSE
-            UPDATE @table@
-               SET tat = v_row.tat, log_at = v_row.log_at, log_n = v_row.log_n,
-                   lease_id = v_row.lease_id, lease_exp = v_row.lease_exp,
-                   win_start = v_row.win_start, win_used = v_row.win_used,
-                   expires_at = v_row.expires_at
-             WHERE limiter = p_limiters[1] AND key = p_keys[1];
-        END IF;
-    END LOOP;
-    -- Several rows are written by one statement, as they were read.
-    IF v_count > 1 THEN
-        UPDATE @table@ t
-           SET tat = s.tat, log_at = s.log_at, log_n = s.log_n,
-               lease_id = s.lease_id, lease_exp = s.lease_exp,
-               win_start = s.win_start, win_used = s.win_used, expires_at = s.expires_at
-          FROM unnest(v_state) WITH ORDINALITY AS s
-         WHERE v_written[s.ordinality] <> 0 AND t.limiter = s.limiter AND t.key = s.key;
+    IF NOT p_consume THEN
+        RETURN v_out;
     END IF;
+    IF v_count = 1 THEN
+        v_state[1] := v_row;
+    END IF;
+    -- Every row a call changed written by one statement, found by the ctid it was
+    -- locked at (a TID scan per row: no index search), its TAT from v_tats after
+    -- the plain loop. Its expiry is computed here rather than in a loop over the
+    -- rows (each statement of the function is plpgsql time): KeyState::idle_at,
+    -- the latest of the TAT, the newest admission leaving the window and the last
+    -- lease expiry, by the rule of the member that wrote the row; kept on the real
+    -- clock and rounded up to the next whole second, so that the indexed column of
+    -- a busy key rarely changes (for a calendar month: its end, at the latest 31
+    -- days after its start). The row is locked: its expiry here is the one read
+    -- with it.
+    UPDATE @table@ t
+       SET tat = CASE WHEN v_plain THEN v_tats[s.ordinality] ELSE s.tat END,
+           log_at = s.log_at, log_n = s.log_n,
+           lease_id = s.lease_id, lease_exp = s.lease_exp,
+           win_start = s.win_start, win_used = s.win_used,
+           expires_at = greatest(t.expires_at, ((v_real + (greatest(
+               CASE WHEN v_plain THEN v_tats[s.ordinality] ELSE s.tat END,
+               CASE p_kinds[v_written[s.ordinality]]
+                   WHEN 'sw'
+                   THEN s.log_at[cardinality(s.log_at)] + p_params[v_written[s.ordinality]]
+                   WHEN 'fw' THEN CASE WHEN s.win_used > 0
+                                       THEN s.win_start + p_params[v_written[s.ordinality]] END
+                   WHEN 'fm' THEN CASE WHEN s.win_used > 0
+                                       THEN s.win_start + 31 * 86400000000 END
+               END,
+               CASE WHEN cardinality(s.lease_exp) > 0
+                    THEN (SELECT max(e) FROM unnest(s.lease_exp) AS e) END)
+               - v_now)) / 1000000 + 1) * 1000000)
+      FROM unnest(v_state) WITH ORDINALITY AS s
+     WHERE t.ctid = v_tids[s.ordinality] AND v_written[s.ordinality] <> 0;
     RETURN v_out;
 END;
 @body@;
