@@ -33,7 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::value::ValueBuf;
+use bytes::Bytes;
+
+use super::value::{ValueBuf, STACK};
 use crate::Decision;
 
 /// What a limit's quota counts.
@@ -155,8 +157,19 @@ impl LimitState<'_> {
     }
 
     fn write_state_item(&self, out: &mut ValueBuf) {
+        self.write_state_head(out);
+        self.write_state_tail(out);
+    }
+
+    /// The `RateLimit` item up to its remaining count: the policy's name alone.
+    fn write_state_head<const N: usize>(&self, out: &mut ValueBuf<N>) {
         out.push_sf_string(self.policy);
         out.push_str(";r=");
+    }
+
+    /// The rest of the `RateLimit` item: what this decision says.
+    #[inline]
+    fn write_state_tail<const N: usize>(&self, out: &mut ValueBuf<N>) {
         out.push_u64(self.remaining());
         match self.quota {
             Quota::Rate { .. } => {
@@ -164,6 +177,65 @@ impl LimitState<'_> {
                 out.push_u64(self.reset_seconds());
             }
             Quota::Concurrency | Quota::Unknown => {}
+        }
+    }
+}
+
+/// The quota headers of a route of one limit, as far as the limit's configuration
+/// decides them, built on its first admission: its `RateLimit-Policy` value (a clone
+/// of it costs no allocation) and the head of its `RateLimit` item, so that an
+/// admission only writes the numbers of its decision (`docs/design.md#http`).
+#[derive(Debug)]
+pub(crate) struct OneLimit {
+    /// The quota and decided limit (a cap's size) the values show: a decision
+    /// under another (an override's, or the limiter's after a reload) is not theirs.
+    quota: Quota,
+    limit: u64,
+    /// `RateLimit-Policy` and the head of `RateLimit`; none for a quota not known.
+    values: Option<(HeaderValue, Box<[u8]>)>,
+}
+
+/// Room for the numbers of a `RateLimit` item: `;r=` and `;t=` of two `u64`s.
+const TAIL: usize = 48;
+
+impl OneLimit {
+    pub(crate) fn new(limit: &LimitState<'_>) -> Self {
+        let values = policy_value(limit, &[]).map(|policy| {
+            let mut head = ValueBuf::<STACK>::new();
+            limit.write_state_head(&mut head);
+            (policy, head.as_bytes().into())
+        });
+        OneLimit {
+            quota: limit.quota,
+            limit: limit.decision.limit,
+            values,
+        }
+    }
+
+    /// Whether these are `limit`'s values.
+    #[inline]
+    pub(crate) fn shows(&self, limit: &LimitState<'_>) -> bool {
+        self.quota == limit.quota && self.limit == limit.decision.limit
+    }
+
+    /// [`rate_limit_values`] of `limit` alone, which [`Self::shows`]: the head built
+    /// once, the numbers on the stack, the value allocated once, exactly sized.
+    #[inline]
+    pub(crate) fn values(&self, limit: &LimitState<'_>, legacy: bool) -> RateLimitValues {
+        let quota = self.values.as_ref().and_then(|(policy, head)| {
+            let mut tail = ValueBuf::<TAIL>::new();
+            limit.write_state_tail(&mut tail);
+            let tail = tail.as_bytes();
+            let mut state = Vec::with_capacity(head.len() + tail.len());
+            state.extend_from_slice(head);
+            state.extend_from_slice(tail);
+            // Exactly sized: `Bytes` takes the vector as it is.
+            let state = HeaderValue::from_maybe_shared(Bytes::from(state)).ok()?;
+            Some((policy.clone(), state))
+        });
+        RateLimitValues {
+            quota,
+            legacy: legacy.then(|| legacy_values(limit, &[])).flatten(),
         }
     }
 }
@@ -204,44 +276,37 @@ const LEGACY: [HeaderName; 3] = [
 ];
 
 /// [`rate_limit_headers`] without `Retry-After`: the one implementation of the
-/// quota headers, which the layer also adds to an admitted response.
+/// quota headers, which the layer also adds to an admitted response (a route of one
+/// limit through [`OneLimit`], which builds the same values).
 pub(crate) fn rate_limit_values(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
     legacy: bool,
 ) -> RateLimitValues {
-    let policies = list(quoted(main, others), LimitState::write_policy_item);
-    rate_limit_values_with(policies, main, others, legacy)
+    let policies = policy_value(main, others);
+    let states = list(quoted(main, others), LimitState::write_state_item);
+    let quota = policies.zip(states);
+    let legacy = legacy.then(|| legacy_values(main, others)).flatten();
+    RateLimitValues { quota, legacy }
 }
 
 /// `RateLimit-Policy` alone. It depends on the limits' configuration only (name,
-/// quota, window), so the layer builds a route's once.
-pub(crate) fn policy_value(
-    main: &LimitState<'_>,
-    others: &[LimitState<'_>],
-) -> Option<HeaderValue> {
+/// quota, window), so the layer builds a route's once ([`OneLimit`]).
+fn policy_value(main: &LimitState<'_>, others: &[LimitState<'_>]) -> Option<HeaderValue> {
     list(quoted(main, others), LimitState::write_policy_item)
 }
 
-/// [`rate_limit_values`] with `policies`, the [`policy_value`] of the same limits.
-pub(crate) fn rate_limit_values_with(
-    policies: Option<HeaderValue>,
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` of the first limit on a rate.
+fn legacy_values(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
-    legacy: bool,
-) -> RateLimitValues {
-    let states = list(quoted(main, others), LimitState::write_state_item);
-    let quota = policies.zip(states);
-    let first_rate =
-        || quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }));
-    let legacy = legacy.then(first_rate).flatten().map(|first| {
-        Box::new([
-            HeaderValue::from(first.quota_units()),
-            HeaderValue::from(first.remaining()),
-            HeaderValue::from(reset_at(first.reset_in())),
-        ])
-    });
-    RateLimitValues { quota, legacy }
+) -> Option<Box<[HeaderValue; 3]>> {
+    let first = quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }))?;
+    Some(Box::new([
+        HeaderValue::from(first.quota_units()),
+        HeaderValue::from(first.remaining()),
+        HeaderValue::from(reset_at(first.reset_in())),
+    ]))
 }
 
 /// The limits shown in the quota headers, in order: those whose quota is known.
@@ -261,7 +326,7 @@ fn list<'a, 'b: 'a>(
     limits: impl Iterator<Item = &'a LimitState<'b>>,
     item: impl Fn(&LimitState<'b>, &mut ValueBuf),
 ) -> Option<HeaderValue> {
-    let mut buf = ValueBuf::new();
+    let mut buf = ValueBuf::<STACK>::new();
     for limit in limits {
         if !buf.is_empty() {
             buf.push_str(", ");
@@ -435,7 +500,7 @@ mod tests {
 
     #[test]
     fn policy_names_are_escaped() {
-        let mut quoted = ValueBuf::new();
+        let mut quoted = ValueBuf::<STACK>::new();
         quoted.push_sf_string("a\"b\\c\u{e9}\n");
         assert_eq!(quoted.as_bytes(), b"\"a\\\"b\\\\c\"");
     }
