@@ -28,6 +28,8 @@
 //! Seconds are rounded up as Python's `ceil(x - 1e-9)`: the same float arithmetic
 //! on the same numbers gives the same digits.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::RETRY_AFTER;
@@ -170,23 +172,33 @@ impl LimitState<'_> {
     /// The rest of the `RateLimit` item: what this decision says.
     #[inline]
     fn write_state_tail<const N: usize>(&self, out: &mut ValueBuf<N>) {
-        out.push_u64(self.remaining());
-        match self.quota {
-            Quota::Rate { .. } => {
-                out.push_str(";t=");
-                out.push_u64(self.reset_seconds());
-            }
-            Quota::Concurrency | Quota::Unknown => {}
+        let (remaining, reset) = self.state_numbers();
+        out.push_u64(remaining);
+        if let Some(reset) = reset {
+            out.push_str(";t=");
+            out.push_u64(reset);
         }
+    }
+
+    /// The numbers of the `RateLimit` item: `r`, and `t` for a rate.
+    #[inline]
+    fn state_numbers(&self) -> (u64, Option<u64>) {
+        let reset = match self.quota {
+            Quota::Rate { .. } => Some(self.reset_seconds()),
+            Quota::Concurrency | Quota::Unknown => None,
+        };
+        (self.remaining(), reset)
     }
 }
 
 /// The quota headers of a route of one limit, as far as the limit's configuration
-/// decides them, built on its first admission: its `RateLimit-Policy` value (a clone
-/// of it costs no allocation) and the head of its `RateLimit` item, so that an
-/// admission only writes the numbers of its decision (`docs/design.md#http`).
+/// decides them, built on its first admission: its `RateLimit-Policy` value and the
+/// head of its `RateLimit` item, so that an admission only writes the numbers of its
+/// decision (`docs/design.md#http`).
 #[derive(Debug)]
 pub(crate) struct OneLimit {
+    /// Which limit's these are, in each thread's [`RECENT`] values.
+    id: u64,
     /// The quota and decided limit (a cap's size) the values show: a decision
     /// under another (an override's, or the limiter's after a reload) is not theirs.
     quota: Quota,
@@ -198,6 +210,33 @@ pub(crate) struct OneLimit {
 /// Room for the numbers of a `RateLimit` item: `;r=` and `;t=` of two `u64`s.
 const TAIL: usize = 48;
 
+/// The ids of [`OneLimit`]s: never reused, so a thread's recent value is never
+/// taken for another limit's.
+static ONE_LIMIT_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's last values of one [`OneLimit`]: its own copy of the policy, and the
+/// `RateLimit` value of the last numbers it showed.
+struct Recent {
+    id: u64,
+    numbers: (u64, Option<u64>),
+    policy: HeaderValue,
+    state: HeaderValue,
+}
+
+/// Limits whose recent values a thread keeps, each in the slot of its id (modulo).
+const RECENT_SLOTS: usize = 8;
+
+thread_local! {
+    /// Each thread's recent values (`docs/design.md#http`). A limit far from its
+    /// quota shows the same numbers request after request (a bucket that refills
+    /// between requests is back at its burst): its value is then a clone, with no
+    /// allocation. Clones of a thread's own values count their references on that
+    /// thread's cache lines; a value shared by every thread would move its count
+    /// between cores on every request.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
 impl OneLimit {
     pub(crate) fn new(limit: &LimitState<'_>) -> Self {
         let values = policy_value(limit, &[]).map(|policy| {
@@ -206,6 +245,7 @@ impl OneLimit {
             (policy, head.as_bytes().into())
         });
         OneLimit {
+            id: ONE_LIMIT_IDS.fetch_add(1, Ordering::Relaxed),
             quota: limit.quota,
             limit: limit.decision.limit,
             values,
@@ -218,26 +258,67 @@ impl OneLimit {
         self.quota == limit.quota && self.limit == limit.decision.limit
     }
 
-    /// [`rate_limit_values`] of `limit` alone, which [`Self::shows`]: the head built
-    /// once, the numbers on the stack, the value allocated once, exactly sized.
+    /// [`rate_limit_values`] of `limit` alone, which [`Self::shows`]: this thread's
+    /// recent values when the numbers are the same, else the head built once and the
+    /// numbers written after it.
     #[inline]
     pub(crate) fn values(&self, limit: &LimitState<'_>, legacy: bool) -> RateLimitValues {
         let quota = self.values.as_ref().and_then(|(policy, head)| {
-            let mut tail = ValueBuf::<TAIL>::new();
-            limit.write_state_tail(&mut tail);
-            let tail = tail.as_bytes();
-            let mut state = Vec::with_capacity(head.len() + tail.len());
-            state.extend_from_slice(head);
-            state.extend_from_slice(tail);
-            // Exactly sized: `Bytes` takes the vector as it is.
-            let state = HeaderValue::from_maybe_shared(Bytes::from(state)).ok()?;
-            Some((policy.clone(), state))
+            let recent = RECENT
+                .try_with(|recent| self.recent(&mut recent.borrow_mut(), limit, policy, head));
+            // Only while the thread ends, when its values are gone: built anew.
+            recent.unwrap_or_else(|_| Some((policy.clone(), state_value(head, limit)?)))
         });
         RateLimitValues {
             quota,
             legacy: legacy.then(|| legacy_values(limit, &[])).flatten(),
         }
     }
+
+    #[inline]
+    fn recent(
+        &self,
+        recent: &mut [Option<Recent>; RECENT_SLOTS],
+        limit: &LimitState<'_>,
+        policy: &HeaderValue,
+        head: &[u8],
+    ) -> Option<(HeaderValue, HeaderValue)> {
+        let numbers = limit.state_numbers();
+        // `as`: the slot is the id modulo the slots.
+        let slot = &mut recent[self.id as usize % RECENT_SLOTS];
+        match slot {
+            Some(mine) if mine.id == self.id => {
+                if mine.numbers != numbers {
+                    mine.state = state_value(head, limit)?;
+                    mine.numbers = numbers;
+                }
+                Some((mine.policy.clone(), mine.state.clone()))
+            }
+            _ => {
+                let mine = slot.insert(Recent {
+                    id: self.id,
+                    numbers,
+                    // This thread's own copy (see `RECENT`).
+                    policy: HeaderValue::from_bytes(policy.as_bytes()).ok()?,
+                    state: state_value(head, limit)?,
+                });
+                Some((mine.policy.clone(), mine.state.clone()))
+            }
+        }
+    }
+}
+
+/// The `RateLimit` value of `limit`, after its `head`: the numbers on the stack, the
+/// value allocated once, exactly sized.
+fn state_value(head: &[u8], limit: &LimitState<'_>) -> Option<HeaderValue> {
+    let mut tail = ValueBuf::<TAIL>::new();
+    limit.write_state_tail(&mut tail);
+    let tail = tail.as_bytes();
+    let mut state = Vec::with_capacity(head.len() + tail.len());
+    state.extend_from_slice(head);
+    state.extend_from_slice(tail);
+    // Exactly sized: `Bytes` takes the vector as it is.
+    HeaderValue::from_maybe_shared(Bytes::from(state)).ok()
 }
 
 /// The headers of `main` (the refusing or tightest limit) and `others`, in that
@@ -496,6 +577,54 @@ mod tests {
         let end = now.ceil() + 5.0;
         let admitted = state("w", true, decision(true, 5, 4, 0.0, end - now), 86_400.0);
         assert_eq!(admitted.reset_at(), end as u64);
+    }
+
+    #[test]
+    fn one_limit_values_are_the_general_ones() {
+        let values = |v: RateLimitValues| {
+            let mut headers = HeaderMap::new();
+            v.add_to(&mut headers);
+            headers
+        };
+        let first = state("a\"pi", true, decision(true, 10, 7, 0.0, 2.5), 10.0);
+        let one = OneLimit::new(&first);
+        let other = OneLimit::new(&state("b", true, decision(true, 5, 4, 0.0, 1.0), 1.0));
+        // Numbers that change, come back, and interleave with another limit's, as
+        // each thread's recent values see them.
+        for (remaining, reset) in [(7, 2.5), (7, 2.5), (6, 2.5), (6, 0.0), (7, 2.5), (9, 0.5)] {
+            let now = state(
+                "a\"pi",
+                true,
+                decision(true, 10, remaining, 0.0, reset),
+                10.0,
+            );
+            assert!(one.shows(&now));
+            for legacy in [false, true] {
+                let mut expected = values(rate_limit_values(&now, &[], legacy));
+                let mut got = values(one.values(&now, legacy));
+                for headers in [&mut expected, &mut got] {
+                    // A Unix time, read at two moments.
+                    headers.remove("x-ratelimit-reset");
+                }
+                assert_eq!(got, expected, "r={remaining} t={reset} legacy={legacy}");
+            }
+            let o = state("b", true, decision(true, 5, remaining % 5, 0.0, 1.0), 1.0);
+            assert_eq!(
+                values(other.values(&o, false)),
+                values(rate_limit_values(&o, &[], false))
+            );
+        }
+        let cap = LimitState {
+            policy: "uploads",
+            allowed: true,
+            decision: decision(true, 3, 2, 0.0, 0.0),
+            quota: Quota::Concurrency,
+        };
+        assert_eq!(
+            values(OneLimit::new(&cap).values(&cap, false)),
+            values(rate_limit_values(&cap, &[], false))
+        );
+        assert!(!one.shows(&state("a\"pi", true, decision(true, 20, 7, 0.0, 2.5), 10.0)));
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl RouteLimits {
         let legacy = self.shared.legacy_headers;
         match limit.headers.get_or_init(|| OneLimit::new(&state)) {
             built if built.shows(&state) => built.values(&state, legacy),
-            _ => OneLimit::new(&state).values(&state, legacy),
+            _ => rate_limit_values(&state, &[], legacy),
         }
     }
 
