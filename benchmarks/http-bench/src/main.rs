@@ -138,6 +138,10 @@ fn one_request(router: &mut Router, peer: SocketAddr) -> usize {
 
 fn micro(rounds: usize, only: &[String]) {
     let verbose = std::env::var_os("VERBOSE").is_some();
+    let threads: usize = std::env::var("MICRO_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
     // `MICRO_N`: requests per round (fewer under valgrind).
     let n: u32 = std::env::var("MICRO_N")
         .ok()
@@ -157,17 +161,33 @@ fn micro(rounds: usize, only: &[String]) {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, variant) in variants.iter().enumerate() {
-            let mut router = app(variant, false);
-            let mut sink = 0;
-            for _ in 0..n / 10 {
-                sink += one_request(&mut router, peer);
-            }
-            let start = std::time::Instant::now();
-            for _ in 0..n {
-                sink += one_request(&mut router, peer);
-            }
-            let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
-            std::hint::black_box(sink);
+            let router = app(variant, false);
+            // `MICRO_THREADS` threads (default 1) at once, each on its own clone of
+            // the router, as a server's workers are: what they share (reference
+            // counts, the key's state) then moves between their cores.
+            let barrier = std::sync::Barrier::new(threads);
+            let ns = std::thread::scope(|scope| {
+                let runs: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (mut router, barrier) = (router.clone(), &barrier);
+                        scope.spawn(move || {
+                            let mut sink = 0;
+                            for _ in 0..n / 10 {
+                                sink += one_request(&mut router, peer);
+                            }
+                            barrier.wait();
+                            let start = std::time::Instant::now();
+                            for _ in 0..n {
+                                sink += one_request(&mut router, peer);
+                            }
+                            std::hint::black_box(sink);
+                            start.elapsed().as_nanos() as f64 / f64::from(n)
+                        })
+                    })
+                    .collect();
+                let each: Vec<f64> = runs.into_iter().map(|run| run.join().expect("a run")).collect();
+                each.iter().sum::<f64>() / each.len() as f64
+            });
             results[i].push(ns);
             if verbose {
                 println!("round {round}: {variant:20} {ns:8.1} ns/request");
