@@ -131,7 +131,10 @@ fn one_request(router: &mut Router, peer: SocketAddr) -> usize {
     let mut bytes = response.headers().len();
     let mut body = pin!(response.into_body());
     while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        bytes += frame.ok().and_then(|f| f.into_data().ok()).map_or(0, |d| d.len());
+        bytes += frame
+            .ok()
+            .and_then(|f| f.into_data().ok())
+            .map_or(0, |d| d.len());
     }
     bytes
 }
@@ -147,17 +150,18 @@ fn micro(rounds: usize, only: &[String]) {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200_000);
-    let all = ["none", "governor", "ratesync", "ratesync-noheaders", "governor-headers"];
+    let all = [
+        "none",
+        "governor",
+        "ratesync",
+        "ratesync-noheaders",
+        "governor-headers",
+    ];
     let variants: Vec<&str> = match only {
         [] => all.to_vec(),
         only => only.iter().map(String::as_str).collect(),
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
-    println!(
-        "size of ratesync's ResponseFuture: {} bytes (of axum's route future {} bytes)",
-        std::mem::size_of::<ratesync::http::ResponseFuture<axum::routing::Route, axum::body::Body>>(),
-        std::mem::size_of::<<axum::routing::Route as tower::Service<axum::extract::Request>>::Future>(),
-    );
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, variant) in variants.iter().enumerate() {
@@ -185,7 +189,10 @@ fn micro(rounds: usize, only: &[String]) {
                         })
                     })
                     .collect();
-                let each: Vec<f64> = runs.into_iter().map(|run| run.join().expect("a run")).collect();
+                let each: Vec<f64> = runs
+                    .into_iter()
+                    .map(|run| run.join().expect("a run"))
+                    .collect();
                 each.iter().sum::<f64>() / each.len() as f64
             });
             results[i].push(ns);
