@@ -67,6 +67,9 @@ where
         }
     }
 
+    // Inlined, as are the states' constructors: the inner future is then written
+    // once, in place, rather than copied through each constructor.
+    #[inline(always)]
     pub(crate) fn calling(future: S::Future, admitted: Admitted) -> Self {
         ResponseFuture {
             state: State::calling(future, admitted),
@@ -83,6 +86,7 @@ where
 }
 
 impl<S, B, F> State<S, B, F> {
+    #[inline(always)]
     fn calling(future: F, admitted: Admitted) -> Self {
         State::Calling {
             future,

@@ -28,12 +28,16 @@
 //! Seconds are rounded up as Python's `ceil(x - 1e-9)`: the same float arithmetic
 //! on the same numbers gives the same digits.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::value::ValueBuf;
+use bytes::Bytes;
+
+use super::value::{ValueBuf, STACK};
 use crate::Decision;
 
 /// What a limit's quota counts.
@@ -155,17 +159,166 @@ impl LimitState<'_> {
     }
 
     fn write_state_item(&self, out: &mut ValueBuf) {
+        self.write_state_head(out);
+        self.write_state_tail(out);
+    }
+
+    /// The `RateLimit` item up to its remaining count: the policy's name alone.
+    fn write_state_head<const N: usize>(&self, out: &mut ValueBuf<N>) {
         out.push_sf_string(self.policy);
         out.push_str(";r=");
-        out.push_u64(self.remaining());
-        match self.quota {
-            Quota::Rate { .. } => {
-                out.push_str(";t=");
-                out.push_u64(self.reset_seconds());
-            }
-            Quota::Concurrency | Quota::Unknown => {}
+    }
+
+    /// The rest of the `RateLimit` item: what this decision says.
+    #[inline]
+    fn write_state_tail<const N: usize>(&self, out: &mut ValueBuf<N>) {
+        let (remaining, reset) = self.state_numbers();
+        out.push_u64(remaining);
+        if let Some(reset) = reset {
+            out.push_str(";t=");
+            out.push_u64(reset);
         }
     }
+
+    /// The numbers of the `RateLimit` item: `r`, and `t` for a rate.
+    #[inline]
+    fn state_numbers(&self) -> (u64, Option<u64>) {
+        let reset = match self.quota {
+            Quota::Rate { .. } => Some(self.reset_seconds()),
+            Quota::Concurrency | Quota::Unknown => None,
+        };
+        (self.remaining(), reset)
+    }
+}
+
+/// The quota headers of a route of one limit, as far as the limit's configuration
+/// decides them, built on its first admission: its `RateLimit-Policy` value and the
+/// head of its `RateLimit` item, so that an admission only writes the numbers of its
+/// decision (`docs/design.md#http`).
+#[derive(Debug)]
+pub(crate) struct OneLimit {
+    /// Which limit's these are, in each thread's [`RECENT`] values.
+    id: u64,
+    /// The quota and decided limit (a cap's size) the values show: a decision
+    /// under another (an override's, or the limiter's after a reload) is not theirs.
+    quota: Quota,
+    limit: u64,
+    /// `RateLimit-Policy` and the head of `RateLimit`; none for a quota not known.
+    values: Option<(HeaderValue, Box<[u8]>)>,
+}
+
+/// Room for the numbers of a `RateLimit` item: `;r=` and `;t=` of two `u64`s.
+const TAIL: usize = 48;
+
+/// The ids of [`OneLimit`]s: never reused, so a thread's recent value is never
+/// taken for another limit's.
+static ONE_LIMIT_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's last values of one [`OneLimit`]: its own copy of the policy, and the
+/// `RateLimit` value of the last numbers it showed.
+struct Recent {
+    id: u64,
+    numbers: (u64, Option<u64>),
+    policy: HeaderValue,
+    state: HeaderValue,
+}
+
+/// Limits whose recent values a thread keeps, each in the slot of its id (modulo).
+const RECENT_SLOTS: usize = 8;
+
+thread_local! {
+    /// Each thread's recent values (`docs/design.md#http`). A limit far from its
+    /// quota shows the same numbers request after request (a bucket that refills
+    /// between requests is back at its burst): its value is then a clone, with no
+    /// allocation. Clones of a thread's own values count their references on that
+    /// thread's cache lines; a value shared by every thread would move its count
+    /// between cores on every request.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
+impl OneLimit {
+    pub(crate) fn new(limit: &LimitState<'_>) -> Self {
+        let values = policy_value(limit, &[]).map(|policy| {
+            let mut head = ValueBuf::<STACK>::new();
+            limit.write_state_head(&mut head);
+            (policy, head.as_bytes().into())
+        });
+        OneLimit {
+            id: ONE_LIMIT_IDS.fetch_add(1, Ordering::Relaxed),
+            quota: limit.quota,
+            limit: limit.decision.limit,
+            values,
+        }
+    }
+
+    /// Whether these are `limit`'s values.
+    #[inline]
+    pub(crate) fn shows(&self, limit: &LimitState<'_>) -> bool {
+        self.quota == limit.quota && self.limit == limit.decision.limit
+    }
+
+    /// [`rate_limit_values`] of `limit` alone, which [`Self::shows`]: this thread's
+    /// recent values when the numbers are the same, else the head built once and the
+    /// numbers written after it.
+    #[inline]
+    pub(crate) fn values(&self, limit: &LimitState<'_>, legacy: bool) -> RateLimitValues {
+        let quota = self.values.as_ref().and_then(|(policy, head)| {
+            let recent = RECENT
+                .try_with(|recent| self.recent(&mut recent.borrow_mut(), limit, policy, head));
+            // Only while the thread ends, when its values are gone: built anew.
+            recent.unwrap_or_else(|_| Some((policy.clone(), state_value(head, limit)?)))
+        });
+        RateLimitValues {
+            quota,
+            legacy: legacy.then(|| legacy_values(limit, &[])).flatten(),
+        }
+    }
+
+    #[inline]
+    fn recent(
+        &self,
+        recent: &mut [Option<Recent>; RECENT_SLOTS],
+        limit: &LimitState<'_>,
+        policy: &HeaderValue,
+        head: &[u8],
+    ) -> Option<(HeaderValue, HeaderValue)> {
+        let numbers = limit.state_numbers();
+        // `as`: the slot is the id modulo the slots.
+        let slot = &mut recent[self.id as usize % RECENT_SLOTS];
+        match slot {
+            Some(mine) if mine.id == self.id => {
+                if mine.numbers != numbers {
+                    mine.state = state_value(head, limit)?;
+                    mine.numbers = numbers;
+                }
+                Some((mine.policy.clone(), mine.state.clone()))
+            }
+            _ => {
+                let mine = slot.insert(Recent {
+                    id: self.id,
+                    numbers,
+                    // This thread's own copy (see `RECENT`).
+                    policy: HeaderValue::from_bytes(policy.as_bytes()).ok()?,
+                    state: state_value(head, limit)?,
+                });
+                Some((mine.policy.clone(), mine.state.clone()))
+            }
+        }
+    }
+}
+
+/// The `RateLimit` value of `limit`, after its `head`: the numbers on the stack, the
+/// value allocated once, exactly sized.
+fn state_value(head: &[u8], limit: &LimitState<'_>) -> Option<HeaderValue> {
+    let mut tail = ValueBuf::<TAIL>::new();
+    limit.write_state_tail(&mut tail);
+    let tail = tail.as_bytes();
+    let mut state = Vec::with_capacity(head.len() + tail.len());
+    state.extend_from_slice(head);
+    state.extend_from_slice(tail);
+    // Exactly sized: `Bytes` takes the vector as it is.
+    HeaderValue::from_maybe_shared(Bytes::from(state)).ok()
 }
 
 /// The headers of `main` (the refusing or tightest limit) and `others`, in that
@@ -204,44 +357,37 @@ const LEGACY: [HeaderName; 3] = [
 ];
 
 /// [`rate_limit_headers`] without `Retry-After`: the one implementation of the
-/// quota headers, which the layer also adds to an admitted response.
+/// quota headers, which the layer also adds to an admitted response (a route of one
+/// limit through [`OneLimit`], which builds the same values).
 pub(crate) fn rate_limit_values(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
     legacy: bool,
 ) -> RateLimitValues {
-    let policies = list(quoted(main, others), LimitState::write_policy_item);
-    rate_limit_values_with(policies, main, others, legacy)
+    let policies = policy_value(main, others);
+    let states = list(quoted(main, others), LimitState::write_state_item);
+    let quota = policies.zip(states);
+    let legacy = legacy.then(|| legacy_values(main, others)).flatten();
+    RateLimitValues { quota, legacy }
 }
 
 /// `RateLimit-Policy` alone. It depends on the limits' configuration only (name,
-/// quota, window), so the layer builds a route's once.
-pub(crate) fn policy_value(
-    main: &LimitState<'_>,
-    others: &[LimitState<'_>],
-) -> Option<HeaderValue> {
+/// quota, window), so the layer builds a route's once ([`OneLimit`]).
+fn policy_value(main: &LimitState<'_>, others: &[LimitState<'_>]) -> Option<HeaderValue> {
     list(quoted(main, others), LimitState::write_policy_item)
 }
 
-/// [`rate_limit_values`] with `policies`, the [`policy_value`] of the same limits.
-pub(crate) fn rate_limit_values_with(
-    policies: Option<HeaderValue>,
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` of the first limit on a rate.
+fn legacy_values(
     main: &LimitState<'_>,
     others: &[LimitState<'_>],
-    legacy: bool,
-) -> RateLimitValues {
-    let states = list(quoted(main, others), LimitState::write_state_item);
-    let quota = policies.zip(states);
-    let first_rate =
-        || quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }));
-    let legacy = legacy.then(first_rate).flatten().map(|first| {
-        Box::new([
-            HeaderValue::from(first.quota_units()),
-            HeaderValue::from(first.remaining()),
-            HeaderValue::from(reset_at(first.reset_in())),
-        ])
-    });
-    RateLimitValues { quota, legacy }
+) -> Option<Box<[HeaderValue; 3]>> {
+    let first = quoted(main, others).find(|limit| matches!(limit.quota, Quota::Rate { .. }))?;
+    Some(Box::new([
+        HeaderValue::from(first.quota_units()),
+        HeaderValue::from(first.remaining()),
+        HeaderValue::from(reset_at(first.reset_in())),
+    ]))
 }
 
 /// The limits shown in the quota headers, in order: those whose quota is known.
@@ -261,7 +407,7 @@ fn list<'a, 'b: 'a>(
     limits: impl Iterator<Item = &'a LimitState<'b>>,
     item: impl Fn(&LimitState<'b>, &mut ValueBuf),
 ) -> Option<HeaderValue> {
-    let mut buf = ValueBuf::new();
+    let mut buf = ValueBuf::<STACK>::new();
     for limit in limits {
         if !buf.is_empty() {
             buf.push_str(", ");
@@ -434,8 +580,56 @@ mod tests {
     }
 
     #[test]
+    fn one_limit_values_are_the_general_ones() {
+        let values = |v: RateLimitValues| {
+            let mut headers = HeaderMap::new();
+            v.add_to(&mut headers);
+            headers
+        };
+        let first = state("a\"pi", true, decision(true, 10, 7, 0.0, 2.5), 10.0);
+        let one = OneLimit::new(&first);
+        let other = OneLimit::new(&state("b", true, decision(true, 5, 4, 0.0, 1.0), 1.0));
+        // Numbers that change, come back, and interleave with another limit's, as
+        // each thread's recent values see them.
+        for (remaining, reset) in [(7, 2.5), (7, 2.5), (6, 2.5), (6, 0.0), (7, 2.5), (9, 0.5)] {
+            let now = state(
+                "a\"pi",
+                true,
+                decision(true, 10, remaining, 0.0, reset),
+                10.0,
+            );
+            assert!(one.shows(&now));
+            for legacy in [false, true] {
+                let mut expected = values(rate_limit_values(&now, &[], legacy));
+                let mut got = values(one.values(&now, legacy));
+                for headers in [&mut expected, &mut got] {
+                    // A Unix time, read at two moments.
+                    headers.remove("x-ratelimit-reset");
+                }
+                assert_eq!(got, expected, "r={remaining} t={reset} legacy={legacy}");
+            }
+            let o = state("b", true, decision(true, 5, remaining % 5, 0.0, 1.0), 1.0);
+            assert_eq!(
+                values(other.values(&o, false)),
+                values(rate_limit_values(&o, &[], false))
+            );
+        }
+        let cap = LimitState {
+            policy: "uploads",
+            allowed: true,
+            decision: decision(true, 3, 2, 0.0, 0.0),
+            quota: Quota::Concurrency,
+        };
+        assert_eq!(
+            values(OneLimit::new(&cap).values(&cap, false)),
+            values(rate_limit_values(&cap, &[], false))
+        );
+        assert!(!one.shows(&state("a\"pi", true, decision(true, 20, 7, 0.0, 2.5), 10.0)));
+    }
+
+    #[test]
     fn policy_names_are_escaped() {
-        let mut quoted = ValueBuf::new();
+        let mut quoted = ValueBuf::<STACK>::new();
         quoted.push_sf_string("a\"b\\c\u{e9}\n");
         assert_eq!(quoted.as_bytes(), b"\"a\\\"b\\\\c\"");
     }

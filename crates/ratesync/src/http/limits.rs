@@ -7,11 +7,10 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 
 use super::headers::{
-    policy_value, rate_limit_headers, rate_limit_values, rate_limit_values_with, LimitState, Quota,
-    RateLimitValues,
+    rate_limit_headers, rate_limit_values, LimitState, OneLimit, Quota, RateLimitValues,
 };
 use super::key::{KeyError, KeyExtractor, Keyer, RequestKey};
 use super::layer::RateLimitLayer;
@@ -24,11 +23,10 @@ pub struct Limit {
     limiter: Limiter,
     key: Keyer,
     cost: u32,
-    /// Its `RateLimit-Policy` value, built on the first admission, with the quota
-    /// and decided limit (a cap's size) it shows: a clone costs no allocation
+    /// What its headers owe to its configuration, built on the first admission
     /// (`docs/design.md#http`). A key whose quota differs (an override's, or the
-    /// limiter's after a reload) gets its own value built.
-    policy: OnceLock<(Quota, u64, HeaderValue)>,
+    /// limiter's after a reload) gets its own values built.
+    headers: OnceLock<OneLimit>,
 }
 
 impl Limit {
@@ -38,7 +36,7 @@ impl Limit {
             limiter,
             key: Keyer::new(key),
             cost: 1,
-            policy: OnceLock::new(),
+            headers: OnceLock::new(),
         }
     }
 
@@ -155,15 +153,17 @@ impl RouteLimits {
                 Err(rejection) => Checked::Now(Err(rejection)),
             };
         };
-        let key = match self.key(limit, parts) {
+        let request_key = match self.key(limit, parts) {
             Ok(key) => key,
             Err(rejection) => return Checked::Now(Err(rejection)),
         };
+        // Read once: an address written on the stack is checked to be text here.
+        let key = request_key.as_str();
         // What `try_acquire_all` does for a group of one, without its future.
-        match limit.call(key.as_str()).try_acquire_now() {
+        match limit.call(key).try_acquire_now() {
             Some(Ok(permit)) => {
                 let headers = match self.shared.headers {
-                    true => self.one_limit_values(limit, key.as_str(), *permit.decision()),
+                    true => self.one_limit_values(limit, key, *permit.decision()),
                     false => RateLimitValues::default(),
                 };
                 Checked::Now(Ok(Admitted {
@@ -172,14 +172,14 @@ impl RouteLimits {
                 }))
             }
             Some(Err(error)) => Checked::Now(Err(self.rejection(
-                &[key.as_str()],
+                &[key],
                 AcquireAllError {
                     index: 0,
                     decisions: vec![error.decision().copied()],
                     error,
                 },
             ))),
-            None => Checked::Later(vec![key.into_owned()]),
+            None => Checked::Later(vec![key.to_owned()]),
         }
     }
 
@@ -239,22 +239,14 @@ impl RouteLimits {
     }
 
     /// The headers of an admission by the one limit of the route, without the
-    /// vectors of [`Self::states`], and with the limit's `RateLimit-Policy` built
-    /// once.
+    /// vectors of [`Self::states`], from the limit's [`OneLimit`].
     fn one_limit_values(&self, limit: &Limit, key: &str, decision: Decision) -> RateLimitValues {
         let state = limit.state(key, decision.allowed(), decision);
-        let shown = (state.quota, decision.limit);
-        let policy = match limit.policy.get() {
-            Some((quota, limit, policy)) if (*quota, *limit) == shown => Some(policy.clone()),
-            _ => {
-                let policy = policy_value(&state, &[]);
-                if let Some(policy) = &policy {
-                    let _ = limit.policy.set((shown.0, shown.1, policy.clone()));
-                }
-                policy
-            }
-        };
-        rate_limit_values_with(policy, &state, &[], self.shared.legacy_headers)
+        let legacy = self.shared.legacy_headers;
+        match limit.headers.get_or_init(|| OneLimit::new(&state)) {
+            built if built.shows(&state) => built.values(&state, legacy),
+            _ => rate_limit_values(&state, &[], legacy),
+        }
     }
 
     /// The headers of an admission.

@@ -10,22 +10,22 @@ use http::HeaderValue;
 /// Room on the stack: one limit's `RateLimit-Policy` is its quoted name and about
 /// 30 bytes more, so this holds a route of a few limits; longer values move to the
 /// heap.
-const STACK: usize = 256;
+pub(crate) const STACK: usize = 256;
 
-/// The bytes of one header value, built without allocating until they outgrow
-/// [`STACK`]; [`Self::value`] then copies them into the `HeaderValue` (one
-/// allocation, exactly sized).
-pub(crate) struct ValueBuf {
-    stack: [u8; STACK],
+/// The bytes of one header value, built without allocating until they outgrow `N`
+/// bytes; [`Self::value`] then copies them into the `HeaderValue` (one allocation,
+/// exactly sized).
+pub(crate) struct ValueBuf<const N: usize = STACK> {
+    stack: [u8; N],
     len: usize,
     /// Everything, once it no longer fits on the stack.
     heap: Option<Vec<u8>>,
 }
 
-impl ValueBuf {
+impl<const N: usize> ValueBuf<N> {
     pub(crate) fn new() -> Self {
         ValueBuf {
-            stack: [0; STACK],
+            stack: [0; N],
             len: 0,
             heap: None,
         }
@@ -39,21 +39,28 @@ impl ValueBuf {
             room.copy_from_slice(bytes);
             self.len += bytes.len();
         } else {
-            let mut heap = Vec::with_capacity(2 * STACK);
-            heap.extend_from_slice(&self.stack[..self.len]);
-            heap.extend_from_slice(bytes);
-            self.heap = Some(heap);
+            self.spill(bytes);
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        let mut heap = Vec::with_capacity(2 * N.max(bytes.len()));
+        heap.extend_from_slice(&self.stack[..self.len]);
+        heap.extend_from_slice(bytes);
+        self.heap = Some(heap);
+    }
+
+    #[inline]
     pub(crate) fn push_str(&mut self, text: &str) {
         self.push(text.as_bytes());
     }
 
-    /// `n` in decimal, without `fmt`.
+    /// `n` in decimal.
+    #[inline]
     pub(crate) fn push_u64(&mut self, n: u64) {
-        let mut digits = Digits::default();
-        self.push(digits.format(n));
+        self.push(itoa::Buffer::new().format(n).as_bytes());
     }
 
     /// A structured-field string (RFC 8941): quoted, `\` and `"` escaped, characters
@@ -90,40 +97,6 @@ impl ValueBuf {
     /// drops anything else), so this is `None` only if a caller pushed other bytes.
     pub(crate) fn value(&self) -> Option<HeaderValue> {
         HeaderValue::from_bytes(self.as_bytes()).ok()
-    }
-}
-
-/// The decimal digits of a `u64`, on the stack.
-#[derive(Default)]
-struct Digits([u8; 20]);
-
-/// "00" to "99": two digits per division, as `itoa` and `core::fmt` do.
-const PAIRS: &[u8; 200] = b"\
-    0001020304050607080910111213141516171819\
-    2021222324252627282930313233343536373839\
-    4041424344454647484950515253545556575859\
-    6061626364656667686970717273747576777879\
-    8081828384858687888990919293949596979899";
-
-impl Digits {
-    #[inline]
-    fn format(&mut self, mut n: u64) -> &[u8] {
-        let mut start = self.0.len();
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            start -= 2;
-            self.0[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            start -= 2;
-            self.0[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            start -= 1;
-            self.0[start] = b'0' + n as u8;
-        }
-        &self.0[start..]
     }
 }
 
@@ -229,7 +202,7 @@ mod tests {
 
     #[test]
     fn numbers_and_long_values() {
-        let (mut buf, mut expected) = (ValueBuf::new(), String::new());
+        let (mut buf, mut expected) = (ValueBuf::<STACK>::new(), String::new());
         let powers = (0..20).map(|e| 10u64.pow(e));
         let around = powers.flat_map(|p| {
             [
@@ -247,7 +220,7 @@ mod tests {
         }
         assert_eq!(buf.as_bytes(), expected.as_bytes());
         let long = "x".repeat(3 * STACK);
-        let mut buf = ValueBuf::new();
+        let mut buf = ValueBuf::<STACK>::new();
         buf.push_str("ab");
         buf.push_sf_string(&long);
         buf.push_u64(42);
