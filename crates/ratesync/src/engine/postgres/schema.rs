@@ -3,7 +3,7 @@
 //! Everything lives in `schema_name` and is named from `table_name`: the table itself,
 //! its expiry index (`<table>_expiry`) and one function per operation
 //! (`<table>_acquire`, `_refund`, `_renew`, `_release`, `_reset`, `_cleanup`; and
-//! `_token_bucket`, which the acquire function's expressions inline). Identifiers are
+//! `_token_bucket` and `_expiry_at`, which the acquire function's expressions inline). Identifiers are
 //! always double-quoted (quotes doubled), so any name PostgreSQL accepts works, unicode
 //! and quotes included. PostgreSQL silently truncates identifiers to 63 bytes: a
 //! `schema_name` or `table_name` longer than that is refused with a clear error, and
@@ -40,8 +40,10 @@ pub(crate) struct Names {
     pub release: String,
     pub reset: String,
     pub cleanup: String,
-    /// The token bucket's decision, a SQL function the acquire function inlines.
+    /// The token bucket's decision and a written row's expiry: SQL functions the
+    /// acquire function inlines.
     token_bucket: String,
+    expiry: String,
     /// Unqualified: an index lives in its table's schema.
     expiry_index: String,
     /// The LISTEN/NOTIFY channel for releases (unquoted: it is passed as a value).
@@ -106,6 +108,7 @@ impl Names {
             reset: qualified(&derived(table, "_reset")),
             cleanup: qualified(&derived(table, "_cleanup")),
             token_bucket: qualified(&derived(table, "_token_bucket")),
+            expiry: qualified(&derived(table, "_expiry_at")),
             expiry_index: quote_ident(&derived(table, "_expiry")),
             channel: format!("ratesync_{hash:016x}"),
             lock: hash as i64,
@@ -155,6 +158,7 @@ impl Names {
             .replace("@reset@", &self.reset)
             .replace("@cleanup@", &self.cleanup)
             .replace("@token_bucket@", &self.token_bucket)
+            .replace("@expiry@", &self.expiry)
             .replace("@now_param@", now_param)
             .replace("@now@", now)
             .replace("@version@", &format!("'{}'", self.version()));
