@@ -222,6 +222,18 @@ async def test_each_loop_gets_its_own_answers(redis_store, name):
     assert counts == [50, 150, 150, 50]
 
 
+async def test_an_iterations_calls_handed_over_in_parts_are_decided_exactly(redis_store, name):
+    # 100 calls made in one iteration of the loop go to the runtime in parts of 16
+    # (docs/design.md#python), so several batches are in flight at once: the limit
+    # still admits exactly its 37, and each call gets its own answer.
+    ratesync.configure_limiter(
+        name, redis_store, algorithm="sliding_window", limit=37, window_seconds=60
+    )
+    results = await asyncio.gather(*(ratesync.check_limiter(name) for _ in range(100)))
+    assert sum(r.allowed for r in results) == 37
+    assert sorted(r.remaining for r in results if r.allowed) == list(range(37))
+
+
 def _acquire_in_child(limiter: str, out: "multiprocessing.Queue[str]") -> None:
     async def main() -> str:
         async def one() -> bool:

@@ -136,6 +136,14 @@ impl Drain {
     }
 }
 
+/// How many calls of one iteration wait for its flush at most: when that many are
+/// queued they go to the runtime at once (`docs/design.md#python`). With every call
+/// of an iteration handed over at its end, the store's round trip only starts once
+/// the loop's thread has run all of them, and the two never overlap; in parts, the
+/// store decides the first while the loop runs the others, and the tasks settle
+/// into cohorts that keep both busy.
+const HAND_OVER_AT: usize = 16;
+
 /// One call on the runtime: its result for the loop, or `None` when it was aborted.
 type Call = BoxFuture<'static, Option<Delivery>>;
 
@@ -258,11 +266,17 @@ impl LoopBridge {
 
     /// Queues `call` for the runtime, in this iteration's batch.
     fn submit(&self, py: Python<'_>, call: Call) {
-        let first = {
+        let (first, full) = {
             let mut calls = self.outbox.lock();
             calls.push(call);
-            calls.len() == 1
+            (calls.len() == 1, calls.len() >= HAND_OVER_AT)
         };
+        if full {
+            // The calls so far start now, while the loop runs the iteration's other
+            // tasks; the flush already queued takes the rest.
+            self.flush.get().__call__();
+            return;
+        }
         if first && self.call_soon.call1(py, (&self.flush,)).is_err() {
             // A closed loop schedules nothing: hand the calls over at once.
             self.flush.get().__call__();
