@@ -38,45 +38,52 @@ for _ = 1, runs do
   -- Member i's profile index, cost and lease are ARGV[shape + 3 * (i - 1) ..].
   local shape = a + 2
   a = shape + 3 * n
-  for _ = 1, calls do
-    -- Member i's decision goes at out[first + ANSWER_LEN * (i - 1)], after the
-    -- call's refusing member when it has several.
-    local first = o + 1
-    if n > 1 then
-      first = o + 2
-    end
-    local refused = 0
-    local b = shape
-    for i = 1, n do
-      local m = members[i]
-      if not m then
-        m = {}
-        members[i] = m
+  -- A run of lone token-bucket calls, the common shape, is decided without the
+  -- general loop's members (`tb_lone_run`).
+  local p = profiles[numbers[ARGV[shape]]]
+  if n == 1 and p[KIND] == 'tb' and p[MAX] == 0 then
+    k, o = tb_lone_run(states, out, o, KEYS, k, calls, p, numbers[ARGV[shape + 1]], now)
+  else
+    for _ = 1, calls do
+      -- Member i's decision goes at out[first + ANSWER_LEN * (i - 1)], after the
+      -- call's refusing member when it has several.
+      local first = o + 1
+      if n > 1 then
+        first = o + 2
       end
-      k = k + compose(m, KEYS, k, profiles[numbers[ARGV[b]]], numbers[ARGV[b + 1]], ARGV[b + 2])
-      b = b + 3
+      local refused = 0
+      local b = shape
+      for i = 1, n do
+        local m = members[i]
+        if not m then
+          m = {}
+          members[i] = m
+        end
+        k = k + compose(m, KEYS, k, profiles[numbers[ARGV[b]]], numbers[ARGV[b + 1]], ARGV[b + 2])
+        b = b + 3
+        if refused == 0 then
+          if answer(out, first + ANSWER_LEN * (i - 1), decide(states, m, now)) == 0 then
+            refused = i
+          end
+        end
+      end
       if refused == 0 then
-        if answer(out, first + ANSWER_LEN * (i - 1), decide(states, m, now)) == 0 then
-          refused = i
+        for i = 1, n do
+          -- An admission's answer ends with what it recorded.
+          admit(states, members[i], now, out[first + ANSWER_LEN * i - 1])
+        end
+      else
+        for i = 1, n do
+          if i ~= refused then
+            answer(out, first + ANSWER_LEN * (i - 1), peek(states, members[i], now))
+          end
         end
       end
-    end
-    if refused == 0 then
-      for i = 1, n do
-        -- An admission's answer ends with what it recorded.
-        admit(states, members[i], now, out[first + ANSWER_LEN * i - 1])
+      if n > 1 then
+        out[o + 1] = refused
       end
-    else
-      for i = 1, n do
-        if i ~= refused then
-          answer(out, first + ANSWER_LEN * (i - 1), peek(states, members[i], now))
-        end
-      end
+      o = first + ANSWER_LEN * n - 1
     end
-    if n > 1 then
-      out[o + 1] = refused
-    end
-    o = first + ANSWER_LEN * n - 1
   end
 end
 save(states, now)
