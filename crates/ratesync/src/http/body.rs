@@ -78,12 +78,6 @@ impl<B> RateLimitBody<B> {
     }
 }
 
-impl<B> From<B> for RateLimitBody<B> {
-    fn from(body: B) -> Self {
-        RateLimitBody::new(body)
-    }
-}
-
 impl<B> LimitedBody for RateLimitBody<B>
 where
     B: Body,
