@@ -50,9 +50,13 @@ impl Setup {
     }
 }
 
+/// A service of another body type than axum's: its bodies are wrapped, so that the
+/// layer can hold its permits in them and answer refusals in that type.
 fn ok_service(
-) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone {
+) -> impl Service<Request<String>, Response = Response<RateLimitBody<String>>, Error = Infallible> + Clone
+{
     service_fn(|_: Request<String>| async { Ok(Response::new(String::from("ok"))) })
+        .map_response(|response| response.map(RateLimitBody::new))
 }
 
 fn request_from(peer: &str) -> Request<String> {
@@ -195,7 +199,7 @@ async fn a_header_the_service_set_itself_is_kept() {
         .limit(Limit::new(setup.limiter("api"), LimiterWide))
         .build();
     let service = limits.layer().layer(service_fn(|_: Request<String>| async {
-        let mut response = Response::new(String::new());
+        let mut response = Response::new(RateLimitBody::new(String::new()));
         response
             .headers_mut()
             .insert("ratelimit", "\"own\";r=9;t=0".parse().unwrap());
@@ -261,7 +265,7 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
                 let _ = started.send(());
                 let _ = finish.await;
             }
-            Ok::<_, Infallible>(Response::new(String::from("done")))
+            Ok::<_, Infallible>(Response::new(RateLimitBody::new(String::from("done"))))
         }
     }));
 
@@ -310,6 +314,126 @@ async fn a_concurrency_slot_is_held_until_the_response_body_is_done() {
     assert!(
         slots.state().await.unwrap().allowed(),
         "a dropped body releases too"
+    );
+}
+
+#[tokio::test]
+async fn nested_layers_hold_their_slots_in_one_body_even_a_refusal() {
+    let setup = Setup::new(&[
+        ("outer", LimiterBuilder::new("m").max_concurrent(1)),
+        ("inner", LimiterBuilder::new("m").max_concurrent(1)),
+        ("none_left", LimiterBuilder::token_bucket("m", 1.0).burst(1)),
+    ]);
+    let (outer, inner) = (setup.limiter("outer"), setup.limiter("inner"));
+    let layer = |limiter: &Limiter| {
+        RouteLimits::builder()
+            .limit(Limit::new(limiter.clone(), LimiterWide))
+            .build()
+            .layer()
+    };
+    let service = layer(&outer).layer(layer(&inner).layer(ok_service()));
+    let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!outer.state().await.unwrap().allowed(), "outer held");
+    assert!(!inner.state().await.unwrap().allowed(), "inner held");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "ok");
+    assert!(outer.state().await.unwrap().allowed(), "outer released");
+    assert!(inner.state().await.unwrap().allowed(), "inner released");
+
+    // The inner layer refuses: the outer one's slot is held by the refusal's text.
+    let refusing = layer(&setup.limiter("none_left"));
+    let service = layer(&outer).layer(refusing.layer(ok_service()));
+    assert_eq!(
+        status(
+            &RouteLimits::builder()
+                .limit(Limit::new(setup.limiter("none_left"), LimiterWide))
+                .build(),
+            Request::new(String::new())
+        )
+        .await,
+        StatusCode::OK,
+        "the only token taken"
+    );
+    let refused = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        !outer.state().await.unwrap().allowed(),
+        "held by the refusal"
+    );
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "rate limit exceeded: retry after 1 s\n");
+    assert!(outer.state().await.unwrap().allowed(), "released with it");
+}
+
+/// Behind axum, the layer answers in axum's own body type (which axum passes on as
+/// it is); a response that holds a slot holds it until its streamed body ends.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn an_axum_body_holds_its_slot_until_it_is_streamed() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use bytes::Bytes;
+
+    let setup = Setup::new(&[("slots", LimiterBuilder::new("m").max_concurrent(1))]);
+    let slots = setup.limiter("slots");
+    let limits = RouteLimits::builder()
+        .limit(Limit::new(slots.clone(), LimiterWide))
+        .build();
+    let (chunks, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    let receiver = Arc::new(std::sync::Mutex::new(Some(receiver)));
+    let handler = move || {
+        let receiver = receiver
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one streamed response");
+        async move {
+            Body::from_stream(futures::stream::unfold(receiver, |mut receiver| async {
+                receiver.recv().await.map(|chunk| (chunk, receiver))
+            }))
+        }
+    };
+    let router = Router::new().route("/", get(handler));
+
+    // The layer's response type is the inner service's: nothing for axum to box.
+    fn answers_axum_bodies<S: Service<Request<Body>, Response = Response<Body>>>(_: &S) {}
+    answers_axum_bodies(&limits.layer().layer(router.clone()));
+
+    let app = router.layer(limits.layer());
+    let response = app
+        .clone()
+        .oneshot(Request::new(Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    chunks.send(Ok(Bytes::from("a"))).await.unwrap();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "a");
+    assert!(
+        !slots.state().await.unwrap().allowed(),
+        "held while streaming"
+    );
+
+    let refused = app
+        .clone()
+        .oneshot(Request::new(Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["ratelimit"], "\"slots\";r=0");
+    let text = refused.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, "rate limit exceeded: retry after 1 s\n");
+
+    chunks.send(Ok(Bytes::from("b"))).await.unwrap();
+    drop(chunks);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "b");
+    assert!(
+        slots.state().await.unwrap().allowed(),
+        "released at its end"
     );
 }
 
@@ -567,9 +691,9 @@ impl Clone for ReadyOnce {
 }
 
 impl Service<Request<String>> for ReadyOnce {
-    type Response = Response<String>;
+    type Response = Response<RateLimitBody<String>>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.ready = true;
@@ -580,7 +704,7 @@ impl Service<Request<String>> for ReadyOnce {
         if !std::mem::take(&mut self.ready) {
             self.misuse.store(true, Ordering::SeqCst);
         }
-        std::future::ready(Ok(Response::new(String::new())))
+        std::future::ready(Ok(Response::new(RateLimitBody::new(String::new()))))
     }
 }
 

@@ -1,5 +1,6 @@
-//! `RateLimitBody`: the response body, holding the request's permits until it has
-//! been sent, or the short text of a refusal.
+//! The response body: [`LimitedBody`], what the layer needs of the inner service's
+//! body type (a refusal's text; holding an admitted request's permits until the body
+//! has been sent), and [`RateLimitBody`], which gives that to any body.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -10,8 +11,37 @@ use pin_project_lite::pin_project;
 
 use crate::Permit;
 
+/// A body type the layer can answer with: the inner service's own, so the layer's
+/// responses have the type the inner service's have (`docs/design.md#http`).
+///
+/// - With the `axum` feature, axum's `Body`: a `Router`'s responses stay
+///   `Response<axum::body::Body>`, which axum passes on as it is. Only a response
+///   that holds concurrency slots is wrapped (in a [`RateLimitBody`], then boxed,
+///   as axum boxes any other body).
+/// - [`RateLimitBody<B>`] over any `http_body::Body`: a service with another body
+///   type answers `Response<RateLimitBody<B>>`, its body wrapped with
+///   [`RateLimitBody::new`] (for instance with `ServiceExt::map_response`).
+///
+/// A body type of your own can implement it too.
+#[diagnostic::on_unimplemented(
+    message = "the rate-limit layer cannot answer with a `{Self}` body",
+    label = "the inner service's response body",
+    note = "wrap the inner service's body in `ratesync::http::RateLimitBody` \
+            (`service.map_response(|r| r.map(RateLimitBody::new))`), or use axum's `Body`"
+)]
+pub trait LimitedBody: Body + Sized {
+    /// The body of a refusal: its short plain text.
+    fn refusal(text: Bytes) -> Self;
+
+    /// This body, keeping `permits` until it has been sent in full or dropped, so
+    /// that a concurrency slot covers a streamed response too. Called only with
+    /// permits that hold a slot.
+    fn holding(self, permits: Vec<Permit>) -> Self;
+}
+
 pin_project! {
-    /// The body of a response of [`RateLimitService`](super::RateLimitService).
+    /// A response body that can hold an admitted request's permits, or be the short
+    /// text of a refusal: the [`LimitedBody`] for a service of any body type.
     ///
     /// An admitted request's concurrency slots are released when its body ends or
     /// is dropped, not when the handler returns: a slot then covers a streamed
@@ -19,6 +49,9 @@ pin_project! {
     pub struct RateLimitBody<B> {
         #[pin]
         kind: Kind<B>,
+        // Those that hold a slot: empty (no allocation) unless the route has a
+        // concurrency cap.
+        permits: Vec<Permit>,
     }
 }
 
@@ -28,7 +61,6 @@ pin_project! {
         Inner {
             #[pin]
             body: B,
-            permits: Vec<Permit>,
         },
         Text {
             text: Option<Bytes>,
@@ -37,16 +69,43 @@ pin_project! {
 }
 
 impl<B> RateLimitBody<B> {
-    pub(crate) fn new(body: B, permits: Vec<Permit>) -> Self {
+    /// `body`, holding nothing yet.
+    pub fn new(body: B) -> Self {
         RateLimitBody {
-            kind: Kind::Inner { body, permits },
+            kind: Kind::Inner { body },
+            permits: Vec::new(),
+        }
+    }
+}
+
+impl<B> LimitedBody for RateLimitBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    fn refusal(text: Bytes) -> Self {
+        RateLimitBody {
+            kind: Kind::Text { text: Some(text) },
+            permits: Vec::new(),
         }
     }
 
-    pub(crate) fn text(text: Bytes) -> Self {
-        RateLimitBody {
-            kind: Kind::Text { text: Some(text) },
-        }
+    fn holding(mut self, permits: Vec<Permit>) -> Self {
+        // An inner layer may hold some already (nested limits).
+        self.permits.extend(permits);
+        self
+    }
+}
+
+#[cfg(feature = "axum")]
+impl LimitedBody for axum::body::Body {
+    fn refusal(text: Bytes) -> Self {
+        axum::body::Body::from(text)
+    }
+
+    fn holding(self, permits: Vec<Permit>) -> Self {
+        // The one case that boxes: axum's body cannot carry anything of ours.
+        axum::body::Body::new(RateLimitBody::new(self).holding(permits))
     }
 }
 
@@ -62,31 +121,28 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body, permits } => {
-                let frame = ready!(body.poll_frame(cx));
-                if frame.is_none() {
-                    // Sent in full: the slots need not wait for the body to be dropped.
-                    permits.clear();
-                }
-                Poll::Ready(frame)
-            }
-            KindProj::Text { text } => {
-                Poll::Ready(text.take().map(|text| Ok(Frame::data(text.into()))))
-            }
+        let this = self.project();
+        let frame = match this.kind.project() {
+            KindProj::Inner { body } => ready!(body.poll_frame(cx)),
+            KindProj::Text { text } => text.take().map(|text| Ok(Frame::data(text.into()))),
+        };
+        if frame.is_none() {
+            // Sent in full: the slots need not wait for the body to be dropped.
+            this.permits.clear();
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body, .. } => body.is_end_stream(),
+            Kind::Inner { body } => body.is_end_stream(),
             Kind::Text { text } => text.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body, .. } => body.size_hint(),
+            Kind::Inner { body } => body.size_hint(),
             Kind::Text { text } => {
                 SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
             }
@@ -96,12 +152,12 @@ where
 
 impl<B> std::fmt::Debug for RateLimitBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            Kind::Inner { permits, .. } => f
-                .debug_struct("RateLimitBody")
-                .field("permits", &permits.len())
-                .finish_non_exhaustive(),
-            Kind::Text { text } => f.debug_struct("RateLimitBody").field("text", text).finish(),
+        let mut debug = f.debug_struct("RateLimitBody");
+        if let Kind::Text { text } = &self.kind {
+            debug.field("text", text);
         }
+        debug
+            .field("permits", &self.permits.len())
+            .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::body::RateLimitBody;
+use super::body::LimitedBody;
 use super::headers::RateLimitValues;
 use super::limits::Admitted;
 use super::rejection::Rejection;
@@ -101,8 +101,9 @@ const POLLED_AFTER_COMPLETION: &str = "ResponseFuture polled after completion";
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: LimitedBody,
 {
-    type Output = Result<Response<RateLimitBody<ResBody>>, S::Error>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
@@ -132,8 +133,11 @@ where
                     let headers = headers.take().expect(POLLED_AFTER_COMPLETION);
                     // A header the service set itself wins.
                     headers.add_to(response.headers_mut());
-                    let permits = std::mem::take(permits);
-                    return Poll::Ready(Ok(response.map(|body| RateLimitBody::new(body, permits))));
+                    if !permits.is_empty() {
+                        let permits = std::mem::take(permits);
+                        response = response.map(|body| body.holding(permits));
+                    }
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Rejected { rejection } => {
                     let rejection = rejection.take().expect(POLLED_AFTER_COMPLETION);
@@ -144,9 +148,9 @@ where
     }
 }
 
-fn refusal<B>(rejection: Rejection) -> Response<RateLimitBody<B>> {
+fn refusal<B: LimitedBody>(rejection: Rejection) -> Response<B> {
     let (status, headers, text) = rejection.into_parts();
-    let mut response = Response::new(RateLimitBody::text(text));
+    let mut response = Response::new(B::refusal(text));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -21,6 +21,10 @@
 //! `legacy_headers(true)`. The headers are the Python FastAPI integration's, byte
 //! for byte. Concurrency slots are held until the response body has been sent.
 //!
+//! The layer's responses have the inner service's body type, which must be a
+//! [`LimitedBody`]: axum's `Body` (feature `axum`), or [`RateLimitBody`], which wraps
+//! any other body (`RateLimitBody::new`), as below.
+//!
 //! [`ClientIp`] believes `X-Forwarded-For`, `Forwarded` and `X-Real-IP` only from
 //! the proxies in [`TrustedProxies`] (by default none; [`ClientIp::from_config`]
 //! reads `[http] trusted_proxy_networks`, or `[fastapi]` as rate-sync files name it,
@@ -30,7 +34,7 @@
 //! use std::convert::Infallible;
 //!
 //! use http::{Request, Response};
-//! use ratesync::http::{ClientIp, Header, Limit, RouteLimits};
+//! use ratesync::http::{ClientIp, Header, Limit, RateLimitBody, RouteLimits};
 //! use ratesync::{Config, LimiterBuilder, Registry, StoreBuilder};
 //! use tower::{service_fn, Layer};
 //!
@@ -50,7 +54,7 @@
 //!     .build();
 //!
 //! let service = limits.layer().layer(service_fn(|_: Request<String>| async {
-//!     Ok::<_, Infallible>(Response::new(String::from("hello")))
+//!     Ok::<_, Infallible>(Response::new(RateLimitBody::new(String::from("hello"))))
 //! }));
 //! # let _ = service;
 //! # Ok(()) }
@@ -75,7 +79,7 @@ mod rejection;
 mod service;
 mod value;
 
-pub use self::body::RateLimitBody;
+pub use self::body::{LimitedBody, RateLimitBody};
 pub use self::client_ip::{
     client_ip, client_ip_from_lines, parse_ip, InvalidNetwork, TrustedProxies,
 };
