@@ -835,9 +835,9 @@ local function admit(states, m, now, recorded)
 end
 
 -- A run of `calls` lone token-bucket calls under profile `p` (no concurrency cap),
--- at cost `cost`, on KEYS[k] on: decided and recorded as `decide`, `answer` and
--- `admit` would, without filling a member for each. The shape of nearly every call
--- (docs/design.md#batches), where those three calls and the member cost the server
+-- at cost `cost`, on KEYS[k] on: decided and recorded as `decide` and `admit`
+-- would, without filling a member for each. The shape of nearly every call
+-- (docs/design.md#batches), where those calls and the member cost the server
 -- more than the decision itself. Returns the next key index and the answer's last
 -- index.
 local function tb_lone_run(states, out, o, KEYS, k, calls, p, cost, now)
@@ -849,13 +849,9 @@ local function tb_lone_run(states, out, o, KEYS, k, calls, p, cost, now)
       state = tb_load(key)
       states[key] = state
     end
-    local allowed, remaining, retry, reset, by, recorded =
-      tb_decide(state.tat, now, interval, burst, cost)
-    if allowed == 1 then
-      state.tat, state.by = recorded, p
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 0, remaining, reset, recorded
-    else
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = by, remaining, reset, retry
+    -- An admission's answer ends with what it recorded.
+    if answer(out, o + 1, tb_decide(state.tat, now, interval, burst, cost)) == 1 then
+      state.tat, state.by = out[o + ANSWER_LEN], p
     end
     o = o + ANSWER_LEN
   end
